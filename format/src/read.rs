@@ -1,0 +1,755 @@
+//! The stone reader: metadata first, then the content as a stream of verified assets.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), mossfs_format::DecodeError> {
+//! # let file = std::io::empty();
+//! let mut reader = mossfs_format::Reader::new(file)?;
+//! let stone = reader.read_metadata()?;      // meta, layout, index; stops at the content
+//! if let Some(mut content) = reader.content(&stone)? {
+//!     while let Some(mut asset) = content.next_asset()? {
+//!         std::io::copy(&mut asset, &mut std::io::sink())?;
+//!         asset.finish()?;                  // the xxh3-128 of the bytes matched
+//!     }
+//!     content.finish()?;                    // sizes and the payload checksum matched
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Nothing is allocated from a declared size. Metadata bodies are read through `take`, so a
+//! header that lies about its size costs only the bytes that really follow, and each kind
+//! has a hard limit. Content is never held in memory: it streams through zstd, bounded by
+//! the declared plain size, and is split into assets by the index as it passes.
+
+use std::io::{self, BufReader, Read};
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::{DecodeError, RecordError};
+use crate::hash::AssetHasher;
+use crate::header::{self, ArchiveHeader};
+use crate::index::{self, IndexEntry};
+use crate::layout::{self, EntryKind, LayoutEntry};
+use crate::meta::{self, Meta, MetaRecord};
+use crate::payload::{self, Compression, PayloadHeader, PayloadKind};
+
+/// The largest metadata payload (stored or plain) we hold in memory: 1 GiB. Upstream's
+/// biggest packages have layouts of a few megabytes.
+pub const MAX_METADATA_SIZE: u64 = 1 << 30;
+
+/// Upstream writes zstd with a window log of 31, so a decoder must allow that.
+pub const MAX_WINDOW_LOG: u32 = 31;
+
+/// One payload as found in the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadInfo {
+    /// Offset of its header in the file.
+    pub offset: u64,
+    /// The header as declared.
+    pub header: PayloadHeader,
+}
+
+/// Everything but the content, decoded and verified.
+#[derive(Debug, Clone, Default)]
+pub struct Stone {
+    /// The archive header; `None` only for `Stone::default()`.
+    pub header: Option<ArchiveHeader>,
+    /// Every payload read so far, in file order, unknown ones included.
+    pub payloads: Vec<PayloadInfo>,
+    /// Meta records in file order.
+    pub meta: Vec<MetaRecord>,
+    /// Layout entries in file order.
+    pub layout: Vec<LayoutEntry>,
+    /// Index entries in file order.
+    pub index: Vec<IndexEntry>,
+    /// The raw attributes payload body, if any.
+    pub attributes: Option<Vec<u8>>,
+    /// The content payload's header, if the stone has one.
+    pub content: Option<PayloadInfo>,
+}
+
+impl Stone {
+    /// The typed meta, with the package name required.
+    pub fn typed_meta(&self) -> Result<Meta, meta::MetaError> {
+        Meta::from_records(&self.meta)
+    }
+
+    /// The package name, if the meta has one, for error messages.
+    pub fn name(&self) -> Option<&str> {
+        self.meta.iter().find_map(|r| match (&r.tag, &r.value) {
+            (meta::MetaTag::Name, meta::MetaValue::String(s)) => Some(s.as_str()),
+            _ => None,
+        })
+    }
+
+    /// Checks that every regular file in the layout has an index entry, so that unpacking
+    /// the content yields every asset the layout needs.
+    pub fn check_assets(&self) -> Result<(), DecodeError> {
+        let listed: std::collections::HashSet<_> = self.index.iter().map(|e| e.digest).collect();
+        for entry in &self.layout {
+            if let EntryKind::Regular(hash) = entry.kind
+                && !listed.contains(&hash)
+            {
+                return Err(DecodeError::MissingAsset {
+                    package: self.name().map(str::to_owned),
+                    path: entry.path.to_string(),
+                    hash,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A reader over one stone.
+pub struct Reader<R> {
+    inner: R,
+    header: ArchiveHeader,
+    /// Bytes consumed so far, for error offsets.
+    offset: u64,
+    /// Payloads whose headers have been read.
+    seen: u16,
+    /// The content payload was handed out; the rest of the archive follows it.
+    content_taken: bool,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads and validates the archive header.
+    pub fn new(mut inner: R) -> Result<Self, DecodeError> {
+        let mut bytes = [0u8; header::LEN];
+        let found = read_full(&mut inner, &mut bytes)?;
+        if found < header::LEN {
+            // A file too short to even hold the magic is still "not a stone".
+            if found < 4 || bytes[..4] != header::MAGIC {
+                let mut magic = [0u8; 4];
+                magic[..found.min(4)].copy_from_slice(&bytes[..found.min(4)]);
+                return Err(DecodeError::BadMagic { found: magic });
+            }
+            return Err(DecodeError::Truncated {
+                what: "archive header",
+                offset: 0,
+                expected: header::LEN as u64,
+                found: found as u64,
+            });
+        }
+        let header = ArchiveHeader::decode(&bytes)?;
+        Ok(Reader {
+            inner,
+            header,
+            offset: header::LEN as u64,
+            seen: 0,
+            content_taken: false,
+        })
+    }
+
+    /// The archive header.
+    pub fn header(&self) -> ArchiveHeader {
+        self.header
+    }
+
+    /// Reads every payload up to the content (or to the end, if there is none), verifying
+    /// checksums and decoding records. The reader is left at the start of the content body.
+    pub fn read_metadata(&mut self) -> Result<Stone, DecodeError> {
+        let mut stone = Stone {
+            header: Some(self.header),
+            ..Stone::default()
+        };
+        let mut seen_kinds = Vec::new();
+        while let Some(info) = self.next_payload_header()? {
+            stone.payloads.push(info);
+            let kind = info.header.kind;
+            if kind == PayloadKind::Content {
+                stone.content = Some(info);
+                return Ok(stone);
+            }
+            if matches!(
+                kind,
+                PayloadKind::Meta
+                    | PayloadKind::Layout
+                    | PayloadKind::Index
+                    | PayloadKind::Attributes
+            ) {
+                if seen_kinds.contains(&kind) {
+                    return Err(DecodeError::DuplicatePayload {
+                        kind,
+                        offset: info.offset,
+                    });
+                }
+                seen_kinds.push(kind);
+            }
+            self.read_metadata_payload(info, &mut stone)?;
+        }
+        Ok(stone)
+    }
+
+    fn read_metadata_payload(
+        &mut self,
+        info: PayloadInfo,
+        stone: &mut Stone,
+    ) -> Result<(), DecodeError> {
+        let PayloadInfo { offset, header } = info;
+        let kind = header.kind;
+        let known = matches!(
+            kind,
+            PayloadKind::Meta | PayloadKind::Layout | PayloadKind::Index | PayloadKind::Attributes
+        );
+        if !known || matches!(header.compression, Compression::Unknown(_)) {
+            return self.skip_body(info);
+        }
+        if header.version != 1 {
+            return Err(DecodeError::UnsupportedPayloadVersion {
+                kind,
+                offset,
+                version: header.version,
+            });
+        }
+        for size in [header.stored_size, header.plain_size] {
+            if size > MAX_METADATA_SIZE {
+                return Err(DecodeError::PayloadTooLarge {
+                    kind,
+                    offset,
+                    size,
+                    limit: MAX_METADATA_SIZE,
+                });
+            }
+        }
+        let body = self.read_body(info)?;
+        let plain = decompress(&body, info)?;
+        let package = stone.name().map(str::to_owned);
+        let bad = |(index, reason): (u64, RecordError)| DecodeError::BadRecord {
+            kind,
+            index,
+            package: package.clone(),
+            reason,
+        };
+        let found = match kind {
+            PayloadKind::Meta => {
+                stone.meta = meta::decode_all(&plain).map_err(bad)?;
+                stone.meta.len()
+            }
+            PayloadKind::Layout => {
+                stone.layout = layout::decode_all(&plain).map_err(bad)?;
+                stone.layout.len()
+            }
+            PayloadKind::Index => {
+                stone.index = index::decode_all(&plain).map_err(bad)?;
+                stone.index.len()
+            }
+            _ => {
+                stone.attributes = Some(plain);
+                return Ok(());
+            }
+        } as u64;
+        if found != u64::from(header.records) {
+            return Err(DecodeError::RecordCount {
+                kind,
+                offset,
+                declared: header.records,
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns the content stream, positioned at the content body, or `None` if the stone
+    /// has no content payload. `stone` must be what [`Reader::read_metadata`] returned.
+    pub fn content(&mut self, stone: &Stone) -> Result<Option<Content<'_, R>>, DecodeError> {
+        let Some(info) = stone.content else {
+            return Ok(None);
+        };
+        if self.content_taken {
+            return Ok(None);
+        }
+        self.content_taken = true;
+        Content::new(self, info, &stone.index).map(Some)
+    }
+
+    /// Reads the rest of the archive after the content: only payloads that do not matter
+    /// (unknown kinds) may follow. Checks the declared payload count and trailing bytes.
+    pub fn finish(mut self) -> Result<(), DecodeError> {
+        while let Some(info) = self.next_payload_header()? {
+            match info.header.kind {
+                PayloadKind::Unknown(_) => self.skip_body(info)?,
+                PayloadKind::Content => {
+                    return Err(DecodeError::DuplicatePayload {
+                        kind: PayloadKind::Content,
+                        offset: info.offset,
+                    });
+                }
+                kind => {
+                    return Err(DecodeError::PayloadAfterContent {
+                        kind,
+                        offset: info.offset,
+                    });
+                }
+            }
+        }
+        let mut probe = [0u8; 1];
+        if read_full(&mut self.inner, &mut probe)? != 0 {
+            return Err(DecodeError::TrailingData { extra: 1 });
+        }
+        Ok(())
+    }
+
+    fn next_payload_header(&mut self) -> Result<Option<PayloadInfo>, DecodeError> {
+        if self.seen == self.header.payload_count {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; payload::LEN];
+        let found = read_full(&mut self.inner, &mut bytes)?;
+        if found == 0 {
+            return Err(DecodeError::MissingPayloads {
+                declared: self.header.payload_count,
+                found: self.seen,
+            });
+        }
+        if found < payload::LEN {
+            return Err(DecodeError::Truncated {
+                what: "payload header",
+                offset: self.offset,
+                expected: payload::LEN as u64,
+                found: found as u64,
+            });
+        }
+        let info = PayloadInfo {
+            offset: self.offset,
+            header: PayloadHeader::decode(&bytes),
+        };
+        self.offset += payload::LEN as u64;
+        self.seen += 1;
+        if info.header.compression == Compression::None
+            && info.header.stored_size != info.header.plain_size
+        {
+            return Err(DecodeError::SizeMismatch {
+                kind: info.header.kind,
+                offset: info.offset,
+                stored: info.header.stored_size,
+                plain: info.header.plain_size,
+            });
+        }
+        Ok(Some(info))
+    }
+
+    /// Reads a body whose stored size has already been checked against the limit. The
+    /// buffer grows only as bytes really arrive.
+    fn read_body(&mut self, info: PayloadInfo) -> Result<Vec<u8>, DecodeError> {
+        let size = info.header.stored_size;
+        let mut body = Vec::with_capacity(size.min(1 << 20) as usize);
+        let found = (&mut self.inner).take(size).read_to_end(&mut body)? as u64;
+        self.offset += found;
+        if found < size {
+            return Err(truncated_body(info, found));
+        }
+        let computed = xxhash_rust::xxh3::xxh3_64(&body);
+        if computed != info.header.checksum {
+            return Err(DecodeError::BadChecksum {
+                kind: info.header.kind,
+                offset: info.offset,
+                expected: info.header.checksum,
+                computed,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Skips a payload we do not decode, without holding it in memory.
+    fn skip_body(&mut self, info: PayloadInfo) -> Result<(), DecodeError> {
+        let size = info.header.stored_size;
+        let found = io::copy(&mut (&mut self.inner).take(size), &mut io::sink())?;
+        self.offset += found;
+        if found < size {
+            return Err(truncated_body(info, found));
+        }
+        Ok(())
+    }
+}
+
+fn truncated_body(info: PayloadInfo, found: u64) -> DecodeError {
+    DecodeError::Truncated {
+        what: "payload body",
+        offset: info.offset + payload::LEN as u64,
+        expected: info.header.stored_size,
+        found,
+    }
+}
+
+/// Decompresses a metadata body, refusing more output than the header declared.
+fn decompress(body: &[u8], info: PayloadInfo) -> Result<Vec<u8>, DecodeError> {
+    let PayloadInfo { offset, header } = info;
+    let kind = header.kind;
+    if header.compression == Compression::None {
+        return Ok(body.to_vec());
+    }
+    let decoder = zstd_decoder(body).map_err(|source| DecodeError::Decompress {
+        kind,
+        offset,
+        source,
+    })?;
+    let mut plain = Vec::with_capacity(header.plain_size.min(body.len() as u64 * 16) as usize);
+    decoder
+        .take(header.plain_size + 1)
+        .read_to_end(&mut plain)
+        .map_err(|source| DecodeError::Decompress {
+            kind,
+            offset,
+            source,
+        })?;
+    if plain.len() as u64 != header.plain_size {
+        return Err(DecodeError::PlainSizeMismatch {
+            kind,
+            offset,
+            declared: header.plain_size,
+            found: plain.len() as u64,
+        });
+    }
+    Ok(plain)
+}
+
+fn zstd_decoder<R: Read>(
+    inner: R,
+) -> io::Result<zstd::stream::read::Decoder<'static, BufReader<R>>> {
+    let mut decoder = zstd::stream::read::Decoder::new(inner)?;
+    decoder.window_log_max(MAX_WINDOW_LOG)?;
+    Ok(decoder)
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_full(inner: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match inner.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Hashes the stored bytes as they pass, so the payload checksum costs no second pass.
+struct Checksummed<R> {
+    inner: R,
+    hasher: Xxh3,
+    count: u64,
+}
+
+impl<R: Read> Read for Checksummed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+type StoredBody<'r, R> = Checksummed<io::Take<&'r mut R>>;
+
+/// Where the plain content bytes come from: zstd or the stored bytes themselves.
+enum Plain<'r, R: Read> {
+    Zstd(zstd::stream::read::Decoder<'static, BufReader<StoredBody<'r, R>>>),
+    Stored(StoredBody<'r, R>),
+}
+
+impl<'r, R: Read> Plain<'r, R> {
+    fn stored(&mut self) -> &mut StoredBody<'r, R> {
+        match self {
+            Plain::Zstd(decoder) => decoder.get_mut().get_mut(),
+            Plain::Stored(body) => body,
+        }
+    }
+}
+
+impl<R: Read> Read for Plain<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Plain::Zstd(decoder) => decoder.read(buf),
+            Plain::Stored(body) => body.read(buf),
+        }
+    }
+}
+
+/// The content payload, streamed and split into assets through the index.
+pub struct Content<'r, R: Read> {
+    plain: Plain<'r, R>,
+    info: PayloadInfo,
+    /// Index entries sorted by start offset.
+    entries: Vec<IndexEntry>,
+    next: usize,
+    /// Plain bytes consumed so far.
+    position: u64,
+    /// The asset being read: its entry, bytes left, and running hash.
+    current: Option<(IndexEntry, u64, AssetHasher)>,
+    stored_offset_base: u64,
+}
+
+impl<'r, R: Read> Content<'r, R> {
+    fn new(
+        reader: &'r mut Reader<R>,
+        info: PayloadInfo,
+        index: &[IndexEntry],
+    ) -> Result<Self, DecodeError> {
+        let PayloadInfo { offset, header } = info;
+        let kind = PayloadKind::Content;
+        if header.version != 1 {
+            return Err(DecodeError::UnsupportedPayloadVersion {
+                kind,
+                offset,
+                version: header.version,
+            });
+        }
+        let mut entries = index.to_vec();
+        entries.sort_by_key(|e| (e.start, e.end));
+        entries.dedup();
+        let mut previous_end = 0;
+        for entry in &entries {
+            if entry.start > entry.end || entry.end > header.plain_size {
+                return Err(DecodeError::IndexOutOfRange {
+                    hash: entry.digest,
+                    start: entry.start,
+                    end: entry.end,
+                    plain: header.plain_size,
+                });
+            }
+            if entry.start < previous_end {
+                return Err(DecodeError::IndexOverlap {
+                    hash: entry.digest,
+                    start: entry.start,
+                    previous_end,
+                });
+            }
+            previous_end = entry.end;
+        }
+        let stored_offset_base = reader.offset;
+        reader.offset += header.stored_size;
+        let body = Checksummed {
+            inner: (&mut reader.inner).take(header.stored_size),
+            hasher: Xxh3::new(),
+            count: 0,
+        };
+        let plain = match header.compression {
+            Compression::None => Plain::Stored(body),
+            Compression::Zstd => {
+                Plain::Zstd(
+                    zstd_decoder(body).map_err(|source| DecodeError::Decompress {
+                        kind,
+                        offset,
+                        source,
+                    })?,
+                )
+            }
+            Compression::Unknown(_) => {
+                return Err(DecodeError::Decompress {
+                    kind,
+                    offset,
+                    source: io::Error::new(io::ErrorKind::Unsupported, "unknown compression"),
+                });
+            }
+        };
+        Ok(Content {
+            plain,
+            info,
+            entries,
+            next: 0,
+            position: 0,
+            current: None,
+            stored_offset_base,
+        })
+    }
+
+    /// The content payload's header.
+    pub fn info(&self) -> PayloadInfo {
+        self.info
+    }
+
+    /// The next asset, in content order. An asset dropped before it is finished is still
+    /// drained and verified here.
+    pub fn next_asset(&mut self) -> Result<Option<Asset<'_, 'r, R>>, DecodeError> {
+        self.finish_current()?;
+        let Some(&entry) = self.entries.get(self.next) else {
+            return Ok(None);
+        };
+        self.next += 1;
+        let gap = entry.start - self.position;
+        self.discard(gap)?;
+        self.current = Some((entry, entry.len(), AssetHasher::new()));
+        Ok(Some(Asset { content: self }))
+    }
+
+    /// Drains the rest of the content and checks the plain size and the payload checksum.
+    /// Call it after the last asset; until it returns `Ok`, a bad checksum may go unseen.
+    pub fn finish(mut self) -> Result<(), DecodeError> {
+        self.finish_current()?;
+        let kind = PayloadKind::Content;
+        let offset = self.info.offset;
+        let declared = self.info.header.plain_size;
+        let rest = declared - self.position;
+        self.discard(rest)?;
+        // One byte more than declared is a lie about the size (or a bomb).
+        let mut probe = [0u8; 1];
+        let extra =
+            read_full(&mut self.plain, &mut probe).map_err(|source| self.decode_error(source))?;
+        if extra != 0 {
+            return Err(DecodeError::PlainSizeMismatch {
+                kind,
+                offset,
+                declared,
+                found: declared + 1,
+            });
+        }
+        // zstd may stop before the end of the stored bytes; what is left still counts.
+        let body = self.plain.stored();
+        io::copy(body, &mut io::sink())?;
+        if body.count < self.info.header.stored_size {
+            return Err(DecodeError::Truncated {
+                what: "content payload",
+                offset: self.stored_offset_base,
+                expected: self.info.header.stored_size,
+                found: body.count,
+            });
+        }
+        let computed = body.hasher.digest();
+        if computed != self.info.header.checksum {
+            return Err(DecodeError::BadChecksum {
+                kind,
+                offset,
+                expected: self.info.header.checksum,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    fn finish_current(&mut self) -> Result<(), DecodeError> {
+        let Some((entry, left, _)) = self.current else {
+            return Ok(());
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = left;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = self.read_current(&mut buf[..want])?;
+            left -= n as u64;
+        }
+        let (_, _, hasher) = self.current.take().expect("checked above");
+        let computed = hasher.finish();
+        if computed != entry.digest {
+            return Err(DecodeError::BadDigest {
+                expected: entry.digest,
+                computed,
+                start: entry.start,
+                end: entry.end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads from the current asset; an early end of the stream is a truncation.
+    fn read_current(&mut self, buf: &mut [u8]) -> Result<usize, DecodeError> {
+        let Some((_, left, _)) = &self.current else {
+            return Ok(0);
+        };
+        let want = (*left).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = loop {
+            match self.plain.read(&mut buf[..want]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.decode_error(e)),
+            }
+        };
+        if n == 0 {
+            return Err(self.short_content());
+        }
+        let (_, left, hasher) = self.current.as_mut().expect("checked above");
+        *left -= n as u64;
+        hasher.update(&buf[..n]);
+        self.position += n as u64;
+        Ok(n)
+    }
+
+    fn discard(&mut self, mut count: u64) -> Result<(), DecodeError> {
+        let mut buf = [0u8; 8192];
+        while count > 0 {
+            let want = count.min(buf.len() as u64) as usize;
+            let n = self
+                .plain
+                .read(&mut buf[..want])
+                .map_err(|e| self.decode_error(e))?;
+            if n == 0 {
+                return Err(self.short_content());
+            }
+            count -= n as u64;
+            self.position += n as u64;
+        }
+        Ok(())
+    }
+
+    fn short_content(&self) -> DecodeError {
+        DecodeError::PlainSizeMismatch {
+            kind: PayloadKind::Content,
+            offset: self.info.offset,
+            declared: self.info.header.plain_size,
+            found: self.position,
+        }
+    }
+
+    /// Classifies a read error: a short stored body is a truncation, anything else a bad
+    /// zstd stream.
+    fn decode_error(&self, source: io::Error) -> DecodeError {
+        DecodeError::Decompress {
+            kind: PayloadKind::Content,
+            offset: self.info.offset,
+            source,
+        }
+    }
+}
+
+/// One asset's bytes, streamed out of the content. Read it, then call [`Asset::finish`].
+pub struct Asset<'c, 'r, R: Read> {
+    content: &'c mut Content<'r, R>,
+}
+
+impl<R: Read> Asset<'_, '_, R> {
+    /// The index entry: the asset's name and where it sits.
+    pub fn entry(&self) -> IndexEntry {
+        self.content
+            .current
+            .as_ref()
+            .expect("an asset exists only while current")
+            .0
+    }
+
+    /// Reads whatever the caller left unread and verifies the xxh3-128.
+    pub fn finish(self) -> Result<(), DecodeError> {
+        self.content.finish_current()
+    }
+
+    /// Like `read`, but with the typed error.
+    pub fn read_checked(&mut self, buf: &mut [u8]) -> Result<usize, DecodeError> {
+        self.content.read_current(buf)
+    }
+}
+
+impl<R: Read> Read for Asset<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.content.read_current(buf).map_err(io::Error::other)
+    }
+}
+
+/// Reads a whole stone and verifies everything, every asset digest included, without
+/// keeping the content. Returns the decoded metadata.
+pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
+    let mut reader = Reader::new(inner)?;
+    let stone = reader.read_metadata()?;
+    stone.check_assets()?;
+    if let Some(mut content) = reader.content(&stone)? {
+        while let Some(asset) = content.next_asset()? {
+            asset.finish()?;
+        }
+        content.finish()?;
+    }
+    reader.finish()?;
+    Ok(stone)
+}
