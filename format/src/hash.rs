@@ -113,3 +113,60 @@ mod tests {
         assert_eq!(hasher.finish(), AssetHash::of(b"hello"));
     }
 }
+
+/// A package's identity: the sha256 of its whole `.stone` file (DESIGN.md §1).
+///
+/// The format crate only names it; computing it is the store's job, since that needs the
+/// file.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PackageId(pub [u8; 32]);
+
+impl fmt::Display for PackageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PackageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackageId({self})")
+    }
+}
+
+/// Why a string is not a package id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a package id (expected 64 hex digits)")]
+pub struct ParsePackageIdError(pub String);
+
+impl FromStr for PackageId {
+    type Err = ParsePackageIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParsePackageIdError(s.to_owned());
+        if s.len() != 64 || !s.is_ascii() {
+            return Err(err());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| err())?;
+        }
+        Ok(PackageId(out))
+    }
+}
+
+#[cfg(test)]
+mod package_id_tests {
+    use super::*;
+
+    #[test]
+    fn package_id_round_trips_through_hex() {
+        let text = "13e2bce256b183ee0c721bd6cc438be8dcebf95850c8d851801e4ce000195d94";
+        let id: PackageId = text.parse().unwrap();
+        assert_eq!(id.to_string(), text);
+        assert!("13e2".parse::<PackageId>().is_err());
+        assert!(text.replace('1', "g").parse::<PackageId>().is_err());
+    }
+}

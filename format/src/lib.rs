@@ -40,7 +40,7 @@ mod record;
 pub mod write;
 
 pub use error::{DecodeError, RecordError};
-pub use hash::AssetHash;
+pub use hash::{AssetHash, AssetHasher, PackageId};
 pub use header::{ArchiveHeader, FileType};
 pub use index::IndexEntry;
 pub use layout::{EntryKind, LayoutEntry};
