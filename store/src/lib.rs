@@ -1,1 +1,169 @@
-//! placeholder
+//! The content store and the stone cache (DESIGN.md §4, §6.1, §6.2, §6.5).
+//!
+//! Every installed regular file is a hardlink to one *asset*: a file in the store named by
+//! the xxh3-128 of its bytes. This crate owns those files and the cached `.stone` files they
+//! are unpacked from, and nothing else: it never writes below `/usr`, never touches the
+//! database, and never decides which assets are still needed (the caller says so in
+//! [`Store::gc`]).
+//!
+//! ```text
+//! ROOT/.moss/                      the directory given to Store::open
+//!   assets/
+//!     .tmp/                        writes in progress; each is flock'ed by its writer
+//!     99/aa/99aa06d3…497f          a canonical asset
+//!     99/aa/99aa06d3…497f-0755-0-0 a variant: same bytes, other mode/uid/gid
+//!   cache/
+//!     .tmp/
+//!     <sha256 hex>.stone           a cached stone, named by its package id
+//! ```
+//!
+//! Rules this crate keeps:
+//! - **Nothing partially written is visible under its final name** (§6.1). Every file is
+//!   written under `.tmp/`, verified, given its metadata, and only then renamed into place.
+//!   A killed process leaves only temp files, which the next [`Store::open`] removes.
+//! - **An asset under its final name never changes inode** once placed, because blitted
+//!   trees hardlink to it. Renames into place refuse to replace (`RENAME_NOREPLACE`); only
+//!   [`Store::repair_asset`] replaces a file, and only one that failed its hash.
+//! - **No per-file fsync.** Durability comes from one [`Store::sync`] before a commit (§6.2).
+//! - **Many writers may share a store.** Temp names are unique per process, thread and call,
+//!   and recovery only removes temp files whose writer no longer holds their lock.
+//!
+//! A hardlink shares its mode and owner with every other link to the same inode, so one
+//! asset can only serve layout entries with identical permissions. The canonical asset
+//! gets the metadata of the first layout entry that uses it; [`Store::linkable`] makes a
+//! *variant* copy for any other (mode, uid, gid).
+//!
+//! Map:
+//! - [`error`]: the error type, [`StoreError`].
+//! - `asset`: asset names, lookups, variants and listing.
+//! - `cache`: the stone cache.
+//! - `ingest`: unpacking stones into assets, and repairing one asset.
+//! - `verify`: re-hashing assets.
+//! - `gc`: removing what the caller no longer references.
+//! - `temp`: temp files and crash recovery.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![deny(missing_docs)]
+
+mod asset;
+mod cache;
+pub mod error;
+mod gc;
+mod ingest;
+mod temp;
+mod verify;
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+
+pub use cache::CachedStone;
+pub use error::StoreError;
+pub use gc::GcStats;
+pub use ingest::IngestStats;
+pub use verify::AssetCheck;
+
+/// Results of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Name of the temp folder inside `assets/` and `cache/`.
+const TMP: &str = ".tmp";
+
+/// Buffer size for streaming file bytes: large enough that a syscall moves a lot of data,
+/// small enough to allocate per call.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// An open content store. Cheap to share between threads (`&Store` is all any operation
+/// needs), and safe to use from several processes on the same directory.
+#[derive(Debug)]
+pub struct Store {
+    assets_dir: PathBuf,
+    cache_dir: PathBuf,
+    assets_tmp_dir: PathBuf,
+    cache_tmp_dir: PathBuf,
+    assets: OwnedFd,
+    assets_tmp: OwnedFd,
+    cache: OwnedFd,
+    cache_tmp: OwnedFd,
+    /// Only root may chown, so only root stores owners in asset metadata.
+    is_root: bool,
+    recovered: usize,
+}
+
+impl Store {
+    /// Opens the store in `moss_dir` (normally `ROOT/.moss`), creating its folders as
+    /// needed, and removes temp files left behind by a killed process (see
+    /// [`Store::recovered_temp_files`]). Temp files of live writers are left alone.
+    pub fn open(moss_dir: &Path) -> Result<Store> {
+        let assets_dir = moss_dir.join("assets");
+        let cache_dir = moss_dir.join("cache");
+        let assets_tmp_dir = assets_dir.join(TMP);
+        let cache_tmp_dir = cache_dir.join(TMP);
+        for dir in [&assets_tmp_dir, &cache_tmp_dir] {
+            fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let assets_tmp = open_dir(&assets_tmp_dir)?;
+        let cache_tmp = open_dir(&cache_tmp_dir)?;
+        let mut recovered = temp::recover(&assets_tmp, &assets_tmp_dir)?;
+        recovered += temp::recover(&cache_tmp, &cache_tmp_dir)?;
+        Ok(Store {
+            assets: open_dir(&assets_dir)?,
+            cache: open_dir(&cache_dir)?,
+            assets_tmp,
+            cache_tmp,
+            assets_dir,
+            cache_dir,
+            assets_tmp_dir,
+            cache_tmp_dir,
+            is_root: rustix::process::geteuid().is_root(),
+            recovered,
+        })
+    }
+
+    /// How many leftover temp files [`Store::open`] removed.
+    pub fn recovered_temp_files(&self) -> usize {
+        self.recovered
+    }
+
+    /// The `assets/` folder.
+    pub fn assets_dir(&self) -> &Path {
+        &self.assets_dir
+    }
+
+    /// The `cache/` folder.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Makes every asset and cached stone written so far durable, with `syncfs` on the
+    /// file systems holding them. DESIGN.md §6.2: call it before a commit blits a tree that
+    /// links to these assets; it replaces an fsync per file.
+    pub fn sync(&self) -> Result<()> {
+        for (fd, path) in [
+            (&self.assets, &self.assets_dir),
+            (&self.cache, &self.cache_dir),
+        ] {
+            rustix::fs::syncfs(fd).map_err(|e| StoreError::Sync {
+                path: path.clone(),
+                source: e.into(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StoreError::OpenDir {
+        path: path.to_owned(),
+        source: e.into(),
+    })
+}

@@ -1,0 +1,118 @@
+//! The stone cache: `cache/<package id>.stone` (DESIGN.md §4).
+//!
+//! Stones given on the command line are copied here so that the store can unpack them
+//! later (commit, lazy materialization, repair) even if the original file is gone. The
+//! package id, the sha256 of the whole file, is computed during the copy, so a stone is
+//! read once.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use mossfs_format::PackageId;
+use sha2::{Digest, Sha256};
+
+use crate::temp::TempFile;
+use crate::{BUF_SIZE, Result, Store, StoreError};
+
+/// A stone in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedStone {
+    /// The package id: sha256 of the file.
+    pub id: PackageId,
+    /// Where the cached copy lives.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl Store {
+    /// Copies the stone at `path` into the cache, returning its package id. The copy goes
+    /// through a temp file and is renamed into place, so a cached stone is always whole. A
+    /// stone already cached is left as it is. The stone is not decoded here; a corrupt one
+    /// is caught by [`Store::ingest`].
+    pub fn cache_stone(&self, path: &Path) -> Result<CachedStone> {
+        let read_error = |source| StoreError::ReadStone {
+            path: path.to_owned(),
+            source,
+        };
+        let mut source = File::open(path).map_err(read_error)?;
+        let mut temp = TempFile::create(&self.cache_tmp, &self.cache_tmp_dir)?;
+        let write_error = |to: PathBuf| {
+            move |source| StoreError::WriteCache {
+                from: path.to_owned(),
+                path: to,
+                source,
+            }
+        };
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; BUF_SIZE];
+        let mut size = 0u64;
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(e)),
+            };
+            hasher.update(&buf[..n]);
+            temp.file()
+                .write_all(&buf[..n])
+                .map_err(write_error(temp.path()))?;
+            size += n as u64;
+        }
+        let id = PackageId(hasher.finalize().into());
+        let name = file_name(id);
+        let dest = self.cache_dir.join(&name);
+        temp.set_metadata(0o644, None)
+            .map_err(write_error(temp.path()))?;
+        // An existing copy has the same sha256, so it is the same stone: keep it.
+        temp.place(&self.cache, &name, false)
+            .map_err(write_error(dest.clone()))?;
+        Ok(CachedStone {
+            id,
+            path: dest,
+            size,
+        })
+    }
+
+    /// Where the stone of package `id` is (or would be) cached.
+    pub fn cached_path(&self, id: &PackageId) -> PathBuf {
+        self.cache_dir.join(file_name(*id))
+    }
+
+    /// Whether the stone of package `id` is cached.
+    pub fn is_cached(&self, id: &PackageId) -> bool {
+        fs::symlink_metadata(self.cached_path(id)).is_ok_and(|m| m.is_file())
+    }
+
+    /// Every package whose stone is cached, sorted.
+    pub fn list_cached(&self) -> Result<Vec<PackageId>> {
+        let error = |source| StoreError::OpenDir {
+            path: self.cache_dir.clone(),
+            source,
+        };
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.cache_dir).map_err(error)? {
+            let entry = entry.map_err(error)?;
+            if let Some(id) = parse_file_name(&entry.file_name())
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+pub(crate) fn file_name(id: PackageId) -> String {
+    format!("{id}.stone")
+}
+
+/// `<64 lowercase hex>.stone` back to its package id; anything else is not ours.
+pub(crate) fn parse_file_name(name: &std::ffi::OsStr) -> Option<PackageId> {
+    let hex = name.to_str()?.strip_suffix(".stone")?;
+    let id: PackageId = hex.parse().ok()?;
+    (id.to_string() == hex).then_some(id)
+}

@@ -1,0 +1,97 @@
+//! Garbage collection: removing assets and stones nothing references any more
+//! (DESIGN.md §6.5).
+//!
+//! The store cannot know what is referenced; the caller says what to keep, after removing
+//! the database references. Removing in that order means a crash in between leaves
+//! garbage, never a reference to a missing file.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use mossfs_format::{AssetHash, PackageId};
+
+use crate::{Result, Store, StoreError};
+
+/// What a garbage collection removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcStats {
+    /// Canonical assets removed.
+    pub assets_removed: u64,
+    /// Variants removed (with their canonical asset, or orphaned).
+    pub variants_removed: u64,
+    /// Cached stones removed.
+    pub stones_removed: u64,
+    /// Bytes given back to the file system: the sizes of removed files that had no other
+    /// link. An asset still linked from an archived tree frees nothing yet.
+    pub bytes_freed: u64,
+}
+
+impl Store {
+    /// Removes every asset (with its variants) whose hash is not in `keep_assets`, and
+    /// every cached stone whose package is not in `keep_stones`. Empty shard folders go
+    /// too. Run it under the writer lock, after the database stopped referencing them.
+    pub fn gc(
+        &self,
+        keep_assets: &HashSet<AssetHash>,
+        keep_stones: &HashSet<PackageId>,
+    ) -> Result<GcStats> {
+        let mut stats = GcStats::default();
+        let mut shards = BTreeSet::new();
+        self.walk_assets(|file| {
+            if keep_assets.contains(&file.hash) {
+                return Ok(());
+            }
+            if let Some(freed) = remove(&file.path)? {
+                stats.bytes_freed += freed;
+                if file.variant {
+                    stats.variants_removed += 1;
+                } else {
+                    stats.assets_removed += 1;
+                }
+                if let Some(shard) = file.path.parent() {
+                    shards.insert(shard.to_owned());
+                }
+            }
+            Ok(())
+        })?;
+        // Deepest first; a folder that is not empty (or was just reused) stays.
+        for shard in &shards {
+            let _ = fs::remove_dir(shard);
+        }
+        let outer: BTreeSet<_> = shards.iter().filter_map(|s| s.parent()).collect();
+        for dir in outer {
+            let _ = fs::remove_dir(dir);
+        }
+        for id in self.list_cached()? {
+            if keep_stones.contains(&id) {
+                continue;
+            }
+            if let Some(freed) = remove(&self.cached_path(&id))? {
+                stats.bytes_freed += freed;
+                stats.stones_removed += 1;
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// Removes one file; returns the bytes freed, or `None` if it was already gone.
+fn remove(path: &Path) -> Result<Option<u64>> {
+    let error = |source| StoreError::Remove {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(error(e)),
+    };
+    match fs::remove_file(path) {
+        Ok(()) => Ok(Some(if meta.nlink() == 1 { meta.len() } else { 0 })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(error(e)),
+    }
+}

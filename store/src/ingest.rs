@@ -1,0 +1,299 @@
+//! Unpacking a cached stone's content into assets (DESIGN.md §6.1), and putting back one
+//! asset that went bad.
+//!
+//! The content is one zstd stream, so a stone is unpacked front to back on one thread;
+//! [`Store::ingest_many`] spreads stones over threads. Each asset the store lacks goes to
+//! a temp file, is verified by the reader (its xxh3-128), gets its metadata and only then
+//! gets its final name. Assets already present are streamed past. When every asset is
+//! present the content is not even opened, which makes re-installing free.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::ops::{Add, AddAssign};
+use std::path::{Path, PathBuf};
+
+use mossfs_format::{Asset, AssetHash, DecodeError, EntryKind, PackageId, Reader, Stone};
+use rayon::prelude::*;
+
+use crate::asset::{AssetMeta, rel_path};
+use crate::temp::{Placed, TempFile};
+use crate::{BUF_SIZE, Result, Store, StoreError};
+
+/// What an ingest did. For each stone, `written + present` is the number of unique assets
+/// its index lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Assets this call placed in the store.
+    pub written: u64,
+    /// Assets that were already there (or that a concurrent writer placed first).
+    pub present: u64,
+    /// Bytes of the assets this call placed.
+    pub bytes_written: u64,
+}
+
+impl Add for IngestStats {
+    type Output = IngestStats;
+
+    fn add(self, other: IngestStats) -> IngestStats {
+        IngestStats {
+            written: self.written + other.written,
+            present: self.present + other.present,
+            bytes_written: self.bytes_written + other.bytes_written,
+        }
+    }
+}
+
+impl AddAssign for IngestStats {
+    fn add_assign(&mut self, other: IngestStats) {
+        *self = *self + other;
+    }
+}
+
+/// A cached stone opened for unpacking, its metadata read and checked.
+struct OpenStone {
+    id: PackageId,
+    path: PathBuf,
+    reader: Reader<BufReader<File>>,
+    stone: Stone,
+}
+
+impl OpenStone {
+    /// The metadata each asset gets as a canonical file: that of the first layout entry
+    /// using it.
+    fn metas(&self) -> HashMap<AssetHash, AssetMeta> {
+        let mut metas = HashMap::new();
+        for entry in &self.stone.layout {
+            if let EntryKind::Regular(hash) = entry.kind {
+                metas.entry(hash).or_insert(AssetMeta {
+                    perm: entry.permissions(),
+                    uid: entry.uid,
+                    gid: entry.gid,
+                });
+            }
+        }
+        metas
+    }
+}
+
+fn stone_error(id: PackageId, path: &Path, source: DecodeError) -> StoreError {
+    StoreError::Stone {
+        id,
+        path: path.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+impl Store {
+    /// Unpacks every asset of the cached stone `id` that the store lacks.
+    ///
+    /// The whole stone is verified on the way: every asset's digest, the content's size and
+    /// the payload checksum. On error, no asset is left under its final name unless it
+    /// hashed correctly, and this call's temp files are gone. Safe to run at the same time
+    /// as other ingests of any stones, in this process or others.
+    pub fn ingest(&self, id: &PackageId) -> Result<IngestStats> {
+        let open = self.open_stone(id)?;
+        let unique: HashSet<AssetHash> = open.stone.index.iter().map(|e| e.digest).collect();
+        let mut missing: HashSet<AssetHash> = unique
+            .iter()
+            .copied()
+            .filter(|&hash| !self.has_asset(hash))
+            .collect();
+        let mut stats = IngestStats {
+            present: (unique.len() - missing.len()) as u64,
+            ..IngestStats::default()
+        };
+        if missing.is_empty() {
+            return Ok(stats);
+        }
+        let metas = open.metas();
+        let OpenStone {
+            id,
+            path,
+            mut reader,
+            stone,
+        } = open;
+        let error = |source| stone_error(id, &path, source);
+        let Some(mut content) = reader.content(&stone).map_err(error)? else {
+            return Err(StoreError::NoContent {
+                id,
+                path,
+                missing: missing.len(),
+            });
+        };
+        let mut buf = vec![0u8; BUF_SIZE];
+        while let Some(asset) = content.next_asset().map_err(error)? {
+            let hash = asset.entry().digest;
+            // Present already, or listed twice in the index and written the first time.
+            if !missing.remove(&hash) {
+                continue;
+            }
+            let meta = metas.get(&hash).copied().unwrap_or(AssetMeta::DEFAULT);
+            let (temp, len) = self.write_asset(asset, meta, &mut buf, &error)?;
+            match self.place_asset(temp, hash, false)? {
+                Placed::New => {
+                    stats.written += 1;
+                    stats.bytes_written += len;
+                }
+                Placed::AlreadyThere => stats.present += 1,
+            }
+        }
+        content.finish().map_err(error)?;
+        reader.finish().map_err(error)?;
+        Ok(stats)
+    }
+
+    /// Ingests several cached stones in parallel. Stops at the first error; assets placed
+    /// until then are valid and stay.
+    pub fn ingest_many(&self, ids: &[PackageId]) -> Result<IngestStats> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        ids.par_iter()
+            .map(|id| self.ingest(id))
+            .try_reduce(IngestStats::default, |a, b| Ok(a + b))
+    }
+
+    /// Puts back asset `hash` from the cached stone `from`, after [`Store::verify_asset`]
+    /// found it missing or corrupt. A canonical file that still hashes correctly is kept;
+    /// otherwise it is unpacked again and replaces the bad one (keeping its mode and
+    /// owner), and all its variants are removed so that they are made again from good
+    /// bytes. With a good canonical file, only variants that fail their hash are removed.
+    ///
+    /// Links made earlier to a replaced file still point at the bad bytes: the caller has
+    /// to relink them.
+    pub fn repair_asset(&self, hash: AssetHash, from: &PackageId) -> Result<()> {
+        let rel = rel_path(hash);
+        let current = self.stat_asset(&rel).ok();
+        if current.is_some() && self.hash_file(hash, &self.asset_path(hash))? == hash {
+            return self.remove_variants(hash, true);
+        }
+        let open = self.open_stone(from)?;
+        if !open.stone.index.iter().any(|e| e.digest == hash) {
+            return Err(StoreError::AssetNotInStone {
+                hash,
+                id: open.id,
+                path: open.path,
+            });
+        }
+        let meta = match &current {
+            Some(stat) => AssetMeta::of(stat),
+            None => open
+                .metas()
+                .get(&hash)
+                .copied()
+                .unwrap_or(AssetMeta::DEFAULT),
+        };
+        let OpenStone {
+            id,
+            path,
+            mut reader,
+            stone,
+        } = open;
+        let error = |source| stone_error(id, &path, source);
+        let Some(mut content) = reader.content(&stone).map_err(error)? else {
+            return Err(StoreError::NoContent {
+                id,
+                path,
+                missing: 1,
+            });
+        };
+        let mut buf = vec![0u8; BUF_SIZE];
+        while let Some(asset) = content.next_asset().map_err(error)? {
+            if asset.entry().digest != hash {
+                continue;
+            }
+            let (temp, _) = self.write_asset(asset, meta, &mut buf, &error)?;
+            self.place_asset(temp, hash, true)?;
+            // The asset's own digest was verified; the rest of the stone is not needed.
+            return self.remove_variants(hash, false);
+        }
+        Err(StoreError::AssetNotInStone { hash, id, path })
+    }
+
+    /// Opens the cached stone `id` and reads its metadata, checking that its index
+    /// covers every regular file of its layout.
+    fn open_stone(&self, id: &PackageId) -> Result<OpenStone> {
+        let path = self.cached_path(id);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::StoneNotCached { id: *id, path });
+            }
+            Err(e) => return Err(stone_error(*id, &path, DecodeError::Io(e))),
+        };
+        let error = |source| stone_error(*id, &path, source);
+        let mut reader = Reader::new(BufReader::with_capacity(64 * 1024, file)).map_err(error)?;
+        let stone = reader.read_metadata().map_err(error)?;
+        stone.check_assets().map_err(error)?;
+        Ok(OpenStone {
+            id: *id,
+            path,
+            reader,
+            stone,
+        })
+    }
+
+    /// Streams one asset into a new temp file, lets the reader verify its digest, and
+    /// gives the file its metadata. Returns the file, ready to be placed, and its length.
+    fn write_asset<R: Read>(
+        &self,
+        mut asset: Asset<'_, '_, R>,
+        meta: AssetMeta,
+        buf: &mut [u8],
+        stone_error: &impl Fn(DecodeError) -> StoreError,
+    ) -> Result<(TempFile<'_>, u64)> {
+        let hash = asset.entry().digest;
+        let owner = self.owner(hash, meta)?;
+        let mut temp = TempFile::create(&self.assets_tmp, &self.assets_tmp_dir)?;
+        let temp_path = temp.path();
+        let write_error = |source| StoreError::WriteAsset {
+            hash,
+            path: temp_path.clone(),
+            source,
+        };
+        let mut len = 0u64;
+        loop {
+            let n = asset.read_checked(buf).map_err(stone_error)?;
+            if n == 0 {
+                break;
+            }
+            temp.file().write_all(&buf[..n]).map_err(write_error)?;
+            len += n as u64;
+        }
+        asset.finish().map_err(stone_error)?;
+        temp.set_metadata(meta.perm, owner).map_err(write_error)?;
+        Ok((temp, len))
+    }
+
+    fn place_asset(&self, temp: TempFile<'_>, hash: AssetHash, replace: bool) -> Result<Placed> {
+        let rel = rel_path(hash);
+        temp.place(&self.assets, &rel, replace)
+            .map_err(|source| StoreError::WriteAsset {
+                hash,
+                path: self.assets_dir.join(&rel),
+                source,
+            })
+    }
+
+    /// Removes the variants of `hash`: all of them, or with `only_bad` those whose bytes
+    /// no longer hash to `hash`. [`Store::linkable`] makes them again on demand.
+    fn remove_variants(&self, hash: AssetHash, only_bad: bool) -> Result<()> {
+        for variant in self.variants(hash)? {
+            if only_bad && self.hash_file(hash, &variant)? == hash {
+                continue;
+            }
+            match std::fs::remove_file(&variant) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StoreError::Remove {
+                        path: variant,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! Ingesting real stones: every asset lands under its name with the right bytes and
+//! metadata, re-ingesting is free, and parallel or concurrent ingests agree.
+
+mod common;
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::*;
+use mossfs_format::{AssetHash, EntryKind, PackageId};
+use mossfs_store::{AssetCheck, IngestStats, Store, StoreError};
+
+#[test]
+fn bash_completion_ingests_474_verified_assets_with_first_entry_metadata() {
+    let (_dir, store) = store();
+    let cached = store.cache_stone(&upstream(BASH_COMPLETION)).unwrap();
+    let stats = store.ingest(&cached.id).unwrap();
+    assert_eq!(
+        stats,
+        IngestStats {
+            written: 474,
+            present: 0,
+            bytes_written: 872_279,
+        }
+    );
+
+    let listed = store.list_assets().unwrap();
+    assert_eq!(listed, index_of(&upstream(BASH_COMPLETION)));
+    assert_eq!(listed.len(), 474);
+    for &hash in &listed {
+        let bytes = std::fs::read(store.asset_path(hash)).unwrap();
+        assert_eq!(
+            AssetHash::of(&bytes),
+            hash,
+            "asset {hash} re-hashes to its name"
+        );
+        assert_eq!(store.verify_asset(hash).unwrap(), AssetCheck::Ok);
+    }
+
+    let mut first = HashMap::new();
+    for entry in layout_of(&upstream(BASH_COMPLETION)) {
+        if let EntryKind::Regular(hash) = entry.kind {
+            first.entry(hash).or_insert(entry);
+        }
+    }
+    for (hash, entry) in first {
+        let meta = std::fs::metadata(store.asset_path(hash)).unwrap();
+        assert_eq!(meta.mode() & 0o7777, entry.permissions(), "{}", entry.path);
+        assert_eq!((meta.uid(), meta.gid()), (entry.uid, entry.gid));
+    }
+    assert!(temp_files(&store).is_empty());
+
+    let again = store.ingest(&cached.id).unwrap();
+    assert_eq!(
+        again,
+        IngestStats {
+            written: 0,
+            present: 474,
+            bytes_written: 0,
+        }
+    );
+}
+
+#[test]
+fn tiny_upstream_stones_share_the_empty_asset() {
+    let (_dir, store) = store();
+    let pizza = store.cache_stone(&upstream(ITALIAN_PIZZA)).unwrap();
+    let pineapple = store.cache_stone(&upstream(PINEAPPLE)).unwrap();
+    assert_eq!(store.ingest(&pizza.id).unwrap().written, 1);
+    let stats = store.ingest(&pineapple.id).unwrap();
+    assert_eq!((stats.written, stats.present), (0, 1));
+    assert_eq!(store.list_assets().unwrap(), vec![AssetHash::EMPTY]);
+    assert_eq!(
+        std::fs::read(store.asset_path(AssetHash::EMPTY)).unwrap(),
+        b""
+    );
+}
+
+#[test]
+fn ingest_many_unpacks_several_stones_in_parallel() {
+    let (dir, store) = store();
+    let a = build_stone(
+        "a",
+        &[
+            file("bin/a", b"only in a", 0o755),
+            file("share/shared", b"shared by a and b", 0o644),
+        ],
+    );
+    let b = build_stone(
+        "b",
+        &[
+            file("share/shared", b"shared by a and b", 0o644),
+            file("share/b", &vec![7u8; 300_000], 0o644),
+        ],
+    );
+    let mut ids = vec![
+        cache_bytes(&store, dir.path(), "a.stone", &a).id,
+        cache_bytes(&store, dir.path(), "b.stone", &b).id,
+    ];
+    for name in [BASH_COMPLETION, ITALIAN_PIZZA, PINEAPPLE] {
+        ids.push(store.cache_stone(&upstream(name)).unwrap().id);
+    }
+    ids.push(ids[0]); // a duplicate is ingested once
+    let stats = store.ingest_many(&ids).unwrap();
+    // 474 + 1 (the empty file, shared by pizza and pineapple) + 3 built.
+    assert_eq!(stats.written, 478);
+    // pineapple or pizza found the empty asset placed; a or b found the shared one.
+    assert_eq!(stats.present, 2);
+    assert_eq!(stats.bytes_written, 872_279 + 9 + 17 + 300_000);
+    let assets = store.list_assets().unwrap();
+    assert_eq!(assets.len(), 478);
+    for hash in assets {
+        assert_eq!(store.verify_asset(hash).unwrap(), AssetCheck::Ok);
+    }
+    assert!(temp_files(&store).is_empty());
+}
+
+#[test]
+fn two_stores_on_one_folder_ingesting_the_same_stone_write_each_asset_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let moss = dir.path().join(".moss");
+    let id = Store::open(&moss)
+        .unwrap()
+        .cache_stone(&upstream(BASH_COMPLETION))
+        .unwrap()
+        .id;
+    let moss = Arc::new(moss);
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let moss = Arc::clone(&moss);
+            std::thread::spawn(move || Store::open(&moss).unwrap().ingest(&id).unwrap())
+        })
+        .collect();
+    let stats: Vec<IngestStats> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for s in &stats {
+        assert_eq!(s.written + s.present, 474);
+    }
+    assert_eq!(stats[0].written + stats[1].written, 474);
+    assert_eq!(stats[0].bytes_written + stats[1].bytes_written, 872_279);
+    let store = Store::open(&moss).unwrap();
+    assert_eq!(store.recovered_temp_files(), 0);
+    assert_eq!(store.list_assets().unwrap().len(), 474);
+}
+
+#[test]
+fn opening_the_store_during_an_ingest_does_not_disturb_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let moss = Arc::new(dir.path().join(".moss"));
+    let store = Store::open(&moss).unwrap();
+    let id = store.cache_stone(&upstream(BASH_COMPLETION)).unwrap().id;
+    let done = Arc::new(AtomicBool::new(false));
+    // Recovery runs over and over while the ingest writes: it may only ever take a temp
+    // file nobody holds, and the writer must cope with losing one it had not locked yet.
+    let opener = {
+        let (moss, done) = (Arc::clone(&moss), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut opens = 0;
+            while !done.load(Ordering::Relaxed) {
+                Store::open(&moss).unwrap();
+                opens += 1;
+            }
+            opens
+        })
+    };
+    let stats = store.ingest(&id);
+    done.store(true, Ordering::Relaxed);
+    assert!(opener.join().unwrap() > 0);
+    assert_eq!(stats.unwrap().written, 474);
+    for hash in store.list_assets().unwrap() {
+        assert_eq!(store.verify_asset(hash).unwrap(), AssetCheck::Ok);
+    }
+    assert!(temp_files(&store).is_empty());
+}
+
+#[test]
+fn ingesting_an_uncached_package_names_the_missing_stone() {
+    let (_dir, store) = store();
+    let id = PackageId([0x42; 32]);
+    match store.ingest(&id) {
+        Err(StoreError::StoneNotCached { id: got, path }) => {
+            assert_eq!(got, id);
+            assert_eq!(path, store.cached_path(&id));
+        }
+        other => panic!("expected StoneNotCached, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_stone_without_content_but_with_index_entries_is_refused() {
+    let (dir, store) = store();
+    let (mut stone, content_at) = build_plain_stone("hollow", &[file("a", b"bytes", 0o644)], 0);
+    // Drop the content payload entirely and declare one payload fewer.
+    stone.truncate(content_at - 32);
+    let count = u16::from_be_bytes([stone[4], stone[5]]) - 1;
+    stone[4..6].copy_from_slice(&count.to_be_bytes());
+    let cached = cache_bytes(&store, dir.path(), "hollow.stone", &stone);
+    match store.ingest(&cached.id) {
+        Err(StoreError::NoContent { id, missing, .. }) => {
+            assert_eq!((id, missing), (cached.id, 1));
+        }
+        other => panic!("expected NoContent, got {other:?}"),
+    }
+    assert!(store.list_assets().unwrap().is_empty());
+}
