@@ -249,8 +249,10 @@ pub enum RecordError {
         what: &'static str,
     },
     /// A regular file's source is not a 16-byte hash.
-    #[error("a regular file's hash must be 16 bytes, found {len}")]
+    #[error("regular file `{path}`: its hash must be 16 bytes, found {len}")]
     BadHashLength {
+        /// The entry's path.
+        path: String,
         /// Length found.
         len: usize,
     },

@@ -112,8 +112,10 @@ impl LayoutEntry {
                     [hash @ .., 0] if hash.len() == 16 => hash,
                     other => other,
                 };
-                let hash = <[u8; 16]>::try_from(hash)
-                    .map_err(|_| RecordError::BadHashLength { len: source.len() })?;
+                let hash = <[u8; 16]>::try_from(hash).map_err(|_| RecordError::BadHashLength {
+                    path: path.to_string(),
+                    len: source.len(),
+                })?;
                 EntryKind::Regular(AssetHash::from_be_bytes(hash))
             }
             2 => {
@@ -253,7 +255,13 @@ mod tests {
         let short = record(1, 0o100644, &[1, 2, 3], b"bin/x");
         assert_eq!(
             decode_all(&short),
-            Err((0, RecordError::BadHashLength { len: 3 }))
+            Err((
+                0,
+                RecordError::BadHashLength {
+                    path: "bin/x".into(),
+                    len: 3
+                }
+            ))
         );
         let hash = AssetHash::EMPTY.to_be_bytes();
         for (target, reason) in [

@@ -314,7 +314,8 @@ impl<R: Read> Reader<R> {
             offset: self.offset,
             header: PayloadHeader::decode(&bytes),
         };
-        self.offset += payload::LEN as u64;
+        // Offsets saturate: a content header may have claimed up to u64::MAX bytes.
+        self.offset = self.offset.saturating_add(payload::LEN as u64);
         self.seen += 1;
         if info.header.compression == Compression::None
             && info.header.stored_size != info.header.plain_size
@@ -335,7 +336,7 @@ impl<R: Read> Reader<R> {
         let size = info.header.stored_size;
         let mut body = Vec::with_capacity(size.min(1 << 20) as usize);
         let found = (&mut self.inner).take(size).read_to_end(&mut body)? as u64;
-        self.offset += found;
+        self.offset = self.offset.saturating_add(found);
         if found < size {
             return Err(truncated_body(info, found));
         }
@@ -355,7 +356,7 @@ impl<R: Read> Reader<R> {
     fn skip_body(&mut self, info: PayloadInfo) -> Result<(), DecodeError> {
         let size = info.header.stored_size;
         let found = io::copy(&mut (&mut self.inner).take(size), &mut io::sink())?;
-        self.offset += found;
+        self.offset = self.offset.saturating_add(found);
         if found < size {
             return Err(truncated_body(info, found));
         }
@@ -366,7 +367,7 @@ impl<R: Read> Reader<R> {
 fn truncated_body(info: PayloadInfo, found: u64) -> DecodeError {
     DecodeError::Truncated {
         what: "payload body",
-        offset: info.offset + payload::LEN as u64,
+        offset: info.offset.saturating_add(payload::LEN as u64),
         expected: info.header.stored_size,
         found,
     }
@@ -457,6 +458,14 @@ impl<'r, R: Read> Plain<'r, R> {
             Plain::Stored(body) => body,
         }
     }
+
+    /// Stored bytes consumed so far.
+    fn stored_count(&self) -> u64 {
+        match self {
+            Plain::Zstd(decoder) => decoder.get_ref().get_ref().count,
+            Plain::Stored(body) => body.count,
+        }
+    }
 }
 
 impl<R: Read> Read for Plain<'_, R> {
@@ -520,7 +529,8 @@ impl<'r, R: Read> Content<'r, R> {
             previous_end = entry.end;
         }
         let stored_offset_base = reader.offset;
-        reader.offset += header.stored_size;
+        // The declared size is not trusted yet (it may be u64::MAX); `finish` checks it.
+        reader.offset = reader.offset.saturating_add(header.stored_size);
         let body = Checksummed {
             inner: (&mut reader.inner).take(header.stored_size),
             hasher: Xxh3::new(),
@@ -698,6 +708,16 @@ impl<'r, R: Read> Content<'r, R> {
     /// Classifies a read error: a short stored body is a truncation, anything else a bad
     /// zstd stream.
     fn decode_error(&self, source: io::Error) -> DecodeError {
+        let found = self.plain.stored_count();
+        let expected = self.info.header.stored_size;
+        if source.kind() == io::ErrorKind::UnexpectedEof && found < expected {
+            return DecodeError::Truncated {
+                what: "content payload",
+                offset: self.stored_offset_base,
+                expected,
+                found,
+            };
+        }
         DecodeError::Decompress {
             kind: PayloadKind::Content,
             offset: self.info.offset,
