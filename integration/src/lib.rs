@@ -1,1 +1,6 @@
 //! Test helpers shared by the end-to-end tests and benchmarks.
+
+pub mod binary;
+pub mod corpus;
+
+pub use binary::{mossfs, mossfs_bin};

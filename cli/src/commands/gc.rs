@@ -1,0 +1,89 @@
+//! `mossfs gc`: forget packages no state selects, drop directory objects no state
+//! reaches, then delete the assets and cached stones nothing references. Database first,
+//! files second (DESIGN.md §6.5), so a crash in between leaves garbage, never corruption.
+
+use std::collections::HashSet;
+use std::io::Write;
+
+use mossfs_db::{NodeKind, Query};
+
+use super::RootArg;
+use crate::engine::{Result, Root};
+
+/// Arguments of `mossfs gc`.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+/// Runs `mossfs gc`.
+pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
+    let root = Root::open_write(&args.root.root)?;
+    super::report_recovery(&root);
+    let mut txn = root.db.write()?;
+    let states = txn.states()?;
+    let selected: HashSet<_> = states
+        .iter()
+        .flat_map(|s| s.selections.iter().map(|sel| sel.package))
+        .collect();
+
+    let mut reachable = HashSet::new();
+    let mut stack: Vec<_> = states.iter().map(|s| s.root).collect();
+    while let Some(hash) = stack.pop() {
+        if !reachable.insert(hash) {
+            continue;
+        }
+        let view = txn.tree(hash)?;
+        for entry in view.entries(hash)? {
+            if let NodeKind::Directory(child) = entry.node.kind {
+                stack.push(child);
+            }
+        }
+    }
+    let mut packages_removed = 0;
+    for record in txn.packages()? {
+        if !selected.contains(&record.id) {
+            txn.remove_package(&record.id)?;
+            packages_removed += 1;
+        }
+    }
+    let mut trees_removed = 0;
+    for hash in txn.tree_hashes()? {
+        if !reachable.contains(&hash) {
+            txn.remove_tree(hash)?;
+            trees_removed += 1;
+        }
+    }
+    let mut keep_assets = HashSet::new();
+    for id in &selected {
+        keep_assets.extend(txn.index(id)?.into_iter().map(|e| e.digest));
+    }
+    txn.commit()?;
+
+    let stats = root.store.gc(&keep_assets, &selected)?;
+    writeln!(
+        out,
+        "gc: {packages_removed} packages and {trees_removed} directory objects forgotten, {} assets and {} stones removed, {} reclaimed",
+        stats.assets_removed,
+        stats.stones_removed,
+        human_bytes(stats.bytes_freed)
+    )?;
+    Ok(())
+}
+
+/// Bytes for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

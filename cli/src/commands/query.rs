@@ -1,0 +1,163 @@
+//! `mossfs list installed`, `mossfs info NAME` and `mossfs owner PATH`: questions about
+//! the active state, answered from the database alone.
+
+use std::io::Write;
+
+use mossfs_db::{Query, ReadTxn, State};
+use mossfs_format::{EntryKind, PackageId, RelPath};
+
+use super::RootArg;
+use crate::engine::{EngineError, Result, Root};
+
+/// `mossfs list ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ListCommand {
+    /// Packages in the active state.
+    Installed {
+        #[command(flatten)]
+        root: RootArg,
+    },
+}
+
+/// Arguments of `mossfs info`.
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// An installed package's name.
+    pub name: String,
+    /// Also list the package's files.
+    #[arg(long)]
+    pub files: bool,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+/// Arguments of `mossfs owner`.
+#[derive(clap::Args, Debug)]
+pub struct OwnerArgs {
+    /// A path, such as /usr/bin/nano or bin/nano.
+    pub path: String,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+fn active_state(snapshot: &ReadTxn) -> Result<State> {
+    let id = snapshot.active()?.ok_or(EngineError::NoActiveState)?;
+    Ok(snapshot.state(id)?)
+}
+
+/// Runs `mossfs list installed`.
+pub fn list(command: &ListCommand, out: &mut dyn Write) -> Result<()> {
+    let ListCommand::Installed { root } = command;
+    let root = Root::open_read(&root.root)?;
+    let snapshot = root.db.read()?;
+    let state = active_state(&snapshot)?;
+    let mut rows = Vec::new();
+    for s in &state.selections {
+        let record = snapshot
+            .package(&s.package)?
+            .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
+        rows.push((
+            record.meta.name.clone(),
+            format!("{}-{}", record.meta.version, record.meta.release),
+            record.meta.summary,
+        ));
+    }
+    rows.sort();
+    for (name, version, summary) in rows {
+        writeln!(out, "{name} {version}  {summary}")?;
+    }
+    Ok(())
+}
+
+fn find_installed(snapshot: &ReadTxn, state: &State, name: &str) -> Result<PackageId> {
+    for s in &state.selections {
+        if snapshot
+            .package(&s.package)?
+            .is_some_and(|r| r.meta.name == name)
+        {
+            return Ok(s.package);
+        }
+    }
+    Err(EngineError::NotInstalled {
+        name: name.to_owned(),
+    })
+}
+
+/// Runs `mossfs info`.
+pub fn info(args: &InfoArgs, out: &mut dyn Write) -> Result<()> {
+    let root = Root::open_read(&args.root.root)?;
+    let snapshot = root.db.read()?;
+    let state = active_state(&snapshot)?;
+    let id = find_installed(&snapshot, &state, &args.name)?;
+    let record = snapshot
+        .package(&id)?
+        .ok_or(mossfs_db::DbError::NoPackage(id))?;
+    let meta = &record.meta;
+    writeln!(out, "name          {}", meta.name)?;
+    writeln!(
+        out,
+        "version       {}-{} (build {})",
+        meta.version, meta.release, meta.build_release
+    )?;
+    for (label, value) in [
+        ("summary", &meta.summary),
+        ("homepage", &meta.homepage),
+        ("architecture", &meta.architecture),
+    ] {
+        if !value.is_empty() {
+            writeln!(out, "{label:<13} {value}")?;
+        }
+    }
+    if !meta.licenses.is_empty() {
+        writeln!(out, "license       {}", meta.licenses.join(", "))?;
+    }
+    for (label, list) in [
+        ("depends", &meta.depends),
+        ("provides", &meta.provides),
+        ("conflicts", &meta.conflicts),
+    ] {
+        for relation in list.iter() {
+            writeln!(out, "{label:<13} {relation}")?;
+        }
+    }
+    writeln!(out, "package id    {id}")?;
+    writeln!(out, "stone size    {} bytes", record.stone_size)?;
+    if args.files {
+        let mut layout = snapshot.layout(&id)?;
+        layout.sort_by(|a, b| a.path.cmp(&b.path));
+        for entry in layout {
+            match &entry.kind {
+                EntryKind::Symlink(text) => writeln!(
+                    out,
+                    "/usr/{} -> {}",
+                    entry.path,
+                    String::from_utf8_lossy(text)
+                )?,
+                _ => writeln!(out, "/usr/{}", entry.path)?,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `mossfs owner`.
+pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
+    let root = Root::open_read(&args.root.root)?;
+    let snapshot = root.db.read()?;
+    let state = active_state(&snapshot)?;
+    let text = args.path.trim_start_matches('/');
+    let text = text.strip_prefix("usr/").unwrap_or(text);
+    let path = RelPath::new(text).map_err(|_| EngineError::NoOwner(args.path.clone()))?;
+    let entry = snapshot
+        .lookup(state.root, &path)?
+        .ok_or_else(|| EngineError::NoOwner(args.path.clone()))?;
+    let owner = entry
+        .node
+        .owner
+        .ok_or_else(|| EngineError::NoOwner(args.path.clone()))?;
+    let record = snapshot
+        .package(&owner)?
+        .ok_or(mossfs_db::DbError::NoPackage(owner))?;
+    writeln!(out, "/usr/{path} is owned by {}", record.meta.full_name())?;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! `mossfs demo`: the main job on built-in sample data, in a throwaway sandbox.
+//!
+//! It writes a small tree that is compiled into the binary (an executable, a symlink, a
+//! duplicate file, an empty file, an empty directory and a private one), then runs the real
+//! commands on it, one printed step at a time: `pack`, `inspect --check`, `extract`, and a
+//! comparison of the extracted tree with the sample. Nothing outside the sandbox (a fresh
+//! temporary directory) is touched. Later steps (install, mount) extend the sequence.
+
+use std::io::Write;
+use std::path::Path;
+
+use mossfs_format::{DEFAULT_LEVEL, RelPath};
+use mossfs_fs::dirfd::{Attrs, DEFAULT_DIR_MODE, DirFd};
+
+use crate::error::CliError;
+use crate::pack::scan::{self, Entry};
+use crate::pack::{self, MetaFields};
+use crate::{extract, inspect};
+
+/// Arguments of `mossfs demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep the sandbox afterwards and print where it is.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// One entry of the sample tree.
+enum Sample {
+    File(&'static str, u32, &'static [u8]),
+    Symlink(&'static str, &'static str),
+    Dir(&'static str, u32),
+}
+
+const README: &[u8] = b"hello: the smallest package mossfs can think of.\n";
+
+/// The sample package, as it would sit below /usr.
+const SAMPLE: &[Sample] = &[
+    Sample::File(
+        "bin/hello",
+        0o755,
+        b"#!/bin/sh\necho 'hello from a stone'\n",
+    ),
+    Sample::Symlink("bin/hi", "hello"),
+    Sample::File("share/hello/greeting.txt", 0o644, b"Hello, world!\n"),
+    Sample::File("share/hello/README", 0o644, README),
+    Sample::File("share/doc/hello/README", 0o644, README),
+    Sample::File("share/hello/empty", 0o644, b""),
+    Sample::Dir("share/hello/plugins", 0o755),
+    Sample::Dir("lib/hello/private", 0o700),
+    Sample::File("lib/hello/private/key", 0o600, b"not really a secret\n"),
+];
+
+/// Runs the demo.
+pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
+    let sandbox = tempfile::Builder::new()
+        .prefix("mossfs-demo-")
+        .tempdir()
+        .map_err(CliError::Sandbox)?;
+    let usr = sandbox.path().join("usr");
+    let stone = sandbox.path().join("hello-1.0-1-1.stone");
+    let extracted = sandbox.path().join("extracted");
+    writeln!(
+        out,
+        "mossfs demo: pack, inspect and extract a built-in sample tree in {}",
+        sandbox.path().display()
+    )?;
+
+    step(out, 1, "write the sample tree")?;
+    write_sample(&usr)?;
+    writeln!(out, "wrote {} entries to {}", SAMPLE.len(), usr.display())?;
+
+    step(out, 2, "mossfs pack usr -o hello-1.0-1-1.stone")?;
+    let pack_args = pack::Args {
+        dir: usr.clone(),
+        output: stone.clone(),
+        meta: None,
+        level: DEFAULT_LEVEL,
+        threads: None,
+        fields: MetaFields {
+            name: Some("hello".into()),
+            version: Some("1.0".into()),
+            summary: Some("The mossfs demo package".into()),
+            licenses: vec!["MPL-2.0".into()],
+            provides: vec!["binary(hello)".into()],
+            ..MetaFields::default()
+        },
+    };
+    pack::run(&pack_args, out)?;
+
+    step(out, 3, "mossfs inspect --check hello-1.0-1-1.stone")?;
+    let inspect_args = inspect::Args {
+        files: vec![stone.clone()],
+        check: true,
+        json: false,
+    };
+    inspect::run(&inspect_args, out)?;
+
+    step(out, 4, "mossfs extract hello-1.0-1-1.stone -o extracted")?;
+    let extract_args = extract::Args {
+        files: vec![stone],
+        output: extracted.clone(),
+    };
+    extract::run(&extract_args, out)?;
+
+    step(out, 5, "compare the extracted tree with the sample")?;
+    let compared = compare(&usr, &extracted)?;
+    writeln!(
+        out,
+        "identical: {compared} entries with the same types, modes, owners, link texts and bytes"
+    )?;
+
+    if args.keep {
+        let kept = sandbox.keep();
+        writeln!(out, "\nsandbox kept at {}", kept.display())?;
+    } else {
+        writeln!(out, "\nsandbox removed (pass --keep to look around in it)")?;
+    }
+    Ok(())
+}
+
+fn step(out: &mut dyn Write, n: usize, what: &str) -> Result<(), CliError> {
+    writeln!(out, "\n[{n}/5] {what}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes [`SAMPLE`] below `usr` with exact modes, through the same safe primitives the
+/// extractor uses.
+fn write_sample(usr: &Path) -> Result<(), CliError> {
+    std::fs::create_dir(usr).map_err(CliError::Sandbox)?;
+    let root = DirFd::open(usr)?;
+    let rel = |path: &str| RelPath::new(path).expect("sample paths are valid");
+    let parent_of = |path: &RelPath| match path.parent() {
+        Some(parent) => root.create_dir_all_beneath(&parent, DEFAULT_DIR_MODE),
+        None => DirFd::open(usr),
+    };
+    for sample in SAMPLE {
+        match *sample {
+            Sample::File(path, mode, bytes) => {
+                let path = rel(path);
+                let parent = parent_of(&path)?;
+                let name = path.file_name();
+                let mut file = parent.create_file(name, 0o600)?;
+                file.write_all(bytes).map_err(CliError::Sandbox)?;
+                parent.set_file_attrs(name, &file, Attrs { mode, owner: None })?;
+            }
+            Sample::Symlink(path, target) => {
+                let path = rel(path);
+                parent_of(&path)?.symlink(target.as_bytes(), path.file_name())?;
+            }
+            Sample::Dir(path, mode) => {
+                let path = rel(path);
+                parent_of(&path)?.create_dir(path.file_name(), mode)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Walks both trees and returns how many entries they share, or the first difference.
+fn compare(expected: &Path, found: &Path) -> Result<usize, CliError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .map_err(|e| CliError::Sandbox(std::io::Error::other(e)))?;
+    let expected = scan::scan(expected, &pool)?;
+    let found = scan::scan(found, &pool)?;
+    for (want, got) in expected.iter().zip(&found) {
+        if want != got {
+            return Err(mismatch(want, describe(want), describe(got)));
+        }
+    }
+    if let Some(extra) = found.get(expected.len()) {
+        return Err(mismatch(extra, "nothing".into(), describe(extra)));
+    }
+    if let Some(missing) = expected.get(found.len()) {
+        return Err(mismatch(missing, describe(missing), "nothing".into()));
+    }
+    Ok(expected.len())
+}
+
+fn describe(entry: &Entry) -> String {
+    format!(
+        "{} {:06o} {}:{} {:?}",
+        entry.path, entry.mode, entry.uid, entry.gid, entry.kind
+    )
+}
+
+fn mismatch(at: &Entry, want: String, got: String) -> CliError {
+    CliError::DemoMismatch {
+        path: at.path.to_string(),
+        difference: format!("expected {want}, found {got}"),
+    }
+}

@@ -1,0 +1,232 @@
+//! Recording states and committing them (DESIGN.md §6.2).
+//!
+//! The commit order, and what a kill at each step leaves behind:
+//!
+//! | step | then | a kill here leaves |
+//! |---|---|---|
+//! | `ingest` | packages unpacked, store synced | the old state active; assets are garbage at worst |
+//! | `blit` | staging/usr written, `.stateID` in it, synced | the old state active; staging is removed at next start |
+//! | `exchange` | `renameat2(RENAME_EXCHANGE)` of staging/usr and usr | **the new state live**: the next start marks it active in the DB and archives the old tree |
+//! | `archive` | old tree moved to `.moss/root/<old>/usr` | the new state live; the DB is brought in line at next start |
+//! | `db` | state marked committed and active | done, but root links may be missing; next start makes them |
+//!
+//! Setting `MOSSFS_FAULT=<step>` kills the process with SIGKILL right after that step, so
+//! tests can prove every row of this table.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use mossfs_db::{Query, State, StateId, Status};
+use mossfs_fs::{blit, sysroot, tree};
+
+use super::error::{EngineError, Result};
+use super::plan::{LoadedStone, Plan};
+use super::root::Root;
+
+/// Kills the process with SIGKILL if `MOSSFS_FAULT` names this step: a real crash, with no
+/// destructors and no cleanup, for the crash-safety tests.
+pub fn fault_point(step: &'static str) {
+    if std::env::var("MOSSFS_FAULT").is_ok_and(|v| v == step) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}
+
+/// Caches the stones and records the plan as a candidate state. With conflicts, the state
+/// is recorded only when `allow_conflicts` is set; otherwise nothing is recorded.
+pub fn record_state(
+    root: &Root,
+    plan: &Plan,
+    stones: &[LoadedStone],
+    allow_conflicts: bool,
+) -> Result<State> {
+    for stone in stones {
+        let cached = root.store.cache_stone(&stone.path)?;
+        if cached.id != stone.id {
+            // The file changed between planning and caching.
+            return Err(EngineError::Io {
+                path: stone.path.clone(),
+                source: std::io::Error::other(
+                    "the stone changed while it was being installed; try again",
+                ),
+            });
+        }
+    }
+    let parent = root.db.read()?.active()?;
+    let (selections, order) = plan.selections();
+    let mut txn = root.db.write()?;
+    for stone in stones {
+        if txn.package(&stone.id)?.is_none() {
+            txn.put_package(&stone.record(), &stone.layout, &stone.index)?;
+        }
+    }
+    let built = tree::build(&mut txn, &order)?;
+    if !built.conflicts.is_empty() && !allow_conflicts {
+        return Err(conflict_error(&txn, &built.conflicts, None)?);
+    }
+    let id = txn.next_state_id()?;
+    let state = State {
+        id,
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        summary: plan.summary.clone(),
+        status: Status::Candidate,
+        parent,
+        selections,
+        root: built.root,
+        entries: built.entries,
+        conflicts: built.conflicts,
+    };
+    txn.put_state(&state)?;
+    txn.commit()?;
+    Ok(state)
+}
+
+/// The one-line refusal for a state with file conflicts.
+pub fn conflict_error(
+    q: &impl Query,
+    conflicts: &[mossfs_db::Conflict],
+    state: Option<StateId>,
+) -> Result<EngineError> {
+    let first = &conflicts[0];
+    let mut names = Vec::new();
+    for node in &first.contenders {
+        if let Some(id) = node.owner {
+            let name = q
+                .package(&id)?
+                .map_or_else(|| id.to_string(), |r| r.meta.name);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    Ok(EngineError::FileConflicts {
+        count: conflicts.len(),
+        first: String::from_utf8_lossy(&first.path).into_owned(),
+        packages: names.join(" and "),
+        state,
+    })
+}
+
+/// What a commit did, for the one-line summary.
+pub struct CommitReport {
+    /// The state now active.
+    pub id: StateId,
+    /// Entries written to disk (0 when an archived tree was reused).
+    pub blitted: u64,
+    /// Whether an archived tree was reused instead of blitting.
+    pub reused_archive: bool,
+    /// Packages unpacked into the store on the way.
+    pub unpacked: usize,
+    /// Wall time of the whole commit.
+    pub elapsed: std::time::Duration,
+}
+
+/// How a commit treats the state that is already live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Switch to another state; the old tree is archived for instant rollback.
+    Switch,
+    /// Re-blit the active state from the store (repair): never reuse an archive, and
+    /// delete the damaged tree that comes out of the exchange instead of archiving it.
+    Reblit,
+}
+
+/// Makes state `id` the live `/usr`, in the order of the table above.
+pub fn commit_state(
+    root: &Root,
+    id: StateId,
+    mode: Mode,
+    progress: Option<&(dyn Fn(blit::BlitProgress) + Sync)>,
+) -> Result<CommitReport> {
+    let started = Instant::now();
+    let snapshot = root.db.read()?;
+    let mut state = snapshot.state(id)?;
+    if !state.conflicts.is_empty() {
+        return Err(conflict_error(&snapshot, &state.conflicts, Some(id))?);
+    }
+    let previous = snapshot.active()?;
+    if mode == Mode::Switch
+        && previous == Some(id)
+        && sysroot::read_state_id(&root.usr()) == Some(id.0)
+    {
+        return Err(EngineError::AlreadyActive(id));
+    }
+
+    // Assets first, durable before anything links to them.
+    let mut pending = Vec::new();
+    for s in &state.selections {
+        if !snapshot.package(&s.package)?.is_some_and(|r| r.unpacked) {
+            pending.push(s.package);
+        }
+    }
+    drop(snapshot);
+    if !pending.is_empty() {
+        root.store.ingest_many(&pending)?;
+        let mut txn = root.db.write()?;
+        for package in &pending {
+            txn.set_unpacked(package, true)?;
+        }
+        txn.commit()?;
+    }
+    root.store.sync()?;
+    fault_point("ingest");
+
+    // The next tree, in staging.
+    let staging = root.staging();
+    if staging.exists() {
+        blit::remove_tree(&staging)?;
+    }
+    std::fs::create_dir_all(&staging).map_err(|source| EngineError::Io {
+        path: staging.clone(),
+        source,
+    })?;
+    let staged = root.staging_usr();
+    let archived = root.archive(id).join("usr");
+    let reused_archive = mode == Mode::Switch && sysroot::read_state_id(&archived) == Some(id.0);
+    let blitted = if reused_archive {
+        sysroot::rename_durable(&archived, &staged)?;
+        0
+    } else {
+        let snapshot = root.db.read()?;
+        let options = blit::BlitOptions {
+            progress,
+            ..blit::BlitOptions::default()
+        };
+        let stats = blit::blit(&snapshot, state.root, &root.store, &staged, &options)?;
+        sysroot::write_state_id(&staged, id.0)?;
+        blit::sync_tree(&staged)?;
+        stats.entries
+    };
+    fault_point("blit");
+
+    // The commit point.
+    sysroot::exchange(&staged, &root.usr())?;
+    fault_point("exchange");
+
+    if staged.exists() && mode == Mode::Reblit {
+        blit::remove_tree(&staged)?;
+    } else if staged.exists() {
+        match sysroot::read_state_id(&staged) {
+            Some(old) => root.archive_tree(StateId(old), &staged)?,
+            None => root.archive_unmanaged(&staged)?,
+        }
+    }
+    fault_point("archive");
+
+    let mut txn = root.db.write()?;
+    state.status = Status::Committed;
+    txn.put_state(&state)?;
+    txn.set_active(Some(id))?;
+    txn.commit()?;
+    fault_point("db");
+
+    sysroot::ensure_root_links(&root.path)?;
+    Ok(CommitReport {
+        id,
+        blitted,
+        reused_archive,
+        unpacked: pending.len(),
+        elapsed: started.elapsed(),
+    })
+}

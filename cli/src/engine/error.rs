@@ -1,0 +1,146 @@
+//! The transaction engine's errors. Each says what happened and, where there is one, what
+//! to do next; the binary prints the chain on one line.
+
+use std::path::PathBuf;
+
+use mossfs_db::StateId;
+
+/// Why a transaction did not happen. In every case the active state is unchanged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The root has no `.moss` yet and the command only reads.
+    #[error("{} is not a mossfs root (no .moss folder); install something first", .0.display())]
+    NotARoot(PathBuf),
+    /// A stone could not be read.
+    #[error("cannot read {}", path.display())]
+    Stone {
+        /// The stone.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: mossfs_format::DecodeError,
+    },
+    /// A stone's metadata is unusable.
+    #[error("{}: {source}", path.display())]
+    Meta {
+        /// The stone.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: mossfs_format::meta::MetaError,
+    },
+    /// A file could not be opened or read.
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Two stones given at once install the same package name.
+    #[error("two stones both install package {name}; give one")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+    /// `remove NAME` for a package that is not in the state.
+    #[error("package {name} is not installed; see 'mossfs list installed'")]
+    NotInstalled {
+        /// The name.
+        name: String,
+    },
+    /// A package's dependency has no provider in the new state.
+    #[error(
+        "{package} depends on {relation}, which no package in the new state provides; add a stone that provides it"
+    )]
+    MissingDependency {
+        /// Who needs it.
+        package: String,
+        /// What is needed.
+        relation: String,
+    },
+    /// Removing a package would break another's dependency.
+    #[error(
+        "cannot remove {removed}: {package} depends on {relation}, which only it provides; remove {package} too"
+    )]
+    NeededBy {
+        /// What is being removed.
+        removed: String,
+        /// Who needs it.
+        package: String,
+        /// What is needed.
+        relation: String,
+    },
+    /// A package declares a conflict with another in the new state.
+    #[error(
+        "{package} conflicts with {other} (it declares conflicts: {relation}); the two cannot be installed together"
+    )]
+    DeclaredConflict {
+        /// The package declaring the conflict.
+        package: String,
+        /// The package it conflicts with.
+        other: String,
+        /// The declared relation.
+        relation: String,
+    },
+    /// Packages ship different things at the same paths.
+    #[error(
+        "{count} path{} conflict (first: usr/{first}, shipped by {packages}){}",
+        if *count == 1 { "" } else { "s" },
+        match state {
+            Some(id) => format!("; inspect it with 'mossfs mount --state {id} DIR'"),
+            None => "; stage it with --stage --allow-conflicts to inspect it".to_owned(),
+        }
+    )]
+    FileConflicts {
+        /// How many paths conflict.
+        count: usize,
+        /// The first one.
+        first: String,
+        /// The packages at the first one.
+        packages: String,
+        /// The recorded candidate, if one was recorded.
+        state: Option<StateId>,
+    },
+    /// The state asked for is the active one already.
+    #[error("state {0} is already active")]
+    AlreadyActive(StateId),
+    /// The active state cannot be removed.
+    #[error("state {0} is active and cannot be removed; activate another state first")]
+    RemoveActive(StateId),
+    /// No candidate to commit.
+    #[error("there is no candidate state to commit; stage one with 'mossfs install --stage'")]
+    NoCandidate,
+    /// No state is active yet.
+    #[error("no state is active yet; install something first")]
+    NoActiveState,
+    /// A path is not in the tree.
+    #[error("no package ships {0}")]
+    NoOwner(String),
+    /// Printing failed (a closed pipe is not reported as a failure).
+    #[error("cannot write output")]
+    Output(#[from] std::io::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] mossfs_db::DbError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] mossfs_store::StoreError),
+    /// Building a tree failed.
+    #[error(transparent)]
+    Tree(#[from] mossfs_fs::tree::TreeError),
+    /// The blit failed.
+    #[error("cannot write the new tree")]
+    Blit(#[from] mossfs_fs::blit::BlitError),
+    /// A tree could not be removed.
+    #[error(transparent)]
+    Remove(#[from] mossfs_fs::blit::RemoveError),
+    /// A root-level step failed.
+    #[error(transparent)]
+    Root(#[from] mossfs_fs::sysroot::RootError),
+}
+
+/// The engine's result type.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,13 @@
+//! The transaction engine: plans a change, records it as a state, and commits states to
+//! the live root in the order DESIGN.md §6.2 sets. Commands in `crate::commands` are thin
+//! layers over this.
+
+pub mod commit;
+pub mod error;
+pub mod plan;
+pub mod root;
+
+pub use commit::{CommitReport, Mode, commit_state, record_state};
+pub use error::{EngineError, Result};
+pub use plan::{LoadedStone, Plan};
+pub use root::Root;

@@ -1,0 +1,217 @@
+//! Planning: from what was asked to the package set of the next state, without side
+//! effects (STYLE.md "plan, then act"). Refusals for missing dependencies and declared
+//! conflicts come from here, before anything is written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use mossfs_db::{PackageRecord, Query, Selection};
+use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, Reader, Relation};
+use sha2::{Digest, Sha256};
+
+use super::error::{EngineError, Result};
+
+/// A stone from the command line, read as far as its metadata.
+pub struct LoadedStone {
+    /// Where it came from.
+    pub path: PathBuf,
+    /// The sha256 of the whole file.
+    pub id: PackageId,
+    /// Its size.
+    pub size: u64,
+    /// Typed metadata.
+    pub meta: Meta,
+    /// Its layout.
+    pub layout: Vec<LayoutEntry>,
+    /// Its index.
+    pub index: Vec<IndexEntry>,
+}
+
+impl LoadedStone {
+    /// Reads the meta, layout and index payloads (not the content) and hashes the file.
+    pub fn load(path: &Path) -> Result<LoadedStone> {
+        let io = |source| EngineError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut reader =
+            Reader::new(BufReader::new(&file)).map_err(|source| EngineError::Stone {
+                path: path.to_owned(),
+                source,
+            })?;
+        let stone = reader
+            .read_metadata()
+            .map_err(|source| EngineError::Stone {
+                path: path.to_owned(),
+                source,
+            })?;
+        stone.check_assets().map_err(|source| EngineError::Stone {
+            path: path.to_owned(),
+            source,
+        })?;
+        let meta = stone.typed_meta().map_err(|source| EngineError::Meta {
+            path: path.to_owned(),
+            source,
+        })?;
+        drop(reader);
+        let mut hasher = Sha256::new();
+        let mut file = File::open(path).map_err(io)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(LoadedStone {
+            path: path.to_owned(),
+            id: PackageId(hasher.finalize().into()),
+            size,
+            meta,
+            layout: stone.layout,
+            index: stone.index,
+        })
+    }
+
+    /// The database record for it.
+    pub fn record(&self) -> PackageRecord {
+        PackageRecord {
+            id: self.id,
+            meta: self.meta.clone(),
+            stone_size: self.size,
+            unpacked: false,
+        }
+    }
+}
+
+/// The next state's package set, and what changed to get there.
+pub struct Plan {
+    /// Every package of the new state, by name.
+    pub packages: BTreeMap<String, (PackageId, Meta, bool)>,
+    /// For people: "install nano", "remove vim".
+    pub summary: String,
+}
+
+impl Plan {
+    /// Starts from the packages of a state.
+    pub fn from_selections(q: &impl Query, selections: &[Selection]) -> Result<Plan> {
+        let mut packages = BTreeMap::new();
+        for s in selections {
+            let record = q
+                .package(&s.package)?
+                .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
+            packages.insert(
+                record.meta.name.clone(),
+                (s.package, record.meta, s.explicit),
+            );
+        }
+        Ok(Plan {
+            packages,
+            summary: String::new(),
+        })
+    }
+
+    /// Adds stones; a stone whose name is installed replaces it (an upgrade).
+    pub fn install(&mut self, stones: &[LoadedStone]) -> Result<()> {
+        let mut seen = HashMap::new();
+        let mut words = Vec::new();
+        for stone in stones {
+            if seen.insert(stone.meta.name.clone(), ()).is_some() {
+                return Err(EngineError::DuplicateName {
+                    name: stone.meta.name.clone(),
+                });
+            }
+            let verb = match self.packages.get(&stone.meta.name) {
+                Some((id, _, _)) if *id == stone.id => "reinstall",
+                Some(_) => "upgrade",
+                None => "install",
+            };
+            words.push(format!("{verb} {}", stone.meta.full_name()));
+            self.packages.insert(
+                stone.meta.name.clone(),
+                (stone.id, stone.meta.clone(), true),
+            );
+        }
+        self.summary = words.join(", ");
+        Ok(())
+    }
+
+    /// Removes packages by name; each must be present.
+    pub fn remove(&mut self, names: &[String]) -> Result<Vec<Meta>> {
+        let mut removed = Vec::new();
+        for name in names {
+            let (_, meta, _) = self
+                .packages
+                .remove(name)
+                .ok_or_else(|| EngineError::NotInstalled { name: name.clone() })?;
+            removed.push(meta);
+        }
+        self.summary = format!("remove {}", names.join(", "));
+        Ok(removed)
+    }
+
+    /// Checks dependencies and declared conflicts within the new set. `removed` names
+    /// packages just taken out, so a broken dependency can say who broke it.
+    pub fn check(&self, removed: &[Meta]) -> Result<()> {
+        let mut provided: HashMap<Relation, Vec<&str>> = HashMap::new();
+        for (name, (_, meta, _)) in &self.packages {
+            for relation in meta.all_provides() {
+                provided.entry(relation).or_default().push(name);
+            }
+        }
+        for (name, (_, meta, _)) in &self.packages {
+            for relation in &meta.depends {
+                if provided.contains_key(relation) {
+                    continue;
+                }
+                let culprit = removed
+                    .iter()
+                    .find(|m| m.all_provides().any(|p| &p == relation));
+                return Err(match culprit {
+                    Some(gone) => EngineError::NeededBy {
+                        removed: gone.name.clone(),
+                        package: name.clone(),
+                        relation: relation.to_string(),
+                    },
+                    None => EngineError::MissingDependency {
+                        package: name.clone(),
+                        relation: relation.to_string(),
+                    },
+                });
+            }
+            for relation in &meta.conflicts {
+                if let Some(others) = provided.get(relation)
+                    && let Some(other) = others.iter().find(|o| **o != name.as_str())
+                {
+                    return Err(EngineError::DeclaredConflict {
+                        package: name.clone(),
+                        other: (*other).to_owned(),
+                        relation: relation.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The selections of the new state, sorted by package id, and the package order for
+    /// the tree build (by name, so the same set always builds the same tree).
+    pub fn selections(&self) -> (Vec<Selection>, Vec<PackageId>) {
+        let order: Vec<PackageId> = self.packages.values().map(|(id, _, _)| *id).collect();
+        let mut selections: Vec<Selection> = self
+            .packages
+            .values()
+            .map(|(id, _, explicit)| Selection {
+                package: *id,
+                explicit: *explicit,
+            })
+            .collect();
+        selections.sort();
+        (selections, order)
+    }
+}

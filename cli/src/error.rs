@@ -1,0 +1,276 @@
+//! [`CliError`]: every way a command can fail, and [`report`], the one line a person sees.
+//!
+//! Variants carry the file they were working on and keep the cause as a `#[source]`, so
+//! the message is built from the chain, never glued into strings: `report` joins it on one
+//! line and adds, where there is one, what to do next. A broken pipe is not a failure: it
+//! means the reader (`head`, `less`) has seen enough.
+
+use std::error::Error;
+use std::io;
+use std::path::PathBuf;
+
+use mossfs_format::DecodeError;
+use mossfs_fs::dirfd::DirError;
+use mossfs_fs::extract::ExtractError;
+
+/// A failed command.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// An input file cannot be opened.
+    #[error("cannot open {}", .path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A stone's metadata cannot be read.
+    #[error("cannot read {}", .path.display())]
+    Read {
+        /// The stone.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: DecodeError,
+    },
+    /// `inspect --check` found a problem.
+    #[error("{} failed the check{}", .path.display(), payload_note(.payload))]
+    Check {
+        /// The stone.
+        path: PathBuf,
+        /// The payload at fault, when the cause's own message does not say.
+        payload: Option<&'static str>,
+        /// The first problem found.
+        #[source]
+        source: DecodeError,
+    },
+    /// The directory to pack cannot be walked or read.
+    #[error("cannot read {}", .path.display())]
+    Scan {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The directory to pack holds something a stone cannot carry.
+    #[error(
+        "cannot pack {}: it is a {kind}, and stones hold regular files, symlinks and directories",
+        .path.display()
+    )]
+    Unpackable {
+        /// The entry.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A name in the directory to pack cannot be a layout path (it is too long).
+    #[error("cannot pack {}", .path.display())]
+    BadPath {
+        /// The entry.
+        path: PathBuf,
+        /// Why the layout refuses it.
+        #[source]
+        source: mossfs_format::PathError,
+    },
+    /// A line of the metadata file is wrong.
+    #[error("{}:{line}: {problem}", .path.display())]
+    MetaFile {
+        /// The metadata file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A required metadata field is missing.
+    #[error("the package has no {field}")]
+    MissingMeta {
+        /// The field.
+        field: &'static str,
+    },
+    /// A metadata value is invalid.
+    #[error("invalid {field} `{value}`: {reason}")]
+    BadMeta {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The output stone cannot be written.
+    #[error("cannot write {}", .path.display())]
+    Write {
+        /// The output.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The extraction directory cannot be created or opened.
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    /// A stone cannot be extracted.
+    #[error("cannot extract {}", .path.display())]
+    Extract {
+        /// The stone.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ExtractError,
+    },
+    /// The demo's sandbox cannot be set up.
+    #[error("cannot set up the demo sandbox")]
+    Sandbox(#[source] io::Error),
+    /// The demo's extracted tree differs from the sample it packed.
+    #[error("the extracted tree differs from the sample at `{path}`: {difference}")]
+    DemoMismatch {
+        /// The first path that differs.
+        path: String,
+        /// How.
+        difference: String,
+    },
+    /// Standard output is gone or full.
+    #[error("cannot write to standard output")]
+    Output(#[from] io::Error),
+    /// A root-managing command failed; the active state is unchanged.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    /// `verify` found damage, or could not finish.
+    #[error(transparent)]
+    Verify(#[from] crate::commands::verify::VerifyError),
+}
+
+fn payload_note(payload: &Option<&'static str>) -> String {
+    payload.map_or_else(String::new, |p| format!(" in its {p} payload"))
+}
+
+/// The payload a decode error is about, for the variants whose message does not name it.
+pub fn payload_of(err: &DecodeError) -> Option<&'static str> {
+    match err {
+        DecodeError::BadDigest { .. } => Some("content"),
+        DecodeError::IndexOutOfRange { .. } | DecodeError::IndexOverlap { .. } => Some("index"),
+        DecodeError::MissingAsset { .. } => Some("layout"),
+        _ => None,
+    }
+}
+
+impl CliError {
+    /// Whether the reader of our output went away, which ends a run successfully.
+    pub fn is_broken_pipe(&self) -> bool {
+        chain(self).any(|e| {
+            e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+        })
+    }
+
+    /// What to do about it, when there is something better than "read the message".
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            CliError::Open { source, .. } | CliError::Scan { source, .. }
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                Some("check the path")
+            }
+            CliError::Read {
+                source: DecodeError::BadMagic { .. },
+                ..
+            } => Some("is it a .stone file?"),
+            CliError::Read { .. } | CliError::Check { .. } => {
+                Some("the file is damaged or was cut short; fetch or build it again")
+            }
+            CliError::MetaFile { .. } => Some("see \"Metadata file\" in README.md"),
+            CliError::MissingMeta { field: "name" } => {
+                Some("pass --name NAME, or put `name = NAME` in the --meta file")
+            }
+            CliError::MissingMeta { field: "version" } => {
+                Some("pass --version VERSION, or put `version = VERSION` in the --meta file")
+            }
+            CliError::Write { .. } => {
+                Some("check that the output's directory exists and is writable")
+            }
+            CliError::Extract { source, .. } => match source {
+                ExtractError::Dir(DirError::Exists { .. }) => {
+                    Some("extract into an empty directory; nothing is ever overwritten")
+                }
+                ExtractError::Dir(DirError::Symlink { .. })
+                | ExtractError::BeneathNonDirectory { .. }
+                | ExtractError::Duplicate { .. } => Some(
+                    "the stone is broken or hostile; nothing was written outside the directory",
+                ),
+                ExtractError::Decode(_) => {
+                    Some("the file is damaged or was cut short; fetch or build it again")
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The error and its causes, outermost first.
+fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |e: &&'a (dyn Error + 'static)| (*e).source())
+}
+
+/// `error: <what happened>: <why>: <deeper why>; <what to do>`, on one line. A cause whose
+/// text its parent already printed (thiserror's `{source}` in a message) is shown once.
+pub fn report(err: &CliError) -> String {
+    let mut line = String::from("error: ");
+    let mut shown = String::new();
+    for cause in chain(err) {
+        let text = cause.to_string();
+        if text.is_empty() || shown.ends_with(&text) {
+            continue;
+        }
+        if !shown.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        shown = text;
+    }
+    if let Some(hint) = err.hint() {
+        line.push_str("; ");
+        line.push_str(hint);
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_is_one_line_with_a_hint() {
+        let err = CliError::Open {
+            path: "x.stone".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            report(&err),
+            "error: cannot open x.stone: entity not found; check the path"
+        );
+    }
+
+    #[test]
+    fn a_cause_already_in_its_parent_message_is_not_repeated() {
+        let source = DecodeError::Io(io::Error::other("disk on fire"));
+        let err = CliError::Read {
+            path: "x.stone".into(),
+            source,
+        };
+        let line = report(&err);
+        assert_eq!(line.matches("disk on fire").count(), 1, "{line}");
+        assert!(line.starts_with("error: cannot read x.stone: read failed: disk on fire"));
+    }
+
+    #[test]
+    fn a_broken_pipe_is_recognised_through_the_chain() {
+        let err = CliError::Output(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(err.is_broken_pipe());
+        let err = CliError::Output(io::Error::from(io::ErrorKind::StorageFull));
+        assert!(!err.is_broken_pipe());
+    }
+}

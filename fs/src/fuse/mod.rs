@@ -1,0 +1,267 @@
+//! The FUSE view of a state (DESIGN.md §7): any recorded state, mounted read-only and
+//! served straight from its directory objects in the database and its assets in the store.
+//!
+//! This module owns the server ([`MossFs`]), mounting and unmounting ([`spawn`], [`run`],
+//! [`unmount`]) and the debug view. It reads the database through one snapshot held for
+//! the mount's life and reads the store; the only thing it ever writes is assets, through
+//! [`Store::ingest`], when a staged package is first read. It never prints: failures
+//! while serving go to the [`FsOptions::log`] callback.
+//!
+//! # What the mount shows
+//!
+//! The mount point holds `usr/`, the state's tree, so that `diff -r ROOT/usr MNT/usr`
+//! compares a live root with a state; with the debug view it also holds `.mossfs/` (see
+//! [`view`]). Everything below `usr` matches a blit of the state in path, type, mode, uid,
+//! gid, size, link text and bytes. Times are the state's creation time. A directory's size
+//! is 4096. Nothing is ever written (`usr/.stateID` is written by a commit, not the blit,
+//! so it is not in the mount either).
+//!
+//! # Decisions
+//!
+//! - **Inodes: one per path, `nlink` 1, directories included.** Numbers are given lazily,
+//!   the first time the kernel meets an entry, and are never reused or forgotten (see
+//!   [`inode`]). Files with the same content do not share an inode, unlike the blit's
+//!   hardlinks, so that an inode's parent and name are unique and the kernel's dentry cache
+//!   never aliases two paths. `nlink` 1 on directories tells `find` and `fts` that the
+//!   subdirectory count is unknown, as on btrfs, rather than making the mount read every
+//!   child directory to count them.
+//! - **Mounting is O(1)** in the size of the state: it reads the state record, opens the
+//!   snapshots and numbers the root and the debug view (O(conflicts)). Nothing walks the
+//!   tree; `statfs` reports the entry count the state recorded.
+//! - **Kernel caching is all on**, because the tree never changes while mounted: entries
+//!   and attributes live for a day, lookups of missing names are cached as negative
+//!   entries for as long, `readdirplus` is always used (never the `auto` heuristic), so a
+//!   listing primes every child's attributes, directory listings stay in the page cache
+//!   (`FOPEN_CACHE_DIR`, or `opendir` answered `ENOSYS` so the kernel stops asking), as do
+//!   symlink texts (`FUSE_CACHE_SYMLINKS`) and file pages (no `FUSE_AUTO_INVAL_DATA`).
+//!   Directory operations run in parallel (`FUSE_PARALLEL_DIROPS`) on four threads, each
+//!   with its own `/dev/fuse` fd (`clone_fd`) and its own database snapshot ([`snapshot`]).
+//! - **Reads** ([`read`]) use kernel passthrough when the kernel offers it and we are root
+//!   (Linux 6.9+): `open` hands the kernel the store file and no read reaches us.
+//!   Otherwise `open` is answered `ENOSYS`, so the kernel stops sending opens at all and
+//!   keeps the page cache; reads are served with `pread` on store files kept open in an
+//!   LRU. [`Mount::read_mode`] says which one is in use.
+//! - **Lazy materialization.** A file whose asset is missing is read after unpacking its
+//!   package's cached stone with [`Store::ingest`]. That runs on its own thread, one per
+//!   package at a time, and the request is answered from there, so the serving threads
+//!   never wait and reads of other packages go on.
+//! - **Read-only.** The mount is `MS_RDONLY`; every writing operation that still reaches
+//!   the server is answered `EROFS`.
+//! - **Extended attributes.** Without the debug view `getxattr` and `listxattr` answer
+//!   `ENOSYS` once, so the kernel answers every later call itself (`EOPNOTSUPP`) and `ls
+//!   -l` costs no round trip for them. With it, every entry has
+//!   [`view::OWNER_XATTR`] = `name-version` of the package that ships it.
+
+mod error;
+mod inode;
+mod mount;
+mod ops;
+mod read;
+mod signal;
+mod snapshot;
+pub mod view;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use mossfs_db::{Db, Query, StateId};
+use mossfs_format::PackageId;
+use mossfs_store::Store;
+
+pub use error::{MountError, ServeError};
+pub use mount::{
+    FS_TYPE, Mount, MountEntry, check_available, check_mountpoint, find_mount, run, spawn, unmount,
+};
+pub use read::ReadMode;
+
+use inode::{Inodes, Kind};
+use snapshot::Snapshots;
+use view::{Labels, Synthetic};
+
+/// Threads serving requests, and database snapshots (one each).
+const THREADS: usize = 4;
+
+/// How long the kernel may trust an entry, an attribute or a negative lookup.
+const TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Where serving errors go.
+pub type Log = Arc<dyn Fn(&ServeError) + Send + Sync>;
+
+/// How to serve a state.
+#[derive(Clone, Default)]
+pub struct FsOptions {
+    /// Show `.mossfs/` and the owner xattr ([`view`]).
+    pub debug_view: bool,
+    /// Called for every failure the kernel only sees as `EIO`. `None` drops them.
+    pub log: Option<Log>,
+}
+
+/// Request counts since the mount started, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// `lookup` requests.
+    pub lookups: u64,
+    /// `readdir` and `readdirplus` requests.
+    pub readdirs: u64,
+    /// `open` requests for files.
+    pub opens: u64,
+    /// `read` requests (none with passthrough).
+    pub reads: u64,
+    /// Packages unpacked on first read.
+    pub unpacks: u64,
+    /// Unpacks running right now.
+    pub unpacking: u64,
+    /// Entries numbered so far, the root and the debug view included.
+    pub inodes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    lookups: AtomicU64,
+    readdirs: AtomicU64,
+    opens: AtomicU64,
+    reads: AtomicU64,
+    unpacks: AtomicU64,
+    unpacking: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The state behind a mount, shared by the serving threads and unpacking threads.
+struct Inner {
+    state: StateId,
+    entries: u64,
+    time: SystemTime,
+    snapshots: Snapshots,
+    inodes: Inodes,
+    synthetic: Synthetic,
+    labels: Labels,
+    store: Store,
+    debug_view: bool,
+    log: Option<Log>,
+    reads: read::Reads,
+    /// The kernel treats `ENOSYS` from `opendir` as "never ask again".
+    no_opendir: AtomicBool,
+    counters: Counters,
+}
+
+/// A FUSE server for one state. Hand it to [`spawn`] or [`run`].
+pub struct MossFs {
+    inner: Arc<Inner>,
+}
+
+impl MossFs {
+    /// Prepares to serve `state` from `db` and `store`. Opens the database snapshots the
+    /// mount keeps for its life; reads nothing else of the tree.
+    pub fn new(
+        db: &Db,
+        store: Store,
+        state: StateId,
+        options: FsOptions,
+    ) -> Result<MossFs, MountError> {
+        let (snapshots, record) = Snapshots::open(db, state, THREADS)?;
+        let inodes = Inodes::default();
+        let names = |owner: Option<PackageId>| match owner {
+            None => "unowned".to_owned(),
+            Some(id) => snapshots
+                .with(|txn| txn.package(&id))
+                .ok()
+                .flatten()
+                .map_or_else(|| id.to_string(), |record| record.meta.name),
+        };
+        let synthetic = Synthetic::build(
+            &inodes,
+            record.root,
+            &record.conflicts,
+            options.debug_view,
+            names,
+        );
+        let inner = Inner {
+            state,
+            // The root, `usr` and the debug view are not counted by the state.
+            entries: record.entries + inodes.len() as u64,
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(record.created),
+            snapshots,
+            inodes,
+            synthetic,
+            labels: Labels::default(),
+            store,
+            debug_view: options.debug_view,
+            log: options.log,
+            reads: read::Reads::default(),
+            no_opendir: AtomicBool::new(false),
+            counters: Counters::default(),
+        };
+        Ok(MossFs {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The state it serves.
+    pub fn state(&self) -> StateId {
+        self.inner.state
+    }
+}
+
+impl Inner {
+    fn log(&self, error: ServeError) {
+        if let Some(log) = &self.log {
+            log(&error);
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Stats {
+            lookups: get(&c.lookups),
+            readdirs: get(&c.readdirs),
+            opens: get(&c.opens),
+            reads: get(&c.reads),
+            unpacks: get(&c.unpacks),
+            unpacking: get(&c.unpacking),
+            inodes: self.inodes.len() as u64,
+        }
+    }
+
+    /// The path of an entry below the mount point, for messages: `/usr/bin/nano`.
+    fn path_of(&self, mut ino: u64) -> String {
+        let mut components = Vec::new();
+        while ino != inode::ROOT_INO {
+            let Some(inode) = self.inodes.get(ino) else {
+                break;
+            };
+            let parent = u64::from(inode.parent);
+            let name = match self.inodes.get(parent).map(|p| p.kind) {
+                Some(Kind::Synthetic { dir }) => self
+                    .synthetic
+                    .dir(dir)
+                    .and_then(|d| d.entries.get(inode.slot as usize))
+                    .map(|entry| entry.name.clone()),
+                Some(Kind::Directory { tree }) => self.snapshots.with(|txn| {
+                    let tree = Kind::Directory { tree }
+                        .tree()
+                        .expect("a directory has a tree");
+                    txn.tree(tree)
+                        .ok()
+                        .and_then(|view| view.name(inode.slot as usize).map(<[u8]>::to_vec))
+                }),
+                _ => None,
+            };
+            components.push(name.unwrap_or_else(|| b"?".to_vec()));
+            ino = parent;
+        }
+        let mut path = String::new();
+        for component in components.iter().rev() {
+            path.push('/');
+            path.push_str(&String::from_utf8_lossy(component));
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        path
+    }
+}
