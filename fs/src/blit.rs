@@ -31,6 +31,7 @@
 //! inside directories it has just made, and reports paths as they are in the state
 //! (`usr/bin/nano`), with the asset that was being linked.
 
+mod apply;
 mod create;
 mod plan;
 mod remove;
@@ -47,6 +48,7 @@ use mossfs_format::AssetHash;
 use mossfs_store::{Store, StoreError};
 use rustix::fs::{Mode, OFlags};
 
+pub use apply::apply;
 pub use remove::{RemoveError, remove_tree};
 
 /// Mode of the blitted root itself (`/usr`), which no directory object describes.
@@ -150,6 +152,8 @@ pub enum Op {
     Chown,
     /// `fchmod` / `fchmodat`.
     Chmod,
+    /// `unlinkat` of an entry the new state no longer has.
+    Unlink,
 }
 
 impl fmt::Display for Op {
@@ -164,6 +168,7 @@ impl fmt::Display for Op {
             Op::Mknod => "create node",
             Op::Chown => "change owner of",
             Op::Chmod => "change mode of",
+            Op::Unlink => "remove",
         })
     }
 }
@@ -251,6 +256,16 @@ pub enum BlitError {
         #[source]
         source: io::Error,
     },
+    /// The two trees of an incremental commit could not be compared.
+    #[error("cannot compare the old and new trees")]
+    Diff {
+        /// Why.
+        #[source]
+        source: crate::tree::TreeError,
+    },
+    /// A subtree the new state no longer has could not be removed.
+    #[error(transparent)]
+    Remove(#[from] RemoveError),
     /// `syncfs` failed: the blitted tree may not be durable.
     #[error("cannot sync {} to disk", path.display())]
     Sync {

@@ -48,10 +48,13 @@ pub fn print_commit(
     if std::io::stderr().is_terminal() {
         eprint!("\r\x1b[K");
     }
-    let how = if report.reused_archive {
-        "archived tree reused".to_owned()
-    } else {
-        format!("{} entries blitted", report.blitted)
+    let how = match (report.reused_archive, report.base) {
+        (true, _) => "archived tree reused".to_owned(),
+        (false, Some(base)) => format!(
+            "{} paths changed from the archived tree of state {base}",
+            report.blitted
+        ),
+        (false, None) => format!("{} entries blitted", report.blitted),
     };
     let unpacked = match report.unpacked {
         0 => String::new(),

@@ -114,8 +114,11 @@ pub struct CommitReport {
     pub id: StateId,
     /// Entries written to disk (0 when an archived tree was reused).
     pub blitted: u64,
-    /// Whether an archived tree was reused instead of blitting.
+    /// Whether the state's own archived tree was reused instead of blitting.
     pub reused_archive: bool,
+    /// The state whose archived tree was changed into this one, when the commit was
+    /// incremental; `blitted` then counts the paths that changed.
+    pub base: Option<StateId>,
     /// Packages unpacked into the store on the way.
     pub unpacked: usize,
     /// Wall time of the whole commit.
@@ -184,8 +187,10 @@ pub fn commit_state(
     let staged = root.staging_usr();
     let archived = root.archive(id).join("usr");
     let reused_archive = mode == Mode::Switch && sysroot::read_state_id(&archived) == Some(id.0);
+    let mut base_id = None;
     let blitted = if reused_archive {
         sysroot::rename_durable(&archived, &staged)?;
+        let _ = std::fs::remove_dir(root.archive(id));
         0
     } else {
         let snapshot = root.db.read()?;
@@ -193,7 +198,27 @@ pub fn commit_state(
             progress,
             ..blit::BlitOptions::default()
         };
-        let stats = blit::blit(&snapshot, state.root, &root.store, &staged, &options)?;
+        let base = match mode {
+            Mode::Switch => newest_archive(root, &snapshot, id)?,
+            Mode::Reblit => None,
+        };
+        base_id = base.map(|(b, _)| b);
+        let stats = match base {
+            // Turn an archived tree into this one: O(change), not O(tree).
+            Some((base_id, base_root)) => {
+                sysroot::rename_durable(&root.archive(base_id).join("usr"), &staged)?;
+                let _ = std::fs::remove_dir(root.archive(base_id));
+                blit::apply(
+                    &snapshot,
+                    base_root,
+                    state.root,
+                    &root.store,
+                    &staged,
+                    &options,
+                )?
+            }
+            None => blit::blit(&snapshot, state.root, &root.store, &staged, &options)?,
+        };
         sysroot::write_state_id(&staged, id.0)?;
         blit::sync_tree(&staged)?;
         stats.entries
@@ -226,7 +251,27 @@ pub fn commit_state(
         id,
         blitted,
         reused_archive,
+        base: base_id,
         unpacked: pending.len(),
         elapsed: started.elapsed(),
     })
+}
+
+/// The newest intact archived tree other than `id`'s, with its tree root: the base of an
+/// incremental commit. Archived trees are only ever written by a commit, and their
+/// `.stateID` says which state they are.
+fn newest_archive(
+    root: &Root,
+    q: &impl Query,
+    id: StateId,
+) -> Result<Option<(StateId, mossfs_db::TreeHash)>> {
+    // States come oldest first, by id.
+    for state in q.states()?.into_iter().rev() {
+        if state.id != id
+            && sysroot::read_state_id(&root.archive(state.id).join("usr")) == Some(state.id.0)
+        {
+            return Ok(Some((state.id, state.root)));
+        }
+    }
+    Ok(None)
 }

@@ -165,7 +165,7 @@ impl<'a> Blitter<'a> {
     }
 
     /// Creates, fills, then gives its mode and owner to one subdirectory.
-    fn subdir(
+    pub(super) fn subdir(
         &self,
         parent: &OwnedFd,
         entry: &DirEntry,
@@ -200,7 +200,7 @@ impl<'a> Blitter<'a> {
     }
 
     /// Creates one entry that is not a directory.
-    fn leaf(
+    pub(super) fn leaf(
         &self,
         dir: &OwnedFd,
         entry: &DirEntry,
@@ -338,7 +338,7 @@ impl<'a> Blitter<'a> {
     }
 
     /// Owner first, then mode: `chown` clears setuid and setgid.
-    fn set_attrs(
+    pub(super) fn set_attrs(
         &self,
         fd: impl AsFd,
         mode: u32,
@@ -390,7 +390,7 @@ enum Linked {
     Copied,
 }
 
-fn open_dir(parent: &OwnedFd, name: &[u8]) -> rustix::io::Result<OwnedFd> {
+pub(super) fn open_dir(parent: &OwnedFd, name: &[u8]) -> rustix::io::Result<OwnedFd> {
     rustix::fs::openat(
         parent,
         name,
@@ -407,7 +407,7 @@ fn new_mode() -> Mode {
     Mode::from_raw_mode(NEW_FILE_MODE)
 }
 
-fn io_error(op: Op, path: &Path, asset: Option<AssetHash>, errno: Errno) -> BlitError {
+pub(super) fn io_error(op: Op, path: &Path, asset: Option<AssetHash>, errno: Errno) -> BlitError {
     BlitError::Io {
         op,
         path: path.to_owned(),

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mossfs_db::{DirEntry, NodeKind, Query, TreeHash};
 
@@ -30,26 +30,41 @@ pub(super) struct Plan {
 impl Plan {
     /// Reads the tree `root` from one snapshot, checking every name.
     pub fn read(q: &impl Query, root: TreeHash) -> Result<Plan, BlitError> {
-        let mut dirs = HashMap::new();
-        let mut total = 0u64;
+        let mut plan = Plan {
+            root,
+            dirs: HashMap::new(),
+            total: 0,
+        };
+        plan.add_subtree(q, root, state_root())?;
+        Ok(plan)
+    }
+
+    /// Adds the directory object `hash`, found at `path`, and everything below it. An
+    /// incremental commit reads only the subtrees it adds this way.
+    pub fn add_subtree(
+        &mut self,
+        q: &impl Query,
+        hash: TreeHash,
+        path: PathBuf,
+    ) -> Result<(), BlitError> {
         // Depth first, so that a loop hits the depth limit before it can fan out.
-        let mut stack = vec![(root, state_root(), 0usize)];
+        let mut stack = vec![(hash, path, 0usize)];
         while let Some((hash, path, depth)) = stack.pop() {
             if depth > MAX_DEPTH {
                 return Err(BlitError::TooDeep { path });
             }
-            let entries = match dirs.entry(hash) {
+            let entries = match self.dirs.entry(hash) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(slot) => slot.insert(read_dir(q, hash, &path)?),
             };
-            total = total.saturating_add(entries.len() as u64);
+            self.total = self.total.saturating_add(entries.len() as u64);
             for entry in entries.iter() {
                 if let NodeKind::Directory(child) = entry.node.kind {
                     stack.push((child, child_path(&path, &entry.name), depth + 1));
                 }
             }
         }
-        Ok(Plan { root, dirs, total })
+        Ok(())
     }
 }
 
