@@ -146,10 +146,22 @@ fn random_transitions_match_a_fresh_blit() {
             }
             let entry = match next() % 4 {
                 0 => symlink(&path, names[(next() % 3) as usize], (0, 0)),
-                1 => dir(&path, if next().is_multiple_of(2) { 0o755 } else { 0o700 }, (0, 0)),
+                1 => dir(
+                    &path,
+                    if next().is_multiple_of(2) {
+                        0o755
+                    } else {
+                        0o700
+                    },
+                    (0, 0),
+                ),
                 _ => file(
                     &path,
-                    if next().is_multiple_of(2) { 0o644 } else { 0o755 },
+                    if next().is_multiple_of(2) {
+                        0o644
+                    } else {
+                        0o755
+                    },
                     (0, 0),
                     ASSETS[(next() % 4) as usize],
                 ),

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{Cursor, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Stdio};
 
 use mossfs_format::{
     AssetHash, EntryKind, FileType, LayoutEntry, Meta, RelPath, Writer, WriterOptions, layout_index,
@@ -27,16 +27,13 @@ fn sample(name: &str) -> PathBuf {
     Path::new(STONES).join(name)
 }
 
-fn run(args: &[&std::ffi::OsStr]) -> Output {
-    mossfs().args(args).output().expect("mossfs runs")
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("mossfs prints UTF-8")
 }
 
-/// The run succeeded; its stdout.
-fn ok(output: Output) -> String {
+/// Runs `command`, which must succeed; its stdout.
+fn ok(command: &mut Command) -> String {
+    let output = command.output().expect("mossfs runs");
     assert!(
         output.status.success(),
         "mossfs failed: {}",
@@ -45,8 +42,9 @@ fn ok(output: Output) -> String {
     text(&output.stdout)
 }
 
-/// The run failed with exactly one `error:` line on stderr; that line.
-fn one_error_line(output: Output) -> String {
+/// Runs `command`, which must fail with exactly one `error:` line on stderr; that line.
+fn one_error_line(command: &mut Command) -> String {
+    let output = command.output().expect("mossfs runs");
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = text(&output.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
@@ -60,9 +58,7 @@ fn one_error_line(output: Output) -> String {
 }
 
 fn inspect_json(paths: &[&Path]) -> Vec<Value> {
-    let mut args = vec!["inspect".as_ref(), "--json".as_ref()];
-    args.extend(paths.iter().map(|p| p.as_os_str()));
-    let out = ok(run(&args));
+    let out = ok(mossfs().args(["inspect", "--json"]).args(paths));
     match serde_json::from_str(&out).expect("inspect --json prints JSON") {
         Value::Array(stones) => stones,
         other => panic!("expected an array, got {other}"),
@@ -161,7 +157,7 @@ fn inspect_json_gives_the_facts_of_the_sample_stones() {
 
 #[test]
 fn inspect_text_shows_payloads_meta_and_layout_lines() {
-    let out = ok(run(&["inspect".as_ref(), sample(BASH).as_os_str()]));
+    let out = ok(mossfs().arg("inspect").arg(sample(BASH)));
     assert!(
         out.contains("header: stone v1, binary archive, 4 payloads"),
         "{out}"
@@ -184,13 +180,11 @@ fn inspect_text_shows_payloads_meta_and_layout_lines() {
 
 #[test]
 fn inspect_check_passes_on_every_sample_stone() {
-    let out = ok(run(&[
-        "inspect".as_ref(),
-        "--check".as_ref(),
-        sample(BASH).as_os_str(),
-        sample(PIZZA).as_os_str(),
-        sample(PINEAPPLE).as_os_str(),
-    ]));
+    let out = ok(mossfs()
+        .args(["inspect", "--check"])
+        .arg(sample(BASH))
+        .arg(sample(PIZZA))
+        .arg(sample(PINEAPPLE)));
     assert_eq!(out.matches("check: ok").count(), 3, "{out}");
     assert!(out.contains("474 asset digests verified"), "{out}");
 }
@@ -221,23 +215,15 @@ fn inspect_check_names_the_file_and_payload_of_a_corrupt_copy() {
 
     // Deep inside the content: only --check reads that far.
     let damaged = corrupt_copy(dir.path(), offset_of("content") + 32 + 60_000);
-    ok(run(&["inspect".as_ref(), damaged.as_os_str()]));
-    let line = one_error_line(run(&[
-        "inspect".as_ref(),
-        "--check".as_ref(),
-        damaged.as_os_str(),
-    ]));
+    ok(mossfs().arg("inspect").arg(&damaged));
+    let line = one_error_line(mossfs().args(["inspect", "--check"]).arg(&damaged));
     assert!(line.contains(&damaged.display().to_string()), "{line}");
     assert!(line.contains("content payload"), "{line}");
     assert!(line.ends_with("fetch or build it again"), "{line}");
 
     // In the layout, the plain read already notices, and says which payload.
     let damaged = corrupt_copy(dir.path(), offset_of("layout") + 32 + 100);
-    let line = one_error_line(run(&[
-        "inspect".as_ref(),
-        "--check".as_ref(),
-        damaged.as_os_str(),
-    ]));
+    let line = one_error_line(mossfs().args(["inspect", "--check"]).arg(&damaged));
     let expected = format!(
         "error: {} failed the check: layout payload at offset {}: checksum mismatch",
         damaged.display(),
@@ -330,18 +316,14 @@ fn pack_then_extract_reproduces_the_tree() {
     .unwrap();
     let stone = dir.path().join("out/tool.stone");
     fs::create_dir(dir.path().join("out")).unwrap();
-    let packed = ok(run(&[
-        "pack".as_ref(),
-        tree.as_os_str(),
-        "-o".as_ref(),
-        stone.as_os_str(),
-        "--meta".as_ref(),
-        meta_file.as_os_str(),
-        "--version".as_ref(),
-        "1.0".as_ref(),
-        "--level".as_ref(),
-        "3".as_ref(),
-    ]));
+    let packed = ok(mossfs()
+        .arg("pack")
+        .arg(&tree)
+        .arg("-o")
+        .arg(&stone)
+        .arg("--meta")
+        .arg(&meta_file)
+        .args(["--version", "1.0", "--level", "3"]));
     assert!(packed.starts_with("packed tool-1.0-1 into "), "{packed}");
     assert!(
         packed.contains(": 11 entries, 5 unique files, "),
@@ -354,11 +336,7 @@ fn pack_then_extract_reproduces_the_tree() {
         "no temporary file is left beside the stone"
     );
 
-    let checked = ok(run(&[
-        "inspect".as_ref(),
-        "--check".as_ref(),
-        stone.as_os_str(),
-    ]));
+    let checked = ok(mossfs().args(["inspect", "--check"]).arg(&stone));
     assert!(checked.contains("check: ok"), "{checked}");
     let json = &inspect_json(&[&stone])[0];
     assert_eq!(
@@ -401,12 +379,11 @@ fn pack_then_extract_reproduces_the_tree() {
     );
 
     let extracted = dir.path().join("extracted");
-    let out = ok(run(&[
-        "extract".as_ref(),
-        stone.as_os_str(),
-        "-o".as_ref(),
-        extracted.as_os_str(),
-    ]));
+    let out = ok(mossfs()
+        .arg("extract")
+        .arg(&stone)
+        .arg("-o")
+        .arg(&extracted));
     assert!(out.starts_with("extracted tool into "), "{out}");
     let (want, got) = (snapshot(&tree), snapshot(&extracted));
     assert_eq!(
@@ -477,12 +454,7 @@ fn extract_refuses_a_file_beneath_a_shipped_symlink() {
         &[payload],
     );
     let target = dir.path().join("target");
-    let line = one_error_line(run(&[
-        "extract".as_ref(),
-        evil.as_os_str(),
-        "-o".as_ref(),
-        target.as_os_str(),
-    ]));
+    let line = one_error_line(mossfs().arg("extract").arg(&evil).arg("-o").arg(&target));
     assert_eq!(
         line,
         format!(
@@ -509,13 +481,14 @@ fn extract_refuses_a_file_beneath_a_shipped_symlink() {
         )],
         &[payload],
     );
-    let line = one_error_line(run(&[
-        "extract".as_ref(),
-        first.as_os_str(),
-        second.as_os_str(),
-        "-o".as_ref(),
-        target.as_os_str(),
-    ]));
+    let line = one_error_line(
+        mossfs()
+            .arg("extract")
+            .arg(&first)
+            .arg(&second)
+            .arg("-o")
+            .arg(&target),
+    );
     assert!(
         line.starts_with(&format!(
             "error: cannot extract {}: {} is a symlink; refusing to follow it",
@@ -532,7 +505,7 @@ fn extract_refuses_a_file_beneath_a_shipped_symlink() {
 fn user_errors_are_one_line_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.stone");
-    let line = one_error_line(run(&["inspect".as_ref(), missing.as_os_str()]));
+    let line = one_error_line(mossfs().arg("inspect").arg(&missing));
     assert!(
         line.starts_with(&format!("error: cannot open {}: ", missing.display())),
         "{line}"
@@ -541,19 +514,14 @@ fn user_errors_are_one_line_with_what_to_do() {
 
     let not_a_stone = dir.path().join("notes.txt");
     fs::write(&not_a_stone, "hello, this is text").unwrap();
-    let line = one_error_line(run(&["inspect".as_ref(), not_a_stone.as_os_str()]));
+    let line = one_error_line(mossfs().arg("inspect").arg(&not_a_stone));
     assert!(line.contains("not a stone archive"), "{line}");
     assert!(line.ends_with("is it a .stone file?"), "{line}");
 
     let tree = dir.path().join("tree");
     fs::create_dir(&tree).unwrap();
     let out = dir.path().join("x.stone");
-    let line = one_error_line(run(&[
-        "pack".as_ref(),
-        tree.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]));
+    let line = one_error_line(mossfs().arg("pack").arg(&tree).arg("-o").arg(&out));
     assert_eq!(
         line,
         "error: the package has no name; pass --name NAME, or put `name = NAME` in the --meta file"
@@ -562,14 +530,15 @@ fn user_errors_are_one_line_with_what_to_do() {
 
     let meta_file = dir.path().join("bad.meta");
     fs::write(&meta_file, "name = x\nversoin = 1\n").unwrap();
-    let line = one_error_line(run(&[
-        "pack".as_ref(),
-        tree.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-        "--meta".as_ref(),
-        meta_file.as_os_str(),
-    ]));
+    let line = one_error_line(
+        mossfs()
+            .arg("pack")
+            .arg(&tree)
+            .arg("-o")
+            .arg(&out)
+            .arg("--meta")
+            .arg(&meta_file),
+    );
     assert!(
         line.starts_with(&format!(
             "error: {}:2: unknown key `versoin`",
@@ -579,16 +548,18 @@ fn user_errors_are_one_line_with_what_to_do() {
     );
 
     // Extracting twice into one directory never overwrites.
-    let stone = sample(PIZZA);
     let target = dir.path().join("target");
-    let args = [
-        "extract".as_ref(),
-        stone.as_os_str(),
-        "-o".as_ref(),
-        target.as_os_str(),
-    ];
-    ok(run(&args));
-    let line = one_error_line(run(&args));
+    let extract = || {
+        let mut command = mossfs();
+        command
+            .arg("extract")
+            .arg(sample(PIZZA))
+            .arg("-o")
+            .arg(&target);
+        command
+    };
+    ok(&mut extract());
+    let line = one_error_line(&mut extract());
     assert!(line.contains("already exists"), "{line}");
     assert!(line.ends_with("nothing is ever overwritten"), "{line}");
 }

@@ -4,10 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use mossfs_db::{Query, Status};
+use mossfs_store::StoreError;
 
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{
-    EngineError, LoadedStone, Mode, Plan, Result, Root, commit_state, record_state,
+    EngineError, LoadedStone, Mode, Plan, Result, Root, commit_state, forget_unreached,
+    record_state,
 };
 
 /// Arguments of `mossfs install`.
@@ -135,9 +137,38 @@ fn finish(
         return Ok(());
     }
     let progress = progress("blit");
-    let report = commit_state(root, state.id, Mode::Switch, progress.as_deref())?;
+    let report = match commit_state(root, state.id, Mode::Switch, progress.as_deref()) {
+        Ok(report) => report,
+        Err(error) => {
+            // The refusal matters more than tidying up: a candidate left behind is clutter.
+            let _ = forget_unreached(root, state.id);
+            return Err(name_stone(error, stones));
+        }
+    };
     print_commit(out, &report, &state.summary)?;
     Ok(())
+}
+
+/// Names the stone as given, and its package, when the store could not unpack it; the
+/// store only knows the copy in its cache.
+fn name_stone(error: EngineError, stones: &[LoadedStone]) -> EngineError {
+    let EngineError::Store(source) = error else {
+        return error;
+    };
+    let id = match &source {
+        StoreError::Stone { id, .. }
+        | StoreError::NoContent { id, .. }
+        | StoreError::AssetNotInStone { id, .. } => *id,
+        _ => return EngineError::Store(source),
+    };
+    match stones.iter().find(|stone| stone.id == id) {
+        Some(stone) => EngineError::Unpack {
+            path: stone.path.clone(),
+            package: stone.meta.full_name(),
+            source: Box::new(source),
+        },
+        None => EngineError::Store(source),
+    }
 }
 
 /// Runs `mossfs commit`.

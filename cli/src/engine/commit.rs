@@ -82,6 +82,24 @@ pub fn record_state(
     Ok(state)
 }
 
+/// Forgets state `id`, which an install or remove recorded for itself, after its commit
+/// failed before the commit point: bad input changes nothing (DESIGN.md §6.4), so a stone
+/// whose content turns out damaged leaves no candidate behind. A state that went live
+/// (its `.stateID` is in `usr`) is kept, for recovery to finish. Its packages and cached
+/// stones are left to `mossfs gc`, like any unreferenced package.
+pub fn forget_unreached(root: &Root, id: StateId) -> Result<()> {
+    if sysroot::read_state_id(&root.usr()) == Some(id.0) {
+        return Ok(());
+    }
+    let mut txn = root.db.write()?;
+    if txn.active()? == Some(id) {
+        return Ok(());
+    }
+    txn.remove_state(id)?;
+    txn.commit()?;
+    Ok(())
+}
+
 /// The one-line refusal for a state with file conflicts.
 pub fn conflict_error(
     q: &impl Query,
@@ -166,6 +184,7 @@ pub fn commit_state(
     drop(snapshot);
     if !pending.is_empty() {
         root.store.ingest_many(&pending)?;
+        check_sizes(root, &pending)?;
         let mut txn = root.db.write()?;
         for package in &pending {
             txn.set_unpacked(package, true)?;
@@ -255,6 +274,37 @@ pub fn commit_state(
         unpacked: pending.len(),
         elapsed: started.elapsed(),
     })
+}
+
+/// Holds every index entry of freshly unpacked packages to the size of the asset file in
+/// the store. Ingest skips the assets the store already has without reading the stone's
+/// content, so an index lying about one of them would otherwise put a size the file does
+/// not have into the tree, and from there into every blit, mount and verify.
+fn check_sizes(root: &Root, packages: &[mossfs_format::PackageId]) -> Result<()> {
+    let snapshot = root.db.read()?;
+    for package in packages {
+        for entry in snapshot.index(package)? {
+            let path = root.store.asset_path(entry.digest);
+            let found = std::fs::metadata(&path)
+                .map_err(|source| EngineError::Io {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            if found != entry.len() {
+                let name = snapshot
+                    .package(package)?
+                    .map_or_else(|| package.to_string(), |r| r.meta.full_name());
+                return Err(EngineError::AssetSize {
+                    package: name,
+                    hash: entry.digest,
+                    declared: entry.len(),
+                    found,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The newest intact archived tree other than `id`'s, with its tree root: the base of an

@@ -39,6 +39,32 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A stone given on the command line could not be unpacked into the store: its
+    /// content is damaged or lies about its sizes, which only reading it shows.
+    #[error("cannot unpack {package} from {}", path.display())]
+    Unpack {
+        /// The stone as given.
+        path: PathBuf,
+        /// The package, `name-version-release`.
+        package: String,
+        /// What the store found (boxed: it is large, and this path is cold).
+        #[source]
+        source: Box<mossfs_store::StoreError>,
+    },
+    /// A package's index gives an asset a size other than the one its bytes have.
+    #[error(
+        "package {package} declares {declared} bytes for asset {hash}, which has {found}; its stone's index is wrong"
+    )]
+    AssetSize {
+        /// The package, `name-version-release`.
+        package: String,
+        /// The asset.
+        hash: mossfs_format::AssetHash,
+        /// The size its index gives.
+        declared: u64,
+        /// The size of the asset's bytes.
+        found: u64,
+    },
     /// Two stones given at once install the same package name.
     #[error("two stones both install package {name}; give one")]
     DuplicateName {

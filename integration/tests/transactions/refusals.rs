@@ -1,0 +1,230 @@
+//! Refusals that change nothing (file conflicts, missing dependencies, declared
+//! conflicts, dry runs), and candidates: staged, committed, or conflicted and refused.
+
+use std::path::PathBuf;
+
+use crate::common::{
+    self, PINEAPPLE, PIZZA, TestRoot, assert_same, assert_tree_matches, dir, file, link, meta,
+    relations, sample, statuses,
+};
+use mossfs_format::AssetHash;
+
+/// Two packages shipping different bytes at `bin/tool`, one shipping a file where the
+/// other has a directory, and a root with the first of each installed.
+fn conflicting(root: &TestRoot) -> (PathBuf, PathBuf, PathBuf) {
+    let one = root.stone(
+        &meta("one", "1"),
+        vec![file("bin/tool", b"one".to_vec()), dir("share/thing", 0o755)],
+    );
+    let two = root.stone(&meta("two", "1"), vec![file("bin/tool", b"two".to_vec())]);
+    let three = root.stone(
+        &meta("three", "1"),
+        vec![file("share/thing", b"3".to_vec())],
+    );
+    root.install(&[&one]);
+    (one, two, three)
+}
+
+#[test]
+fn a_file_conflict_fails_and_changes_nothing() {
+    let root = TestRoot::new();
+    let (one, two, three) = conflicting(&root);
+    let before = root.system();
+    let states = root.states();
+
+    assert_eq!(
+        root.fail(&["install".as_ref(), two.as_os_str()]),
+        "error: 1 path conflict (first: usr/bin/tool, shipped by one and two); \
+         stage it with --stage --allow-conflicts to inspect it"
+    );
+    assert_eq!(
+        root.fail(&["install".as_ref(), three.as_os_str()]),
+        "error: 1 path conflict (first: usr/share/thing, shipped by one and three); \
+         stage it with --stage --allow-conflicts to inspect it"
+    );
+    assert_same(&before, &root.system(), "after refused conflicts");
+    assert_eq!(root.states(), states);
+    assert_eq!(root.state_id_file().as_deref(), Some("1"));
+    assert_tree_matches(&root.usr(), &[&one]);
+    assert!(!root.moss().join("root/staging/usr").exists());
+}
+
+#[test]
+fn an_unsatisfied_dependency_fails_and_changes_nothing() {
+    let root = TestRoot::new();
+    let base = root.stone(&meta("base", "1"), vec![file("bin/base", b"base".to_vec())]);
+    root.install(&[&base]);
+    let before = root.system();
+    let states = root.states();
+
+    let mut needy = meta("needy", "1");
+    needy.depends = relations(&["soname(libfoo.so.1(x86_64))", "name(base)"]);
+    let needy = root.stone(&needy, vec![file("bin/needy", b"needs libfoo".to_vec())]);
+    assert_eq!(
+        root.fail(&["install".as_ref(), needy.as_os_str()]),
+        "error: needy depends on soname(libfoo.so.1(x86_64)), which no package in the new \
+         state provides; add a stone that provides it"
+    );
+    assert_same(&before, &root.system(), "after a missing dependency");
+    assert_eq!(root.states(), states);
+
+    // With a provider in the same transaction it goes through, and the provider cannot
+    // then be removed alone.
+    let mut libfoo = meta("libfoo", "1");
+    libfoo.provides = relations(&["soname(libfoo.so.1(x86_64))"]);
+    let libfoo = root.stone(&libfoo, vec![file("lib/libfoo.so.1", b"\x7fELF".to_vec())]);
+    root.install(&[&needy, &libfoo]);
+    assert_tree_matches(&root.usr(), &[&base, &needy, &libfoo]);
+    let before = root.system();
+    assert_eq!(
+        root.fail(&["remove", "libfoo"]),
+        "error: cannot remove libfoo: needy depends on soname(libfoo.so.1(x86_64)), which \
+         only it provides; remove needy too"
+    );
+    assert_eq!(
+        root.fail(&["remove", "base"]),
+        "error: cannot remove base: needy depends on name(base), which only it provides; \
+         remove needy too"
+    );
+    assert_same(&before, &root.system(), "after refused removals");
+    root.ok(&["remove", "needy", "libfoo"]);
+    assert_tree_matches(&root.usr(), &[&base]);
+}
+
+#[test]
+fn italian_pizza_refuses_pineapple() {
+    let message = "error: italian-pizza conflicts with pineapple (it declares conflicts: \
+                   name(pineapple)); the two cannot be installed together";
+    let pizza = sample(PIZZA);
+    let pineapple = sample(PINEAPPLE);
+
+    let root = TestRoot::new();
+    root.install(&[&pizza]);
+    let before = root.system();
+    assert_eq!(
+        root.fail(&["install".as_ref(), pineapple.as_os_str()]),
+        message
+    );
+    assert_same(&before, &root.system(), "pizza kept");
+    assert_eq!(statuses(&root.states()), [(1, "active")]);
+
+    let root = TestRoot::new();
+    root.install(&[&pineapple]);
+    assert_eq!(root.fail(&["install".as_ref(), pizza.as_os_str()]), message);
+    assert_tree_matches(&root.usr(), &[&pineapple]);
+
+    let root = TestRoot::new();
+    assert_eq!(
+        root.fail(&["install".as_ref(), pizza.as_os_str(), pineapple.as_os_str()]),
+        message
+    );
+    assert!(!root.usr().exists());
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let root = TestRoot::new();
+    let pizza = sample(PIZZA);
+    root.install(&[&pizza]);
+    let before = root.system();
+    let stone = root.stone(&meta("extra", "1"), vec![file("bin/extra", b"x".to_vec())]);
+    let out = root.ok(&["install".as_ref(), "--dry-run".as_ref(), stone.as_os_str()]);
+    assert!(
+        out.starts_with("would record a state: install extra-1-1\n"),
+        "{out}"
+    );
+    assert!(out.contains("\n  extra 1-1 (explicit, "), "{out}");
+    assert_same(&before, &root.system(), "after a dry run");
+    assert_eq!(statuses(&root.states()), [(1, "active")]);
+}
+
+#[test]
+fn a_staged_candidate_writes_no_tree_until_committed() {
+    let root = TestRoot::new();
+    let pizza = sample(PIZZA);
+    root.install(&[&pizza]);
+    let before = root.system();
+    let extra = root.stone(
+        &meta("extra", "1"),
+        vec![file("bin/extra", b"extra".to_vec()), link("bin/x", "extra")],
+    );
+
+    let out = root.ok(&["install".as_ref(), "--stage".as_ref(), extra.as_os_str()]);
+    assert!(
+        out.starts_with("staged state 2 (install extra-1-1): "),
+        "{out}"
+    );
+    assert!(out.contains("commit it with 'mossfs commit 2'"), "{out}");
+    assert_same(&before, &root.system(), "after staging");
+    assert_eq!(root.state_id_file().as_deref(), Some("1"));
+    assert_eq!(statuses(&root.states()), [(1, "active"), (2, "candidate")]);
+    assert!(!root.moss().join("root/staging/usr").exists());
+
+    let out = root.ok(&["commit"]);
+    assert!(
+        out.starts_with("state 2 active (install extra-1-1): "),
+        "{out}"
+    );
+    assert_tree_matches(&root.usr(), &[&pizza, &extra]);
+    assert_eq!(root.state_id_file().as_deref(), Some("2"));
+    assert_eq!(statuses(&root.states()), [(1, "committed"), (2, "active")]);
+
+    // remove --stage likewise.
+    let out = root.ok(&["remove", "--stage", "extra"]);
+    assert!(out.starts_with("staged state 3 (remove extra): "), "{out}");
+    assert_tree_matches(&root.usr(), &[&pizza, &extra]);
+    root.ok(&["commit", "3"]);
+    assert_tree_matches(&root.usr(), &[&pizza]);
+    assert_eq!(
+        root.fail(&["commit"]),
+        "error: there is no candidate state to commit; stage one with 'mossfs install --stage'"
+    );
+}
+
+#[test]
+fn a_conflicted_candidate_is_recorded_but_never_committed() {
+    let root = TestRoot::new();
+    let (one, two, _) = conflicting(&root);
+    let before = root.system();
+
+    let out = root.ok(&[
+        "install".as_ref(),
+        "--stage".as_ref(),
+        "--allow-conflicts".as_ref(),
+        two.as_os_str(),
+    ]);
+    let tool_one = AssetHash::of(b"one");
+    let tool_two = AssetHash::of(b"two");
+    let listing = format!(
+        "  conflicts (1):\n    usr/bin/tool\n      one-1-1: file 644 3 bytes, {tool_one}\n      \
+         two-1-1: file 644 3 bytes, {tool_two}\n"
+    );
+    assert!(
+        out.starts_with("staged state 2 (install two-1-1): "),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(&format!(
+            "{listing}state 2 has conflicts and cannot be committed\n"
+        )),
+        "{out}"
+    );
+    assert_eq!(statuses(&root.states()), [(1, "active"), (2, "conflicts")]);
+    let show = root.ok(&["state", "show", "2"]);
+    assert!(show.starts_with("state 2\n"), "{show}");
+    assert!(show.contains("  status   Candidate\n"), "{show}");
+    assert!(
+        show.contains("    one-1-1\n    two-1-1\n") || show.contains("    two-1-1\n    one-1-1\n"),
+        "{show}"
+    );
+    assert!(show.ends_with(&listing), "{show}");
+
+    let refusal = "error: 1 path conflict (first: usr/bin/tool, shipped by one and two); \
+                   inspect it with 'mossfs mount --state 2 DIR'";
+    let output = root.run(&["commit"]);
+    assert_eq!(common::error_line(&output), refusal);
+    assert_eq!(root.fail(&["state", "activate", "2"]), refusal);
+    assert_same(&before, &root.system(), "after refused commits");
+    assert_eq!(statuses(&root.states()), [(1, "active"), (2, "conflicts")]);
+    assert_tree_matches(&root.usr(), &[&one]);
+}
