@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use mossfs_db::{Query, ReadTxn, State};
+use mossfs_db::{DirEntry, NodeKind, Query, ReadTxn, State, TreeHash};
 use mossfs_format::{EntryKind, PackageId, RelPath};
 
 use super::RootArg;
@@ -148,8 +148,7 @@ pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
     let text = args.path.trim_start_matches('/');
     let text = text.strip_prefix("usr/").unwrap_or(text);
     let path = RelPath::new(text).map_err(|_| EngineError::NoOwner(args.path.clone()))?;
-    let entry = snapshot
-        .lookup(state.root, &path)?
+    let (path, entry) = resolve(&snapshot, state.root, &path)?
         .ok_or_else(|| EngineError::NoOwner(args.path.clone()))?;
     let owner = entry
         .node
@@ -160,4 +159,58 @@ pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
         .ok_or(mossfs_db::DbError::NoPackage(owner))?;
     writeln!(out, "/usr/{path} is owned by {}", record.meta.full_name())?;
     Ok(())
+}
+
+/// Looks `path` up in a tree, following symlinked directories on the way (`lib64/x` when
+/// `lib64 -> lib`) but not a final symlink, as `ls -l` would show it. Returns the path
+/// where the entry really is.
+fn resolve(q: &impl Query, root: TreeHash, path: &RelPath) -> Result<Option<(RelPath, DirEntry)>> {
+    let mut parts: Vec<Vec<u8>> = path.components().map(<[u8]>::to_vec).collect();
+    let mut i = 0;
+    let mut hops = 0;
+    loop {
+        let Ok(prefix) = RelPath::new(parts[..=i].join(&b'/')) else {
+            return Ok(None);
+        };
+        let Some(entry) = q.lookup(root, &prefix)? else {
+            return Ok(None);
+        };
+        if i + 1 == parts.len() {
+            return Ok(Some((prefix, entry)));
+        }
+        match &entry.node.kind {
+            NodeKind::Directory(_) => i += 1,
+            NodeKind::Symlink(text) if hops < 40 => {
+                hops += 1;
+                let mut joined: Vec<Vec<u8>> = match text.strip_prefix(b"/usr/") {
+                    Some(inside) => inside.split(|&b| b == b'/').map(<[u8]>::to_vec).collect(),
+                    None if text.starts_with(b"/") => return Ok(None),
+                    None => parts[..i]
+                        .iter()
+                        .cloned()
+                        .chain(text.split(|&b| b == b'/').map(<[u8]>::to_vec))
+                        .collect(),
+                };
+                joined.extend(parts[i + 1..].iter().cloned());
+                let mut normal: Vec<Vec<u8>> = Vec::new();
+                for part in joined {
+                    match &part[..] {
+                        b"" | b"." => {}
+                        b".." => {
+                            if normal.pop().is_none() {
+                                return Ok(None);
+                            }
+                        }
+                        _ => normal.push(part),
+                    }
+                }
+                if normal.is_empty() {
+                    return Ok(None);
+                }
+                parts = normal;
+                i = 0;
+            }
+            _ => return Ok(None),
+        }
+    }
 }
