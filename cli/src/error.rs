@@ -141,6 +141,9 @@ pub enum CliError {
     /// `verify` found damage, or could not finish.
     #[error(transparent)]
     Verify(#[from] crate::commands::verify::VerifyError),
+    /// `mount` or `umount` failed.
+    #[error(transparent)]
+    Mount(#[from] crate::commands::mount::MountCommandError),
 }
 
 fn payload_note(payload: &Option<&'static str>) -> String {

@@ -60,6 +60,10 @@ enum Command {
     Verify(commands::verify::VerifyArgs),
     /// Remove packages, trees, assets and cached stones that no state references.
     Gc(commands::gc::GcArgs),
+    /// Serve any state read-only through FUSE: the active one, an old one, or a candidate.
+    Mount(commands::mount::MountArgs),
+    /// Unmount a mossfs mount, even one whose server died.
+    Umount(commands::mount::UmountArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,8 @@ fn main() -> ExitCode {
         Command::Owner(args) => commands::query::owner(args, &mut out).map_err(CliError::from),
         Command::Verify(args) => commands::verify::verify(args, &mut out).map_err(CliError::from),
         Command::Gc(args) => commands::gc::gc(args, &mut out).map_err(CliError::from),
+        Command::Mount(args) => commands::mount::mount(args, &mut out).map_err(CliError::from),
+        Command::Umount(args) => commands::mount::umount(args, &mut out).map_err(CliError::from),
     }
     .and_then(|()| out.flush().map_err(CliError::Output));
     match result {

@@ -3,6 +3,7 @@
 
 pub mod gc;
 pub mod install;
+pub mod mount;
 pub mod query;
 pub mod state;
 pub mod verify;

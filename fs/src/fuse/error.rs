@@ -62,6 +62,16 @@ pub enum MountError {
         /// The mount point.
         path: PathBuf,
     },
+    /// A mossfs mount is already there.
+    #[error(
+        "{} is already a mossfs mount; unmount it with 'mossfs umount {}'",
+        .path.display(),
+        .path.display()
+    )]
+    AlreadyMounted {
+        /// The mount point.
+        path: PathBuf,
+    },
     /// The mount point could not be examined.
     #[error("cannot use {} as a mount point", .path.display())]
     MountPoint {

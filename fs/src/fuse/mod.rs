@@ -16,11 +16,19 @@
 //! is 4096. Nothing is ever written (`usr/.stateID` is written by a commit, not the blit,
 //! so it is not in the mount either).
 //!
+//! # Map
+//!
+//! - `inode`: the inode table; `snapshot`: the database snapshots;
+//!   [`view`]: the root and the debug view; `entries`: lookups and listings;
+//!   `read`: file bytes and lazy materialization; `ops`: the FUSE operations;
+//!   `mount`: mounting and unmounting; `signal`: signals for [`run`];
+//!   `error`: what can go wrong.
+//!
 //! # Decisions
 //!
-//! - **Inodes: one per path, `nlink` 1, directories included.** Numbers are given lazily,
+//! - **Inodes: one per path, `nlink` 1, directories included, generation 0.** Numbers are given lazily,
 //!   the first time the kernel meets an entry, and are never reused or forgotten (see
-//!   [`inode`]). Files with the same content do not share an inode, unlike the blit's
+//!   `inode`). Files with the same content do not share an inode, unlike the blit's
 //!   hardlinks, so that an inode's parent and name are unique and the kernel's dentry cache
 //!   never aliases two paths. `nlink` 1 on directories tells `find` and `fts` that the
 //!   subdirectory count is unknown, as on btrfs, rather than making the mount read every
@@ -35,12 +43,13 @@
 //!   (`FOPEN_CACHE_DIR`, or `opendir` answered `ENOSYS` so the kernel stops asking), as do
 //!   symlink texts (`FUSE_CACHE_SYMLINKS`) and file pages (no `FUSE_AUTO_INVAL_DATA`).
 //!   Directory operations run in parallel (`FUSE_PARALLEL_DIROPS`) on four threads, each
-//!   with its own `/dev/fuse` fd (`clone_fd`) and its own database snapshot ([`snapshot`]).
-//! - **Reads** ([`read`]) use kernel passthrough when the kernel offers it and we are root
+//!   with its own `/dev/fuse` fd (`clone_fd`) and its own database snapshot (`snapshot`).
+//! - **Reads** (`read`) use kernel passthrough when the kernel offers it and we are root
 //!   (Linux 6.9+): `open` hands the kernel the store file and no read reaches us.
-//!   Otherwise `open` is answered `ENOSYS`, so the kernel stops sending opens at all and
-//!   keeps the page cache; reads are served with `pread` on store files kept open in an
-//!   LRU. [`Mount::read_mode`] says which one is in use.
+//!   Otherwise (or with [`FsOptions::store_reads`]) `open` is answered `ENOSYS`, so the
+//!   kernel stops sending opens at all and keeps the page cache; reads are served with
+//!   `pread` on store files kept open in an LRU. [`Mount::read_mode`] says which one is in
+//!   use.
 //! - **Lazy materialization.** A file whose asset is missing is read after unpacking its
 //!   package's cached stone with [`Store::ingest`]. That runs on its own thread, one per
 //!   package at a time, and the request is answered from there, so the serving threads
@@ -52,6 +61,7 @@
 //!   -l` costs no round trip for them. With it, every entry has
 //!   [`view::OWNER_XATTR`] = `name-version` of the package that ships it.
 
+mod entries;
 mod error;
 mod inode;
 mod mount;
@@ -95,6 +105,9 @@ pub struct FsOptions {
     pub debug_view: bool,
     /// Called for every failure the kernel only sees as `EIO`. `None` drops them.
     pub log: Option<Log>,
+    /// Serve reads from the store even where kernel passthrough is available, to compare
+    /// the two or to test the fallback.
+    pub store_reads: bool,
 }
 
 /// Request counts since the mount started, for tests and benchmarks.
@@ -142,6 +155,7 @@ struct Inner {
     store: Store,
     debug_view: bool,
     log: Option<Log>,
+    store_reads: bool,
     reads: read::Reads,
     /// The kernel treats `ENOSYS` from `opendir` as "never ask again".
     no_opendir: AtomicBool,
@@ -191,6 +205,7 @@ impl MossFs {
             store,
             debug_view: options.debug_view,
             log: options.log,
+            store_reads: options.store_reads,
             reads: read::Reads::default(),
             no_opendir: AtomicBool::new(false),
             counters: Counters::default(),
@@ -241,15 +256,13 @@ impl Inner {
                     .dir(dir)
                     .and_then(|d| d.entries.get(inode.slot as usize))
                     .map(|entry| entry.name.clone()),
-                Some(Kind::Directory { tree }) => self.snapshots.with(|txn| {
-                    let tree = Kind::Directory { tree }
-                        .tree()
-                        .expect("a directory has a tree");
-                    txn.tree(tree)
-                        .ok()
-                        .and_then(|view| view.name(inode.slot as usize).map(<[u8]>::to_vec))
+                Some(kind) => kind.tree().and_then(|tree| {
+                    self.snapshots.with(|txn| {
+                        let view = txn.tree(tree).ok()?;
+                        view.name(inode.slot as usize).map(<[u8]>::to_vec)
+                    })
                 }),
-                _ => None,
+                None => None,
             };
             components.push(name.unwrap_or_else(|| b"?".to_vec()));
             ino = parent;

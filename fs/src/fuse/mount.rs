@@ -164,7 +164,6 @@ fn spawn_with(
         ];
         Session::new(fs, &path, &config).map_err(mount_error)?
     };
-    let dev = std::fs::metadata(&path).map_err(mount_error)?.dev();
     let ended = events.0.clone();
     let server = std::thread::Builder::new()
         .name("mossfs-serve".into())
@@ -180,19 +179,32 @@ fn spawn_with(
                 source,
             }
         })?;
-    Ok(Mount {
+    let mut mount = Mount {
         path,
-        dev,
+        dev: 0,
         inner,
         server: Some(server),
         events,
-    })
+    };
+    // Only now: the kernel asks the server for the root's attributes.
+    match std::fs::metadata(&mount.path) {
+        Ok(meta) => mount.dev = meta.dev(),
+        Err(source) => {
+            let _ = detach(&mount.path);
+            return Err(MountError::Mount {
+                path: mount.path.clone(),
+                source,
+            });
+        }
+    }
+    Ok(mount)
 }
 
 /// Mounts `fs` and serves it until it is unmounted, calling `ready` once it is mounted.
 ///
 /// While it runs, SIGINT, SIGTERM and SIGHUP detach the mount instead of killing the
-/// process (see the [module docs](self)); their old handlers are restored on return.
+/// process. Files still open below it are served until they are closed; a second signal
+/// stops waiting for them. The old handlers are restored on return.
 pub fn run(fs: MossFs, mountpoint: &Path, ready: impl FnOnce(&Mount)) -> Result<(), MountError> {
     let events = channel();
     // Handlers first: a signal must never find the mount made and nobody to detach it.
@@ -287,8 +299,21 @@ pub fn check_available() -> Result<(), MountError> {
     open_dev_fuse().map(drop)
 }
 
-/// Checks that `path` can take a mount (an empty directory) and returns it absolute.
+/// Checks that `path` can take a mount (an empty directory, not already a mossfs mount)
+/// and returns it absolute.
 pub fn check_mountpoint(path: &Path) -> Result<PathBuf, MountError> {
+    if find_mount(path)?.is_some_and(|entry| entry.is_mossfs()) {
+        // The kernel keeps answering from its caches after the server died; statfs is
+        // never cached, so it tells a live server from a dead one.
+        return Err(match rustix::fs::statvfs(path) {
+            Err(Errno::NOTCONN) => MountError::DeadMount {
+                path: path.to_owned(),
+            },
+            _ => MountError::AlreadyMounted {
+                path: path.to_owned(),
+            },
+        });
+    }
     let error = |source: io::Error| match source.raw_os_error() {
         Some(code) if code == Errno::NOTCONN.raw_os_error() => MountError::DeadMount {
             path: path.to_owned(),

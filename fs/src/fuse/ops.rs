@@ -1,9 +1,6 @@
-//! The FUSE operations: each request answered from the inode table, the snapshot's
-//! directory objects or the synthetic view; reads are in [`super::read`].
-//!
-//! A bad request gets its errno early through `let ... else`. `readdir` offsets are the
-//! entry's index in its listing plus 3 (after `.` and `..`), so an offset the kernel hands
-//! back always resumes at the same entry: listings never change while mounted.
+//! The FUSE operations: the kernel's requests, each answered from [`super::entries`] (the
+//! tree and the view) or [`super::read`] (file bytes). Every writing operation is refused
+//! with `EROFS`; the mount itself is read-only too, so most never get here.
 
 use std::ffi::OsStr;
 use std::io;
@@ -13,162 +10,16 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use mossfs_db::{DbError, NodeKind, Query};
 
-use super::inode::{Inode, Kind};
 use super::read::ReadMode;
-use super::view::OWNER_XATTR;
-use super::{Inner, MossFs, ServeError, TTL, bump};
+use super::{MossFs, TTL, bump};
 
 const GENERATION: Generation = Generation(0);
-
-impl Inner {
-    fn attr(&self, ino: u64, inode: &Inode) -> FileAttr {
-        inode.attr(ino, self.time)
-    }
-
-    /// A lookup that found nothing, cached by the kernel for [`TTL`] (node id 0).
-    fn negative(&self) -> FileAttr {
-        Inode::synthetic(0, 0, 0).attr(0, SystemTime::UNIX_EPOCH)
-    }
-
-    fn tree_error(&self, ino: u64, source: DbError) -> Errno {
-        self.log(ServeError::Tree {
-            path: self.path_of(ino),
-            source,
-        });
-        Errno::EIO
-    }
-
-    fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<(u64, Inode)>, Errno> {
-        let dir = self.inodes.get(parent).ok_or(Errno::ENOENT)?;
-        match dir.kind {
-            Kind::Synthetic { dir } => {
-                let synthetic = self.synthetic.dir(dir).ok_or(Errno::EIO)?;
-                let Some((_, entry)) = synthetic.find(name) else {
-                    return Ok(None);
-                };
-                Ok(self.inodes.get(entry.ino).map(|inode| (entry.ino, inode)))
-            }
-            Kind::Directory { .. } => {
-                let tree = dir.kind.tree().expect("a directory has a tree");
-                let found = self
-                    .snapshots
-                    .with(|txn| txn.tree(tree).map(|view| view.find(name)))
-                    .map_err(|source| self.tree_error(parent, source))?;
-                Ok(found.map(|(slot, entry)| self.inodes.child(parent, slot, &entry.node)))
-            }
-            _ => Err(Errno::ENOTDIR),
-        }
-    }
-
-    /// Lists directory `ino` from `offset`, calling `add(ino, next offset, name, inode)`
-    /// until it answers that the reply is full.
-    fn list(
-        &self,
-        ino: u64,
-        offset: u64,
-        mut add: impl FnMut(u64, u64, &[u8], &Inode) -> bool,
-    ) -> Result<(), Errno> {
-        bump(&self.counters.readdirs);
-        let dir = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-        let parent = u64::from(dir.parent);
-        let mut index = offset;
-        while index < 2 {
-            let (entry_ino, name): (u64, &[u8]) = if index == 0 {
-                (ino, b".")
-            } else {
-                (parent, b"..")
-            };
-            let inode = self.inodes.get(entry_ino).ok_or(Errno::EIO)?;
-            if add(entry_ino, index + 1, name, &inode) {
-                return Ok(());
-            }
-            index += 1;
-        }
-        let start = usize::try_from(index - 2).map_err(|_| Errno::EINVAL)?;
-        match dir.kind {
-            Kind::Synthetic { dir } => {
-                let synthetic = self.synthetic.dir(dir).ok_or(Errno::EIO)?;
-                for (slot, entry) in synthetic.entries.iter().enumerate().skip(start) {
-                    let inode = self.inodes.get(entry.ino).ok_or(Errno::EIO)?;
-                    if add(entry.ino, slot as u64 + 3, &entry.name, &inode) {
-                        break;
-                    }
-                }
-                Ok(())
-            }
-            Kind::Directory { .. } => {
-                let tree = dir.kind.tree().expect("a directory has a tree");
-                self.snapshots
-                    .with(|txn| {
-                        let view = txn.tree(tree)?;
-                        for slot in start..view.len() {
-                            let entry = view
-                                .entry(slot)
-                                .ok_or(DbError::CorruptTree { hash: tree })?;
-                            let (child, inode) = self.inodes.child(ino, slot, &entry.node);
-                            if add(child, slot as u64 + 3, &entry.name, &inode) {
-                                break;
-                            }
-                        }
-                        Ok(())
-                    })
-                    .map_err(|source| self.tree_error(ino, source))
-            }
-            _ => Err(Errno::ENOTDIR),
-        }
-    }
-
-    fn readlink(&self, ino: u64) -> Result<Vec<u8>, Errno> {
-        let inode = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-        if !matches!(inode.kind, Kind::Symlink { .. }) {
-            return Err(Errno::EINVAL);
-        }
-        let parent = self.inodes.get(u64::from(inode.parent)).ok_or(Errno::EIO)?;
-        let node = match parent.kind {
-            Kind::Synthetic { dir } => self
-                .synthetic
-                .dir(dir)
-                .and_then(|d| d.entries.get(inode.slot as usize))
-                .and_then(|entry| entry.node.clone()),
-            _ => {
-                let tree = parent.kind.tree().ok_or(Errno::EIO)?;
-                self.snapshots
-                    .with(|txn| txn.tree(tree).map(|view| view.entry(inode.slot as usize)))
-                    .map_err(|source| self.tree_error(u64::from(inode.parent), source))?
-                    .map(|entry| entry.node)
-            }
-        };
-        match node.map(|node| node.kind) {
-            Some(NodeKind::Symlink(text)) => Ok(text),
-            _ => Err(Errno::EIO),
-        }
-    }
-
-    fn xattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, Errno> {
-        let inode = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-        match self.inodes.owner(&inode) {
-            Some(owner) if name == OWNER_XATTR.as_bytes() => {
-                Ok(self.labels.get(&self.snapshots, owner))
-            }
-            _ => Err(Errno::NO_XATTR),
-        }
-    }
-
-    fn xattr_names(&self, ino: u64) -> Result<Vec<u8>, Errno> {
-        let inode = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
-        Ok(match self.inodes.owner(&inode) {
-            Some(_) => [OWNER_XATTR.as_bytes(), b"\0"].concat(),
-            None => Vec::new(),
-        })
-    }
-}
 
 /// Answers an xattr request: the size when asked for it, `ERANGE` when the buffer is short.
 fn reply_sized(reply: ReplyXattr, data: &[u8], size: u32) {
@@ -204,7 +55,8 @@ impl Filesystem for MossFs {
         }
         let _ = config.set_max_background(64);
         // Backing files need CAP_SYS_ADMIN; without it every open would fail over.
-        let passthrough = rustix::process::geteuid().is_root()
+        let passthrough = !inner.store_reads
+            && rustix::process::geteuid().is_root()
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok();
         inner.reads.set_mode(if passthrough {

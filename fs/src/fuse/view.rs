@@ -18,7 +18,7 @@
 //!
 //! Everything here is built when the mount starts, from the state's list of conflicts: it
 //! costs O(conflicts), never a walk of the tree. Its entries get their inode numbers then,
-//! before any tree entry, so the root is always [`super::inode::ROOT_INO`].
+//! before any tree entry, so the root is always inode 1.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

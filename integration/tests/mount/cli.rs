@@ -1,0 +1,273 @@
+//! The real `mossfs mount` and `mossfs umount`, on roots built by the fixture.
+//!
+//! `MOSSFS_TEST_BIN` may name another `mossfs` binary to run instead of the workspace's.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mossfs_fs::fuse;
+
+use super::fixture::*;
+
+fn cli() -> Command {
+    match std::env::var_os("MOSSFS_TEST_BIN") {
+        Some(bin) => Command::new(bin),
+        None => mossfs_integration::mossfs(),
+    }
+}
+
+fn mossfs(root: &Root, args: &[&OsStr]) -> Output {
+    cli()
+        .args(args)
+        .arg("--root")
+        .arg(root.path())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The one line of a failed command's stderr.
+fn error_line(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected a failure: {}",
+        text(&output.stdout)
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr.trim_end().to_owned()
+}
+
+/// Detaches a mount point however a test ends; the background server then exits.
+struct Unmount<'a>(&'a Path);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        let _ = fuse::unmount(self.0);
+    }
+}
+
+/// Mounts `state` in the background and returns the server's pid.
+fn mount_in_background(root: &Root, state: &str, mountpoint: &Path) -> u32 {
+    let output = mossfs(
+        root,
+        &[
+            "mount".as_ref(),
+            "--state".as_ref(),
+            state.as_ref(),
+            mountpoint.as_ref(),
+        ],
+    );
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!(
+            "mounted state {state} (candidate) at {}",
+            mountpoint.display()
+        )
+    );
+    assert!(
+        ["reads: kernel passthrough", "reads: served from the store"].contains(&lines[1]),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[3],
+        format!("unmount with: mossfs umount {}", mountpoint.display())
+    );
+    let pid = lines[2]
+        .strip_prefix("server: pid ")
+        .and_then(|rest| rest.split(',').next());
+    pid.and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {stdout}"))
+}
+
+/// Whether a process is gone (or a zombie nobody reaped yet).
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+fn wait_until_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone(pid) {
+        assert!(Instant::now() < deadline, "server {pid} is still running");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn mount_serves_in_the_background_until_umount() {
+    let mut root = Root::new();
+    let files = files_state(&root);
+    if no_mount_here() {
+        return;
+    }
+    let mountpoint = root.mountpoint();
+    let _unmount = Unmount(&mountpoint);
+    let pid = mount_in_background(&root, &files.0.to_string(), &mountpoint);
+    // Ready means mounted: no waiting needed.
+    assert!(
+        fuse::find_mount(&mountpoint)
+            .unwrap()
+            .is_some_and(|m| m.is_mossfs())
+    );
+    assert_eq!(
+        fs::read(mountpoint.join("usr/share/tools/data.txt")).unwrap(),
+        b"data\n"
+    );
+    let log = root.path().join(".moss/mounts/mount.log");
+    assert!(text(&fs::read(&log).unwrap()).contains("serving in the foreground"));
+
+    let output = cli().arg("umount").arg(&mountpoint).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        format!("unmounted {}\n", mountpoint.display())
+    );
+    assert_eq!(fuse::find_mount(&mountpoint).unwrap(), None);
+    wait_until_gone(pid);
+}
+
+#[test]
+fn umount_clears_a_mount_whose_server_was_killed() {
+    let mut root = Root::new();
+    let files = files_state(&root);
+    if no_mount_here() {
+        return;
+    }
+    let mountpoint = root.mountpoint();
+    let _unmount = Unmount(&mountpoint);
+    let pid = mount_in_background(&root, &files.0.to_string(), &mountpoint);
+    let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    wait_until_gone(pid.as_raw_nonzero().get() as u32);
+
+    let again = mossfs(
+        &root,
+        &[
+            "mount".as_ref(),
+            "--state".as_ref(),
+            "1".as_ref(),
+            mountpoint.as_ref(),
+        ],
+    );
+    let expected = format!(
+        "error: {} is a mount whose server died; clear it with 'mossfs umount {}'",
+        mountpoint.display(),
+        mountpoint.display()
+    );
+    assert_eq!(error_line(&again), expected);
+    let output = cli().arg("umount").arg(&mountpoint).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(fuse::find_mount(&mountpoint).unwrap(), None);
+    assert_eq!(fs::read_dir(&mountpoint).unwrap().count(), 0);
+}
+
+#[test]
+fn a_foreground_mount_unmounts_on_sigterm() {
+    let mut root = Root::new();
+    let files = files_state(&root);
+    if no_mount_here() {
+        return;
+    }
+    let mountpoint = root.mountpoint();
+    let _unmount = Unmount(&mountpoint);
+    let mut child = cli()
+        .args([
+            "mount",
+            "--foreground",
+            "--state",
+            &files.0.to_string(),
+            "--root",
+        ])
+        .arg(root.path())
+        .arg(&mountpoint)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("reads: ") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "mossfs mount exited early"
+        );
+    }
+    assert_eq!(
+        fs::read(mountpoint.join("usr/bin/tool")).unwrap(),
+        b"#!/bin/sh\necho tool\n"
+    );
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        rest.ends_with(&format!("unmounted {}\n", mountpoint.display())),
+        "{rest}"
+    );
+    assert_eq!(fuse::find_mount(&mountpoint).unwrap(), None);
+}
+
+#[test]
+fn mount_errors_are_one_line_with_what_to_do() {
+    let mut root = Root::new();
+    let files = files_state(&root);
+    if no_mount_here() {
+        return;
+    }
+    let state = files.0.to_string();
+    let missing = root.path().join("nope");
+    let full = root.mountpoint();
+    fs::write(full.join("x"), "x").unwrap();
+    let empty = root.mountpoint();
+    let mount = |args: &[&OsStr]| error_line(&mossfs(&root, &[&["mount".as_ref()], args].concat()));
+    assert_eq!(
+        mount(&["--state".as_ref(), state.as_ref(), missing.as_ref()]),
+        format!(
+            "error: mount point {} does not exist; create it with 'mkdir -p {}'",
+            missing.display(),
+            missing.display()
+        )
+    );
+    assert_eq!(
+        mount(&["--state".as_ref(), state.as_ref(), full.as_ref()]),
+        format!(
+            "error: mount point {} is not empty; mount on an empty directory",
+            full.display()
+        )
+    );
+    assert_eq!(
+        mount(&["--state".as_ref(), "99".as_ref(), empty.as_ref()]),
+        "error: state 99 does not exist; see 'mossfs state list'"
+    );
+    assert_eq!(
+        mount(&[empty.as_ref()]),
+        format!(
+            "error: {} has no active state yet; mount a staged one with --candidate, or pick one with --state (see 'mossfs state list')",
+            root.path().display()
+        )
+    );
+    let output = cli().arg("umount").arg(&empty).output().unwrap();
+    assert_eq!(
+        error_line(&output),
+        format!("error: {} is not a mount point", empty.display())
+    );
+}
