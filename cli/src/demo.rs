@@ -3,8 +3,10 @@
 //! It writes a small tree that is compiled into the binary (an executable, a symlink, a
 //! duplicate file, an empty file, an empty directory and a private one), then runs the real
 //! commands on it, one printed step at a time: `pack`, `inspect --check`, `extract`, and a
-//! comparison of the extracted tree with the sample. Nothing outside the sandbox (a fresh
-//! temporary directory) is touched. Later steps (install, mount) extend the sequence.
+//! comparison of the extracted tree with the sample. Then the whole story of a managed root,
+//! in a sandbox root: install version 1, stage version 2 as a candidate, mount the candidate
+//! and compare it with the live `/usr`, commit it, roll back, and unmount. Nothing outside
+//! the sandbox (a fresh temporary directory) is touched.
 
 use std::io::Write;
 use std::path::Path;
@@ -110,6 +112,8 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
         "identical: {compared} entries with the same types, modes, owners, link texts and bytes"
     )?;
 
+    story(sandbox.path(), out)?;
+
     if args.keep {
         let kept = sandbox.keep();
         writeln!(out, "\nsandbox kept at {}", kept.display())?;
@@ -119,8 +123,11 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Steps in the whole demo.
+const STEPS: usize = 14;
+
 fn step(out: &mut dyn Write, n: usize, what: &str) -> Result<(), CliError> {
-    writeln!(out, "\n[{n}/5] {what}")?;
+    writeln!(out, "\n[{n}/{STEPS}] {what}")?;
     out.flush()?;
     Ok(())
 }
@@ -191,5 +198,195 @@ fn mismatch(at: &Entry, want: String, got: String) -> CliError {
     CliError::DemoMismatch {
         path: at.path.to_string(),
         difference: format!("expected {want}, found {got}"),
+    }
+}
+
+/// The managed-root half of the demo: install, stage an upgrade, preview it through FUSE,
+/// commit, roll back, unmount.
+fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    use crate::commands::{RootArg, install, mount, state};
+
+    let root = sandbox.join("root");
+    let mnt = sandbox.join("mnt");
+    std::fs::create_dir_all(&mnt).map_err(CliError::Sandbox)?;
+    let root_arg = || RootArg { root: root.clone() };
+    let v1 = sandbox.join("hello-1.0-1-1.stone");
+    let v2_tree = sandbox.join("usr-2.0");
+    let v2 = sandbox.join("hello-2.0-1-1.stone");
+
+    step(
+        out,
+        6,
+        "make version 2.0: a new greeting, a NEWS file, no empty file",
+    )?;
+    write_sample(&v2_tree)?;
+    let new_greeting = b"Hello again, from version 2.0!\n";
+    std::fs::write(v2_tree.join("share/hello/greeting.txt"), new_greeting)
+        .map_err(CliError::Sandbox)?;
+    std::fs::write(
+        v2_tree.join("share/hello/NEWS"),
+        b"2.0: a friendlier greeting\n",
+    )
+    .map_err(CliError::Sandbox)?;
+    std::fs::remove_file(v2_tree.join("share/hello/empty")).map_err(CliError::Sandbox)?;
+    let v2_args = pack::Args {
+        dir: v2_tree.clone(),
+        output: v2.clone(),
+        meta: None,
+        level: DEFAULT_LEVEL,
+        threads: None,
+        fields: MetaFields {
+            name: Some("hello".into()),
+            version: Some("2.0".into()),
+            summary: Some("The mossfs demo package".into()),
+            licenses: vec!["MPL-2.0".into()],
+            provides: vec!["binary(hello)".into()],
+            ..MetaFields::default()
+        },
+    };
+    pack::run(&v2_args, out)?;
+
+    step(
+        out,
+        7,
+        &format!(
+            "mossfs install --root {} hello-1.0-1-1.stone",
+            root.display()
+        ),
+    )?;
+    let install_args = |stone: &Path, stage: bool| install::InstallArgs {
+        stones: vec![stone.to_owned()],
+        stage,
+        allow_conflicts: false,
+        dry_run: false,
+        root: root_arg(),
+    };
+    install::install(&install_args(&v1, false), out)?;
+
+    step(out, 8, "mossfs install --stage hello-2.0-1-1.stone")?;
+    install::install(&install_args(&v2, true), out)?;
+
+    step(out, 9, "mossfs mount --candidate mnt")?;
+    let mount_args = mount::MountArgs {
+        state: None,
+        candidate: true,
+        debug_view: false,
+        foreground: false,
+        ready_fd: None,
+        root: root_arg(),
+        mountpoint: mnt.clone(),
+    };
+    let mounted = match mount::mount(&mount_args, out) {
+        Ok(()) => Some(Unmount(mnt.clone())),
+        Err(err) => {
+            writeln!(
+                out,
+                "skipped: cannot mount here ({err}); the rest of the story goes on"
+            )?;
+            None
+        }
+    };
+
+    step(out, 10, "compare the live /usr with the mounted candidate")?;
+    state::run(
+        &state::StateCommand::Diff {
+            a: 1,
+            b: 2,
+            root: root_arg(),
+        },
+        out,
+    )?;
+    let live = root.join("usr/share/hello/greeting.txt");
+    let read = |path: &Path| std::fs::read_to_string(path).map_err(CliError::Sandbox);
+    writeln!(
+        out,
+        "live      usr/share/hello/greeting.txt: {}",
+        read(&live)?.trim_end()
+    )?;
+    if mounted.is_some() {
+        let preview = read(&mnt.join("usr/share/hello/greeting.txt"))?;
+        writeln!(
+            out,
+            "candidate usr/share/hello/greeting.txt: {}",
+            preview.trim_end()
+        )?;
+        if preview.as_bytes() != new_greeting {
+            return Err(demo_mismatch(
+                "usr/share/hello/greeting.txt",
+                "the candidate's greeting",
+            ));
+        }
+    }
+
+    step(out, 11, "mossfs commit")?;
+    install::commit(
+        &install::CommitArgs {
+            id: None,
+            root: root_arg(),
+        },
+        out,
+    )?;
+    writeln!(
+        out,
+        "live      usr/share/hello/greeting.txt: {}",
+        read(&live)?.trim_end()
+    )?;
+    if read(&live)?.as_bytes() != new_greeting {
+        return Err(demo_mismatch(
+            "usr/share/hello/greeting.txt",
+            "the committed greeting",
+        ));
+    }
+
+    step(out, 12, "mossfs state activate 1 (roll back)")?;
+    state::run(
+        &state::StateCommand::Activate {
+            id: 1,
+            root: root_arg(),
+        },
+        out,
+    )?;
+    writeln!(
+        out,
+        "live      usr/share/hello/greeting.txt: {}",
+        read(&live)?.trim_end()
+    )?;
+
+    step(out, 13, "mossfs state list")?;
+    state::run(
+        &state::StateCommand::List(state::RootOnly { root: root_arg() }),
+        out,
+    )?;
+
+    step(out, 14, "mossfs umount mnt")?;
+    match mounted {
+        Some(guard) => {
+            // The guard's own unmount, when it drops, then finds nothing to do.
+            mount::umount(
+                &mount::UmountArgs {
+                    mountpoint: guard.0.clone(),
+                },
+                out,
+            )?;
+        }
+        None => writeln!(out, "nothing was mounted")?,
+    }
+    Ok(())
+}
+
+fn demo_mismatch(path: &str, what: &str) -> CliError {
+    CliError::DemoMismatch {
+        path: path.to_owned(),
+        difference: format!("{what} is not what was packed"),
+    }
+}
+
+/// Unmounts the demo's mount if a step fails before the last one, so the demo never
+/// leaves a mount behind.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = mossfs_fs::fuse::unmount(&self.0);
     }
 }

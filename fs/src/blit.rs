@@ -48,7 +48,7 @@ use mossfs_format::AssetHash;
 use mossfs_store::{Store, StoreError};
 use rustix::fs::{Mode, OFlags};
 
-pub use apply::apply;
+pub use apply::{apply, same_on_disk};
 pub use remove::{RemoveError, remove_tree};
 
 /// Mode of the blitted root itself (`/usr`), which no directory object describes.

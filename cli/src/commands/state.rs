@@ -195,13 +195,28 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
             None => "-".to_owned(),
         })
     };
+    let mut shown = 0;
     for change in &changes {
+        // A path whose only change is the package that ships it (an upgrade that kept the
+        // file as it was) does not differ on disk.
+        if let (Some(o), Some(n)) = (&change.old, &change.new)
+            && mossfs_fs::blit::same_on_disk(o, n)
+        {
+            continue;
+        }
+        shown += 1;
         let path = String::from_utf8_lossy(&change.path);
         let (mark, owners) = match (&change.old, &change.new) {
             (None, Some(n)) => ("+", name(n.owner)?),
             (Some(o), None) => ("-", name(o.owner)?),
-            (Some(o), Some(n)) if o.owner == n.owner => ("~", name(n.owner)?),
-            (Some(o), Some(n)) => ("~", format!("{} -> {}", name(o.owner)?, name(n.owner)?)),
+            (Some(o), Some(n)) => {
+                let (before, after) = (name(o.owner)?, name(n.owner)?);
+                if before == after {
+                    ("~", after)
+                } else {
+                    ("~", format!("{before} -> {after}"))
+                }
+            }
             (None, None) => continue,
         };
         writeln!(out, "{mark} usr/{path}  [{owners}]")?;
@@ -209,7 +224,7 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
     writeln!(
         out,
         "{} paths differ between state {a} and state {b}",
-        changes.len()
+        shown
     )?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use mossfs_db::{DirEntry, NodeKind, Query, TreeHash};
+use mossfs_db::{DirEntry, Node, NodeKind, Query, TreeHash};
 use mossfs_store::Store;
 use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid};
 
@@ -94,6 +94,12 @@ pub fn apply(
             .new
             .as_ref()
             .is_some_and(|n| matches!(n.kind, NodeKind::Directory(_)));
+        if let (Some(o), Some(n)) = (&change.old, &change.new)
+            && same_on_disk(o, n)
+        {
+            // Only the owning package changed (an upgrade that kept this file as it was).
+            continue;
+        }
         if old_is_dir && new_is_dir {
             // Only the directory's own metadata changed; its contents are listed apart.
             if let Some(node) = &change.new {
@@ -156,6 +162,16 @@ pub fn apply(
     }
     stats.entries = changes.len() as u64;
     Ok(stats)
+}
+
+/// Whether two entries look the same on disk: everything but the owning package, and for
+/// directories everything but their contents (listed as changes of their own).
+pub fn same_on_disk(old: &Node, new: &Node) -> bool {
+    let kinds_match = match (&old.kind, &new.kind) {
+        (NodeKind::Directory(_), NodeKind::Directory(_)) => true,
+        (a, b) => a == b,
+    };
+    kinds_match && (old.mode, old.uid, old.gid) == (new.mode, new.uid, new.gid)
 }
 
 fn usr_path(path: &[u8]) -> PathBuf {
