@@ -73,21 +73,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(out, "wrote {} entries to {}", SAMPLE.len(), usr.display())?;
 
     step(out, 2, "mossfs pack usr -o hello-1.0-1-1.stone")?;
-    let pack_args = pack::Args {
-        dir: usr.clone(),
-        output: stone.clone(),
-        meta: None,
-        level: DEFAULT_LEVEL,
-        threads: None,
-        fields: MetaFields {
-            name: Some("hello".into()),
-            version: Some("1.0".into()),
-            summary: Some("The mossfs demo package".into()),
-            licenses: vec!["MPL-2.0".into()],
-            provides: vec!["binary(hello)".into()],
-            ..MetaFields::default()
-        },
-    };
+    let pack_args = sample_pack_args(&usr, &stone, "1.0");
     pack::run(&pack_args, out)?;
 
     step(out, 3, "mossfs inspect --check hello-1.0-1-1.stone")?;
@@ -121,6 +107,25 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
         writeln!(out, "\nsandbox removed (pass --keep to look around in it)")?;
     }
     Ok(())
+}
+
+/// `mossfs pack DIR -o OUT --name hello --version VERSION ...` for the sample package.
+fn sample_pack_args(dir: &Path, output: &Path, version: &str) -> pack::Args {
+    pack::Args {
+        dir: dir.to_owned(),
+        output: output.to_owned(),
+        meta: None,
+        level: DEFAULT_LEVEL,
+        threads: None,
+        fields: MetaFields {
+            name: Some("hello".into()),
+            version: Some(version.into()),
+            summary: Some("The mossfs demo package".into()),
+            licenses: vec!["MPL-2.0".into()],
+            provides: vec!["binary(hello)".into()],
+            ..MetaFields::default()
+        },
+    }
 }
 
 /// Steps in the whole demo.
@@ -229,21 +234,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     )
     .map_err(CliError::Sandbox)?;
     std::fs::remove_file(v2_tree.join("share/hello/empty")).map_err(CliError::Sandbox)?;
-    let v2_args = pack::Args {
-        dir: v2_tree.clone(),
-        output: v2.clone(),
-        meta: None,
-        level: DEFAULT_LEVEL,
-        threads: None,
-        fields: MetaFields {
-            name: Some("hello".into()),
-            version: Some("2.0".into()),
-            summary: Some("The mossfs demo package".into()),
-            licenses: vec!["MPL-2.0".into()],
-            provides: vec!["binary(hello)".into()],
-            ..MetaFields::default()
-        },
-    };
+    let v2_args = sample_pack_args(&v2_tree, &v2, "2.0");
     pack::run(&v2_args, out)?;
 
     step(

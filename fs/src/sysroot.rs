@@ -55,36 +55,32 @@ pub struct Lock {
 impl Lock {
     /// Takes the lock, calling `waiting` once if another process holds it, then blocking.
     pub fn acquire(path: &Path, waiting: impl FnOnce()) -> Result<Lock, RootError> {
-        let fd = rustix::fs::open(
-            path,
-            OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )
-        .map_err(err("open lock", path))?;
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                waiting();
-                rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(err("lock", path))?;
-            }
-            Err(e) => return Err(err("lock", path)(e)),
+        if let Some(lock) = Lock::try_acquire(path)? {
+            return Ok(lock);
         }
+        waiting();
+        let fd = Lock::open(path)?;
+        rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(err("lock", path))?;
         Ok(Lock { _fd: fd })
     }
 
     /// Takes the lock only if it is free.
     pub fn try_acquire(path: &Path) -> Result<Option<Lock>, RootError> {
-        let fd = rustix::fs::open(
-            path,
-            OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )
-        .map_err(err("open lock", path))?;
+        let fd = Lock::open(path)?;
         match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Some(Lock { _fd: fd })),
             Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
             Err(e) => Err(err("lock", path)(e)),
         }
+    }
+
+    fn open(path: &Path) -> Result<OwnedFd, RootError> {
+        rustix::fs::open(
+            path,
+            OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(err("open lock", path))
     }
 }
 
