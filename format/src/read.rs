@@ -633,7 +633,12 @@ impl<'r, R: Read> Content<'r, R> {
         let Some((entry, left, _)) = self.current else {
             return Ok(());
         };
-        let mut buf = vec![0u8; 64 * 1024];
+        // Callers usually read the whole asset, so the buffer is rarely needed.
+        let mut buf = if left > 0 {
+            vec![0u8; 64 * 1024]
+        } else {
+            Vec::new()
+        };
         let mut left = left;
         while left > 0 {
             let want = left.min(buf.len() as u64) as usize;

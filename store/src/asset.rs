@@ -1,9 +1,15 @@
 //! Assets: where they live, how to find them, and the variants that let one asset serve
 //! layout entries with different permissions or owners.
 //!
-//! A canonical asset lives at `assets/<h[0..2]>/<h[2..4]>/<h>`, `h` being the 32 lowercase
-//! hex digits of its xxh3-128. Its variants sit beside it as `<h>-<perm>-<uid>-<gid>`
-//! (perm as 4 octal digits): full copies, because a hardlink cannot have its own mode.
+//! A canonical asset lives at `assets/<h[0..2]>/<h>`, `h` being the 32 lowercase hex digits
+//! of its xxh3-128. Its variants sit beside it as `<h>-<perm>-<uid>-<gid>` (perm as 4 octal
+//! digits): full copies, because a hardlink cannot have its own mode.
+//!
+//! One level of 256 shard folders, as in git and OSTree: a whole system's few hundred
+//! thousand assets make about a thousand per folder, which ext4's hashed directories look
+//! up as fast as ten. A second level (65,536 folders) would cost a new folder, an inode
+//! and a 4 KiB block, for nearly every asset of the first packages unpacked into a fresh
+//! store, which made ingesting on ext4 several times slower.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -46,13 +52,17 @@ impl AssetMeta {
     }
 }
 
-/// `ab/cd`: the shard folder of an asset, relative to `assets/`.
-pub(crate) fn shard(hash: AssetHash) -> String {
-    let h = hash.to_string();
-    format!("{}/{}", &h[..2], &h[2..4])
+/// The number of the shard folder of `hash`: its first byte.
+pub(crate) fn shard_index(hash: AssetHash) -> usize {
+    (hash.0 >> 120) as usize
 }
 
-/// `ab/cd/abcd…`: the canonical asset, relative to `assets/`.
+/// `ab`: the shard folder of an asset, relative to `assets/`.
+pub(crate) fn shard(hash: AssetHash) -> String {
+    format!("{:02x}", shard_index(hash))
+}
+
+/// `ab/abcd…`: the canonical asset, relative to `assets/`.
 pub(crate) fn rel_path(hash: AssetHash) -> String {
     format!("{}/{hash}", shard(hash))
 }
@@ -256,19 +266,17 @@ impl Store {
     /// Calls `f` for every asset file (canonical or variant) in the store. Files and
     /// folders with other names, `.tmp` among them, are not the store's and are skipped.
     pub(crate) fn walk_assets(&self, mut f: impl FnMut(AssetFile) -> Result<()>) -> Result<()> {
-        for outer in sorted_dir(&self.assets_dir)? {
-            for inner in sorted_dir(&outer)? {
-                for path in sorted_dir_files(&inner)? {
-                    let Some(name) = path.file_name() else {
-                        continue;
-                    };
-                    if let Some((hash, variant)) = parse_name(name.as_bytes()) {
-                        f(AssetFile {
-                            hash,
-                            variant,
-                            path,
-                        })?;
-                    }
+        for shard in sorted_dir(&self.assets_dir)? {
+            for path in sorted_dir_files(&shard)? {
+                let Some(name) = path.file_name() else {
+                    continue;
+                };
+                if let Some((hash, variant)) = parse_name(name.as_bytes()) {
+                    f(AssetFile {
+                        hash,
+                        variant,
+                        path,
+                    })?;
                 }
             }
         }
@@ -318,14 +326,15 @@ mod tests {
     #[test]
     fn names_round_trip() {
         let hash = AssetHash::EMPTY;
-        assert_eq!(rel_path(hash), "99/aa/99aa06d3014798d86001c324468d497f");
+        assert_eq!(rel_path(hash), "99/99aa06d3014798d86001c324468d497f");
+        assert_eq!(shard(AssetHash(7)), "00");
         let meta = AssetMeta {
             perm: 0o755,
             uid: 1,
             gid: 2,
         };
         let variant = variant_rel_path(hash, meta);
-        assert_eq!(variant, "99/aa/99aa06d3014798d86001c324468d497f-0755-1-2");
+        assert_eq!(variant, "99/99aa06d3014798d86001c324468d497f-0755-1-2");
         let name = variant.rsplit('/').next().unwrap();
         assert_eq!(parse_name(name.as_bytes()), Some((hash, true)));
         assert_eq!(parse_name(hash.to_string().as_bytes()), Some((hash, false)));

@@ -57,13 +57,9 @@ impl Store {
             }
             Ok(())
         })?;
-        // Deepest first; a folder that is not empty (or was just reused) stays.
+        // A folder that is not empty (or was just reused) stays.
         for shard in &shards {
             let _ = fs::remove_dir(shard);
-        }
-        let outer: BTreeSet<_> = shards.iter().filter_map(|s| s.parent()).collect();
-        for dir in outer {
-            let _ = fs::remove_dir(dir);
         }
         for id in self.list_cached()? {
             if keep_stones.contains(&id) {

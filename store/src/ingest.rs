@@ -1,11 +1,12 @@
 //! Unpacking a cached stone's content into assets (DESIGN.md §6.1), and putting back one
 //! asset that went bad.
 //!
-//! The content is one zstd stream, so a stone is unpacked front to back on one thread;
-//! [`Store::ingest_many`] spreads stones over threads. Each asset the store lacks goes to
-//! a temp file, is verified by the reader (its xxh3-128), gets its metadata and only then
-//! gets its final name. Assets already present are streamed past. When every asset is
-//! present the content is not even opened, which makes re-installing free.
+//! The content is one zstd stream, so a stone is decompressed front to back on one thread,
+//! while writer threads create the files (see `unpack`); [`Store::ingest_many`] spreads
+//! stones over threads as well. Each asset the store lacks is verified by the reader (its
+//! xxh3-128), written to a draft, given its metadata and only then its final name. Assets
+//! already present are streamed past. When every asset is present the content is not even
+//! opened, which makes re-installing free.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -17,7 +18,8 @@ use mossfs_format::{Asset, AssetHash, DecodeError, EntryKind, PackageId, Reader,
 use rayon::prelude::*;
 
 use crate::asset::{AssetMeta, rel_path};
-use crate::temp::{Placed, TempFile};
+use crate::temp::TempFile;
+use crate::unpack::{BUFFER, Plan, unpack};
 use crate::{BUF_SIZE, Result, Store, StoreError};
 
 /// What an ingest did. For each stone, `written + present` is the number of unique assets
@@ -76,6 +78,17 @@ impl OpenStone {
     }
 }
 
+/// How many writer threads an unpack gets besides the caller: none for a handful of small
+/// assets, where starting a thread costs more than it saves; otherwise one per spare
+/// core, up to three.
+fn writers_for(assets: usize, bytes: u64) -> usize {
+    if assets < 16 && bytes < BUFFER as u64 {
+        return 0;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(1).clamp(1, 3)
+}
+
 fn stone_error(id: PackageId, path: &Path, source: DecodeError) -> StoreError {
     StoreError::Stone {
         id,
@@ -94,10 +107,19 @@ impl Store {
     pub fn ingest(&self, id: &PackageId) -> Result<IngestStats> {
         let open = self.open_stone(id)?;
         let unique: HashSet<AssetHash> = open.stone.index.iter().map(|e| e.digest).collect();
-        let mut missing: HashSet<AssetHash> = unique
+        // In a fresh store most shard folders are missing, and so are all their assets:
+        // no need to look each one up.
+        let shards = self
+            .shards
+            .scan(&self.assets_dir)
+            .map_err(|source| StoreError::OpenDir {
+                path: self.assets_dir.clone(),
+                source,
+            })?;
+        let missing: HashSet<AssetHash> = unique
             .iter()
             .copied()
-            .filter(|&hash| !self.has_asset(hash))
+            .filter(|&hash| !shards.has_shard_of(hash) || !self.has_asset(hash))
             .collect();
         let mut stats = IngestStats {
             present: (unique.len() - missing.len()) as u64,
@@ -107,6 +129,13 @@ impl Store {
             return Ok(stats);
         }
         let metas = open.metas();
+        let missing_bytes: u64 = open
+            .stone
+            .index
+            .iter()
+            .filter(|e| missing.contains(&e.digest))
+            .map(|e| e.len())
+            .sum();
         let OpenStone {
             id,
             path,
@@ -114,31 +143,19 @@ impl Store {
             stone,
         } = open;
         let error = |source| stone_error(id, &path, source);
-        let Some(mut content) = reader.content(&stone).map_err(error)? else {
+        let Some(content) = reader.content(&stone).map_err(error)? else {
             return Err(StoreError::NoContent {
                 id,
                 path,
                 missing: missing.len(),
             });
         };
-        let mut buf = vec![0u8; BUF_SIZE];
-        while let Some(asset) = content.next_asset().map_err(error)? {
-            let hash = asset.entry().digest;
-            // Present already, or listed twice in the index and written the first time.
-            if !missing.remove(&hash) {
-                continue;
-            }
-            let meta = metas.get(&hash).copied().unwrap_or(AssetMeta::DEFAULT);
-            let (temp, len) = self.write_asset(asset, meta, &mut buf, &error)?;
-            match self.place_asset(temp, hash, false)? {
-                Placed::New => {
-                    stats.written += 1;
-                    stats.bytes_written += len;
-                }
-                Placed::AlreadyThere => stats.present += 1,
-            }
-        }
-        content.finish().map_err(error)?;
+        let plan = Plan {
+            writers: writers_for(missing.len(), missing_bytes),
+            missing,
+            metas: &metas,
+        };
+        stats += unpack(self, content, plan, &error)?;
         reader.finish().map_err(error)?;
         Ok(stats)
     }
@@ -203,8 +220,8 @@ impl Store {
             if asset.entry().digest != hash {
                 continue;
             }
-            let (temp, _) = self.write_asset(asset, meta, &mut buf, &error)?;
-            self.place_asset(temp, hash, true)?;
+            let temp = self.write_asset(asset, meta, &mut buf, &error)?;
+            self.replace_asset(temp, hash)?;
             // The asset's own digest was verified; the rest of the stone is not needed.
             return self.remove_variants(hash, false);
         }
@@ -235,14 +252,14 @@ impl Store {
     }
 
     /// Streams one asset into a new temp file, lets the reader verify its digest, and
-    /// gives the file its metadata. Returns the file, ready to be placed, and its length.
+    /// gives the file its metadata. Returns the file, ready to be placed.
     fn write_asset<R: Read>(
         &self,
         mut asset: Asset<'_, '_, R>,
         meta: AssetMeta,
         buf: &mut [u8],
         stone_error: &impl Fn(DecodeError) -> StoreError,
-    ) -> Result<(TempFile<'_>, u64)> {
+    ) -> Result<TempFile<'_>> {
         let hash = asset.entry().digest;
         let owner = self.owner(hash, meta)?;
         let mut temp = TempFile::create(&self.assets_tmp, &self.assets_tmp_dir)?;
@@ -252,28 +269,29 @@ impl Store {
             path: temp_path.clone(),
             source,
         };
-        let mut len = 0u64;
         loop {
             let n = asset.read_checked(buf).map_err(stone_error)?;
             if n == 0 {
                 break;
             }
             temp.file().write_all(&buf[..n]).map_err(write_error)?;
-            len += n as u64;
         }
         asset.finish().map_err(stone_error)?;
         temp.set_metadata(meta.perm, owner).map_err(write_error)?;
-        Ok((temp, len))
+        Ok(temp)
     }
 
-    fn place_asset(&self, temp: TempFile<'_>, hash: AssetHash, replace: bool) -> Result<Placed> {
+    /// Moves a repaired asset over the bad one (the one case where a file under its final
+    /// name is replaced).
+    fn replace_asset(&self, temp: TempFile<'_>, hash: AssetHash) -> Result<()> {
         let rel = rel_path(hash);
-        temp.place(&self.assets, &rel, replace)
+        temp.place(&self.assets, &rel, true)
             .map_err(|source| StoreError::WriteAsset {
                 hash,
                 path: self.assets_dir.join(&rel),
                 source,
-            })
+            })?;
+        Ok(())
     }
 
     /// Removes the variants of `hash`: all of them, or with `only_bad` those whose bytes

@@ -9,9 +9,9 @@
 //! ```text
 //! ROOT/.moss/                      the directory given to Store::open
 //!   assets/
-//!     .tmp/                        writes in progress; each is flock'ed by its writer
-//!     99/aa/99aa06d3…497f          a canonical asset
-//!     99/aa/99aa06d3…497f-0755-0-0 a variant: same bytes, other mode/uid/gid
+//!     .tmp/                        named writes in progress; each is flock'ed by its writer
+//!     99/99aa06d3…497f             a canonical asset
+//!     99/99aa06d3…497f-0755-0-0    a variant: same bytes, other mode/uid/gid
 //!   cache/
 //!     .tmp/
 //!     <sha256 hex>.stone           a cached stone, named by its package id
@@ -19,11 +19,14 @@
 //!
 //! Rules this crate keeps:
 //! - **Nothing partially written is visible under its final name** (§6.1). Every file is
-//!   written under `.tmp/`, verified, given its metadata, and only then renamed into place.
-//!   A killed process leaves only temp files, which the next [`Store::open`] removes.
+//!   written with no name or a temp name under `.tmp/`, verified, given its metadata, and
+//!   only then linked or renamed into place. Ingest writes nameless `O_TMPFILE` files
+//!   where the file system allows, which a killed process cannot leave behind; everything
+//!   else leaves at worst temp files, which the next [`Store::open`] removes.
 //! - **An asset under its final name never changes inode** once placed, because blitted
-//!   trees hardlink to it. Renames into place refuse to replace (`RENAME_NOREPLACE`); only
-//!   [`Store::repair_asset`] replaces a file, and only one that failed its hash.
+//!   trees hardlink to it. Links and renames into place refuse to replace (`linkat`,
+//!   `RENAME_NOREPLACE`); only [`Store::repair_asset`] replaces a file, and only one that
+//!   failed its hash.
 //! - **No per-file fsync.** Durability comes from one [`Store::sync`] before a commit (§6.2).
 //! - **Many writers may share a store.** Temp names are unique per process, thread and call,
 //!   and recovery only removes temp files whose writer no longer holds their lock.
@@ -38,6 +41,9 @@
 //! - `asset`: asset names, lookups, variants and listing.
 //! - `cache`: the stone cache.
 //! - `ingest`: unpacking stones into assets, and repairing one asset.
+//! - `unpack`: the pipeline behind ingest: one thread decompresses, others write.
+//! - `draft`: new asset files before they have a name, and publishing them.
+//! - `shard`: the 256 shard folders, and which of them exist.
 //! - `verify`: re-hashing assets.
 //! - `gc`: removing what the caller no longer references.
 //! - `temp`: temp files and crash recovery.
@@ -46,10 +52,13 @@
 
 mod asset;
 mod cache;
+mod draft;
 pub mod error;
 mod gc;
 mod ingest;
+mod shard;
 mod temp;
+mod unpack;
 mod verify;
 
 use std::fs;
@@ -89,6 +98,10 @@ pub struct Store {
     /// Only root may chown, so only root stores owners in asset metadata.
     is_root: bool,
     recovered: usize,
+    /// Shard folders known to exist.
+    shards: shard::Shards,
+    /// Whether new assets are anonymous or named temp files.
+    draft_kind: draft::DraftKind,
 }
 
 impl Store {
@@ -121,6 +134,8 @@ impl Store {
             cache_tmp_dir,
             is_root: rustix::process::geteuid().is_root(),
             recovered,
+            shards: shard::Shards::new(),
+            draft_kind: draft::DraftKind::new(),
         })
     }
 

@@ -40,8 +40,19 @@ pub(crate) enum Placed {
 }
 
 impl<'d> TempFile<'d> {
-    /// Creates and locks a new, empty temp file in `dir` (whose path is `dir_path`).
+    /// Creates and locks a new, empty temp file in `dir` (whose path is `dir_path`),
+    /// readable only by its owner.
     pub(crate) fn create(dir: &'d OwnedFd, dir_path: &'d Path) -> Result<Self> {
+        Self::create_with_mode(dir, dir_path, 0o600)
+    }
+
+    /// Like [`TempFile::create`], with the permission bits `mode` (less the umask) from the
+    /// start, so that a file meant to end up with them needs no `fchmod`.
+    pub(crate) fn create_with_mode(
+        dir: &'d OwnedFd,
+        dir_path: &'d Path,
+        mode: u32,
+    ) -> Result<Self> {
         let error = |name: &str, source: Errno| StoreError::TempFile {
             path: dir_path.join(name),
             source: source.into(),
@@ -52,7 +63,7 @@ impl<'d> TempFile<'d> {
                 dir,
                 name.as_str(),
                 OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
+                Mode::from_raw_mode(mode & 0o777),
             ) {
                 Ok(fd) => fd,
                 Err(Errno::EXIST) => continue,
@@ -80,6 +91,11 @@ impl<'d> TempFile<'d> {
     /// The open file, for writing.
     pub(crate) fn file(&mut self) -> &mut File {
         &mut self.file
+    }
+
+    /// The open file, for positioned writes and `fstat`.
+    pub(crate) fn file_ref(&self) -> &File {
+        &self.file
     }
 
     /// The temp file's full path, for error messages.
@@ -162,7 +178,7 @@ fn rename_noreplace(
 
 /// Creates each missing folder on the way to `dest` (a relative path of `/`-separated
 /// names), tolerating other writers creating them at the same time.
-fn create_parents(dir: &OwnedFd, dest: &str) -> io::Result<()> {
+pub(crate) fn create_parents(dir: &OwnedFd, dest: &str) -> io::Result<()> {
     let mut end = 0;
     while let Some(slash) = dest[end..].find('/') {
         end += slash;
@@ -175,9 +191,14 @@ fn create_parents(dir: &OwnedFd, dest: &str) -> io::Result<()> {
     Ok(())
 }
 
-fn unique_name() -> String {
+/// `<pid>-<tid>-<n>`. The tid is looked up once per thread; the pid is not cached, so a
+/// forked child never repeats a name its parent used.
+pub(crate) fn unique_name() -> String {
+    thread_local! {
+        static TID: i32 = rustix::thread::gettid().as_raw_nonzero().get();
+    }
     let pid = rustix::process::getpid().as_raw_nonzero();
-    let tid = rustix::thread::gettid().as_raw_nonzero();
+    let tid = TID.with(|tid| *tid);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{pid}-{tid}-{n}")
 }

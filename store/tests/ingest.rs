@@ -204,3 +204,129 @@ fn a_stone_without_content_but_with_index_entries_is_refused() {
     }
     assert!(store.list_assets().unwrap().is_empty());
 }
+
+/// Bytes that do not compress to nothing, so a large asset really is large in the stream.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut bytes: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    bytes.truncate(len);
+    bytes
+}
+
+/// Assets larger than one unpack buffer (1 MiB) are written in parts by several threads;
+/// many small ones go in batches. Both must land whole, with the first entry's metadata.
+#[test]
+fn large_and_many_small_assets_land_whole_with_their_metadata() {
+    let (dir, store) = store();
+    let mut files = vec![
+        file("lib/exactly-one-buffer", &noise(1 << 20, 1), 0o644),
+        file("lib/one-byte-over", &noise((1 << 20) + 1, 2), 0o755),
+        file("bin/large-setuid", &noise(2 << 20 | 12345, 3), 0o4755).owned_by(1000, 100),
+        file("share/empty", b"", 0o600),
+    ];
+    let small: Vec<&'static str> = (0..100)
+        .map(|i| &*Box::leak(format!("share/small/{i}").into_boxed_str()))
+        .collect();
+    for (i, path) in small.iter().enumerate() {
+        let perm = if i % 3 == 0 { 0o755 } else { 0o644 };
+        files.push(file(path, &noise(i * 97 % 9_000, 100 + i as u64), perm));
+    }
+    let stone = build_stone("big", &files);
+    let cached = cache_bytes(&store, dir.path(), "big.stone", &stone);
+    // The canonical file of an asset listed twice (the empty one) has the first entry's mode.
+    let mut unique: HashMap<AssetHash, &TestFile> = HashMap::new();
+    for f in &files {
+        unique.entry(f.hash()).or_insert(f);
+    }
+    let stats = store.ingest(&cached.id).unwrap();
+    assert_eq!(stats.written, unique.len() as u64);
+    assert_eq!(
+        stats.bytes_written,
+        unique.values().map(|f| f.bytes.len() as u64).sum::<u64>()
+    );
+    assert_eq!(stats.present, 0);
+
+    let root = rustix::process::geteuid().is_root();
+    for (hash, f) in &unique {
+        let path = store.asset_path(*hash);
+        assert_eq!(std::fs::read(&path).unwrap(), f.bytes, "{}", f.path);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o7777, f.perm, "{}", f.path);
+        if root {
+            assert_eq!((meta.uid(), meta.gid()), (f.uid, f.gid), "{}", f.path);
+        }
+    }
+    assert!(temp_files(&store).is_empty());
+    assert_eq!(
+        store.ingest(&cached.id).unwrap(),
+        IngestStats {
+            written: 0,
+            present: unique.len() as u64,
+            bytes_written: 0,
+        }
+    );
+}
+
+/// A large asset whose digest fails is never published, although its parts were written.
+#[test]
+fn a_damaged_large_asset_is_not_placed() {
+    let (dir, store) = store();
+    let files = vec![
+        file("share/first", b"small and fine", 0o644),
+        file("share/large", &noise(3 << 20, 9), 0o644),
+        file("share/after", b"never reached", 0o644),
+    ];
+    let (mut stone, content_at) = build_plain_stone("damaged", &files, 0);
+    // The last byte of the large asset, read after all its parts went out.
+    let last = content_at + files[0].bytes.len() + files[1].bytes.len() - 1;
+    stone[last] ^= 0x01;
+    fix_content_checksum(&mut stone, content_at);
+    let cached = cache_bytes(&store, dir.path(), "damaged.stone", &stone);
+    match store.ingest(&cached.id) {
+        Err(StoreError::Stone { source, .. }) => match *source {
+            mossfs_format::DecodeError::BadDigest { expected, .. } => {
+                assert_eq!(expected, files[1].hash())
+            }
+            other => panic!("expected BadDigest, got {other:?}"),
+        },
+        other => panic!("expected a Stone error, got {other:?}"),
+    }
+    assert_eq!(store.list_assets().unwrap(), vec![files[0].hash()]);
+    assert!(temp_files(&store).is_empty());
+}
+
+/// A write that fails stops the writers and the reader, and reports that asset; the
+/// ingest neither hangs nor leaves temp files.
+#[test]
+fn a_failing_write_stops_the_ingest_and_names_the_asset() {
+    let (_dir, store) = store();
+    let cached = store.cache_stone(&upstream(BASH_COMPLETION)).unwrap();
+    // A file where a shard folder should be: every asset of that shard fails with ENOTDIR.
+    let blocked = index_of(&upstream(BASH_COMPLETION))[200];
+    let shard = &blocked.to_string()[..2];
+    std::fs::write(store.assets_dir().join(shard), b"not a folder").unwrap();
+    match store.ingest(&cached.id) {
+        Err(StoreError::WriteAsset { hash, path, source }) => {
+            assert_eq!(&hash.to_string()[..2], shard);
+            assert_eq!(path, store.asset_path(hash));
+            assert_eq!(
+                source.raw_os_error(),
+                Some(rustix::io::Errno::NOTDIR.raw_os_error())
+            );
+        }
+        other => panic!("expected WriteAsset, got {other:?}"),
+    }
+    assert!(temp_files(&store).is_empty());
+    // Once the obstacle is gone, the same ingest completes.
+    std::fs::remove_file(store.assets_dir().join(shard)).unwrap();
+    let stats = store.ingest(&cached.id).unwrap();
+    assert_eq!(stats.written + stats.present, 474);
+    assert_eq!(store.list_assets().unwrap().len(), 474);
+}

@@ -191,11 +191,7 @@ impl TestRoot {
     /// The canonical store file of an asset.
     pub fn asset_file(&self, hash: AssetHash) -> PathBuf {
         let h = hash.to_string();
-        self.moss()
-            .join("assets")
-            .join(&h[..2])
-            .join(&h[2..4])
-            .join(&h)
+        self.moss().join("assets").join(&h[..2]).join(&h)
     }
 }
 
