@@ -1,0 +1,134 @@
+//! Figure (c): a fresh install of real packages against `zstd -d` of their content.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mossfs_format::Reader;
+use mossfs_integration::corpus::{self, FAST};
+
+use super::{Bench, Result, blitted, install_args, mib, secs, thousands, timed};
+
+/// Figure (c).
+pub fn figure(bench: &Bench, count: usize, dir: Option<&Path>) -> Result<()> {
+    let stones = match dir {
+        Some(dir) => {
+            let mut stones: Vec<PathBuf> = fs::read_dir(dir)?
+                .map(|e| e.map(|e| e.path()))
+                .filter(|p| {
+                    p.as_ref()
+                        .map_or(true, |p| p.extension() == Some("stone".as_ref()))
+                })
+                .collect::<io::Result<_>>()?;
+            stones.sort();
+            stones.truncate(count);
+            stones
+        }
+        None => {
+            let started = Instant::now();
+            match corpus::debian(&bench.path("debian"), Some(count), FAST) {
+                Ok(stones) => {
+                    println!(
+                        "corpus debian: {} packages written in {}",
+                        stones.len(),
+                        secs(started.elapsed())
+                    );
+                    stones
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    println!("\n(c) skipped: {e}");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let streams = bench.path("zst");
+    fs::create_dir_all(&streams)?;
+    let (mut plain, mut stored, mut cut) = (0, 0, Vec::new());
+    for stone in &stones {
+        let out = streams
+            .join(stone.file_name().ok_or("a stone has a file name")?)
+            .with_extension("zst");
+        if let Some((p, s)) = cut_content(stone, &out)? {
+            (plain, stored) = (plain + p, stored + s);
+            cut.push(out);
+        }
+    }
+    let mut zstd = Command::new("zstd");
+    zstd.args(["-d", "-c", "-q"])
+        .args(&cut)
+        .stdout(Stdio::null());
+    let zstd_time = bench.best(|_| Ok(timed(&mut zstd)?.0))?;
+
+    let mut tree_entries = 0;
+    let install = bench.best(|_| {
+        let root = bench.fresh_root("c-install")?;
+        let (time, out) = bench.mossfs(&root, &install_args(&stones, false))?;
+        tree_entries = blitted(&out)?;
+        Ok(time)
+    })?;
+    let (mut stage, mut commit) = (Duration::MAX, Duration::MAX);
+    bench.best(|run| {
+        let root = bench.fresh_root("c-install")?;
+        let (staged, _) = bench.mossfs(&root, &install_args(&stones, true))?;
+        let (committed, _) = bench.mossfs(&root, &["commit".as_ref()])?;
+        if run > 0 {
+            (stage, commit) = (stage.min(staged), commit.min(committed));
+        }
+        Ok(staged + committed)
+    })?;
+    bench.discard(&bench.path("c-install"))?;
+
+    let mbps = |time: Duration| plain as f64 / 1e6 / time.as_secs_f64();
+    println!();
+    println!(
+        "(c) fresh install of {} Debian packages: {} tree entries, content {} plain, {} as zstd",
+        stones.len(),
+        thousands(tree_entries as usize),
+        mib(plain),
+        mib(stored)
+    );
+    println!("  {:<62} {:>8} {:>10}", "", "time", "plain MB/s");
+    let line = |what: &str, time: Duration| {
+        println!("  {what:<62} {:>8} {:>10.0}", secs(time), mbps(time));
+    };
+    line(
+        &format!(
+            "zstd -d -c of the {} content streams, one process > /dev/null",
+            cut.len()
+        ),
+        zstd_time,
+    );
+    line("mossfs install, fresh root (the whole command)", install);
+    line(
+        "  of which install --stage (cache stones, record state)",
+        stage,
+    );
+    line("  of which commit (unpack, blit, sync, swap)", commit);
+    println!(
+        "  ratio mossfs install / zstd -d time: {:.2}x",
+        install.as_secs_f64() / zstd_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Copies the stored bytes of the stone's content payload (one zstd stream) to `out`;
+/// returns its plain and stored sizes, or `None` when the stone has no content.
+fn cut_content(stone: &Path, out: &Path) -> Result<Option<(u64, u64)>> {
+    let mut reader = Reader::new(BufReader::new(File::open(stone)?))?;
+    let Some(info) = reader.read_metadata()?.content else {
+        return Ok(None);
+    };
+    let mut file = File::open(stone)?;
+    file.seek(SeekFrom::Start(
+        info.offset + mossfs_format::payload::LEN as u64,
+    ))?;
+    io::copy(
+        &mut file.take(info.header.stored_size),
+        &mut File::create(out)?,
+    )?;
+    Ok(Some((info.header.plain_size, info.header.stored_size)))
+}
