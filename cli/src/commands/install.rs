@@ -1,6 +1,8 @@
 //! `mossfs install`, `mossfs remove` and `mossfs commit`.
 
 use std::io::Write;
+
+use rayon::prelude::*;
 use std::path::PathBuf;
 
 use mossfs_db::{Query, Status};
@@ -66,9 +68,10 @@ fn base_plan(root: &Root) -> Result<Plan> {
 
 /// Runs `mossfs install`.
 pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
+    // Reading metadata and hashing each stone are independent: one stone per core.
     let stones = args
         .stones
-        .iter()
+        .par_iter()
         .map(|p| LoadedStone::load(p))
         .collect::<Result<Vec<_>>>()?;
     let root = Root::open_write(&args.root.root)?;

@@ -17,6 +17,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mossfs_db::{Query, State, StateId, Status};
 use mossfs_fs::{blit, sysroot, tree};
+use rayon::prelude::*;
 
 use super::error::{EngineError, Result};
 use super::plan::{LoadedStone, Plan};
@@ -39,7 +40,7 @@ pub fn record_state(
     stones: &[LoadedStone],
     allow_conflicts: bool,
 ) -> Result<State> {
-    for stone in stones {
+    stones.par_iter().try_for_each(|stone| {
         let cached = root.store.cache_stone(&stone.path)?;
         if cached.id != stone.id {
             // The file changed between planning and caching.
@@ -50,7 +51,8 @@ pub fn record_state(
                 ),
             });
         }
-    }
+        Ok(())
+    })?;
     let parent = root.db.read()?.active()?;
     let (selections, order) = plan.selections();
     let mut txn = root.db.write()?;
