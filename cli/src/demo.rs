@@ -289,11 +289,16 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
     let live = root.join("usr/share/hello/greeting.txt");
     let read = |path: &Path| std::fs::read_to_string(path).map_err(CliError::Sandbox);
-    writeln!(
-        out,
-        "live      usr/share/hello/greeting.txt: {}",
-        read(&live)?.trim_end()
-    )?;
+    let show_live = |out: &mut dyn Write| -> Result<(), CliError> {
+        let text = read(&live)?;
+        writeln!(
+            out,
+            "live      usr/share/hello/greeting.txt: {}",
+            text.trim_end()
+        )?;
+        Ok(())
+    };
+    show_live(out)?;
     if mounted.is_some() {
         let preview = read(&mnt.join("usr/share/hello/greeting.txt"))?;
         writeln!(
@@ -317,11 +322,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         },
         out,
     )?;
-    writeln!(
-        out,
-        "live      usr/share/hello/greeting.txt: {}",
-        read(&live)?.trim_end()
-    )?;
+    show_live(out)?;
     if read(&live)?.as_bytes() != new_greeting {
         return Err(demo_mismatch(
             "usr/share/hello/greeting.txt",
@@ -337,11 +338,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         },
         out,
     )?;
-    writeln!(
-        out,
-        "live      usr/share/hello/greeting.txt: {}",
-        read(&live)?.trim_end()
-    )?;
+    show_live(out)?;
 
     step(out, 13, "mossfs state list")?;
     state::run(
