@@ -78,6 +78,28 @@ impl AssetHasher {
     pub fn finish(&self) -> AssetHash {
         AssetHash(self.0.digest128())
     }
+
+    /// Hashes everything `reader` yields, through a buffer of at most `buf_size` bytes;
+    /// returns the hash and the length. Callers open the file; this crate only reads.
+    pub fn of_reader(
+        mut reader: impl std::io::Read,
+        buf_size: usize,
+    ) -> std::io::Result<(AssetHash, u64)> {
+        let mut buf = vec![0u8; buf_size.max(1)];
+        let mut hasher = AssetHasher::new();
+        let mut len = 0u64;
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok((hasher.finish(), len)),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    len += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +125,17 @@ mod tests {
                 .parse::<AssetHash>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_reader_hashes_like_one_shot_whatever_the_buffer() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        for buf in [1, 7, 4096, 1 << 20] {
+            assert_eq!(
+                AssetHasher::of_reader(bytes.as_slice(), buf).unwrap(),
+                (AssetHash::of(&bytes), 10_000)
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! canonical file and every variant are checked, since each may be linked into a tree.
 
 use std::fs::File;
-use std::io::{self, Read};
+
 use std::path::{Path, PathBuf};
 
 use mossfs_format::{AssetHash, AssetHasher};
@@ -52,18 +52,12 @@ impl Store {
             path: path.to_owned(),
             source,
         };
-        let mut file = File::open(path).map_err(error)?;
+        let file = File::open(path).map_err(error)?;
         let size = file.metadata().map_err(error)?.len();
         // Most assets are small; do not allocate the full buffer for them.
-        let mut buf = vec![0u8; (size as usize).clamp(1, BUF_SIZE)];
-        let mut hasher = AssetHasher::new();
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => return Ok(hasher.finish()),
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(error(e)),
-            }
-        }
+        let buf = (size as usize).clamp(1, BUF_SIZE);
+        AssetHasher::of_reader(file, buf)
+            .map(|(found, _)| found)
+            .map_err(error)
     }
 }

@@ -6,7 +6,7 @@
 //! to a damaged asset that the repair replaced.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -200,14 +200,5 @@ fn check_path(root: &Root, usr: &Path, path: &[u8], node: &Node) -> Option<Strin
 }
 
 fn hash_file(path: &Path) -> std::io::Result<AssetHash> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = AssetHasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.update(&buf[..n]);
-    }
+    AssetHasher::of_reader(std::fs::File::open(path)?, 256 * 1024).map(|(hash, _)| hash)
 }

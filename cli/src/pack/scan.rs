@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -150,21 +150,7 @@ pub fn open_nofollow(path: &Path) -> io::Result<File> {
 
 /// The xxh3-128 and length of a file's bytes.
 fn hash_file(path: &Path) -> io::Result<(AssetHash, u64)> {
-    let mut file = open_nofollow(path)?;
-    let mut hasher = AssetHasher::new();
-    let mut buf = vec![0u8; 128 * 1024];
-    let mut size = 0u64;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok((hasher.finish(), size)),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                size += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    AssetHasher::of_reader(open_nofollow(path)?, 128 * 1024)
 }
 
 fn special_kind(file_type: &std::fs::FileType) -> &'static str {
