@@ -91,15 +91,21 @@ fn mount_in_background(root: &Root, state: &str, mountpoint: &Path) -> u32 {
         .unwrap_or_else(|| panic!("no pid in {stdout}"))
 }
 
-/// Whether a process is gone (or a zombie nobody reaped yet).
+/// Whether a process is gone: reaped, or a zombie whose every thread has exited.
+///
+/// A SIGKILLed leader turns zombie while its other threads may still be exiting and still
+/// hold the `/dev/fuse` descriptor, so the mount is only dead once the task list is down to
+/// the leader alone.
 fn gone(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+    let zombie = match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit(')')
             .next()
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
+        Err(_) => return true,
+    };
+    let threads = fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count());
+    zombie && threads <= 1
 }
 
 fn wait_until_gone(pid: u32) {
