@@ -17,7 +17,8 @@
 //! `mossfs umount`, or Ctrl-C, SIGTERM or SIGHUP, which unmount it cleanly.
 //!
 //! The root is opened for reading: no lock is taken, so a mount never waits for a writer
-//! and never blocks one.
+//! and never blocks one. The server registers the state it serves (`engine::mounts`) for
+//! as long as it serves it, so that `state remove` and `prune` leave that state alone.
 
 use std::error::Error;
 use std::fs::{File, OpenOptions};
@@ -34,6 +35,7 @@ use mossfs_db::{Query, StateId, Status};
 use mossfs_fs::fuse::{self, FsOptions, MossFs, MountError, ReadMode};
 
 use super::RootArg;
+use crate::engine::mounts::Gate;
 use crate::engine::{EngineError, Root};
 
 /// How long `mount` waits for its background server to be ready. Mounting is O(1) in the
@@ -181,7 +183,11 @@ fn mount_inner(
         log: Some(log),
         ..FsOptions::default()
     };
+    // Registered before the snapshot opens, under the gate: see `engine::mounts`.
+    let gate = Gate::take(&args.root.root)?;
+    let _registration = gate.register(target.id, &mountpoint)?;
     let fs = MossFs::new(&db, store, target.id, options)?;
+    drop(gate);
     let mut printed = Ok(());
     fuse::run(fs, &mountpoint, |mount| {
         let mode = mount.read_mode();

@@ -5,7 +5,7 @@ use std::io::Write;
 use mossfs_db::{Conflict, NodeKind, Query, StateId, Status};
 
 use super::{RootArg, print_commit, progress, report_recovery};
-use crate::engine::{EngineError, Mode, Result, Root, commit_state};
+use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
 
 /// `mossfs state ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -131,6 +131,11 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     }
     writeln!(out, "  entries  {}", state.entries)?;
     writeln!(out, "  tree     {}", state.root)?;
+    for mount in mounts::live(&root.path)? {
+        if mount.state == id {
+            writeln!(out, "  mounted  {}", mount.mountpoint.display())?;
+        }
+    }
     writeln!(out, "  packages ({}):", state.selections.len())?;
     for s in &state.selections {
         let record = snapshot
@@ -231,6 +236,8 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
 
 fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
     report_recovery(root);
+    let gate = mounts::Gate::take(&root.path)?;
+    let mounted = gate.live()?;
     let snapshot = root.db.read()?;
     let active = snapshot.active()?;
     let mut committed: Vec<StateId> = snapshot
@@ -241,8 +248,18 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
         .collect();
     drop(snapshot);
     committed.sort_by(|a, b| b.cmp(a));
-    let doomed: Vec<StateId> = committed.into_iter().skip(keep).collect();
-    remove(root, &doomed, out)?;
+    let mut doomed = Vec::new();
+    for id in committed.into_iter().skip(keep) {
+        match mounted.iter().find(|mount| mount.state == id) {
+            Some(mount) => writeln!(
+                out,
+                "kept state {id}: it is mounted at {}",
+                mount.mountpoint.display()
+            )?,
+            None => doomed.push(id),
+        }
+    }
+    remove_gated(root, gate, &doomed, out)?;
     if doomed.is_empty() {
         writeln!(out, "nothing to prune")?;
     }
@@ -250,16 +267,36 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
 }
 
 fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
+    let gate = mounts::Gate::take(&root.path)?;
+    remove_gated(root, gate, ids, out)
+}
+
+/// Removes states while `gate` keeps new mounts from registering, so none of them can be
+/// mounted between the check and the commit; their archived trees go after that.
+fn remove_gated(
+    root: &Root,
+    gate: mounts::Gate,
+    ids: &[StateId],
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mounted = gate.live()?;
     let mut txn = root.db.write()?;
     let active = txn.active()?;
     for id in ids {
         if Some(*id) == active {
             return Err(EngineError::RemoveActive(*id));
         }
+        if let Some(mount) = mounted.iter().find(|mount| mount.state == *id) {
+            return Err(EngineError::RemoveMounted {
+                state: *id,
+                mountpoint: mount.mountpoint.clone(),
+            });
+        }
         txn.state(*id)?;
         txn.remove_state(*id)?;
     }
     txn.commit()?;
+    drop(gate);
     // Database first, then files (DESIGN.md §6.5).
     for id in ids {
         let slot = root.archive(*id);

@@ -88,9 +88,14 @@ pub fn record_state(
 /// failed before the commit point: bad input changes nothing (DESIGN.md §6.4), so a stone
 /// whose content turns out damaged leaves no candidate behind. A state that went live
 /// (its `.stateID` is in `usr`) is kept, for recovery to finish. Its packages and cached
-/// stones are left to `mossfs gc`, like any unreferenced package.
+/// stones are left to `mossfs gc`, like any unreferenced package. A state someone mounted
+/// meanwhile is kept too: removing it would pull its files from under the mount.
 pub fn forget_unreached(root: &Root, id: StateId) -> Result<()> {
     if sysroot::read_state_id(&root.usr()) == Some(id.0) {
+        return Ok(());
+    }
+    let gate = super::mounts::Gate::take(&root.path)?;
+    if gate.live()?.iter().any(|mount| mount.state == id) {
         return Ok(());
     }
     let mut txn = root.db.write()?;

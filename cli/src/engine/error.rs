@@ -136,6 +136,28 @@ pub enum EngineError {
     /// The active state cannot be removed.
     #[error("state {0} is active and cannot be removed; activate another state first")]
     RemoveActive(StateId),
+    /// A mounted state cannot be removed: its files would vanish under the mount at the
+    /// next `gc`.
+    #[error(
+        "state {state} is mounted at {}; unmount it first with 'mossfs umount {}'",
+        .mountpoint.display(),
+        .mountpoint.display()
+    )]
+    RemoveMounted {
+        /// The state.
+        state: StateId,
+        /// Where it is mounted.
+        mountpoint: PathBuf,
+    },
+    /// The registry of live mounts could not be read or written.
+    #[error("cannot use the mount registry {}", .path.display())]
+    Mounts {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// No candidate to commit.
     #[error("there is no candidate state to commit; stage one with 'mossfs install --stage'")]
     NoCandidate,

@@ -4,6 +4,7 @@
 
 pub mod commit;
 pub mod error;
+pub mod mounts;
 pub mod plan;
 pub mod root;
 

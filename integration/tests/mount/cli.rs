@@ -55,8 +55,14 @@ impl Drop for Unmount<'_> {
     }
 }
 
-/// Mounts `state` in the background and returns the server's pid.
+/// Mounts candidate `state` in the background and returns the server's pid.
 fn mount_in_background(root: &Root, state: &str, mountpoint: &Path) -> u32 {
+    mount_in_background_as(root, state, "candidate", mountpoint)
+}
+
+/// Mounts `state`, which `mount` should call `what`, in the background and returns the
+/// server's pid.
+fn mount_in_background_as(root: &Root, state: &str, what: &str, mountpoint: &Path) -> u32 {
     let output = mossfs(
         root,
         &[
@@ -71,10 +77,7 @@ fn mount_in_background(root: &Root, state: &str, mountpoint: &Path) -> u32 {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines[0],
-        format!(
-            "mounted state {state} (candidate) at {}",
-            mountpoint.display()
-        )
+        format!("mounted state {state} ({what}) at {}", mountpoint.display())
     );
     assert!(
         ["reads: kernel passthrough", "reads: served from the store"].contains(&lines[1]),
@@ -178,6 +181,9 @@ fn umount_clears_a_mount_whose_server_was_killed() {
         mountpoint.display()
     );
     assert_eq!(error_line(&again), expected);
+    // Its registration died with it: the state is no longer held.
+    let removed = mossfs(&root, &["state".as_ref(), "remove".as_ref(), "1".as_ref()]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
     let output = cli().arg("umount").arg(&mountpoint).output().unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(fuse::find_mount(&mountpoint).unwrap(), None);
@@ -276,4 +282,69 @@ fn mount_errors_are_one_line_with_what_to_do() {
         error_line(&output),
         format!("error: {} is not a mount point", empty.display())
     );
+}
+
+#[test]
+fn a_mounted_state_is_neither_removed_nor_pruned() {
+    let mut root = Root::new();
+    let files = files_state(&root);
+    let later = root.state(&[root.add_stone(&sample_stone("pineapple-1-1-1-x86_64.stone"))]);
+    if no_mount_here() {
+        return;
+    }
+    for id in [files, later] {
+        let commit = mossfs(&root, &["commit".as_ref(), id.to_string().as_ref()]);
+        assert!(commit.status.success(), "{}", text(&commit.stderr));
+    }
+    let mountpoint = root.mountpoint();
+    let _unmount = Unmount(&mountpoint);
+    let pid = mount_in_background_as(&root, &files.to_string(), "archived", &mountpoint);
+    let id = files.to_string();
+
+    let show = mossfs(&root, &["state".as_ref(), "show".as_ref(), id.as_ref()]);
+    assert!(
+        text(&show.stdout).contains(&format!("  mounted  {}\n", mountpoint.display())),
+        "{}",
+        text(&show.stdout)
+    );
+    let refused = mossfs(&root, &["state".as_ref(), "remove".as_ref(), id.as_ref()]);
+    assert_eq!(
+        error_line(&refused),
+        format!(
+            "error: state {id} is mounted at {}; unmount it first with 'mossfs umount {}'",
+            mountpoint.display(),
+            mountpoint.display()
+        )
+    );
+    let prune = mossfs(
+        &root,
+        &[
+            "state".as_ref(),
+            "prune".as_ref(),
+            "--keep".as_ref(),
+            "0".as_ref(),
+        ],
+    );
+    assert!(prune.status.success(), "{}", text(&prune.stderr));
+    assert_eq!(
+        text(&prune.stdout),
+        format!(
+            "kept state {id}: it is mounted at {}\nnothing to prune\n",
+            mountpoint.display()
+        )
+    );
+    // gc keeps the state's files, so the mount still reads them.
+    let gc = mossfs(&root, &["gc".as_ref()]);
+    assert!(gc.status.success(), "{}", text(&gc.stderr));
+    assert_eq!(
+        fs::read(mountpoint.join("usr/share/tools/data.txt")).unwrap(),
+        b"data\n"
+    );
+
+    let output = cli().arg("umount").arg(&mountpoint).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    wait_until_gone(pid);
+    let removed = mossfs(&root, &["state".as_ref(), "remove".as_ref(), id.as_ref()]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(!root.path().join(format!(".moss/root/{id}")).exists());
 }
