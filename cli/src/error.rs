@@ -163,14 +163,23 @@ pub fn payload_of(err: &DecodeError) -> Option<&'static str> {
 impl CliError {
     /// Whether the reader of our output went away, which ends a run successfully.
     pub fn is_broken_pipe(&self) -> bool {
+        self.caused_by(&[io::ErrorKind::BrokenPipe])
+    }
+
+    /// Whether an I/O error of one of `kinds` is anywhere in the chain.
+    fn caused_by(&self, kinds: &[io::ErrorKind]) -> bool {
         chain(self).any(|e| {
             e.downcast_ref::<io::Error>()
-                .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+                .is_some_and(|io| kinds.contains(&io.kind()))
         })
     }
 
     /// What to do about it, when there is something better than "read the message".
     pub fn hint(&self) -> Option<&'static str> {
+        // Whatever was being written, a full disk is what the person must fix.
+        if self.caused_by(&[io::ErrorKind::StorageFull, io::ErrorKind::QuotaExceeded]) {
+            return Some("the file system is full; free some space, then run the command again");
+        }
         match self {
             CliError::Open { source, .. } | CliError::Scan { source, .. }
                 if source.kind() == io::ErrorKind::NotFound =>
@@ -275,5 +284,21 @@ mod tests {
         assert!(err.is_broken_pipe());
         let err = CliError::Output(io::Error::from(io::ErrorKind::StorageFull));
         assert!(!err.is_broken_pipe());
+    }
+
+    #[test]
+    fn a_full_disk_deep_in_the_chain_says_to_free_space() {
+        let err = CliError::Write {
+            path: "out.stone".into(),
+            source: io::Error::from_raw_os_error(28),
+        };
+        assert!(
+            report(&err).ends_with(
+                "No space left on device (os error 28); \
+                 the file system is full; free some space, then run the command again"
+            ),
+            "{}",
+            report(&err)
+        );
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! ROOT/.moss/mounts/<pid>.state   "<state id>\n<mount point>\n", flocked by its server
-//! ROOT/.moss/mounts/gate          orders registering against removing
+//! ROOT/.moss/mounts/               flocked itself: the gate, ordering registering against
+//!                                  removing
 //! ```
 //!
 //! The server holds an exclusive `flock` on its registration for its whole life, so a
@@ -19,11 +20,11 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use mossfs_db::StateId;
-use rustix::fs::FlockOperation;
+use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::error::{EngineError, Result};
@@ -41,7 +42,7 @@ pub struct LiveMount {
 /// remove a state there, so there is nothing to order.
 pub struct Gate {
     dir: PathBuf,
-    lock: Option<File>,
+    lock: Option<OwnedFd>,
 }
 
 impl Gate {
@@ -58,12 +59,13 @@ impl Gate {
             }
             result => result.map_err(error)?,
         }
-        let gate = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("gate"))
-            .map_err(error)?;
+        // The folder itself is the lock, so taking it writes nothing, even on a full disk.
+        let gate = rustix::fs::open(
+            &dir,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| error(e.into()))?;
         rustix::fs::flock(&gate, FlockOperation::LockExclusive).map_err(|e| error(e.into()))?;
         Ok(Gate {
             dir,
@@ -204,11 +206,8 @@ mod tests {
         assert_eq!(live(root.path()).unwrap(), expected);
         drop(registration);
         assert_eq!(gate.live().unwrap(), Vec::new());
-        let left: Vec<_> = fs::read_dir(root.path().join(".moss/mounts"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(left, vec![std::ffi::OsString::from("gate")]);
+        let left = fs::read_dir(root.path().join(".moss/mounts")).unwrap();
+        assert_eq!(left.count(), 0);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! ROOT/.moss/root/staging/    where a commit blits the next /usr
 //! ROOT/.moss/root/<id>/usr    archived trees of earlier states
 //! ROOT/.moss/lock             one writer at a time
+//! ROOT/.moss/mounts/          live mounts and their log (`super::mounts`)
 //! ```
 //!
 //! Recovery runs whenever a writer opens the root. The exchange of `/usr` is the commit
@@ -40,10 +41,12 @@ impl Root {
     /// Opens for writing: takes the lock (saying so if it has to wait), then recovers.
     pub fn open_write(path: &Path) -> Result<Root> {
         let moss = path.join(".moss");
-        std::fs::create_dir_all(moss.join("root")).map_err(|source| EngineError::Io {
-            path: moss.clone(),
-            source,
-        })?;
+        for dir in ["root", "mounts"] {
+            std::fs::create_dir_all(moss.join(dir)).map_err(|source| EngineError::Io {
+                path: moss.clone(),
+                source,
+            })?;
+        }
         let lock = Lock::acquire(&moss.join("lock"), || {
             eprintln!(
                 "waiting for another mossfs process to finish with {} ...",

@@ -81,13 +81,48 @@ pub fn relations(texts: &[&str]) -> Vec<Relation> {
 /// A fresh root in its own temporary directory, and a place beside it for stones.
 pub struct TestRoot {
     dir: TempDir,
+    /// The root is a tmpfs of its own, unmounted on drop.
+    small: bool,
 }
 
 impl TestRoot {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         fs::create_dir(dir.path().join("root")).expect("the root directory");
-        TestRoot { dir }
+        TestRoot { dir, small: false }
+    }
+
+    /// A root on a tmpfs of `bytes`, to fill up; stones and scratch stay outside it.
+    /// `None` (with the reason printed) where tmpfs cannot be mounted, which fails the
+    /// test under `CI=true`.
+    pub fn on_small_fs(bytes: u64) -> Option<Self> {
+        let mut root = TestRoot::new();
+        let options = std::ffi::CString::new(format!("size={bytes},mode=0755")).expect("no NUL");
+        match rustix::mount::mount(
+            "mossfs-test",
+            &root.path(),
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            options.as_c_str(),
+        ) {
+            Ok(()) => {
+                root.small = true;
+                Some(root)
+            }
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("cannot mount a tmpfs for the root ({e}); CI must run this test")
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot mount a tmpfs for the root ({e}); run as root");
+                None
+            }
+        }
+    }
+
+    /// Free bytes on the root's file system.
+    pub fn free_bytes(&self) -> u64 {
+        let stat = rustix::fs::statvfs(&self.path()).expect("statvfs of the root");
+        stat.f_bavail * stat.f_frsize
     }
 
     /// The root (`--root`).
@@ -192,6 +227,14 @@ impl TestRoot {
     pub fn asset_file(&self, hash: AssetHash) -> PathBuf {
         let h = hash.to_string();
         self.moss().join("assets").join(&h[..2]).join(&h)
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        if self.small {
+            let _ = rustix::mount::unmount(&self.path(), rustix::mount::UnmountFlags::DETACH);
+        }
     }
 }
 

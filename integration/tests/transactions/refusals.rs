@@ -1,6 +1,7 @@
 //! Refusals that change nothing (file conflicts, missing dependencies, declared
 //! conflicts, dry runs), and candidates: staged, committed, or conflicted and refused.
 
+use std::fs;
 use std::path::PathBuf;
 
 use crate::common::{
@@ -227,4 +228,67 @@ fn a_conflicted_candidate_is_recorded_but_never_committed() {
     assert_same(&before, &root.system(), "after refused commits");
     assert_eq!(statuses(&root.states()), [(1, "active"), (2, "conflicts")]);
     assert_tree_matches(&root.usr(), &[&one]);
+}
+
+/// Bytes no compressor can shrink, the same on every run.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_changes_nothing() {
+    let Some(root) = TestRoot::on_small_fs(8 << 20) else {
+        return;
+    };
+    let base = root.stone(&meta("base", "1"), vec![file("bin/base", b"base".to_vec())]);
+    root.install(&[&base]);
+    let before = root.system();
+    let states = root.states();
+    let free = root.free_bytes();
+
+    // Too large to keep in the cache: the first write of the install fails.
+    let noisy = root.stone(
+        &meta("noisy", "1"),
+        vec![file("share/noise", noise(12 << 20))],
+    );
+    // Small enough to cache, but its content unpacks to more than the disk holds.
+    let zeros = root.stone(
+        &meta("zeros", "1"),
+        vec![file("share/zeros", vec![0; 12 << 20])],
+    );
+    for stone in [&noisy, &zeros] {
+        let line = root.fail(&["install".as_ref(), stone.as_os_str()]);
+        assert!(line.contains("No space left on device"), "{line}");
+        assert!(
+            line.ends_with(
+                "; the file system is full; free some space, then run the command again"
+            ),
+            "{line}"
+        );
+        assert_same(&before, &root.system(), "after a full disk");
+        assert_eq!(root.states(), states);
+        assert_eq!(root.state_id_file().as_deref(), Some("1"));
+        assert!(!root.moss().join("root/staging/usr").exists());
+        for temp in ["cache/.tmp", "assets/.tmp"] {
+            let left = fs::read_dir(root.moss().join(temp)).map_or(0, |dir| dir.count());
+            assert_eq!(left, 0, "{temp} after a full disk");
+        }
+    }
+
+    // What is left of the attempts (a cached stone) is gc's to reclaim, and the space is
+    // back; the root takes the next install.
+    root.ok(&["gc"]);
+    let lost = free.saturating_sub(root.free_bytes());
+    assert!(lost <= 64 << 10, "{lost} bytes still used after gc");
+    let next = root.stone(&meta("next", "1"), vec![file("bin/next", b"next".to_vec())]);
+    root.install(&[&next]);
+    assert_tree_matches(&root.usr(), &[&base, &next]);
 }
