@@ -100,7 +100,7 @@ impl TestRoot {
         let options = std::ffi::CString::new(format!("size={bytes},mode=0755")).expect("no NUL");
         match rustix::mount::mount(
             "mossfs-test",
-            &root.path(),
+            root.path(),
             "tmpfs",
             rustix::mount::MountFlags::empty(),
             options.as_c_str(),
@@ -121,7 +121,7 @@ impl TestRoot {
 
     /// Free bytes on the root's file system.
     pub fn free_bytes(&self) -> u64 {
-        let stat = rustix::fs::statvfs(&self.path()).expect("statvfs of the root");
+        let stat = rustix::fs::statvfs(self.path()).expect("statvfs of the root");
         stat.f_bavail * stat.f_frsize
     }
 
@@ -233,7 +233,7 @@ impl TestRoot {
 impl Drop for TestRoot {
     fn drop(&mut self) {
         if self.small {
-            let _ = rustix::mount::unmount(&self.path(), rustix::mount::UnmountFlags::DETACH);
+            let _ = rustix::mount::unmount(self.path(), rustix::mount::UnmountFlags::DETACH);
         }
     }
 }
