@@ -32,14 +32,29 @@ pub fn fault_point(step: &'static str) {
     }
 }
 
-/// Caches the stones and records the plan as a candidate state. With conflicts, the state
-/// is recorded only when `allow_conflicts` is set; otherwise nothing is recorded.
+/// Records the plan as a candidate state and caches its new stones. With conflicts, the
+/// state is recorded only when `allow_conflicts` is set; otherwise nothing is recorded and
+/// nothing cached: the tree is built, and conflicts found, before any stone is copied.
 pub fn record_state(
     root: &Root,
     plan: &Plan,
     stones: &[LoadedStone],
     allow_conflicts: bool,
 ) -> Result<State> {
+    let parent = root.db.read()?.active()?;
+    let (selections, order) = plan.selections();
+    let mut txn = root.db.write()?;
+    for stone in stones {
+        if txn.package(&stone.id)?.is_none() {
+            txn.put_package(&stone.record(), &stone.layout, &stone.index)?;
+        }
+    }
+    let built = tree::build(&mut txn, &order)?;
+    if !built.conflicts.is_empty() && !allow_conflicts {
+        return Err(conflict_error(&txn, &built.conflicts, None)?);
+    }
+    // Cached before the state that needs them is committed; readers never wait for this
+    // transaction, and writers already wait for the root's lock.
     stones.par_iter().try_for_each(|stone| {
         let cached = root.store.cache_stone(&stone.path)?;
         if cached.id != stone.id {
@@ -53,18 +68,6 @@ pub fn record_state(
         }
         Ok(())
     })?;
-    let parent = root.db.read()?.active()?;
-    let (selections, order) = plan.selections();
-    let mut txn = root.db.write()?;
-    for stone in stones {
-        if txn.package(&stone.id)?.is_none() {
-            txn.put_package(&stone.record(), &stone.layout, &stone.index)?;
-        }
-    }
-    let built = tree::build(&mut txn, &order)?;
-    if !built.conflicts.is_empty() && !allow_conflicts {
-        return Err(conflict_error(&txn, &built.conflicts, None)?);
-    }
     let id = txn.next_state_id()?;
     let state = State {
         id,

@@ -26,12 +26,24 @@ fn conflicting(root: &TestRoot) -> (PathBuf, PathBuf, PathBuf) {
     (one, two, three)
 }
 
+/// The names in the stone cache.
+fn cached_stones(root: &TestRoot) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = fs::read_dir(root.moss().join("cache"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.as_encoded_bytes().ends_with(b".stone"))
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
 fn a_file_conflict_fails_and_changes_nothing() {
     let root = TestRoot::new();
     let (one, two, three) = conflicting(&root);
     let before = root.system();
     let states = root.states();
+    let cached = cached_stones(&root);
 
     assert_eq!(
         root.fail(&["install".as_ref(), two.as_os_str()]),
@@ -45,6 +57,11 @@ fn a_file_conflict_fails_and_changes_nothing() {
     );
     assert_same(&before, &root.system(), "after refused conflicts");
     assert_eq!(root.states(), states);
+    assert_eq!(
+        cached_stones(&root),
+        cached,
+        "a refused stone is not cached"
+    );
     assert_eq!(root.state_id_file().as_deref(), Some("1"));
     assert_tree_matches(&root.usr(), &[&one]);
     assert!(!root.moss().join("root/staging/usr").exists());
