@@ -3,7 +3,9 @@
 //! Stones given on the command line are copied here so that the store can unpack them
 //! later (commit, lazy materialization, repair) even if the original file is gone. The
 //! package id, the sha256 of the whole file, is computed during the copy, so a stone is
-//! read once.
+//! read once. A caller that must look at a stone before deciding to keep it reads the
+//! copy ([`PendingStone`]): its id, its metadata and its content are then the same bytes,
+//! however the original changes meanwhile.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -26,12 +28,30 @@ pub struct CachedStone {
     pub size: u64,
 }
 
+/// A stone copied into the cache's temporary folder and hashed on the way, not cached
+/// yet: [`PendingStone::keep`] puts it in the cache, dropping it removes the copy.
+pub struct PendingStone<'s> {
+    store: &'s Store,
+    from: PathBuf,
+    temp: TempFile<'s>,
+    /// The package id: sha256 of the bytes copied.
+    pub id: PackageId,
+    /// Their number.
+    pub size: u64,
+}
+
 impl Store {
     /// Copies the stone at `path` into the cache, returning its package id. The copy goes
     /// through a temp file and is renamed into place, so a cached stone is always whole. A
     /// stone already cached is left as it is. The stone is not decoded here; a corrupt one
     /// is caught by [`Store::ingest`].
     pub fn cache_stone(&self, path: &Path) -> Result<CachedStone> {
+        self.copy_stone(path)?.keep()
+    }
+
+    /// Copies the stone at `path` next to the cache and hashes it, in one read; see
+    /// [`PendingStone`].
+    pub fn copy_stone(&self, path: &Path) -> Result<PendingStone<'_>> {
         let read_error = |source| StoreError::ReadStone {
             path: path.to_owned(),
             source,
@@ -61,17 +81,11 @@ impl Store {
                 .map_err(write_error(temp.path()))?;
             size += n as u64;
         }
-        let id = PackageId(hasher.finalize().into());
-        let name = file_name(id);
-        let dest = self.cache_dir.join(&name);
-        temp.set_metadata(0o644, None)
-            .map_err(write_error(temp.path()))?;
-        // An existing copy has the same sha256, so it is the same stone: keep it.
-        temp.place(&self.cache, &name, false)
-            .map_err(write_error(dest.clone()))?;
-        Ok(CachedStone {
-            id,
-            path: dest,
+        Ok(PendingStone {
+            store: self,
+            from: path.to_owned(),
+            temp,
+            id: PackageId(hasher.finalize().into()),
             size,
         })
     }
@@ -103,6 +117,39 @@ impl Store {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+impl PendingStone<'_> {
+    /// The copy, to read. It is the caller's to seek: reads through it move its offset.
+    pub fn file(&self) -> &File {
+        self.temp.file_ref()
+    }
+
+    /// Puts the copy in the cache. A stone already cached is left as it is: the same
+    /// sha256 is the same stone.
+    pub fn keep(self) -> Result<CachedStone> {
+        let PendingStone {
+            store,
+            from,
+            temp,
+            id,
+            size,
+        } = self;
+        let error = |path: PathBuf| {
+            let from = from.clone();
+            move |source| StoreError::WriteCache { from, path, source }
+        };
+        let name = file_name(id);
+        let dest = store.cache_dir.join(&name);
+        temp.set_metadata(0o644, None).map_err(error(temp.path()))?;
+        temp.place(&store.cache, &name, false)
+            .map_err(error(dest.clone()))?;
+        Ok(CachedStone {
+            id,
+            path: dest,
+            size,
+        })
     }
 }
 

@@ -67,7 +67,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-pub use cache::CachedStone;
+pub use cache::{CachedStone, PendingStone};
 pub use error::StoreError;
 pub use gc::GcStats;
 pub use ingest::IngestStats;

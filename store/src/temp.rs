@@ -62,7 +62,7 @@ impl<'d> TempFile<'d> {
             let fd = match rustix::fs::openat(
                 dir,
                 name.as_str(),
-                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
                 Mode::from_raw_mode(mode & 0o777),
             ) {
                 Ok(fd) => fd,
@@ -93,7 +93,7 @@ impl<'d> TempFile<'d> {
         &mut self.file
     }
 
-    /// The open file, for positioned writes and `fstat`.
+    /// The open file (read and write), for positioned writes, `fstat` and reading back.
     pub(crate) fn file_ref(&self) -> &File {
         &self.file
     }

@@ -68,21 +68,25 @@ fn base_plan(root: &Root) -> Result<Plan> {
 
 /// Runs `mossfs install`.
 pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
-    // Reading metadata and hashing each stone are independent: one stone per core.
-    let stones = args
-        .stones
+    // A missing or broken stone is refused before the root is touched. Each stone is
+    // independent of the others: one per core.
+    args.stones
         .par_iter()
-        .map(|p| LoadedStone::load(p))
-        .collect::<Result<Vec<_>>>()?;
+        .try_for_each(|path| LoadedStone::check(path))?;
     let root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
+    let mut stones = args
+        .stones
+        .par_iter()
+        .map(|path| LoadedStone::load(path, &root.store))
+        .collect::<Result<Vec<_>>>()?;
     let mut plan = base_plan(&root)?;
     plan.install(&stones)?;
     plan.check(&[])?;
     finish(
         &root,
         plan,
-        &stones,
+        &mut stones,
         args.stage,
         args.allow_conflicts,
         args.dry_run,
@@ -97,13 +101,13 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     let mut plan = base_plan(&root)?;
     let removed = plan.remove(&args.names)?;
     plan.check(&removed)?;
-    finish(&root, plan, &[], args.stage, false, args.dry_run, out)
+    finish(&root, plan, &mut [], args.stage, false, args.dry_run, out)
 }
 
 fn finish(
     root: &Root,
     plan: Plan,
-    stones: &[LoadedStone],
+    stones: &mut [LoadedStone],
     stage: bool,
     allow_conflicts: bool,
     dry_run: bool,

@@ -38,13 +38,13 @@ pub fn fault_point(step: &'static str) {
 pub fn record_state(
     root: &Root,
     plan: &Plan,
-    stones: &[LoadedStone],
+    stones: &mut [LoadedStone],
     allow_conflicts: bool,
 ) -> Result<State> {
     let parent = root.db.read()?.active()?;
     let (selections, order) = plan.selections();
     let mut txn = root.db.write()?;
-    for stone in stones {
+    for stone in stones.iter() {
         if txn.package(&stone.id)?.is_none() {
             txn.put_package(&stone.record(), &stone.layout, &stone.index)?;
         }
@@ -55,19 +55,7 @@ pub fn record_state(
     }
     // Cached before the state that needs them is committed; readers never wait for this
     // transaction, and writers already wait for the root's lock.
-    stones.par_iter().try_for_each(|stone| {
-        let cached = root.store.cache_stone(&stone.path)?;
-        if cached.id != stone.id {
-            // The file changed between planning and caching.
-            return Err(EngineError::Io {
-                path: stone.path.clone(),
-                source: std::io::Error::other(
-                    "the stone changed while it was being installed; try again",
-                ),
-            });
-        }
-        Ok(())
-    })?;
+    stones.par_iter_mut().try_for_each(LoadedStone::keep)?;
     let id = txn.next_state_id()?;
     let state = State {
         id,

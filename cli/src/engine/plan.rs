@@ -4,17 +4,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{PackageRecord, Query, Selection};
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, Reader, Relation};
-use sha2::{Digest, Sha256};
+use mossfs_store::{PendingStone, Store};
 
 use super::error::{EngineError, Result};
 
-/// A stone from the command line, read as far as its metadata.
-pub struct LoadedStone {
+/// A stone from the command line, copied next to the cache and read as far as its
+/// metadata. Everything here comes from that copy, so the id, the metadata and the content
+/// that will be unpacked are the same bytes, whatever happens to the original.
+pub struct LoadedStone<'s> {
     /// Where it came from.
     pub path: PathBuf,
     /// The sha256 of the whole file.
@@ -27,51 +29,75 @@ pub struct LoadedStone {
     pub layout: Vec<LayoutEntry>,
     /// Its index.
     pub index: Vec<IndexEntry>,
+    /// The copy, until [`LoadedStone::keep`] caches it; dropped, it vanishes.
+    copy: Option<PendingStone<'s>>,
 }
 
-impl LoadedStone {
-    /// Reads the meta, layout and index payloads (not the content) and hashes the file.
-    pub fn load(path: &Path) -> Result<LoadedStone> {
-        let io = |source| EngineError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
-        let mut reader =
-            Reader::new(BufReader::new(&file)).map_err(|source| EngineError::Stone {
-                path: path.to_owned(),
-                source,
-            })?;
-        let stone = reader
-            .read_metadata()
-            .map_err(|source| EngineError::Stone {
-                path: path.to_owned(),
-                source,
-            })?;
-        stone.check_assets().map_err(|source| EngineError::Stone {
+/// The stone's metadata, checked: what [`LoadedStone`] keeps of it.
+struct Metadata {
+    meta: Meta,
+    layout: Vec<LayoutEntry>,
+    index: Vec<IndexEntry>,
+}
+
+impl<'s> LoadedStone<'s> {
+    /// Reads the stone's meta, layout and index payloads in place and checks them, without
+    /// writing anything: the early refusal of a bad stone, before a root is touched.
+    pub fn check(path: &Path) -> Result<()> {
+        let file = File::open(path).map_err(|source| EngineError::Io {
             path: path.to_owned(),
             source,
         })?;
+        Self::metadata(path, &file).map(drop)
+    }
+
+    /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
+    /// reads the metadata from the copy.
+    pub fn load(path: &Path, store: &'s Store) -> Result<LoadedStone<'s>> {
+        let copy = store.copy_stone(path)?;
+        let mut file = copy.file();
+        file.seek(SeekFrom::Start(0))
+            .map_err(|source| EngineError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        let Metadata {
+            meta,
+            layout,
+            index,
+        } = Self::metadata(path, file)?;
+        Ok(LoadedStone {
+            path: path.to_owned(),
+            id: copy.id,
+            size: copy.size,
+            meta,
+            layout,
+            index,
+            copy: Some(copy),
+        })
+    }
+
+    /// Puts the copy in the cache, where commits and lazy unpacking find it.
+    pub fn keep(&mut self) -> Result<()> {
+        if let Some(copy) = self.copy.take() {
+            copy.keep()?;
+        }
+        Ok(())
+    }
+
+    fn metadata(path: &Path, file: &File) -> Result<Metadata> {
+        let stone_error = |source| EngineError::Stone {
+            path: path.to_owned(),
+            source,
+        };
+        let mut reader = Reader::new(BufReader::new(file)).map_err(stone_error)?;
+        let stone = reader.read_metadata().map_err(stone_error)?;
+        stone.check_assets().map_err(stone_error)?;
         let meta = stone.typed_meta().map_err(|source| EngineError::Meta {
             path: path.to_owned(),
             source,
         })?;
-        drop(reader);
-        let mut hasher = Sha256::new();
-        let mut file = File::open(path).map_err(io)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(LoadedStone {
-            path: path.to_owned(),
-            id: PackageId(hasher.finalize().into()),
-            size,
+        Ok(Metadata {
             meta,
             layout: stone.layout,
             index: stone.index,
