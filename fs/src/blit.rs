@@ -27,9 +27,11 @@
 //! is; the transaction engine removes staging with [`remove_tree`], which also prunes
 //! archived trees (module `remove`).
 //!
-//! This module does not use [`crate::dirfd::DirFd`]: the blit creates only what it plans,
-//! inside directories it has just made, and reports paths as they are in the state
-//! (`usr/bin/nano`), with the asset that was being linked.
+//! This module does not use the [`crate::dirfd::DirFd`] type: the blit creates only what it
+//! plans, inside directories it has just made, and reports paths as they are in the state
+//! (`usr/bin/nano`), with the asset that was being linked. It does share `dirfd`'s
+//! syscalls for opening a child directory and creating a file, which carry the whole
+//! never-follow-a-symlink policy, so that policy lives in one place.
 
 mod apply;
 mod create;

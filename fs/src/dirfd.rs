@@ -135,12 +135,7 @@ impl DirFd {
     }
 
     fn openat_dir(&self, name: &[u8]) -> Result<OwnedFd, Errno> {
-        rustix::fs::openat(
-            &self.fd,
-            name,
-            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
+        open_child_dir(&self.fd, name)
     }
 
     /// Turns a failed directory open into the most useful error: what is in the way.
@@ -209,14 +204,9 @@ impl DirFd {
     /// `mode` is filtered by the umask, as with `open(2)`; use [`DirFd::set_file_attrs`]
     /// for the exact bits. `openat(2)` with `O_CREAT | O_EXCL | O_NOFOLLOW`.
     pub fn create_file(&self, name: &[u8], mode: u32) -> Result<File, DirError> {
-        rustix::fs::openat(
-            &self.fd,
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode & 0o7777),
-        )
-        .map(File::from)
-        .map_err(|e| self.create_error("create file", name, e))
+        create_child_file(&self.fd, name, mode)
+            .map(File::from)
+            .map_err(|e| self.create_error("create file", name, e))
     }
 
     /// Opens the regular file `name` for reading, refusing a symlink.
@@ -302,17 +292,52 @@ fn apply(fd: impl AsFd, attrs: Attrs, path: &Path) -> Result<(), DirError> {
         .map_err(|e| io_error("change mode of", path.to_owned(), e))
 }
 
-/// `u32::MAX` is `-1`, which the kernel reads as "leave unchanged"; refuse it rather than
-/// silently keep the wrong owner.
 fn owner_ids(uid: u32, gid: u32, path: impl Fn() -> PathBuf) -> Result<(Uid, Gid), DirError> {
-    if uid == u32::MAX || gid == u32::MAX {
-        return Err(DirError::InvalidOwner {
-            path: path(),
-            uid,
-            gid,
-        });
-    }
-    Ok((Uid::from_raw(uid), Gid::from_raw(gid)))
+    valid_owner(uid, gid).ok_or_else(|| DirError::InvalidOwner {
+        path: path(),
+        uid,
+        gid,
+    })
+}
+
+// The syscalls below are the whole of the symlink policy, shared with the blit, which
+// wraps them in its own errors (paths as in the state) and its own policies.
+
+/// Opens the child directory `name` (one component) of `parent`, never through a symlink:
+/// a symlink there fails with `ELOOP` (or `ENOTDIR`).
+pub(crate) fn open_child_dir(
+    parent: impl AsFd,
+    name: impl rustix::path::Arg,
+) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Creates the regular file `name` in `parent`, open for reading and writing. It must not
+/// exist, so nothing is replaced and no symlink is followed. `mode` is filtered by the
+/// umask, as with `open(2)`.
+pub(crate) fn create_child_file(
+    parent: impl AsFd,
+    name: &[u8],
+    mode: u32,
+) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode & 0o7777),
+    )
+}
+
+/// The owner to pass to the kernel, or `None` for one that cannot be set: `u32::MAX` is
+/// `-1`, which the kernel reads as "leave unchanged", and silently keeping the wrong owner
+/// is worse than refusing.
+pub(crate) fn valid_owner(uid: u32, gid: u32) -> Option<(Uid, Gid)> {
+    (uid != u32::MAX && gid != u32::MAX).then(|| (Uid::from_raw(uid), Gid::from_raw(gid)))
 }
 
 fn io_error(op: &'static str, path: PathBuf, errno: Errno) -> DirError {

@@ -31,6 +31,7 @@ use super::plan::Plan;
 use super::{
     BlitError, BlitOptions, BlitProgress, BlitStats, Op, ROOT_MODE, child_path, state_root,
 };
+use crate::dirfd::{create_child_file, open_child_dir, valid_owner};
 
 /// Entries one task creates in a row: large enough that task overhead vanishes, small
 /// enough that one huge directory still spreads over every thread.
@@ -44,11 +45,6 @@ const FILLING_MODE: u32 = 0o700;
 
 /// Mode a new file or node is created with, before it gets its own.
 const NEW_FILE_MODE: u32 = 0o600;
-
-/// Flags for a file created by the blit: new, never through a symlink.
-fn new_file_flags() -> OFlags {
-    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
 
 /// The state of one blit, shared by its tasks.
 pub(super) struct Blitter<'a> {
@@ -290,7 +286,7 @@ impl<'a> Blitter<'a> {
             source,
         };
         let mut from = File::open(source).map_err(error)?;
-        let mut to = rustix::fs::openat(dir, name, new_file_flags(), new_mode())
+        let mut to = create_child_file(dir, name, NEW_FILE_MODE)
             .map(File::from)
             .map_err(|e| error(e.into()))?;
         io::copy(&mut from, &mut to).map_err(error)?;
@@ -305,7 +301,7 @@ impl<'a> Blitter<'a> {
         node: &Node,
         path: &dyn Fn() -> PathBuf,
     ) -> Result<(), BlitError> {
-        let file = rustix::fs::openat(dir, name, new_file_flags(), new_mode())
+        let file = create_child_file(dir, name, NEW_FILE_MODE)
             .map_err(|e| io_error(Op::CreateFile, &path(), None, e))?;
         self.set_attrs(&file, node.mode, (node.uid, node.gid), &path())
     }
@@ -361,14 +357,14 @@ impl<'a> Blitter<'a> {
         if !self.set_owner || (uid, gid) == self.creator {
             return Ok(None);
         }
-        if uid == u32::MAX || gid == u32::MAX {
-            return Err(BlitError::InvalidOwner {
+        match valid_owner(uid, gid) {
+            Some(owner) => Ok(Some(owner)),
+            None => Err(BlitError::InvalidOwner {
                 path: path(),
                 uid,
                 gid,
-            });
+            }),
         }
-        Ok(Some((Uid::from_raw(uid), Gid::from_raw(gid))))
     }
 
     fn tick(&self, n: u64) {
@@ -391,12 +387,7 @@ enum Linked {
 }
 
 pub(super) fn open_dir(parent: &OwnedFd, name: &[u8]) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        parent,
-        name,
-        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    open_child_dir(parent, name)
 }
 
 fn perm(mode: u32) -> Mode {

@@ -119,14 +119,7 @@ impl Remover {
         name: &CStr,
         path: &Path,
     ) -> Result<Option<OwnedFd>, RemoveError> {
-        let open = || {
-            rustix::fs::openat(
-                parent,
-                name,
-                OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-        };
+        let open = || crate::dirfd::open_child_dir(parent, name);
         let dir = match open() {
             Ok(dir) => dir,
             Err(Errno::NOENT) => return Ok(None),
