@@ -41,6 +41,21 @@ pub const FAST: WriterOptions = WriterOptions {
     threads: 0,
 };
 
+/// `len` deterministic bytes that no compressor can shrink (xorshift64), for tests that
+/// need content of a real size: unpacking that takes a while, a disk that fills up.
+/// Different seeds give different bytes.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// An I/O failure, with what was being done when it happened.
 ///
 /// The generators return `io::Result` so that callers can use `?` anywhere; this error

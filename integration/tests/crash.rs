@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use mossfs_format::AssetHash;
 
 use common::{TestRoot, assert_same, assert_tree_matches, dir, file, link, meta, statuses, text};
-use mossfs_integration::corpus::SourceEntry;
+use mossfs_integration::corpus::{SourceEntry, noise};
 
 /// The steps of a commit, in order, as `MOSSFS_FAULT` names them.
 const STEPS: [&str; 5] = ["ingest", "blit", "exchange", "archive", "db"];
@@ -267,25 +267,13 @@ fn kill_when(root: &TestRoot, stone: &Path, ready: impl Fn() -> bool) -> Output 
     child.wait_with_output().unwrap()
 }
 
-/// Bytes zstd cannot shrink, so that unpacking takes a while.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u8
-        })
-        .collect()
-}
-
 #[test]
 fn an_outside_kill_while_unpacking_leaves_no_temp_file_behind() {
     let scene = Scene::new();
     let root = &scene.root;
     let system = root.system();
     let store_before = store_files(root);
-    let contents: Vec<Vec<u8>> = (0..8).map(|i| noise(1 << 20, i + 1)).collect();
+    let contents: Vec<Vec<u8>> = (0..8).map(|i| noise(i + 1, 1 << 20)).collect();
     let hashes: Vec<AssetHash> = contents.iter().map(|c| AssetHash::of(c)).collect();
     let entries: Vec<SourceEntry> = contents
         .into_iter()

@@ -12,6 +12,7 @@ use mossfs_db::{Db, PackageRecord, Query, Selection, State, StateId, Status};
 use mossfs_format::{Meta, PackageId, Reader, RelPath};
 use mossfs_fs::blit::{BlitOptions, blit};
 use mossfs_fs::fuse::{self, FsOptions, MossFs, Mount, MountError, ReadMode};
+pub use mossfs_integration::corpus::noise;
 use mossfs_integration::corpus::{FAST, SourceEntry, pack_entries};
 use mossfs_store::Store;
 use tempfile::TempDir;
@@ -196,19 +197,6 @@ pub fn owned(mut entry: SourceEntry, uid: u32, gid: u32) -> SourceEntry {
     entry.uid = uid;
     entry.gid = gid;
     entry
-}
-
-/// Deterministic bytes that do not compress.
-pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Everything a blit and a mount must agree on, for one path.

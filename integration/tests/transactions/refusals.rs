@@ -9,6 +9,7 @@ use crate::common::{
     relations, sample, statuses,
 };
 use mossfs_format::AssetHash;
+use mossfs_integration::corpus::noise;
 
 /// Two packages shipping different bytes at `bin/tool`, one shipping a file where the
 /// other has a directory, and a root with the first of each installed.
@@ -247,19 +248,6 @@ fn a_conflicted_candidate_is_recorded_but_never_committed() {
     assert_tree_matches(&root.usr(), &[&one]);
 }
 
-/// Bytes no compressor can shrink, the same on every run.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_full_disk_fails_cleanly_and_changes_nothing() {
     let Some(root) = TestRoot::on_small_fs(8 << 20) else {
@@ -274,7 +262,7 @@ fn a_full_disk_fails_cleanly_and_changes_nothing() {
     // Too large to keep in the cache: the first write of the install fails.
     let noisy = root.stone(
         &meta("noisy", "1"),
-        vec![file("share/noise", noise(12 << 20))],
+        vec![file("share/noise", noise(1, 12 << 20))],
     );
     // Small enough to cache, but its content unpacks to more than the disk holds.
     let zeros = root.stone(
