@@ -250,7 +250,7 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
     committed.sort_by(|a, b| b.cmp(a));
     let mut doomed = Vec::new();
     for id in committed.into_iter().skip(keep) {
-        match mounted.iter().find(|mount| mount.state == id) {
+        match mounts::mount_of(&mounted, id) {
             Some(mount) => writeln!(
                 out,
                 "kept state {id}: it is mounted at {}",
@@ -259,7 +259,7 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
             None => doomed.push(id),
         }
     }
-    remove_gated(root, gate, &doomed, out)?;
+    remove_gated(root, gate, &mounted, &doomed, out)?;
     if doomed.is_empty() {
         writeln!(out, "nothing to prune")?;
     }
@@ -268,25 +268,27 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
 
 fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
     let gate = mounts::Gate::take(&root.path)?;
-    remove_gated(root, gate, ids, out)
+    let mounted = gate.live()?;
+    remove_gated(root, gate, &mounted, ids, out)
 }
 
-/// Removes states while `gate` keeps new mounts from registering, so none of them can be
-/// mounted between the check and the commit; their archived trees go after that.
+/// Removes states while `gate` keeps new mounts from registering, so none can join
+/// `mounted` (read under that gate) between the check and the commit; their archived
+/// trees go after that.
 fn remove_gated(
     root: &Root,
     gate: mounts::Gate,
+    mounted: &[mounts::LiveMount],
     ids: &[StateId],
     out: &mut dyn Write,
 ) -> Result<()> {
-    let mounted = gate.live()?;
     let mut txn = root.db.write()?;
     let active = txn.active()?;
     for id in ids {
         if Some(*id) == active {
             return Err(EngineError::RemoveActive(*id));
         }
-        if let Some(mount) = mounted.iter().find(|mount| mount.state == *id) {
+        if let Some(mount) = mounts::mount_of(mounted, *id) {
             return Err(EngineError::RemoveMounted {
                 state: *id,
                 mountpoint: mount.mountpoint.clone(),

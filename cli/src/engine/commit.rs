@@ -86,7 +86,7 @@ pub fn forget_unreached(root: &Root, id: StateId) -> Result<()> {
         return Ok(());
     }
     let gate = super::mounts::Gate::take(&root.path)?;
-    if gate.live()?.iter().any(|mount| mount.state == id) {
+    if super::mounts::mount_of(&gate.live()?, id).is_some() {
         return Ok(());
     }
     let mut txn = root.db.write()?;

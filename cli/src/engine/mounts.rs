@@ -54,7 +54,7 @@ impl Gate {
             source,
         };
         match fs::create_dir_all(&dir) {
-            Err(e) if e.raw_os_error() == Some(Errno::ROFS.raw_os_error()) => {
+            Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
                 return Ok(Gate { dir, lock: None });
             }
             result => result.map_err(error)?,
@@ -122,6 +122,11 @@ impl Drop for Registration {
     }
 }
 
+/// The mount of `state` among `mounts`, if it is mounted.
+pub fn mount_of(mounts: &[LiveMount], state: StateId) -> Option<&LiveMount> {
+    mounts.iter().find(|mount| mount.state == state)
+}
+
 /// The mounts being served now, for display: no gate, so it never waits.
 pub fn live(root: &Path) -> Result<Vec<LiveMount>> {
     live_in(&root.join(".moss/mounts"), false)
@@ -157,7 +162,7 @@ fn live_in(dir: &Path, clean: bool) -> Result<Vec<LiveMount>> {
             }
             continue;
         }
-        let text = fs::read_to_string(&path).map_err(|e| error(&path, e))?;
+        let text = io::read_to_string(&file).map_err(|e| error(&path, e))?;
         if let Some(mount) = parse(&text) {
             mounts.push(mount);
         }

@@ -41,11 +41,9 @@ impl Root {
     /// Opens for writing: takes the lock (saying so if it has to wait), then recovers.
     pub fn open_write(path: &Path) -> Result<Root> {
         let moss = path.join(".moss");
-        for dir in ["root", "mounts"] {
-            std::fs::create_dir_all(moss.join(dir)).map_err(|source| EngineError::Io {
-                path: moss.clone(),
-                source,
-            })?;
+        for dir in [moss.join("root"), moss.join("mounts")] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| EngineError::Io { path: dir, source })?;
         }
         let lock = Lock::acquire(&moss.join("lock"), || {
             eprintln!(
