@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod inspect;
 mod pack;
+mod quote;
 mod units;
 
 use std::io::{self, Write};

@@ -13,6 +13,7 @@ use crate::engine::{
     EngineError, LoadedStone, Mode, Plan, Result, Root, commit_state, forget_unreached,
     record_state,
 };
+use crate::quote;
 
 /// Arguments of `mossfs install`.
 #[derive(clap::Args, Debug)]
@@ -114,33 +115,43 @@ fn finish(
     out: &mut dyn Write,
 ) -> Result<()> {
     if dry_run {
-        writeln!(out, "would record a state: {}", plan.summary)?;
+        writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
         for (name, (id, meta, explicit)) in &plan.packages {
             let how = if *explicit { "explicit" } else { "dependency" };
             writeln!(
                 out,
-                "  {name} {}-{} ({how}, {id})",
-                meta.version, meta.release
+                "  {} {}-{} ({how}, {id})",
+                quote::text(name),
+                quote::text(&meta.version),
+                meta.release
             )?;
         }
         return Ok(());
     }
     let state = record_state(root, &plan, stones, allow_conflicts)?;
     if stage {
-        writeln!(
-            out,
-            "staged state {} ({}): {} entries; browse it with 'mossfs mount --state {} DIR', commit it with 'mossfs commit {}'",
-            state.id, state.summary, state.entries, state.id, state.id
-        )?;
-        if !state.conflicts.is_empty() {
-            let snapshot = root.db.read()?;
-            super::state::print_conflicts(&snapshot, &state.conflicts, out)?;
+        let summary = quote::text(&state.summary);
+        if state.conflicts.is_empty() {
             writeln!(
                 out,
-                "state {} has conflicts and cannot be committed",
-                state.id
+                "staged state {} ({summary}): {} entries; browse it with 'mossfs mount --state {} DIR', commit it with 'mossfs commit {}'",
+                state.id, state.entries, state.id, state.id
             )?;
+            return Ok(());
         }
+        // A candidate with conflicts is for inspection only: never suggest committing it.
+        writeln!(
+            out,
+            "staged state {} ({summary}): {} entries, with conflicts",
+            state.id, state.entries
+        )?;
+        let snapshot = root.db.read()?;
+        super::state::print_conflicts(&snapshot, &state.conflicts, out)?;
+        writeln!(
+            out,
+            "state {id} has conflicts and cannot be committed; inspect them with 'mossfs mount --state {id} --debug-view DIR', drop it with 'mossfs state remove {id}'",
+            id = state.id
+        )?;
         return Ok(());
     }
     let progress = progress("blit");
@@ -194,6 +205,11 @@ pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
             .ok_or(EngineError::NoCandidate)?,
     };
     let state = snapshot.state(id)?;
+    // `commit` is for candidates; the active state is checked (and reported) by the
+    // commit itself.
+    if state.status == Status::Committed && snapshot.active()? != Some(id) {
+        return Err(EngineError::CommitCommitted(id));
+    }
     if !state.conflicts.is_empty() {
         super::state::print_conflicts(&snapshot, &state.conflicts, out)?;
     }

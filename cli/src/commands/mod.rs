@@ -63,8 +63,9 @@ pub fn print_commit(
     };
     writeln!(
         out,
-        "state {} active ({summary}): {how}{unpacked} in {:.2} s",
+        "state {} active ({}): {how}{unpacked} in {:.2} s",
         report.id,
+        crate::quote::text(summary),
         report.elapsed.as_secs_f64()
     )
 }

@@ -1,11 +1,13 @@
 //! `mossfs state list | show | diff | activate | prune | remove`.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use mossfs_db::{Conflict, NodeKind, Query, StateId, Status};
 
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
+use crate::quote;
 
 /// `mossfs state ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -112,7 +114,7 @@ fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
             state.selections.len(),
             state.entries,
             format_time(state.created),
-            state.summary
+            quote::text(&state.summary)
         )?;
     }
     Ok(())
@@ -124,7 +126,7 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     let active = snapshot.active()? == Some(id);
     writeln!(out, "state {id}{}", if active { " (active)" } else { "" })?;
     writeln!(out, "  created  {}", format_time(state.created))?;
-    writeln!(out, "  summary  {}", state.summary)?;
+    writeln!(out, "  summary  {}", quote::text(&state.summary))?;
     writeln!(out, "  status   {:?}", state.status)?;
     if let Some(parent) = state.parent {
         writeln!(out, "  parent   {parent}")?;
@@ -133,7 +135,11 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "  tree     {}", state.root)?;
     for mount in mounts::live(&root.path)? {
         if mount.state == id {
-            writeln!(out, "  mounted  {}", mount.mountpoint.display())?;
+            writeln!(
+                out,
+                "  mounted  {}",
+                quote::name(mount.mountpoint.as_os_str().as_bytes())
+            )?;
         }
     }
     writeln!(out, "  packages ({}):", state.selections.len())?;
@@ -142,11 +148,7 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
             .package(&s.package)?
             .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
         let how = if s.explicit { "" } else { " (dependency)" };
-        writeln!(
-            out,
-            "    {}-{}-{}{how}",
-            record.meta.name, record.meta.version, record.meta.release
-        )?;
+        writeln!(out, "    {}{how}", quote::text(&record.meta.full_name()))?;
     }
     if state.conflicts.is_empty() {
         writeln!(out, "  conflicts: none")?;
@@ -160,7 +162,8 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
 pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Write) -> Result<()> {
     writeln!(out, "  conflicts ({}):", conflicts.len())?;
     for conflict in conflicts {
-        writeln!(out, "    usr/{}", String::from_utf8_lossy(&conflict.path))?;
+        let path = [b"usr/", &conflict.path[..]].concat();
+        writeln!(out, "    {}", quote::name(&path))?;
         for node in &conflict.contenders {
             let owner = match node.owner {
                 Some(id) => q
@@ -170,7 +173,8 @@ pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Wri
             };
             writeln!(
                 out,
-                "      {owner}: {} {:o}{}",
+                "      {}: {} {:o}{}",
+                quote::text(&owner),
                 node.kind.name(),
                 node.mode & 0o7777,
                 describe(&node.kind)
@@ -183,7 +187,7 @@ pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Wri
 fn describe(kind: &NodeKind) -> String {
     match kind {
         NodeKind::Regular { asset, size } => format!(" {size} bytes, {asset}"),
-        NodeKind::Symlink(text) => format!(" -> {}", String::from_utf8_lossy(text)),
+        NodeKind::Symlink(text) => format!(" -> {}", quote::name(text)),
         _ => String::new(),
     }
 }
@@ -210,7 +214,7 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
             continue;
         }
         shown += 1;
-        let path = String::from_utf8_lossy(&change.path);
+        let path = [b"usr/", &change.path[..]].concat();
         let (mark, owners) = match (&change.old, &change.new) {
             (None, Some(n)) => ("+", name(n.owner)?),
             (Some(o), None) => ("-", name(o.owner)?),
@@ -224,7 +228,12 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
             }
             (None, None) => continue,
         };
-        writeln!(out, "{mark} usr/{path}  [{owners}]")?;
+        writeln!(
+            out,
+            "{mark} {}  [{}]",
+            quote::name(&path),
+            quote::text(&owners)
+        )?;
     }
     writeln!(
         out,
@@ -251,10 +260,16 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
     let mut doomed = Vec::new();
     for id in committed.into_iter().skip(keep) {
         match mounts::mount_of(&mounted, id) {
-            Some(mount) => writeln!(
+            Some(mount) if mount.attached() => writeln!(
                 out,
                 "kept state {id}: it is mounted at {}",
-                mount.mountpoint.display()
+                quote::name(mount.mountpoint.as_os_str().as_bytes())
+            )?,
+            Some(mount) => writeln!(
+                out,
+                "kept state {id}: its mount at {} was detached, but its server (pid {}) still serves files that are open",
+                quote::name(mount.mountpoint.as_os_str().as_bytes()),
+                mount.pid
             )?,
             None => doomed.push(id),
         }
@@ -267,6 +282,14 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
 }
 
 fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
+    // A state named twice is removed once; the second mention is no reason to fail.
+    let mut unique: Vec<StateId> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !unique.contains(id) {
+            unique.push(*id);
+        }
+    }
+    let ids = &unique[..];
     let gate = mounts::Gate::take(&root.path)?;
     let mounted = gate.live()?;
     remove_gated(root, gate, &mounted, ids, out)
@@ -289,9 +312,17 @@ fn remove_gated(
             return Err(EngineError::RemoveActive(*id));
         }
         if let Some(mount) = mounts::mount_of(mounted, *id) {
-            return Err(EngineError::RemoveMounted {
-                state: *id,
-                mountpoint: mount.mountpoint.clone(),
+            return Err(if mount.attached() {
+                EngineError::RemoveMounted {
+                    state: *id,
+                    mountpoint: mount.mountpoint.clone(),
+                }
+            } else {
+                EngineError::RemoveDetached {
+                    state: *id,
+                    mountpoint: mount.mountpoint.clone(),
+                    pid: mount.pid,
+                }
             });
         }
         txn.state(*id)?;

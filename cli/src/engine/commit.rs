@@ -118,7 +118,7 @@ pub fn conflict_error(
     }
     Ok(EngineError::FileConflicts {
         count: conflicts.len(),
-        first: String::from_utf8_lossy(&first.path).into_owned(),
+        first: crate::quote::name(&[b"usr/", &first.path[..]].concat()).into_owned(),
         packages: names.join(" and "),
         state,
     })

@@ -113,7 +113,7 @@ pub enum EngineError {
     },
     /// Packages ship different things at the same paths.
     #[error(
-        "{count} path{} conflict (first: usr/{first}, shipped by {packages}){}",
+        "{count} path{} conflict (first: {first}, shipped by {packages}){}",
         if *count == 1 { "" } else { "s" },
         match state {
             Some(id) => format!("; inspect it with 'mossfs mount --state {id} DIR'"),
@@ -123,7 +123,7 @@ pub enum EngineError {
     FileConflicts {
         /// How many paths conflict.
         count: usize,
-        /// The first one.
+        /// The first one, `usr/...`, quoted for people.
         first: String,
         /// The packages at the first one.
         packages: String,
@@ -149,6 +149,26 @@ pub enum EngineError {
         /// Where it is mounted.
         mountpoint: PathBuf,
     },
+    /// A state whose mount was detached is still served, for files opened through the
+    /// mount before it was detached; there is no mount point left to unmount.
+    #[error(
+        "state {state} is still in use: its mount at {} was detached, but files opened through it are still open, and its server (pid {pid}) keeps serving them; close them, or stop the server with 'kill {pid}', then try again",
+        .mountpoint.display()
+    )]
+    RemoveDetached {
+        /// The state.
+        state: StateId,
+        /// Where it was mounted.
+        mountpoint: PathBuf,
+        /// The server still serving it.
+        pid: u32,
+    },
+    /// `commit ID` of a state that was committed before: committing is for candidates,
+    /// and going back to an earlier state is `state activate`.
+    #[error(
+        "state {0} is not a candidate: it was committed before; to make it live again, run 'mossfs state activate {0}'"
+    )]
+    CommitCommitted(StateId),
     /// The registry of live mounts could not be read or written.
     #[error("cannot use the mount registry {}", .path.display())]
     Mounts {
@@ -164,9 +184,13 @@ pub enum EngineError {
     /// No state is active yet.
     #[error("no state is active yet; install something first")]
     NoActiveState,
-    /// A path is not in the tree.
+    /// A path is not in the tree. The path as given, quoted for people.
     #[error("no package ships {0}")]
     NoOwner(String),
+    /// A path leads somewhere other than `/usr`, where no package installs anything. The
+    /// path as given, quoted for people.
+    #[error("{0} is not below /usr, and packages ship files only there")]
+    OutsideUsr(String),
     /// Printing failed (a closed pipe is not reported as a failure).
     #[error("cannot write output")]
     Output(#[from] std::io::Error),

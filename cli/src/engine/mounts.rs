@@ -36,6 +36,18 @@ pub struct LiveMount {
     pub state: StateId,
     /// Where it is mounted.
     pub mountpoint: PathBuf,
+    /// The server's process id.
+    pub pid: u32,
+}
+
+impl LiveMount {
+    /// Whether the mount is still attached at its mount point. A server whose mount was
+    /// detached (`umount -l`, which `mossfs umount` does) keeps serving until the last
+    /// file opened through it is closed, and only killing it ends that sooner.
+    pub fn attached(&self) -> bool {
+        mossfs_fs::fuse::find_mount(&self.mountpoint)
+            .is_ok_and(|entry| entry.is_some_and(|entry| entry.is_mossfs()))
+    }
 }
 
 /// The gate, held until dropped. `None` inside means the root is read-only: nothing can
@@ -163,7 +175,10 @@ fn live_in(dir: &Path, clean: bool) -> Result<Vec<LiveMount>> {
             continue;
         }
         let text = io::read_to_string(&file).map_err(|e| error(&path, e))?;
-        if let Some(mount) = parse(&text) {
+        let pid = path
+            .file_stem()
+            .and_then(|stem| stem.to_str()?.parse().ok());
+        if let Some(mount) = pid.and_then(|pid| parse(&text, pid)) {
             mounts.push(mount);
         }
     }
@@ -185,12 +200,13 @@ fn held(file: &File) -> io::Result<bool> {
 
 /// A registration being written may be incomplete; its server still holds the gate, so
 /// only a display can see it, and skipping it there is right.
-fn parse(text: &str) -> Option<LiveMount> {
+fn parse(text: &str, pid: u32) -> Option<LiveMount> {
     let (state, rest) = text.split_once('\n')?;
     let mountpoint = rest.strip_suffix('\n')?;
     Some(LiveMount {
         state: StateId(state.parse().ok()?),
         mountpoint: PathBuf::from(mountpoint),
+        pid,
     })
 }
 
@@ -206,6 +222,7 @@ mod tests {
         let expected = vec![LiveMount {
             state: StateId(7),
             mountpoint: PathBuf::from("/mnt/x"),
+            pid: std::process::id(),
         }];
         assert_eq!(gate.live().unwrap(), expected);
         assert_eq!(live(root.path()).unwrap(), expected);
