@@ -330,6 +330,52 @@ fn defect_15_a_conflict_below_a_symlink_is_reported_at_the_symlink() {
 }
 
 #[test]
+fn defect_15_the_debug_view_shows_a_symlink_and_what_lies_below_it_apart() {
+    let root = TestRoot::new();
+    let pointer = root.stone(&meta("pointer", "1"), vec![link("etc2", "/etc")]);
+    let below = root.stone(
+        &meta("below", "1"),
+        vec![file("etc2/passwd", "x"), file("etc2/sub/group", "y")],
+    );
+    root.ok(&[
+        "install".as_ref(),
+        "--stage".as_ref(),
+        "--allow-conflicts".as_ref(),
+        pointer.as_os_str(),
+        below.as_os_str(),
+    ]);
+    let at = root.scratch("mnt");
+    let Some(server) = mount(&root, &["--state", "1", "--debug-view"], &at) else {
+        return;
+    };
+    let conflict = at.join(".mossfs/conflicts/usr/etc2");
+    let mut names: Vec<_> = fs::read_dir(&conflict)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["below", "pointer"]);
+    assert_eq!(
+        fs::read_link(conflict.join("pointer")).unwrap(),
+        Path::new("/etc")
+    );
+    assert_eq!(fs::read(conflict.join("below/passwd")).unwrap(), b"x");
+    assert_eq!(fs::read(conflict.join("below/sub/group")).unwrap(), b"y");
+    // The tree itself shows the symlink, and nothing where it would lead.
+    assert_eq!(
+        fs::read_link(at.join("usr/etc2")).unwrap(),
+        Path::new("/etc")
+    );
+    let output = mossfs_integration::mossfs()
+        .arg("umount")
+        .arg(&at)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    wait_for("the server to exit", || gone(server.pid));
+}
+
+#[test]
 fn defect_15_lib64_through_slash_resolves_like_lib64_to_lib() {
     for target in ["lib", "../usr/lib", "/lib", "/usr/lib"] {
         let root = TestRoot::new();
@@ -387,30 +433,10 @@ fn defect_15_a_detached_mount_that_still_serves_names_its_server() {
     root.install(&[&a]);
     root.install(&[&b]);
     let at = root.scratch("mnt");
-    let output = root.run(&[
-        "mount".as_ref(),
-        "--state".as_ref(),
-        "1".as_ref(),
-        at.as_os_str(),
-    ]);
-    if !output.status.success() {
-        let why = text(&output.stderr);
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("FUSE is required under CI: {why}");
-        }
-        eprintln!("skipping: cannot mount here: {why}");
+    let Some(server) = mount(&root, &["--state", "1"], &at) else {
         return;
-    }
-    let stdout = text(&output.stdout);
-    let pid: u32 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("server: pid "))
-        .and_then(|rest| rest.split(',').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no server pid in {stdout}"));
-    let server = Server {
-        at: at.clone(),
-        pid,
     };
+    let pid = server.pid;
 
     let held = File::open(at.join("usr/share/a")).expect("a file through the mount");
     let output = mossfs_integration::mossfs()
@@ -438,6 +464,33 @@ fn defect_15_a_detached_mount_that_still_serves_names_its_server() {
     drop(server);
     root.ok(&["state", "remove", "1"]);
     assert_eq!(common::statuses(&root.states()), [(2, "active")]);
+}
+
+/// Starts `mossfs mount ARGS AT` in the background, or `None` (with the reason printed)
+/// where FUSE cannot be used outside CI; under `CI=true` that fails the test.
+fn mount(root: &TestRoot, args: &[&str], at: &Path) -> Option<Server> {
+    let mut command: Vec<&OsStr> = vec!["mount".as_ref()];
+    command.extend(args.iter().map(OsStr::new));
+    command.push(at.as_os_str());
+    let output = root.run(&command);
+    if !output.status.success() {
+        let why = text(&output.stderr);
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("FUSE is required under CI: {why}");
+        }
+        eprintln!("skipping: cannot mount here: {why}");
+        return None;
+    }
+    let stdout = text(&output.stdout);
+    let pid: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("server: pid "))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no server pid in {stdout}"));
+    Some(Server {
+        at: at.to_owned(),
+        pid,
+    })
 }
 
 /// The mount server this test started: on a failed test, detach its mount and stop it.
