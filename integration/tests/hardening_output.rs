@@ -457,6 +457,11 @@ fn defect_15_a_detached_mount_that_still_serves_names_its_server() {
     assert!(root.path().join(".moss/root/1/usr").exists());
     let out = root.ok(&["state", "prune", "--keep", "0"]);
     assert!(out.contains(&format!("server (pid {pid})")), "{out}");
+    let out = root.ok(&["state", "show", "1"]);
+    assert!(
+        out.contains(&format!("detached; its server (pid {pid})")),
+        "{out}"
+    );
 
     // Closing the file ends the server, as the message says, and the state goes.
     drop(held);

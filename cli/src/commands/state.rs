@@ -135,11 +135,16 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "  tree     {}", state.root)?;
     for mount in mounts::live(&root.path)? {
         if mount.state == id {
-            writeln!(
-                out,
-                "  mounted  {}",
-                quote::name(mount.mountpoint.as_os_str().as_bytes())
-            )?;
+            let at = quote::name(mount.mountpoint.as_os_str().as_bytes());
+            if mount.attached() {
+                writeln!(out, "  mounted  {at}")?;
+            } else {
+                writeln!(
+                    out,
+                    "  mounted  {at}, detached; its server (pid {}) still serves files that are open",
+                    mount.pid
+                )?;
+            }
         }
     }
     writeln!(out, "  packages ({}):", state.selections.len())?;
