@@ -1,5 +1,6 @@
 //! `mossfs list installed`, `mossfs info NAME` and `mossfs owner PATH`: questions about
-//! the active state, answered from the database alone.
+//! the active state, answered from the database; `owner` also reads the root's own links
+//! (`/lib64`), which are not in any state's tree.
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -235,7 +236,7 @@ fn locate(q: &impl Query, tree: TreeHash, root: &Path, path: &Path) -> Result<Lo
             // The last component is not followed; `/usr` itself is a directory.
             continue;
         }
-        let Some(entry) = lookup(q, tree, &at)? else {
+        let Some((_, entry)) = lookup(q, tree, &at)? else {
             return Ok(Located::Missing);
         };
         match entry.node.kind {
@@ -258,18 +259,16 @@ fn locate(q: &impl Query, tree: TreeHash, root: &Path, path: &Path) -> Result<Lo
         return Ok(Located::OutsideUsr);
     }
     Ok(match lookup(q, tree, &at)? {
-        Some(entry) => Located::Found(
-            RelPath::new(at[1..].join(&b'/')).expect("a path the tree holds is valid"),
-            entry,
-        ),
+        Some((path, entry)) => Located::Found(path, entry),
         None => Located::Missing,
     })
 }
 
-/// The entry at `at` (`usr` and the components below it), if there is one.
-fn lookup(q: &impl Query, tree: TreeHash, at: &[Vec<u8>]) -> Result<Option<DirEntry>> {
+/// The entry at `at` (`usr` and the components below it) and its path below `/usr`, if
+/// there is one.
+fn lookup(q: &impl Query, tree: TreeHash, at: &[Vec<u8>]) -> Result<Option<(RelPath, DirEntry)>> {
     match RelPath::new(at[1..].join(&b'/')) {
-        Ok(path) => Ok(q.lookup(tree, &path)?),
+        Ok(path) => Ok(q.lookup(tree, &path)?.map(|entry| (path, entry))),
         // `/usr` itself, or a name no tree can hold.
         Err(_) => Ok(None),
     }
