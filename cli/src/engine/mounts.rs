@@ -18,9 +18,11 @@
 //! reading the registrations until its transaction is committed. Either the removal sees
 //! the mount, or the mount finds the state already gone.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mossfs_db::StateId;
@@ -109,7 +111,14 @@ impl Gate {
         if let Some((_, file)) = &registration.path {
             rustix::fs::flock(file, FlockOperation::LockExclusive).map_err(|e| error(e.into()))?;
             let mut out = file;
-            writeln!(out, "{}\n{}", state.0, mountpoint.display()).map_err(error)?;
+            // The mount point's own bytes: a lossy copy would name another path.
+            let record = [
+                format!("{}\n", state.0).as_bytes(),
+                mountpoint.as_os_str().as_bytes(),
+                b"\n",
+            ]
+            .concat();
+            out.write_all(&record).map_err(error)?;
         }
         Ok(registration)
     }
@@ -174,7 +183,10 @@ fn live_in(dir: &Path, clean: bool) -> Result<Vec<LiveMount>> {
             }
             continue;
         }
-        let text = io::read_to_string(&file).map_err(|e| error(&path, e))?;
+        let mut text = Vec::new();
+        (&file)
+            .read_to_end(&mut text)
+            .map_err(|e| error(&path, e))?;
         let pid = path
             .file_stem()
             .and_then(|stem| stem.to_str()?.parse().ok());
@@ -200,12 +212,13 @@ fn held(file: &File) -> io::Result<bool> {
 
 /// A registration being written may be incomplete; its server still holds the gate, so
 /// only a display can see it, and skipping it there is right.
-fn parse(text: &str, pid: u32) -> Option<LiveMount> {
-    let (state, rest) = text.split_once('\n')?;
-    let mountpoint = rest.strip_suffix('\n')?;
+fn parse(text: &[u8], pid: u32) -> Option<LiveMount> {
+    let cut = text.iter().position(|&b| b == b'\n')?;
+    let state = std::str::from_utf8(&text[..cut]).ok()?;
+    let mountpoint = text[cut + 1..].strip_suffix(b"\n")?;
     Some(LiveMount {
         state: StateId(state.parse().ok()?),
-        mountpoint: PathBuf::from(mountpoint),
+        mountpoint: PathBuf::from(OsStr::from_bytes(mountpoint)),
         pid,
     })
 }
@@ -230,6 +243,17 @@ mod tests {
         assert_eq!(gate.live().unwrap(), Vec::new());
         let left = fs::read_dir(root.path().join(".moss/mounts")).unwrap();
         assert_eq!(left.count(), 0);
+    }
+
+    #[test]
+    fn a_mount_point_that_is_not_utf8_is_registered_as_it_is() {
+        let root = tempfile::tempdir().unwrap();
+        let gate = Gate::take(root.path()).unwrap();
+        let at = Path::new(OsStr::from_bytes(b"/mnt/odd\xff\nname"));
+        let _registration = gate.register(StateId(3), at).unwrap();
+        let live = gate.live().unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].mountpoint, at);
     }
 
     #[test]
