@@ -218,6 +218,27 @@ pub enum DecodeError {
         /// The missing asset.
         hash: AssetHash,
     },
+    /// A delta record that does not rebuild its asset.
+    #[error("delta record {index}: {source}")]
+    Delta {
+        /// The record's position, from 0.
+        index: u64,
+        /// What is wrong with it.
+        #[source]
+        source: Box<crate::delta::ApplyError>,
+    },
+    /// A delta payload holds bytes after its declared records.
+    #[error(
+        "delta payload at offset {offset}: {extra} bytes follow its {records} declared records"
+    )]
+    DeltaTrailing {
+        /// Offset of its header.
+        offset: u64,
+        /// The declared record count.
+        records: u32,
+        /// Bytes left over.
+        extra: u64,
+    },
     /// Reading failed underneath.
     #[error("read failed: {0}")]
     Io(#[from] io::Error),
@@ -292,4 +313,32 @@ pub enum RecordError {
     /// A dependency or provider record without its NUL-terminated text.
     #[error("a dependency or provider needs a kind byte and text")]
     BadRelation,
+    /// A delta record's method is neither patch (1) nor whole (2).
+    #[error("unknown delta method {0} (known: 1 patch, 2 whole)")]
+    DeltaMethod(u8),
+    /// A delta record's window log is outside what zstd allows.
+    #[error("window log {log} is outside 10..={max}")]
+    DeltaWindowLog {
+        /// The declared log.
+        log: u8,
+        /// The largest allowed.
+        max: u8,
+    },
+    /// A delta record declares more bytes than a reader will rebuild.
+    #[error("declares {size} bytes, more than the limit of {limit}")]
+    DeltaTooLarge {
+        /// The declared size (for a patch: base plus target).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Bytes that must be zero are not: reserved bytes, or a base named by a whole record.
+    #[error("reserved bytes are not zero (or a whole record names a base)")]
+    DeltaReserved,
+    /// A delta record rebuilds an asset the stone's index does not list.
+    #[error("rebuilds asset {0}, which the index does not list")]
+    DeltaTargetNotIndexed(AssetHash),
+    /// Two delta records rebuild the same asset.
+    #[error("rebuilds asset {0} a second time")]
+    DeltaDuplicate(AssetHash),
 }

@@ -24,8 +24,11 @@ use std::io::{self, BufReader, Read};
 
 use xxhash_rust::xxh3::Xxh3;
 
+use std::collections::HashSet;
+
+use crate::delta::{self, DeltaRecord, Method, Preamble, RecordHeader};
 use crate::error::{DecodeError, RecordError};
-use crate::hash::AssetHasher;
+use crate::hash::{AssetHash, AssetHasher};
 use crate::header::{self, ArchiveHeader};
 use crate::index::{self, IndexEntry};
 use crate::layout::{self, EntryKind, LayoutEntry};
@@ -65,6 +68,9 @@ pub struct Stone {
     pub attributes: Option<Vec<u8>>,
     /// The content payload's header, if the stone has one.
     pub content: Option<PayloadInfo>,
+    /// The delta payload's header, if this is a delta stone (DESIGN.md §11). It takes the
+    /// content's place: last, streamed, never held whole in memory.
+    pub delta: Option<PayloadInfo>,
 }
 
 impl Stone {
@@ -159,6 +165,10 @@ impl<R: Read> Reader<R> {
             let kind = info.header.kind;
             if kind == PayloadKind::Content {
                 stone.content = Some(info);
+                return Ok(stone);
+            }
+            if kind == PayloadKind::Delta {
+                stone.delta = Some(info);
                 return Ok(stone);
             }
             if matches!(
@@ -263,15 +273,29 @@ impl<R: Read> Reader<R> {
         Content::new(self, info, &stone.index).map(Some)
     }
 
+    /// Returns the delta records as a stream, positioned at the delta payload's body, or
+    /// `None` if the stone has none. `stone` must be what [`Reader::read_metadata`]
+    /// returned.
+    pub fn deltas(&mut self, stone: &Stone) -> Result<Option<Deltas<'_, R>>, DecodeError> {
+        let Some(info) = stone.delta else {
+            return Ok(None);
+        };
+        if self.content_taken {
+            return Ok(None);
+        }
+        self.content_taken = true;
+        Deltas::new(self, info, stone).map(Some)
+    }
+
     /// Reads the rest of the archive after the content: only payloads that do not matter
     /// (unknown kinds) may follow. Checks the declared payload count and trailing bytes.
     pub fn finish(mut self) -> Result<(), DecodeError> {
         while let Some(info) = self.next_payload_header()? {
             match info.header.kind {
                 PayloadKind::Unknown(_) => self.skip_body(info)?,
-                PayloadKind::Content => {
+                kind @ (PayloadKind::Content | PayloadKind::Delta) => {
                     return Err(DecodeError::DuplicatePayload {
-                        kind: PayloadKind::Content,
+                        kind,
                         offset: info.offset,
                     });
                 }
@@ -765,6 +789,10 @@ impl<R: Read> Read for Asset<'_, '_, R> {
 
 /// Reads a whole stone and verifies everything, every asset digest included, without
 /// keeping the content. Returns the decoded metadata.
+///
+/// For a delta stone, every record is checked: its fixed part, that its frame declares the
+/// record's target size, and for a whole record that it decodes to its target's hash. A
+/// patch can only be applied against its base, which a stone alone does not carry.
 pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
     let mut reader = Reader::new(inner)?;
     let stone = reader.read_metadata()?;
@@ -775,6 +803,160 @@ pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
         }
         content.finish()?;
     }
+    if let Some(mut deltas) = reader.deltas(&stone)? {
+        let mut index = 0;
+        while let Some(record) = deltas.next_record()? {
+            let checked = match record.header.method {
+                Method::Whole => record.apply(None, &mut io::sink()),
+                Method::Patch { .. } => record.check_frame(),
+            };
+            checked.map_err(|source| DecodeError::Delta {
+                index,
+                source: Box::new(source),
+            })?;
+            index += 1;
+        }
+        deltas.finish()?;
+    }
     reader.finish()?;
     Ok(stone)
+}
+
+/// The delta payload, streamed record by record (DESIGN.md §11, layout in
+/// [`crate::delta`]). Each record's frame is read into memory, bounded by what remains of
+/// the payload; nothing is allocated from a declared size before the bytes arrive.
+pub struct Deltas<'r, R: Read> {
+    body: StoredBody<'r, R>,
+    info: PayloadInfo,
+    preamble: Preamble,
+    indexed: HashSet<AssetHash>,
+    seen: HashSet<AssetHash>,
+    read: u32,
+    package: Option<String>,
+}
+
+impl<'r, R: Read> Deltas<'r, R> {
+    fn new(
+        reader: &'r mut Reader<R>,
+        info: PayloadInfo,
+        stone: &Stone,
+    ) -> Result<Self, DecodeError> {
+        let PayloadInfo { offset, header } = info;
+        let kind = PayloadKind::Delta;
+        if header.version != 1 {
+            return Err(DecodeError::UnsupportedPayloadVersion {
+                kind,
+                offset,
+                version: header.version,
+            });
+        }
+        if header.compression != Compression::None {
+            return Err(DecodeError::Decompress {
+                kind,
+                offset,
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a delta payload is stored uncompressed; its frames are compressed",
+                ),
+            });
+        }
+        reader.offset = reader.offset.saturating_add(header.stored_size);
+        let mut body = Checksummed {
+            inner: (&mut reader.inner).take(header.stored_size),
+            hasher: Xxh3::new(),
+            count: 0,
+        };
+        let mut bytes = [0u8; delta::PREAMBLE_LEN];
+        let found = read_full(&mut body, &mut bytes)?;
+        if found < delta::PREAMBLE_LEN {
+            return Err(truncated_body(info, found as u64));
+        }
+        Ok(Deltas {
+            body,
+            info,
+            preamble: Preamble::decode(&bytes),
+            indexed: stone.index.iter().map(|e| e.digest).collect(),
+            seen: HashSet::new(),
+            read: 0,
+            package: stone.name().map(str::to_owned),
+        })
+    }
+
+    /// Which package the delta starts from and which it stands for.
+    pub fn preamble(&self) -> Preamble {
+        self.preamble
+    }
+
+    /// The delta payload's header.
+    pub fn info(&self) -> PayloadInfo {
+        self.info
+    }
+
+    /// The next record, checked: known method, sane window and sizes, a frame that fits in
+    /// the payload, a target the index lists and no other record rebuilds.
+    pub fn next_record(&mut self) -> Result<Option<DeltaRecord>, DecodeError> {
+        if self.read == self.info.header.records {
+            return Ok(None);
+        }
+        let index = u64::from(self.read);
+        let mut fixed = [0u8; delta::RECORD_HEADER_LEN];
+        let found = read_full(&mut self.body, &mut fixed)?;
+        if found < delta::RECORD_HEADER_LEN {
+            return Err(self.truncated());
+        }
+        let left = self.info.header.stored_size - self.body.count;
+        let bad = |reason| DecodeError::BadRecord {
+            kind: PayloadKind::Delta,
+            index,
+            package: self.package.clone(),
+            reason,
+        };
+        let header = RecordHeader::decode(&fixed, left).map_err(bad)?;
+        if !self.indexed.contains(&header.target) {
+            return Err(bad(RecordError::DeltaTargetNotIndexed(header.target)));
+        }
+        if !self.seen.insert(header.target) {
+            return Err(bad(RecordError::DeltaDuplicate(header.target)));
+        }
+        let mut frame = Vec::with_capacity(header.frame_len.min(1 << 20) as usize);
+        let got = (&mut self.body)
+            .take(header.frame_len)
+            .read_to_end(&mut frame)? as u64;
+        if got < header.frame_len {
+            return Err(self.truncated());
+        }
+        self.read += 1;
+        Ok(Some(DeltaRecord { header, frame }))
+    }
+
+    fn truncated(&self) -> DecodeError {
+        truncated_body(self.info, self.body.count)
+    }
+
+    /// Checks that every declared record was read, nothing follows them, and the payload
+    /// checksum matches.
+    pub fn finish(mut self) -> Result<(), DecodeError> {
+        while self.next_record()?.is_some() {}
+        let extra = io::copy(&mut self.body, &mut io::sink())?;
+        if extra > 0 {
+            return Err(DecodeError::DeltaTrailing {
+                offset: self.info.offset,
+                records: self.info.header.records,
+                extra,
+            });
+        }
+        if self.body.count < self.info.header.stored_size {
+            return Err(self.truncated());
+        }
+        let computed = self.body.hasher.digest();
+        if computed != self.info.header.checksum {
+            return Err(DecodeError::BadChecksum {
+                kind: PayloadKind::Delta,
+                offset: self.info.offset,
+                expected: self.info.header.checksum,
+                computed,
+            });
+        }
+        Ok(())
+    }
 }
