@@ -141,6 +141,9 @@ pub enum CliError {
     /// `verify` found damage, or could not finish.
     #[error(transparent)]
     Verify(#[from] crate::commands::verify::VerifyError),
+    /// `delta` cannot make a delta from these stones.
+    #[error(transparent)]
+    Delta(#[from] crate::delta::DeltaError),
     /// `mount` or `umount` failed.
     #[error(transparent)]
     Mount(#[from] crate::commands::mount::MountCommandError),

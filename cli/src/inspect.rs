@@ -6,6 +6,7 @@
 //! form is printed stone by stone; `--json` prints one document for the whole invocation, an
 //! array with one object per stone (see [`json`]).
 
+mod delta;
 mod json;
 
 use std::fs::File;
@@ -37,13 +38,24 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
     let mut documents = Vec::new();
     for (n, path) in args.files.iter().enumerate() {
         let stone = load(path, args.check)?;
+        let records = delta::read(path, &stone)?;
         if args.json {
-            documents.push(json::stone(path, &stone, args.check));
+            let mut document = json::stone(path, &stone, args.check);
+            document["delta"] = records
+                .as_ref()
+                .map_or(serde_json::Value::Null, delta::json);
+            documents.push(document);
         } else {
             if n > 0 {
                 writeln!(out)?;
             }
-            text(out, path, &stone, args.check)?;
+            text(out, path, &stone)?;
+            if let Some(records) = &records {
+                delta::text(out, records)?;
+            }
+            if args.check {
+                check_line(out, &stone, records.as_ref())?;
+            }
         }
     }
     if args.json {
@@ -76,7 +88,7 @@ pub fn load(path: &Path, check: bool) -> Result<Stone, CliError> {
     }
 }
 
-fn text(out: &mut dyn Write, path: &Path, stone: &Stone, checked: bool) -> Result<(), CliError> {
+fn text(out: &mut dyn Write, path: &Path, stone: &Stone) -> Result<(), CliError> {
     writeln!(out, "file: {}", quote::name(path.as_os_str().as_bytes()))?;
     if let Some(header) = stone.header {
         writeln!(
@@ -131,12 +143,35 @@ fn text(out: &mut dyn Write, path: &Path, stone: &Stone, checked: bool) -> Resul
             _ => writeln!(out)?,
         }
     }
-    if checked {
-        writeln!(
+    Ok(())
+}
+
+fn check_line(
+    out: &mut dyn Write,
+    stone: &Stone,
+    records: Option<&delta::Records>,
+) -> Result<(), CliError> {
+    match records {
+        None => writeln!(
             out,
             "check: ok (every payload checksum and {} asset digests verified)",
             stone.index.len()
-        )?;
+        )?,
+        Some(delta) => {
+            let whole = delta
+                .records
+                .iter()
+                .filter(|r| r.method == mossfs_format::Method::Whole)
+                .count();
+            writeln!(
+                out,
+                "check: ok (every payload checksum and {} delta records verified: {whole} whole \
+                 records decoded and hashed; {} patches declare their target's size and are \
+                 checked against their bases when applied)",
+                delta.records.len(),
+                delta.records.len() - whole
+            )?
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! them in sequence and a closed pipe ends the run quietly.
 
 mod commands;
+mod delta;
 mod demo;
 mod engine;
 mod error;
@@ -39,6 +40,8 @@ enum Command {
     Pack(Box<pack::Args>),
     /// Unpack stones into a plain directory, refusing anything that would leave it.
     Extract(extract::Args),
+    /// Make a delta stone that rebuilds NEW's files from OLD's, one file at a time.
+    Delta(Box<delta::Args>),
     /// Pack, inspect and extract a built-in sample tree in a throwaway sandbox.
     Demo(demo::Args),
     /// Install local stones into a root: record a state and commit it (or --stage it).
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args, &mut out),
         Command::Pack(args) => pack::run(args, &mut out),
         Command::Extract(args) => extract::run(args, &mut out),
+        Command::Delta(args) => delta::run(args, &mut out),
         Command::Demo(args) => demo::run(args, &mut out),
         Command::Install(args) => {
             commands::install::install(args, &mut out).map_err(CliError::from)

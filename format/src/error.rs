@@ -227,6 +227,22 @@ pub enum DecodeError {
         #[source]
         source: Box<crate::delta::ApplyError>,
     },
+    /// A delta record rebuilds an asset the stone's index does not list.
+    #[error("delta record {index} rebuilds asset {hash}, which the index does not list")]
+    DeltaNotIndexed {
+        /// The record's position, from 0.
+        index: u64,
+        /// The asset.
+        hash: AssetHash,
+    },
+    /// Two delta records rebuild the same asset.
+    #[error("delta record {index} rebuilds asset {hash} a second time")]
+    DeltaDuplicate {
+        /// The record's position, from 0.
+        index: u64,
+        /// The asset.
+        hash: AssetHash,
+    },
     /// A delta payload holds bytes after its declared records.
     #[error(
         "delta payload at offset {offset}: {extra} bytes follow its {records} declared records"
@@ -335,10 +351,4 @@ pub enum RecordError {
     /// Bytes that must be zero are not: reserved bytes, or a base named by a whole record.
     #[error("reserved bytes are not zero (or a whole record names a base)")]
     DeltaReserved,
-    /// A delta record rebuilds an asset the stone's index does not list.
-    #[error("rebuilds asset {0}, which the index does not list")]
-    DeltaTargetNotIndexed(AssetHash),
-    /// Two delta records rebuild the same asset.
-    #[error("rebuilds asset {0} a second time")]
-    DeltaDuplicate(AssetHash),
 }

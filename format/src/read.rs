@@ -913,10 +913,16 @@ impl<'r, R: Read> Deltas<'r, R> {
         };
         let header = RecordHeader::decode(&fixed, left).map_err(bad)?;
         if !self.indexed.contains(&header.target) {
-            return Err(bad(RecordError::DeltaTargetNotIndexed(header.target)));
+            return Err(DecodeError::DeltaNotIndexed {
+                index,
+                hash: header.target,
+            });
         }
         if !self.seen.insert(header.target) {
-            return Err(bad(RecordError::DeltaDuplicate(header.target)));
+            return Err(DecodeError::DeltaDuplicate {
+                index,
+                hash: header.target,
+            });
         }
         let mut frame = Vec::with_capacity(header.frame_len.min(1 << 20) as usize);
         let got = (&mut self.body)
