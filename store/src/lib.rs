@@ -42,6 +42,7 @@
 //! - `cache`: the stone cache.
 //! - `ingest`: unpacking stones into assets, and repairing one asset.
 //! - `unpack`: the pipeline behind ingest: one thread decompresses, others write.
+//! - `delta`: rebuilding a package's assets from a delta stone, with its fallback rule.
 //! - `draft`: new asset files before they have a name, and publishing them.
 //! - `shard`: the 256 shard folders, and which of them exist.
 //! - `verify`: re-hashing assets.
@@ -52,6 +53,7 @@
 
 mod asset;
 mod cache;
+mod delta;
 mod draft;
 pub mod error;
 mod gc;
@@ -68,6 +70,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 
 pub use cache::{CachedStone, PendingStone};
+pub use delta::DeltaApplied;
 pub use error::StoreError;
 pub use gc::GcStats;
 pub use ingest::IngestStats;
