@@ -143,6 +143,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
     let preamble = Preamble {
         from: old.id,
         to: new.id,
+        to_size: new.size,
     };
     let writer_options = WriterOptions {
         level: mossfs_format::DEFAULT_LEVEL,

@@ -196,6 +196,11 @@ impl CliError {
             CliError::Read { .. } | CliError::Check { .. } => {
                 Some("the file is damaged or was cut short; fetch or build it again")
             }
+            CliError::Engine(crate::engine::EngineError::Store(e))
+                if e.falls_back_to_full_stone() =>
+            {
+                Some("install the package's full stone instead; nothing was changed")
+            }
             CliError::MetaFile { .. } => Some("see \"Metadata file\" in README.md"),
             CliError::MissingMeta { field: "name" } => {
                 Some("pass --name NAME, or put `name = NAME` in the --meta file")

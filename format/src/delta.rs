@@ -9,9 +9,10 @@
 //!
 //! ```text
 //! delta payload body
-//!   preamble (64 bytes)
-//!     0   32  from: the package id (sha256 of the stone) the delta starts from
-//!    32   32  to:   the package id of the full stone it stands for
+//!   preamble (72 bytes)
+//!     0   32  from:    the package id (sha256 of the stone) the delta starts from
+//!    32   32  to:      the package id of the full stone it stands for
+//!    64    8  to size: that full stone's size in bytes
 //!   then one record per asset of the new package that the old package lacks:
 //!     0    1  method: 1 patch, 2 whole
 //!     1    1  window log the frame was made with (10..=31)
@@ -49,7 +50,7 @@ use crate::hash::{AssetHash, AssetHasher, PackageId};
 use crate::record::Cursor;
 
 /// Length of the preamble at the start of a delta payload.
-pub const PREAMBLE_LEN: usize = 64;
+pub const PREAMBLE_LEN: usize = 72;
 
 /// Length of a record's fixed part, before its frame.
 pub const RECORD_HEADER_LEN: usize = 64;
@@ -110,18 +111,24 @@ pub struct Preamble {
     pub from: PackageId,
     /// The package (sha256 of its full stone) the delta rebuilds.
     pub to: PackageId,
+    /// The size of that full stone, so that a package installed from a delta is recorded
+    /// exactly as one installed from its full stone.
+    pub to_size: u64,
 }
 
 impl Preamble {
-    /// Decodes the 64 preamble bytes.
+    /// Decodes the preamble bytes.
     pub fn decode(bytes: &[u8; PREAMBLE_LEN]) -> Self {
         let mut from = [0u8; 32];
         let mut to = [0u8; 32];
+        let mut size = [0u8; 8];
         from.copy_from_slice(&bytes[..32]);
-        to.copy_from_slice(&bytes[32..]);
+        to.copy_from_slice(&bytes[32..64]);
+        size.copy_from_slice(&bytes[64..]);
         Preamble {
             from: PackageId(from),
             to: PackageId(to),
+            to_size: u64::from_be_bytes(size),
         }
     }
 
@@ -129,7 +136,8 @@ impl Preamble {
     pub fn encode(&self) -> [u8; PREAMBLE_LEN] {
         let mut out = [0u8; PREAMBLE_LEN];
         out[..32].copy_from_slice(&self.from.0);
-        out[32..].copy_from_slice(&self.to.0);
+        out[32..64].copy_from_slice(&self.to.0);
+        out[64..].copy_from_slice(&self.to_size.to_be_bytes());
         out
     }
 }

@@ -40,6 +40,7 @@ fn target() -> Vec<u8> {
 const PREAMBLE: Preamble = Preamble {
     from: PackageId([0xaa; 32]),
     to: PackageId([0xbb; 32]),
+    to_size: 12345,
 };
 
 /// An honest delta stone: one patch and one whole record, with the raw parts a test can

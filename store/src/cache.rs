@@ -126,6 +126,11 @@ impl PendingStone<'_> {
         self.temp.file_ref()
     }
 
+    /// Where the copy is, until it is kept or dropped.
+    pub fn path(&self) -> PathBuf {
+        self.temp.path()
+    }
+
     /// Puts the copy in the cache. A stone already cached is left as it is: the same
     /// sha256 is the same stone.
     pub fn keep(self) -> Result<CachedStone> {

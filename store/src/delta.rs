@@ -151,8 +151,11 @@ impl Store {
         Ok(applied)
     }
 
-    /// The first pass: read every record and check that the delta can finish here.
-    fn check_delta(&self, path: &Path) -> Result<(Stone, Preamble)> {
+    /// The first pass of [`Store::apply_delta`], on its own: reads every record and checks
+    /// that the delta can finish in this store (every patch's base is here, and every asset
+    /// of the new package is rebuilt by a record or already here), writing nothing. An
+    /// installer calls it while planning, to refuse a delta before recording a state.
+    pub fn check_delta(&self, path: &Path) -> Result<(Stone, Preamble)> {
         let error = |source| StoreError::Delta {
             path: path.to_owned(),
             source: Box::new(source),

@@ -98,7 +98,8 @@ fn stone_error(id: PackageId, path: &Path, source: DecodeError) -> StoreError {
 }
 
 impl Store {
-    /// Unpacks every asset of the cached stone `id` that the store lacks.
+    /// Unpacks every asset of the cached stone `id` that the store lacks. A cached delta
+    /// stone is applied instead ([`Store::apply_delta`]).
     ///
     /// The whole stone is verified on the way: every asset's digest, the content's size and
     /// the payload checksum. On error, no asset is left under its final name unless it
@@ -142,6 +143,17 @@ impl Store {
             mut reader,
             stone,
         } = open;
+        // A delta stone cached as its package's stone (an install from a delta) is rebuilt
+        // from the store's own assets instead.
+        if stone.delta.is_some() {
+            drop(reader);
+            let applied = self.apply_delta(&path)?;
+            return Ok(IngestStats {
+                written: applied.written,
+                present: applied.present,
+                bytes_written: applied.bytes_written,
+            });
+        }
         let error = |source| stone_error(id, &path, source);
         let Some(content) = reader.content(&stone).map_err(error)? else {
             return Err(StoreError::NoContent {

@@ -118,6 +118,7 @@ fn write_delta(new: &mossfs_format::Stone, records: &[DeltaRecord]) -> Vec<u8> {
     let preamble = Preamble {
         from: PackageId([1; 32]),
         to: PackageId([2; 32]),
+        to_size: 999,
     };
     writer.add_delta(&preamble, records).unwrap();
     writer.finish().unwrap().into_inner()

@@ -8,7 +8,7 @@ use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{PackageRecord, Query, Selection};
-use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, Reader, Relation};
+use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, Preamble, Reader, Relation};
 use mossfs_store::{PendingStone, Store};
 
 use super::error::{EngineError, Result};
@@ -38,6 +38,8 @@ struct Metadata {
     meta: Meta,
     layout: Vec<LayoutEntry>,
     index: Vec<IndexEntry>,
+    /// For a delta stone (DESIGN.md §11), which packages it goes between.
+    delta: Option<Preamble>,
 }
 
 impl<'s> LoadedStone<'s> {
@@ -54,7 +56,7 @@ impl<'s> LoadedStone<'s> {
     /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
     /// reads the metadata from the copy.
     pub fn load(path: &Path, store: &'s Store) -> Result<LoadedStone<'s>> {
-        let copy = store.copy_stone(path)?;
+        let mut copy = store.copy_stone(path)?;
         let mut file = copy.file();
         file.seek(SeekFrom::Start(0))
             .map_err(|source| EngineError::Io {
@@ -65,7 +67,16 @@ impl<'s> LoadedStone<'s> {
             meta,
             layout,
             index,
+            delta,
         } = Self::metadata(path, file)?;
+        if let Some(preamble) = delta {
+            // A delta stone stands for its package's full stone (DESIGN.md §11): it is
+            // recorded and cached under that stone's id, once its bases are known to be
+            // here, and the commit's ingest rebuilds the assets from them (checking again).
+            store.check_delta(path)?;
+            copy.id = preamble.to;
+            copy.size = preamble.to_size;
+        }
         Ok(LoadedStone {
             path: path.to_owned(),
             id: copy.id,
@@ -97,8 +108,13 @@ impl<'s> LoadedStone<'s> {
             path: path.to_owned(),
             source,
         })?;
+        let delta = reader
+            .deltas(&stone)
+            .map_err(stone_error)?
+            .map(|deltas| deltas.preamble());
         Ok(Metadata {
             meta,
+            delta,
             layout: stone.layout,
             index: stone.index,
         })
