@@ -132,7 +132,8 @@ impl PendingStone<'_> {
     }
 
     /// Puts the copy in the cache. A stone already cached is left as it is: the same
-    /// sha256 is the same stone.
+    /// sha256 is the same stone. A delta cached under this id (it has another size) is
+    /// replaced.
     pub fn keep(self) -> Result<CachedStone> {
         let PendingStone {
             store,
@@ -148,7 +149,11 @@ impl PendingStone<'_> {
         let name = file_name(id);
         let dest = store.cache_dir.join(&name);
         temp.set_metadata(0o644, None).map_err(error(temp.path()))?;
-        temp.place(&store.cache, &name, false)
+        // A file of another size under this name is not this stone: a package installed
+        // from a delta caches the delta under the full stone's id. The full stone, once
+        // given, takes its place, since only it can restore every asset on its own.
+        let other_size = fs::symlink_metadata(&dest).is_ok_and(|m| m.len() != size);
+        temp.place(&store.cache, &name, other_size)
             .map_err(error(dest.clone()))?;
         Ok(CachedStone {
             id,

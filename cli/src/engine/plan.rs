@@ -70,10 +70,13 @@ impl<'s> LoadedStone<'s> {
             delta,
         } = Self::metadata(path, file)?;
         if let Some(preamble) = delta {
-            // A delta stone stands for its package's full stone (DESIGN.md §11): it is
-            // recorded and cached under that stone's id, once its bases are known to be
-            // here, and the commit's ingest rebuilds the assets from them (checking again).
+            // A delta stone stands for its package's full stone (DESIGN.md §11). Its assets
+            // are rebuilt now, from the copy: a delta that cannot finish here is refused
+            // before any state is recorded or anything is cached, and what it places are
+            // verified assets, garbage for gc at worst. It is then recorded and cached
+            // under the full stone's id and size, and the commit finds every asset present.
             store.check_delta(path)?;
+            store.apply_delta(&copy.path())?;
             copy.id = preamble.to;
             copy.size = preamble.to_size;
         }
