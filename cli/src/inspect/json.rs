@@ -10,7 +10,10 @@
 //!   "meta":     [ { "tag", "value" } ],   integers as numbers, relations as "kind(target)"
 //!   "layout":   [ { "type", "mode" (the full st_mode, a number), "uid", "gid", "path",
 //!                   and "hash" (regular files) or "target" (symlinks) } ],
-//!   "index":    [ { "start", "end", "digest" } ] }
+//!   "index":    [ { "start", "end", "digest" } ],
+//!   "delta":    null, or for a delta stone { "from", "to", "records": [ { "method",
+//!               "target", "target_size", "frame_size", "window_log", and for a patch
+//!               "base", "base_size" } ] } }
 //! ```
 //!
 //! A path, link text or file name that is not UTF-8 is `{"bytes": "<hex>"}` instead of a
