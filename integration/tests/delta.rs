@@ -287,3 +287,28 @@ fn delta_refuses_inputs_it_cannot_pair() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn verify_repair_mends_files_of_a_package_installed_from_a_delta() {
+    let root = TestRoot::new();
+    let (old, new) = versions(&root);
+    let delta = make_delta(&root, &old, &new);
+    root.install(&[&old]);
+    root.install(&[&delta]);
+    let reference = TestRoot::new();
+    reference.install(&[&old]);
+    reference.install(&[&new]);
+    // A patched file (rebuilt from the delta against its base) and an unchanged one
+    // (taken from the old package's cached stone).
+    for at in ["bin/foo", "share/foo/README"] {
+        let path = root.usr().join(at);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[10] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+    }
+    let line = root.fail(&["verify"]);
+    assert!(line.contains("damaged"), "{line}");
+    let out = root.ok(&["verify", "--repair"]);
+    assert_eq!(out.matches("repaired asset").count(), 2, "{out}");
+    assert_same(&reference.system(), &root.system(), "after repair");
+}

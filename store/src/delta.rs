@@ -207,6 +207,75 @@ impl Store {
         Ok((stone, preamble))
     }
 
+    /// Repairs `hash` for a package whose cached stone is a delta: from the delta's record
+    /// for it, against its base in the store; or, when the delta has no record for it (the
+    /// file did not change), from the stone of the package the delta starts from, if that
+    /// is cached. `meta` is the damaged file's metadata, if it is still there.
+    pub(crate) fn repair_from_delta(
+        &self,
+        hash: AssetHash,
+        id: mossfs_format::PackageId,
+        path: &Path,
+        meta: Option<AssetMeta>,
+    ) -> Result<()> {
+        let error = |source| StoreError::Stone {
+            id,
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let mut reader = open(path)?;
+        let stone = reader.read_metadata().map_err(error)?;
+        let meta = meta.unwrap_or_else(|| {
+            first_use_metas(&stone)
+                .get(&hash)
+                .copied()
+                .unwrap_or(AssetMeta::DEFAULT)
+        });
+        let Some(mut deltas) = reader.deltas(&stone).map_err(error)? else {
+            return Err(StoreError::NotADelta {
+                path: path.to_owned(),
+            });
+        };
+        let from = deltas.preamble().from;
+        while let Some(record) = deltas.next_record().map_err(error)? {
+            if record.header.target != hash {
+                continue;
+            }
+            let base = match record.header.method {
+                Method::Patch { base, base_size } => {
+                    Some(self.read_base(path, base, base_size, hash)?)
+                }
+                Method::Whole => None,
+            };
+            let owner = self.owner(hash, meta)?;
+            let mut temp = TempFile::create(&self.assets_tmp, &self.assets_tmp_dir)?;
+            record
+                .apply(base.as_deref(), temp.file())
+                .map_err(|source| StoreError::DeltaRecord {
+                    path: path.to_owned(),
+                    target: hash,
+                    source: Box::new(source),
+                })?;
+            temp.set_metadata(meta.perm, owner)
+                .map_err(|source| StoreError::WriteAsset {
+                    hash,
+                    path: temp.path(),
+                    source,
+                })?;
+            self.replace_asset(temp, hash)?;
+            return self.remove_variants(hash, false);
+        }
+        // An unchanged file: the old package's stone has it.
+        if self.is_cached(&from) {
+            return self.repair_asset(hash, &from);
+        }
+        Err(StoreError::AssetNotInStone {
+            hash,
+            id,
+            path: path.to_owned(),
+        })
+    }
+
     /// Reads a base asset whole and hashes it again: a damaged store file must not become
     /// the base of a new one (the patch would fail its hash anyway, but this names the
     /// culprit).

@@ -198,6 +198,12 @@ impl Store {
             return self.remove_variants(hash, true);
         }
         let open = self.open_stone(from)?;
+        if open.stone.delta.is_some() {
+            let meta = current.as_ref().map(AssetMeta::of);
+            let path = open.path.clone();
+            drop(open);
+            return self.repair_from_delta(hash, *from, &path, meta);
+        }
         if !open.stone.index.iter().any(|e| e.digest == hash) {
             return Err(StoreError::AssetNotInStone {
                 hash,
@@ -295,7 +301,7 @@ impl Store {
 
     /// Moves a repaired asset over the bad one (the one case where a file under its final
     /// name is replaced).
-    fn replace_asset(&self, temp: TempFile<'_>, hash: AssetHash) -> Result<()> {
+    pub(crate) fn replace_asset(&self, temp: TempFile<'_>, hash: AssetHash) -> Result<()> {
         let rel = rel_path(hash);
         temp.place(&self.assets, &rel, true)
             .map_err(|source| StoreError::WriteAsset {
@@ -308,7 +314,7 @@ impl Store {
 
     /// Removes the variants of `hash`: all of them, or with `only_bad` those whose bytes
     /// no longer hash to `hash`. [`Store::linkable`] makes them again on demand.
-    fn remove_variants(&self, hash: AssetHash, only_bad: bool) -> Result<()> {
+    pub(crate) fn remove_variants(&self, hash: AssetHash, only_bad: bool) -> Result<()> {
         for variant in self.variants(hash)? {
             if only_bad && self.hash_file(hash, &variant)? == hash {
                 continue;
