@@ -111,6 +111,18 @@ fn a_system_updated_by_a_delta_is_identical_to_one_updated_by_the_full_stone() {
     assert!(small * 5 < full, "delta {small} B vs full stone {full} B");
 
     by_delta.install(&[&old]);
+    // A dry run checks the delta and changes nothing, not even the store.
+    let before = common::snapshot(&by_delta.moss().join("assets"));
+    let out = by_delta.ok(&["install".as_ref(), "--dry-run".as_ref(), delta.as_os_str()]);
+    assert!(
+        out.contains("would record a state: upgrade foo-1.1-1"),
+        "{out}"
+    );
+    assert_same(
+        &before,
+        &common::snapshot(&by_delta.moss().join("assets")),
+        "store after a dry run",
+    );
     let out = by_delta.install(&[&delta]);
     assert!(out.contains("upgrade foo-1.1-1"), "{out}");
 

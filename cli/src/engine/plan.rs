@@ -31,6 +31,10 @@ pub struct LoadedStone<'s> {
     pub index: Vec<IndexEntry>,
     /// The copy, until [`LoadedStone::keep`] caches it; dropped, it vanishes.
     copy: Option<PendingStone<'s>>,
+    /// Whether the copy is a delta stone, whose assets `keep` rebuilds.
+    delta: bool,
+    /// The store the copy belongs to.
+    store: &'s Store,
 }
 
 /// The stone's metadata, checked: what [`LoadedStone`] keeps of it.
@@ -70,13 +74,10 @@ impl<'s> LoadedStone<'s> {
             delta,
         } = Self::metadata(path, file)?;
         if let Some(preamble) = delta {
-            // A delta stone stands for its package's full stone (DESIGN.md §11). Its assets
-            // are rebuilt now, from the copy: a delta that cannot finish here is refused
-            // before any state is recorded or anything is cached, and what it places are
-            // verified assets, garbage for gc at worst. It is then recorded and cached
-            // under the full stone's id and size, and the commit finds every asset present.
+            // A delta stone stands for its package's full stone (DESIGN.md §11): it is
+            // recorded and cached under that stone's id and size. Checking it here writes
+            // nothing; its assets are rebuilt by `keep`, once the plan holds.
             store.check_delta(path)?;
-            store.apply_delta(&copy.path())?;
             copy.id = preamble.to;
             copy.size = preamble.to_size;
         }
@@ -88,12 +89,22 @@ impl<'s> LoadedStone<'s> {
             layout,
             index,
             copy: Some(copy),
+            delta: delta.is_some(),
+            store,
         })
     }
 
     /// Puts the copy in the cache, where commits and lazy unpacking find it.
+    ///
+    /// A delta's assets are rebuilt first, from the copy: one that cannot finish here is
+    /// refused before it is cached or its state is recorded (this runs inside the
+    /// recording transaction), and what it placed are verified assets, garbage for gc at
+    /// worst. The commit then finds every asset present.
     pub fn keep(&mut self) -> Result<()> {
         if let Some(copy) = self.copy.take() {
+            if self.delta {
+                self.store.apply_delta(&copy.path())?;
+            }
             copy.keep()?;
         }
         Ok(())
