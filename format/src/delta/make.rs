@@ -313,6 +313,78 @@ mod tests {
         assert_eq!(extension(b"lib/.hidden"), b"");
     }
 
+    fn regular(path: &str, hash: u128) -> LayoutEntry {
+        LayoutEntry {
+            uid: 0,
+            gid: 0,
+            mode: 0o100644,
+            tag: 0,
+            kind: EntryKind::Regular(AssetHash(hash)),
+            path: crate::RelPath::new(path).unwrap(),
+        }
+    }
+
+    #[test]
+    fn bases_fall_back_from_path_to_version_to_name_to_extension() {
+        let old_layout = [
+            regular("bin/tool", 1),
+            regular("lib/libfoo.so.1.2.3", 2),
+            regular("share/a/notes.txt", 3),
+            regular("share/a/data.bin", 4),
+            regular("share/a/unchanged", 5),
+        ];
+        let old_index = crate::layout_index([
+            (AssetHash(1), 5000),
+            (AssetHash(2), 9000),
+            (AssetHash(3), 2000),
+            (AssetHash(4), 10_000),
+            (AssetHash(5), 700),
+        ]);
+        let new_layout = [
+            regular("bin/tool", 11),
+            regular("lib/libfoo.so.1.2.4", 12),
+            regular("share/b/notes.txt", 13),
+            regular("share/b/other.bin", 14),
+            regular("share/b/far.bin", 15),
+            regular("share/b/odd.dat", 16),
+            regular("share/b/tiny.bin", 17),
+            regular("share/a/unchanged", 5),
+        ];
+        let new_index = crate::layout_index([
+            (AssetHash(11), 5100),
+            (AssetHash(12), 9100),
+            (AssetHash(13), 2100),
+            (AssetHash(14), 9000),
+            (AssetHash(15), 30_000),
+            (AssetHash(16), 10_000),
+            (AssetHash(17), 100),
+            (AssetHash(5), 700),
+        ]);
+        let pairings = choose_bases(&old_layout, &old_index, &new_layout, &new_index);
+        let base = |target: u128| {
+            pairings
+                .iter()
+                .find(|p| p.target == AssetHash(target))
+                .map(|p| p.base.map(|(h, _)| h.0))
+        };
+        assert_eq!(base(11), Some(Some(1)), "same path");
+        assert_eq!(base(12), Some(Some(2)), "same path without the version");
+        assert_eq!(base(13), Some(Some(3)), "same name elsewhere");
+        assert_eq!(
+            base(14),
+            Some(Some(4)),
+            "same extension, size within a quarter"
+        );
+        assert_eq!(
+            base(15),
+            Some(None),
+            "same extension, but three times the size"
+        );
+        assert_eq!(base(16), Some(None), "nothing alike");
+        assert_eq!(base(17), Some(None), "too small to patch");
+        assert_eq!(base(5), None, "the old package has it: no record");
+    }
+
     #[test]
     fn a_patch_against_a_similar_base_is_small_and_applies() {
         let base: Vec<u8> = (0..200_000u32)
