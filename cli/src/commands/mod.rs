@@ -5,6 +5,7 @@ pub mod gc;
 pub mod install;
 pub mod mount;
 pub mod query;
+pub mod search_file;
 pub mod state;
 pub mod verify;
 
@@ -15,11 +16,22 @@ use mossfs_fs::blit::BlitProgress;
 
 use crate::engine::{CommitReport, Root};
 
-/// The option every root command takes.
-#[derive(clap::Args, Debug, Clone)]
+/// The option every root command takes. It is global: `mossfs --root R install x` and
+/// `mossfs install x --root R` mean the same, and `-D/--directory` is upstream moss's
+/// spelling of it. The top-level command flattens it too, so every subcommand accepts it
+/// (clap hands the value typed anywhere to every level that declares it).
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct RootArg {
     /// The system root to manage.
-    #[arg(long, global = true, default_value = "/", value_name = "DIR")]
+    #[arg(
+        long,
+        short = 'D',
+        visible_alias = "directory",
+        global = true,
+        default_value = "/",
+        value_name = "DIR",
+        value_hint = clap::ValueHint::DirPath
+    )]
     pub root: PathBuf,
 }
 

@@ -13,10 +13,18 @@ use crate::engine::{EngineError, Result, Root};
 #[derive(clap::Subcommand, Debug)]
 pub enum ListCommand {
     /// Packages in the active state.
-    Installed {
-        #[command(flatten)]
-        root: RootArg,
-    },
+    #[command(visible_alias = "li")]
+    Installed(ListInstalledArgs),
+}
+
+/// Arguments of `mossfs list installed` (also `mossfs li`).
+#[derive(clap::Args, Debug)]
+pub struct ListInstalledArgs {
+    /// Only the packages that were asked for, not those pulled in as dependencies.
+    #[arg(short, long)]
+    pub explicit: bool,
+    #[command(flatten)]
+    pub root: RootArg,
 }
 
 /// Arguments of `mossfs info`.
@@ -47,12 +55,15 @@ fn active_state(snapshot: &ReadTxn) -> Result<State> {
 
 /// Runs `mossfs list installed`.
 pub fn list(command: &ListCommand, out: &mut dyn Write) -> Result<()> {
-    let ListCommand::Installed { root } = command;
-    let root = Root::open_read(&root.root)?;
+    let ListCommand::Installed(args) = command;
+    let root = Root::open_read(&args.root.root)?;
     let snapshot = root.db.read()?;
     let state = active_state(&snapshot)?;
     let mut rows = Vec::new();
     for s in &state.selections {
+        if args.explicit && !s.explicit {
+            continue;
+        }
         let record = snapshot
             .package(&s.package)?
             .ok_or(mossfs_db::DbError::NoPackage(s.package))?;

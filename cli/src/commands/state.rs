@@ -12,6 +12,8 @@ use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
 pub enum StateCommand {
     /// List every recorded state.
     List(RootOnly),
+    /// Show the active state, as `state show` does.
+    Active(RootOnly),
     /// Show one state: its packages and conflicts.
     Show {
         /// The state.
@@ -65,6 +67,11 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
     match command {
         StateCommand::List(args) => list(&Root::open_read(&args.root.root)?, out),
         StateCommand::Show { id, root } => show(&Root::open_read(&root.root)?, StateId(*id), out),
+        StateCommand::Active(args) => {
+            let root = Root::open_read(&args.root.root)?;
+            let active = root.db.read()?.active()?;
+            show(&root, active.ok_or(EngineError::NoActiveState)?, out)
+        }
         StateCommand::Diff { a, b, root } => {
             diff(&Root::open_read(&root.root)?, StateId(*a), StateId(*b), out)
         }

@@ -1,0 +1,11 @@
+//! The command line as people and scripts use it (issue 9), end to end through the real
+//! binary on real roots: moss's flags and short verbs, `--json` documents, summaries, the
+//! confirmation prompt, progress bars on a pseudo-terminal, completions and man pages.
+//!
+//! Map:
+//! - [`verbs`]: `--root/-D` anywhere, short verbs, `search-file`, `state active`, `version`.
+
+mod common;
+
+#[path = "cli/verbs.rs"]
+mod verbs;
