@@ -144,6 +144,9 @@ pub enum CliError {
     /// `mount` or `umount` failed.
     #[error(transparent)]
     Mount(#[from] crate::commands::mount::MountCommandError),
+    /// `--log` or `MOSSFS_LOG` is not a filter.
+    #[error(transparent)]
+    Log(#[from] crate::ui::LogFilterError),
 }
 
 fn payload_note(payload: &Option<&'static str>) -> String {

@@ -98,35 +98,16 @@ impl Command {
 }
 
 fn main() -> ExitCode {
+    ui::start_clock();
     let cli = Cli::parse();
     ui::set(cli.globals.clone());
     let command = cli.command.canonical();
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let result = match &command {
-        Command::Inspect(args) => inspect::run(args, &mut out),
-        Command::Pack(args) => pack::run(args, &mut out),
-        Command::Extract(args) => extract::run(args, &mut out),
-        Command::Demo(args) => demo::run(args, &mut out),
-        Command::Install(args) => {
-            commands::install::install(args, &mut out).map_err(CliError::from)
-        }
-        Command::Remove(args) => commands::install::remove(args, &mut out).map_err(CliError::from),
-        Command::Commit(args) => commands::install::commit(args, &mut out).map_err(CliError::from),
-        Command::State(command) => commands::state::run(command, &mut out).map_err(CliError::from),
-        Command::List(command) => commands::query::list(command, &mut out).map_err(CliError::from),
-        Command::Info(args) => commands::query::info(args, &mut out).map_err(CliError::from),
-        Command::Owner(args) => commands::query::owner(args, &mut out).map_err(CliError::from),
-        Command::SearchFile(args) => {
-            commands::search_file::search_file(args, &mut out).map_err(CliError::from)
-        }
-        Command::Verify(args) => commands::verify::verify(args, &mut out).map_err(CliError::from),
-        Command::Gc(args) => commands::gc::gc(args, &mut out).map_err(CliError::from),
-        Command::Mount(args) => commands::mount::mount(args, &mut out).map_err(CliError::from),
-        Command::Umount(args) => commands::mount::umount(args, &mut out).map_err(CliError::from),
-        Command::Version(args) => version::run(args, &mut out).map_err(CliError::from),
-        Command::Li(_) => unreachable!("canonical() spells `li` out"),
-    }
-    .and_then(|()| out.flush().map_err(CliError::Output));
+    let result = ui::init_logging()
+        .map_err(CliError::from)
+        .and_then(|()| run(&command, &mut out))
+        .and_then(|()| out.flush().map_err(CliError::Output));
+    ui::finish();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
@@ -136,6 +117,32 @@ fn main() -> ExitCode {
             let _ = writeln!(io::stderr(), "{}", error::report(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs one command, writing its output to `out`.
+fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
+    match command {
+        Command::Inspect(args) => inspect::run(args, out),
+        Command::Pack(args) => pack::run(args, out),
+        Command::Extract(args) => extract::run(args, out),
+        Command::Demo(args) => demo::run(args, out),
+        Command::Install(args) => commands::install::install(args, out).map_err(CliError::from),
+        Command::Remove(args) => commands::install::remove(args, out).map_err(CliError::from),
+        Command::Commit(args) => commands::install::commit(args, out).map_err(CliError::from),
+        Command::State(command) => commands::state::run(command, out).map_err(CliError::from),
+        Command::List(command) => commands::query::list(command, out).map_err(CliError::from),
+        Command::Info(args) => commands::query::info(args, out).map_err(CliError::from),
+        Command::Owner(args) => commands::query::owner(args, out).map_err(CliError::from),
+        Command::SearchFile(args) => {
+            commands::search_file::search_file(args, out).map_err(CliError::from)
+        }
+        Command::Verify(args) => commands::verify::verify(args, out).map_err(CliError::from),
+        Command::Gc(args) => commands::gc::gc(args, out).map_err(CliError::from),
+        Command::Mount(args) => commands::mount::mount(args, out).map_err(CliError::from),
+        Command::Umount(args) => commands::mount::umount(args, out).map_err(CliError::from),
+        Command::Version(args) => version::run(args, out).map_err(CliError::from),
+        Command::Li(_) => unreachable!("canonical() spells `li` out"),
     }
 }
 

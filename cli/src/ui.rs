@@ -5,7 +5,7 @@
 //! commands that care, so a flag typed anywhere on the line reaches every command without
 //! threading it through each signature.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::sync::OnceLock;
 
 use serde::Serialize;
@@ -50,4 +50,73 @@ pub fn json() -> bool {
 pub fn print_json(out: &mut dyn Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;
     writeln!(out)
+}
+
+/// Why the logging flags were refused.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "invalid log filter `{filter}` (from {from}); use error, warn, info, debug, trace or a filter such as `mossfs=debug`"
+)]
+pub struct LogFilterError {
+    /// What was given.
+    pub filter: String,
+    /// `--log` or `MOSSFS_LOG`.
+    pub from: &'static str,
+    /// The parser's complaint.
+    #[source]
+    pub source: tracing_subscriber::filter::ParseError,
+}
+
+/// Sends `tracing` events to stderr: the level comes from `--log`, else `MOSSFS_LOG`, else
+/// `info` for mossfs with `-v` (every step and its time), else warnings only.
+pub fn init_logging() -> Result<(), LogFilterError> {
+    use tracing_subscriber::EnvFilter;
+    let (filter, from) = match (&globals().log, std::env::var("MOSSFS_LOG")) {
+        (Some(filter), _) => (filter.clone(), "--log"),
+        (None, Ok(filter)) if !filter.is_empty() => (filter, "MOSSFS_LOG"),
+        _ if globals().verbose => ("warn,mossfs=info".to_owned(), "-v"),
+        _ => ("warn".to_owned(), "the default"),
+    };
+    let env_filter = EnvFilter::try_new(&filter).map_err(|source| LogFilterError {
+        filter: filter.clone(),
+        from,
+        source,
+    })?;
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(io::stderr)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_target(false)
+        .with_ansi(io::stderr().is_terminal())
+        .init();
+    Ok(())
+}
+
+/// Marks the end of a step of the run: with `-v` (or `--log info`), logs its name and how
+/// long it took since the previous step ended, or since the run began.
+pub fn step(name: &str) {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let now = Instant::now();
+    let started = START.get_or_init(Instant::now);
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let since = last.replace(now).unwrap_or(*started);
+    tracing::info!(
+        "{name}: {:.3} s",
+        now.saturating_duration_since(since).as_secs_f64()
+    );
+}
+
+static START: OnceLock<std::time::Instant> = OnceLock::new();
+
+/// Starts the clock that [`step`] measures from; `main` calls it first thing.
+pub fn start_clock() {
+    START.get_or_init(std::time::Instant::now);
+}
+
+/// Logs the run's total time, under `-v`.
+pub fn finish() {
+    let started = START.get_or_init(std::time::Instant::now);
+    tracing::info!("total: {:.3} s", started.elapsed().as_secs_f64());
 }

@@ -73,16 +73,20 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     args.stones
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
+    crate::ui::step("check stones");
     let root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
+    crate::ui::step("open root");
     let mut stones = args
         .stones
         .par_iter()
         .map(|path| LoadedStone::load(path, &root.store))
         .collect::<Result<Vec<_>>>()?;
+    crate::ui::step("hash and copy stones");
     let mut plan = base_plan(&root)?;
     plan.install(&stones)?;
     plan.check(&[])?;
+    crate::ui::step("plan");
     finish(
         &root,
         plan,
@@ -98,9 +102,11 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     let root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
+    crate::ui::step("open root");
     let mut plan = base_plan(&root)?;
     let removed = plan.remove(&args.names)?;
     plan.check(&removed)?;
+    crate::ui::step("plan");
     finish(&root, plan, &mut [], args.stage, false, args.dry_run, out)
 }
 
@@ -126,6 +132,7 @@ fn finish(
         return Ok(());
     }
     let state = record_state(root, &plan, stones, allow_conflicts)?;
+    crate::ui::step("record state");
     if stage {
         writeln!(
             out,

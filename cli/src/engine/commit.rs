@@ -23,9 +23,11 @@ use super::error::{EngineError, Result};
 use super::plan::{LoadedStone, Plan};
 use super::root::Root;
 
-/// Kills the process with SIGKILL if `MOSSFS_FAULT` names this step: a real crash, with no
-/// destructors and no cleanup, for the crash-safety tests.
+/// Marks the end of a commit step: logged with its time under `-v`, and killed with
+/// SIGKILL here if `MOSSFS_FAULT` names it (a real crash, with no destructors and no
+/// cleanup, for the crash-safety tests).
 pub fn fault_point(step: &'static str) {
+    crate::ui::step(step);
     if std::env::var("MOSSFS_FAULT").is_ok_and(|v| v == step) {
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);

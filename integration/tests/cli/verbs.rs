@@ -154,3 +154,77 @@ fn version_names_the_crate_version_and_full_adds_the_build() {
         assert!(full.contains(field), "{field}: {full}");
     }
 }
+
+#[test]
+fn verbose_shows_each_step_with_its_time_on_stderr_only() {
+    let root = TestRoot::new();
+    let nano = root.stone(&meta("nano", "1"), vec![file("bin/nano", "n")]);
+    let quiet = root.run(&["install", p(&nano)]);
+    assert!(quiet.status.success());
+    assert_eq!(text(&quiet.stderr), "", "no -v, no log");
+    let vim = root.stone(&meta("vim", "1"), vec![file("bin/vim", "v")]);
+    let loud = root.run(&["-v", "install", p(&vim)]);
+    assert!(loud.status.success());
+    let stderr = text(&loud.stderr);
+    // Every step of an install and a commit, in order, each with a time in seconds.
+    let steps = [
+        "check stones",
+        "open root",
+        "hash and copy stones",
+        "plan",
+        "record state",
+        "ingest",
+        "blit",
+        "exchange",
+        "archive",
+        "db",
+        "total",
+    ];
+    let mut at = 0;
+    for step in steps {
+        let needle = format!("INFO {step}: ");
+        let found = stderr[at..]
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no step {step:?} after byte {at}: {stderr}"));
+        at += found + needle.len();
+        let seconds = stderr[at..].split_whitespace().next().expect("a time");
+        seconds
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("{step}: {seconds:?} is not seconds"));
+    }
+    // stdout is the same summary line as without -v.
+    assert!(text(&loud.stdout).starts_with("state 2 active (install vim-1-1)"));
+
+    // MOSSFS_LOG sets the level too, and --log wins over it.
+    let output = root
+        .command(&["li"])
+        .env("MOSSFS_LOG", "info")
+        .output()
+        .expect("runs");
+    assert!(
+        text(&output.stderr).contains("INFO total: "),
+        "{}",
+        text(&output.stderr)
+    );
+    let output = root
+        .command(&["--log", "error", "li"])
+        .env("MOSSFS_LOG", "info")
+        .output()
+        .expect("runs");
+    assert_eq!(text(&output.stderr), "");
+    // A filter that does not parse is refused before anything runs.
+    let output = root
+        .command(&["rm", "nano"])
+        .env("MOSSFS_LOG", "mossfs=[")
+        .output()
+        .expect("runs");
+    let line = crate::common::error_line(&output);
+    assert!(
+        line.contains("invalid log filter `mossfs=[` (from MOSSFS_LOG)"),
+        "{line}"
+    );
+    assert!(
+        root.usr().join("bin/nano").exists(),
+        "the remove did not run"
+    );
+}
