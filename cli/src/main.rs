@@ -20,7 +20,7 @@ mod version;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::error::CliError;
 
@@ -87,6 +87,20 @@ enum Command {
 }
 
 impl Command {
+    /// Whether the command has a `--json` document (README.md "Output for scripts").
+    fn speaks_json(&self) -> bool {
+        !matches!(
+            self,
+            Command::Pack(_)
+                | Command::Extract(_)
+                | Command::Demo(_)
+                | Command::Verify(_)
+                | Command::Gc(_)
+                | Command::Mount(_)
+                | Command::Umount(_)
+        )
+    }
+
     /// The command with moss's two-word shorthands spelled out (`li` is `list installed`),
     /// so that each command has one form from here on.
     fn canonical(self) -> Command {
@@ -103,6 +117,15 @@ fn main() -> ExitCode {
     ui::set(cli.globals.clone());
     let command = cli.command.canonical();
     let mut out = io::BufWriter::new(io::stdout().lock());
+    if cli.globals.json && !command.speaks_json() {
+        // Text on stdout would break the promise of --json; clap's usage error exits 2.
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "this command has no --json output; see 'Output for scripts' in README.md",
+            )
+            .exit();
+    }
     let result = ui::init_logging()
         .map_err(CliError::from)
         .and_then(|()| run(&command, &mut out))

@@ -5,7 +5,7 @@
 //! commands that care, so a flag typed anywhere on the line reaches every command without
 //! threading it through each signature.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::OnceLock;
 
 use serde::Serialize;
@@ -119,4 +119,38 @@ pub fn start_clock() {
 pub fn finish() {
     let started = START.get_or_init(std::time::Instant::now);
     tracing::info!("total: {:.3} s", started.elapsed().as_secs_f64());
+}
+
+/// Asks `question` on the terminal and returns whether the answer was yes. Without a
+/// terminal on both stdin and stderr (a script, a pipe, CI) nothing is asked and the answer
+/// is yes, as it was before the prompt existed; `-y/--yes-all` answers yes everywhere.
+/// `--json` never asks either: its caller is a program.
+pub fn confirm(question: &str) -> io::Result<bool> {
+    let interactive = io::stdin().is_terminal() && io::stderr().is_terminal();
+    if globals().yes_all || globals().json || !interactive {
+        return Ok(true);
+    }
+    let mut err = io::stderr().lock();
+    write!(err, "{question} [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    io::stdin().lock().read_line(&mut answer)?;
+    Ok(is_yes(&answer))
+}
+
+fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_y_and_yes_are_yes() {
+        for yes in ["y", "Y\n", " yes ", "YES"] {
+            assert!(super::is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "yep", "ja"] {
+            assert!(!super::is_yes(no), "{no:?}");
+        }
+    }
 }

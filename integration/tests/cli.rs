@@ -4,8 +4,11 @@
 //!
 //! Map:
 //! - [`verbs`]: `--root/-D` anywhere, short verbs, `search-file`, `state active`, `version`.
+//! - [`json`]: every `--json` document, parsed, against the text output.
 
 mod common;
 
+#[path = "cli/json.rs"]
+mod json;
 #[path = "cli/verbs.rs"]
 mod verbs;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use mossfs_db::{Query, Status};
 use mossfs_store::StoreError;
 
+use super::documents::{ChangeDoc, CommitDoc, Package, StateChange};
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{
     EngineError, LoadedStone, Mode, Plan, Result, Root, commit_state, forget_unreached,
@@ -89,6 +90,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     crate::ui::step("plan");
     finish(
         &root,
+        "install",
         plan,
         &mut stones,
         args.stage,
@@ -107,11 +109,22 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     let removed = plan.remove(&args.names)?;
     plan.check(&removed)?;
     crate::ui::step("plan");
-    finish(&root, plan, &mut [], args.stage, false, args.dry_run, out)
+    finish(
+        &root,
+        "remove",
+        plan,
+        &mut [],
+        args.stage,
+        false,
+        args.dry_run,
+        out,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
     root: &Root,
+    action: &'static str,
     plan: Plan,
     stones: &mut [LoadedStone],
     stage: bool,
@@ -119,6 +132,26 @@ fn finish(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
+    let json = crate::ui::json();
+    let mut document = StateChange {
+        action,
+        applied: !dry_run,
+        summary: plan.summary.clone(),
+        changes: plan.changes.iter().map(ChangeDoc::from).collect(),
+        packages: plan
+            .packages
+            .values()
+            .map(|(id, meta, explicit)| Package::planned(id, meta, *explicit))
+            .collect(),
+        state: None,
+        staged: stage,
+        conflict_paths: Vec::new(),
+        commit: None,
+    };
+    if dry_run && json {
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
     if dry_run {
         writeln!(out, "would record a state: {}", plan.summary)?;
         for (name, (id, meta, explicit)) in &plan.packages {
@@ -133,6 +166,13 @@ fn finish(
     }
     let state = record_state(root, &plan, stones, allow_conflicts)?;
     crate::ui::step("record state");
+    document.state = Some(state.id.0);
+    if stage && json {
+        let snapshot = root.db.read()?;
+        document.conflict_paths = super::documents::conflicts(&snapshot, &state.conflicts)?;
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
     if stage {
         writeln!(
             out,
@@ -159,7 +199,12 @@ fn finish(
             return Err(name_stone(error, stones));
         }
     };
-    print_commit(out, &report, &state.summary)?;
+    if json {
+        document.commit = Some(CommitDoc::from(&report));
+        crate::ui::print_json(out, &document)?;
+    } else {
+        print_commit(out, &report, &state.summary)?;
+    }
     Ok(())
 }
 
@@ -201,12 +246,19 @@ pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
             .ok_or(EngineError::NoCandidate)?,
     };
     let state = snapshot.state(id)?;
-    if !state.conflicts.is_empty() {
+    if !state.conflicts.is_empty() && !crate::ui::json() {
         super::state::print_conflicts(&snapshot, &state.conflicts, out)?;
     }
+    let previous = super::documents::active_selections(&snapshot)?;
     drop(snapshot);
     let progress = progress("blit");
     let report = commit_state(&root, id, Mode::Switch, progress.as_deref())?;
-    print_commit(out, &report, &state.summary)?;
+    if crate::ui::json() {
+        let snapshot = root.db.read()?;
+        let document = super::documents::switch(&snapshot, "commit", &state, &previous, &report)?;
+        crate::ui::print_json(out, &document)?;
+    } else {
+        print_commit(out, &report, &state.summary)?;
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ use mossfs_db::{DirEntry, NodeKind, Query, ReadTxn, State, TreeHash};
 use mossfs_format::{EntryKind, PackageId, RelPath};
 
 use super::RootArg;
+use super::documents::Package;
 use crate::engine::{EngineError, Result, Root};
 
 /// `mossfs list ...`.
@@ -59,23 +60,19 @@ pub fn list(command: &ListCommand, out: &mut dyn Write) -> Result<()> {
     let root = Root::open_read(&args.root.root)?;
     let snapshot = root.db.read()?;
     let state = active_state(&snapshot)?;
-    let mut rows = Vec::new();
-    for s in &state.selections {
-        if args.explicit && !s.explicit {
-            continue;
-        }
-        let record = snapshot
-            .package(&s.package)?
-            .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
-        rows.push((
-            record.meta.name.clone(),
-            format!("{}-{}", record.meta.version, record.meta.release),
-            record.meta.summary,
-        ));
+    let selections: Vec<_> = state
+        .selections
+        .iter()
+        .filter(|s| s.explicit || !args.explicit)
+        .copied()
+        .collect();
+    let packages = Package::all(&snapshot, &selections)?;
+    if crate::ui::json() {
+        crate::ui::print_json(out, &packages)?;
+        return Ok(());
     }
-    rows.sort();
-    for (name, version, summary) in rows {
-        writeln!(out, "{name} {version}  {summary}")?;
+    for p in packages {
+        writeln!(out, "{} {}-{}  {}", p.name, p.version, p.release, p.summary)?;
     }
     Ok(())
 }
@@ -104,6 +101,48 @@ pub fn info(args: &InfoArgs, out: &mut dyn Write) -> Result<()> {
         .package(&id)?
         .ok_or(mossfs_db::DbError::NoPackage(id))?;
     let meta = &record.meta;
+    if crate::ui::json() {
+        let files = if args.files {
+            let mut layout = snapshot.layout(&id)?;
+            layout.sort_by(|a, b| a.path.cmp(&b.path));
+            Some(
+                layout
+                    .iter()
+                    .map(|entry| FileDoc {
+                        path: format!("/usr/{}", entry.path),
+                        target: match &entry.kind {
+                            EntryKind::Symlink(text) => {
+                                Some(String::from_utf8_lossy(text).into_owned())
+                            }
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let strings =
+            |list: &[mossfs_format::Relation]| list.iter().map(|r| r.to_string()).collect();
+        let explicit = state
+            .selections
+            .iter()
+            .any(|s| s.package == id && s.explicit);
+        let document = InfoDoc {
+            package: Package::new(&record, explicit),
+            build_release: meta.build_release,
+            homepage: meta.homepage.clone(),
+            architecture: meta.architecture.clone(),
+            licenses: meta.licenses.clone(),
+            depends: strings(&meta.depends),
+            provides: strings(&meta.provides),
+            conflicts: strings(&meta.conflicts),
+            stone_size: record.stone_size,
+            files,
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
     writeln!(out, "name          {}", meta.name)?;
     writeln!(
         out,
@@ -168,8 +207,59 @@ pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
     let record = snapshot
         .package(&owner)?
         .ok_or(mossfs_db::DbError::NoPackage(owner))?;
+    if crate::ui::json() {
+        let document = OwnerDoc {
+            path: format!("/usr/{path}"),
+            asked: args.path.clone(),
+            package: record.meta.name.clone(),
+            full_name: record.meta.full_name(),
+            id: owner.to_string(),
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
     writeln!(out, "/usr/{path} is owned by {}", record.meta.full_name())?;
     Ok(())
+}
+
+/// `info --json`: the package's fields as `list installed --json` has them, and the rest
+/// of its metadata.
+#[derive(Debug, serde::Serialize)]
+struct InfoDoc {
+    #[serde(flatten)]
+    package: Package,
+    build_release: u64,
+    homepage: String,
+    architecture: String,
+    licenses: Vec<String>,
+    depends: Vec<String>,
+    provides: Vec<String>,
+    conflicts: Vec<String>,
+    stone_size: u64,
+    /// With `--files`: every path of its layout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<FileDoc>>,
+}
+
+/// One path of a package's layout.
+#[derive(Debug, serde::Serialize)]
+struct FileDoc {
+    path: String,
+    /// For a symlink, its text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+/// `owner --json`.
+#[derive(Debug, serde::Serialize)]
+struct OwnerDoc {
+    /// Where the entry really is, symlinked directories resolved.
+    path: String,
+    /// The path as it was asked.
+    asked: String,
+    package: String,
+    full_name: String,
+    id: String,
 }
 
 /// Looks `path` up in a tree, following symlinked directories on the way (`lib64/x` when

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use mossfs_db::{Conflict, NodeKind, Query, StateId, Status};
 
+use super::documents::{self, StateRow};
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
 
@@ -79,9 +80,22 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
             let root = Root::open_write(&root.root)?;
             report_recovery(&root);
             let summary = format!("activate state {id}");
+            let (state, previous) = {
+                let snapshot = root.db.read()?;
+                let state = snapshot.state(StateId(*id))?;
+                (state, documents::active_selections(&snapshot)?)
+            };
             let progress = progress("blit");
             let report = commit_state(&root, StateId(*id), Mode::Switch, progress.as_deref())?;
-            print_commit(out, &report, &summary)?;
+            if crate::ui::json() {
+                let snapshot = root.db.read()?;
+                let mut document =
+                    documents::switch(&snapshot, "activate", &state, &previous, &report)?;
+                document.summary = summary;
+                crate::ui::print_json(out, &document)?;
+            } else {
+                print_commit(out, &report, &summary)?;
+            }
             Ok(())
         }
         StateCommand::Prune { keep, root } => prune(&Root::open_write(&root.root)?, *keep, out),
@@ -99,27 +113,42 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
 fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
     let active = snapshot.active()?;
+    let mounts = mounts::live(&root.path)?;
+    let states = snapshot.states()?;
+    let sizes = documents::own_sizes(&snapshot, &states)?;
+    let rows: Vec<StateRow> = states
+        .iter()
+        .map(|s| StateRow::new(s, active, &mounts, sizes.get(&s.id).copied().unwrap_or(0)))
+        .collect();
+    if crate::ui::json() {
+        crate::ui::print_json(out, &rows)?;
+        return Ok(());
+    }
     writeln!(
         out,
-        "{:>5}  {:<10}  {:>8}  {:>8}  {:<19}  summary",
-        "state", "status", "packages", "entries", "created"
+        "{:>5}  {:<10}  {:>8}  {:>8}  {:>10}  {:<19}  summary",
+        "state", "status", "packages", "entries", "own size", "created"
     )?;
-    for state in snapshot.states()? {
-        let status = match (Some(state.id) == active, state.status) {
-            (true, _) => "active",
-            (false, Status::Committed) => "committed",
-            (false, Status::Candidate) if state.conflicts.is_empty() => "candidate",
-            (false, Status::Candidate) => "conflicts",
-        };
+    for row in &rows {
+        let mark = if row.mounted.is_empty() { "" } else { "*" };
         writeln!(
             out,
-            "{:>5}  {:<10}  {:>8}  {:>8}  {:<19}  {}",
-            state.id.0,
-            status,
-            state.selections.len(),
-            state.entries,
-            format_time(state.created),
-            state.summary
+            "{:>5}  {:<10}  {:>8}  {:>8}  {:>10}  {:<19}  {}",
+            row.id,
+            format!("{}{mark}", row.status),
+            row.packages,
+            row.entries,
+            crate::units::bytes(row.own_size),
+            row.created_utc,
+            row.summary
+        )?;
+    }
+    for row in rows.iter().filter(|r| !r.mounted.is_empty()) {
+        writeln!(
+            out,
+            "* state {} is mounted at {}",
+            row.id,
+            row.mounted.join(", ")
         )?;
     }
     Ok(())
@@ -128,6 +157,22 @@ fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
 fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
     let state = snapshot.state(id)?;
+    if crate::ui::json() {
+        let mounts = mounts::live(&root.path)?;
+        let states = snapshot.states()?;
+        let size = documents::own_sizes(&snapshot, &states)?
+            .get(&id)
+            .copied()
+            .unwrap_or(0);
+        let document = documents::StateShow {
+            row: StateRow::new(&state, snapshot.active()?, &mounts, size),
+            tree: state.root.to_string(),
+            packages: documents::Package::all(&snapshot, &state.selections)?,
+            conflict_paths: documents::conflicts(&snapshot, &state.conflicts)?,
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
     let active = snapshot.active()? == Some(id);
     writeln!(out, "state {id}{}", if active { " (active)" } else { "" })?;
     writeln!(out, "  created  {}", format_time(state.created))?;
@@ -199,15 +244,18 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
     let snapshot = root.db.read()?;
     let (old, new) = (snapshot.state(a)?, snapshot.state(b)?);
     let changes = mossfs_fs::diff::diff(&snapshot, old.root, new.root)?;
-    let name = |id: Option<mossfs_format::PackageId>| -> Result<String> {
+    // An implicit directory belongs to no package.
+    let name = |id: Option<mossfs_format::PackageId>| -> Result<Option<String>> {
         Ok(match id {
-            Some(id) => snapshot
-                .package(&id)?
-                .map_or_else(|| id.to_string(), |r| r.meta.name),
-            None => "-".to_owned(),
+            Some(id) => Some(
+                snapshot
+                    .package(&id)?
+                    .map_or_else(|| id.to_string(), |r| r.meta.name),
+            ),
+            None => None,
         })
     };
-    let mut shown = 0;
+    let mut rows = Vec::new();
     for change in &changes {
         // A path whose only change is the package that ships it (an upgrade that kept the
         // file as it was) does not differ on disk.
@@ -216,35 +264,83 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
         {
             continue;
         }
-        shown += 1;
-        let path = String::from_utf8_lossy(&change.path);
-        let (mark, owners) = match (&change.old, &change.new) {
-            (None, Some(n)) => ("+", name(n.owner)?),
-            (Some(o), None) => ("-", name(o.owner)?),
-            (Some(o), Some(n)) => {
-                let (before, after) = (name(o.owner)?, name(n.owner)?);
-                if before == after {
-                    ("~", after)
-                } else {
-                    ("~", format!("{before} -> {after}"))
-                }
-            }
+        let (kind, old_package, new_package) = match (&change.old, &change.new) {
+            (None, Some(n)) => ("added", None, name(n.owner)?),
+            (Some(o), None) => ("removed", name(o.owner)?, None),
+            (Some(o), Some(n)) => ("changed", name(o.owner)?, name(n.owner)?),
             (None, None) => continue,
         };
-        writeln!(out, "{mark} usr/{path}  [{owners}]")?;
+        rows.push(DiffRow {
+            path: format!("/usr/{}", String::from_utf8_lossy(&change.path)),
+            change: kind,
+            old_package,
+            new_package,
+        });
+    }
+    if crate::ui::json() {
+        let document = Diff {
+            from: a.0,
+            to: b.0,
+            count: rows.len(),
+            paths: rows,
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
+    for row in &rows {
+        let mark = match row.change {
+            "added" => "+",
+            "removed" => "-",
+            _ => "~",
+        };
+        let dash = "-".to_owned();
+        let owners = match row.change {
+            "added" => row.new_package.clone().unwrap_or(dash),
+            "removed" => row.old_package.clone().unwrap_or(dash),
+            _ => {
+                let before = row.old_package.as_ref().unwrap_or(&dash);
+                let after = row.new_package.as_ref().unwrap_or(&dash);
+                if before == after {
+                    after.clone()
+                } else {
+                    format!("{before} -> {after}")
+                }
+            }
+        };
+        writeln!(out, "{mark} {}  [{owners}]", &row.path[1..])?;
     }
     writeln!(
         out,
         "{} paths differ between state {a} and state {b}",
-        shown
+        rows.len()
     )?;
     Ok(())
 }
 
+/// `state diff --json`.
+#[derive(Debug, serde::Serialize)]
+struct Diff {
+    from: u64,
+    to: u64,
+    count: usize,
+    paths: Vec<DiffRow>,
+}
+
+/// One path of `state diff`.
+#[derive(Debug, serde::Serialize)]
+struct DiffRow {
+    /// `/usr/...`.
+    path: String,
+    /// `added`, `removed` or `changed`.
+    change: &'static str,
+    /// The package that shipped it in the old state (null for an implicit directory).
+    old_package: Option<String>,
+    /// The package that ships it in the new state.
+    new_package: Option<String>,
+}
+
 fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
     report_recovery(root);
-    let gate = mounts::Gate::take(&root.path)?;
-    let mounted = gate.live()?;
     let snapshot = root.db.read()?;
     let active = snapshot.active()?;
     let mut committed: Vec<StateId> = snapshot
@@ -255,28 +351,88 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
         .collect();
     drop(snapshot);
     committed.sort_by(|a, b| b.cmp(a));
+    let old: Vec<StateId> = committed.into_iter().skip(keep).collect();
+    // Asked before the gate is taken, so that no mount waits on a person; what was agreed
+    // to is checked again under the gate.
+    let unmounted: Vec<StateId> = {
+        let mounted = mounts::live(&root.path)?;
+        old.iter()
+            .copied()
+            .filter(|id| mounts::mount_of(&mounted, *id).is_none())
+            .collect()
+    };
+    if !unmounted.is_empty()
+        && !crate::ui::confirm(&format!(
+            "prune removes {} (keeping the active state and the {keep} newest); continue?",
+            name_states(&unmounted)
+        ))?
+    {
+        return Err(EngineError::Cancelled);
+    }
+    let gate = mounts::Gate::take(&root.path)?;
+    let mounted = gate.live()?;
+    let mut removal = documents::Removal::default();
     let mut doomed = Vec::new();
-    for id in committed.into_iter().skip(keep) {
-        match mounts::mount_of(&mounted, id) {
-            Some(mount) => writeln!(
-                out,
-                "kept state {id}: it is mounted at {}",
-                mount.mountpoint.display()
-            )?,
-            None => doomed.push(id),
+    for id in old {
+        match documents::KeptMounted::new(&mounted, id) {
+            Some(kept) => removal.kept_mounted.push(kept),
+            None if unmounted.contains(&id) => doomed.push(id),
+            None => {}
         }
     }
-    remove_gated(root, gate, &mounted, &doomed, out)?;
-    if doomed.is_empty() {
-        writeln!(out, "nothing to prune")?;
+    remove_gated(root, gate, &mounted, &doomed)?;
+    removal.removed = doomed.iter().map(|id| id.0).collect();
+    print_removal(&removal, out)
+}
+
+/// "state 4", "states 3, 4 and 7".
+fn name_states(ids: &[StateId]) -> String {
+    let words: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    match words.as_slice() {
+        [one] => format!("state {one}"),
+        [rest @ .., last] => format!("states {} and {last}", rest.join(", ")),
+        [] => "no state".to_owned(),
     }
-    Ok(())
 }
 
 fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
+    if ids.len() > 1 && !crate::ui::confirm(&format!("remove {}?", name_states(ids)))? {
+        return Err(EngineError::Cancelled);
+    }
     let gate = mounts::Gate::take(&root.path)?;
     let mounted = gate.live()?;
-    remove_gated(root, gate, &mounted, ids, out)
+    remove_gated(root, gate, &mounted, ids)?;
+    let removal = documents::Removal {
+        removed: ids.iter().map(|id| id.0).collect(),
+        kept_mounted: Vec::new(),
+    };
+    print_removal(&removal, out)
+}
+
+fn print_removal(removal: &documents::Removal, out: &mut dyn Write) -> Result<()> {
+    if crate::ui::json() {
+        crate::ui::print_json(out, removal)?;
+        return Ok(());
+    }
+    for kept in &removal.kept_mounted {
+        writeln!(
+            out,
+            "kept state {}: it is mounted at {}",
+            kept.state, kept.mountpoint
+        )?;
+    }
+    for id in &removal.removed {
+        writeln!(out, "removed state {id}")?;
+    }
+    if removal.removed.is_empty() {
+        writeln!(out, "nothing to prune")?;
+    } else {
+        writeln!(
+            out,
+            "run 'mossfs gc' to reclaim the space their packages used"
+        )?;
+    }
+    Ok(())
 }
 
 /// Removes states while `gate` keeps new mounts from registering, so none can join
@@ -287,7 +443,6 @@ fn remove_gated(
     gate: mounts::Gate,
     mounted: &[mounts::LiveMount],
     ids: &[StateId],
-    out: &mut dyn Write,
 ) -> Result<()> {
     let mut txn = root.db.write()?;
     let active = txn.active()?;
@@ -312,13 +467,6 @@ fn remove_gated(
         if slot.exists() {
             mossfs_fs::blit::remove_tree(&slot)?;
         }
-        writeln!(out, "removed state {id}")?;
-    }
-    if !ids.is_empty() {
-        writeln!(
-            out,
-            "run 'mossfs gc' to reclaim the space their packages used"
-        )?;
     }
     Ok(())
 }

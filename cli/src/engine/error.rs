@@ -158,6 +158,9 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// The person answered no to a confirmation; nothing was changed.
+    #[error("cancelled; nothing was changed (pass -y to answer yes without being asked)")]
+    Cancelled,
     /// No candidate to commit.
     #[error("there is no candidate state to commit; stage one with 'mossfs install --stage'")]
     NoCandidate,

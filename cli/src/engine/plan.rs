@@ -11,6 +11,7 @@ use mossfs_db::{PackageRecord, Query, Selection};
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, Reader, Relation};
 use mossfs_store::{PendingStone, Store};
 
+use super::change::{Change, Verb, summarize, version_of};
 use super::error::{EngineError, Result};
 
 /// A stone from the command line, copied next to the cache and read as far as its
@@ -119,7 +120,9 @@ impl<'s> LoadedStone<'s> {
 pub struct Plan {
     /// Every package of the new state, by name.
     pub packages: BTreeMap<String, (PackageId, Meta, bool)>,
-    /// For people: "install nano", "remove vim".
+    /// What changes, package by package, relative to the state the plan started from.
+    pub changes: Vec<Change>,
+    /// For people, in one line: "install nano-1-1", "remove vim" (see [`summarize`]).
     pub summary: String,
 }
 
@@ -138,6 +141,7 @@ impl Plan {
         }
         Ok(Plan {
             packages,
+            changes: Vec::new(),
             summary: String::new(),
         })
     }
@@ -145,25 +149,29 @@ impl Plan {
     /// Adds stones; a stone whose name is installed replaces it (an upgrade).
     pub fn install(&mut self, stones: &[LoadedStone]) -> Result<()> {
         let mut seen = HashMap::new();
-        let mut words = Vec::new();
         for stone in stones {
             if seen.insert(stone.meta.name.clone(), ()).is_some() {
                 return Err(EngineError::DuplicateName {
                     name: stone.meta.name.clone(),
                 });
             }
-            let verb = match self.packages.get(&stone.meta.name) {
-                Some((id, _, _)) if *id == stone.id => "reinstall",
-                Some(_) => "upgrade",
-                None => "install",
+            let (verb, from) = match self.packages.get(&stone.meta.name) {
+                Some((id, old, _)) if *id == stone.id => (Verb::Reinstall, Some(version_of(old))),
+                Some((_, old, _)) => (Verb::Upgrade, Some(version_of(old))),
+                None => (Verb::Install, None),
             };
-            words.push(format!("{verb} {}", stone.meta.full_name()));
+            self.changes.push(Change {
+                verb,
+                name: stone.meta.name.clone(),
+                from,
+                to: Some(version_of(&stone.meta)),
+            });
             self.packages.insert(
                 stone.meta.name.clone(),
                 (stone.id, stone.meta.clone(), true),
             );
         }
-        self.summary = words.join(", ");
+        self.summary = summarize(&self.changes);
         Ok(())
     }
 
@@ -175,9 +183,15 @@ impl Plan {
                 .packages
                 .remove(name)
                 .ok_or_else(|| EngineError::NotInstalled { name: name.clone() })?;
+            self.changes.push(Change {
+                verb: Verb::Remove,
+                name: name.clone(),
+                from: Some(version_of(&meta)),
+                to: None,
+            });
             removed.push(meta);
         }
-        self.summary = format!("remove {}", names.join(", "));
+        self.summary = summarize(&self.changes);
         Ok(removed)
     }
 
