@@ -5,10 +5,13 @@
 //! Map:
 //! - [`verbs`]: `--root/-D` anywhere, short verbs, `search-file`, `state active`, `version`.
 //! - [`json`]: every `--json` document, parsed, against the text output.
+//! - [`summaries`]: one short line per state change, whatever the number of packages.
 
 mod common;
 
 #[path = "cli/json.rs"]
 mod json;
+#[path = "cli/summaries.rs"]
+mod summaries;
 #[path = "cli/verbs.rs"]
 mod verbs;
