@@ -13,6 +13,7 @@ mod error;
 mod extract;
 mod inspect;
 mod pack;
+mod progress;
 mod ui;
 mod units;
 mod version;

@@ -6,6 +6,7 @@
 //! - [`verbs`]: `--root/-D` anywhere, short verbs, `search-file`, `state active`, `version`.
 //! - [`json`]: every `--json` document, parsed, against the text output.
 //! - [`summaries`]: one short line per state change, whatever the number of packages.
+//! - [`terminal`]: progress bars and prompts on a real pseudo-terminal, none in pipes.
 
 mod common;
 
@@ -13,5 +14,7 @@ mod common;
 mod json;
 #[path = "cli/summaries.rs"]
 mod summaries;
+#[path = "cli/terminal.rs"]
+mod terminal;
 #[path = "cli/verbs.rs"]
 mod verbs;

@@ -14,6 +14,7 @@ use crate::engine::{
     EngineError, LoadedStone, Mode, Plan, Result, Root, commit_state, forget_unreached,
     record_state,
 };
+use crate::progress::{Bar, Unit};
 
 /// Arguments of `mossfs install`.
 #[derive(clap::Args, Debug)]
@@ -78,11 +79,23 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     let root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
     crate::ui::step("open root");
+    let sizes: u64 = args
+        .stones
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = Bar::new("cache", sizes, Unit::Bytes);
     let mut stones = args
         .stones
         .par_iter()
-        .map(|path| LoadedStone::load(path, &root.store))
+        .map(|path| {
+            let stone = LoadedStone::load(path, &root.store)?;
+            bar.inc(stone.size);
+            Ok(stone)
+        })
         .collect::<Result<Vec<_>>>()?;
+    drop(bar);
     crate::ui::step("hash and copy stones");
     let mut plan = base_plan(&root)?;
     plan.install(&stones)?;

@@ -10,12 +10,14 @@ pub mod search_file;
 pub mod state;
 pub mod verify;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use mossfs_fs::blit::BlitProgress;
 
 use crate::engine::{CommitReport, Root};
+use crate::progress::{Bar, Unit};
 
 /// The option every root command takes. It is global: `mossfs --root R install x` and
 /// `mossfs install x --root R` mean the same, and `-D/--directory` is upstream moss's
@@ -43,13 +45,17 @@ pub fn report_recovery(root: &Root) {
     }
 }
 
-/// A progress callback for long steps, drawn on stderr only when it is a terminal.
+/// A progress callback for the blit: a bar of entries and their rate, drawn on stderr only
+/// when it is a terminal, and cleared when the callback is dropped.
 pub fn progress(label: &'static str) -> Option<Box<dyn Fn(BlitProgress) + Sync>> {
-    if !std::io::stderr().is_terminal() {
+    if !crate::progress::enabled() {
         return None;
     }
+    // Made at the first report, which brings the total.
+    let bar: OnceLock<Bar> = OnceLock::new();
     Some(Box::new(move |p: BlitProgress| {
-        eprint!("\r{label}: {}/{} entries", p.done, p.total)
+        bar.get_or_init(|| Bar::new(label, p.total, Unit::Items("entries")))
+            .set(p.done);
     }))
 }
 
@@ -59,9 +65,6 @@ pub fn print_commit(
     report: &CommitReport,
     summary: &str,
 ) -> std::io::Result<()> {
-    if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[K");
-    }
     let how = match (report.reused_archive, report.base) {
         (true, _) => "archived tree reused".to_owned(),
         (false, Some(base)) => format!(

@@ -7,6 +7,7 @@ use mossfs_db::{Conflict, NodeKind, Query, StateId, Status};
 use super::documents::{self, StateRow};
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
+use crate::progress::{Bar, Unit};
 
 /// `mossfs state ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -387,7 +388,9 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
 
 /// "state 4", "states 3, 4 and 7".
 fn name_states(ids: &[StateId]) -> String {
-    let words: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    let words: Vec<String> = sorted.iter().map(ToString::to_string).collect();
     match words.as_slice() {
         [one] => format!("state {one}"),
         [rest @ .., last] => format!("states {} and {last}", rest.join(", ")),
@@ -462,11 +465,14 @@ fn remove_gated(
     txn.commit()?;
     drop(gate);
     // Database first, then files (DESIGN.md §6.5).
+    let bar = Bar::new("remove", ids.len() as u64, Unit::Items("archived trees"));
     for id in ids {
+        bar.message(format!("state {id}"));
         let slot = root.archive(*id);
         if slot.exists() {
             mossfs_fs::blit::remove_tree(&slot)?;
         }
+        bar.inc(1);
     }
     Ok(())
 }

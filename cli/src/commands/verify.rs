@@ -17,6 +17,7 @@ use mossfs_store::AssetCheck;
 
 use super::{RootArg, print_commit, progress};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state};
+use crate::progress::{Bar, Unit};
 
 /// Arguments of `mossfs verify`.
 #[derive(clap::Args, Debug)]
@@ -50,15 +51,21 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), VerifyError>
 
     // Every asset of every recorded, unpacked package, and one cached stone to mend it from.
     let mut sources: HashMap<AssetHash, PackageId> = HashMap::new();
+    // And their sizes, for the progress bar.
+    let mut sizes: HashMap<AssetHash, u64> = HashMap::new();
     for record in snapshot.packages()? {
         if record.unpacked {
             for entry in snapshot.index(&record.id)? {
                 sources.entry(entry.digest).or_insert(record.id);
+                sizes.insert(entry.digest, entry.len());
             }
         }
     }
+    let bar = Bar::new("verify", sizes.values().sum(), Unit::Bytes);
     let mut bad_assets = Vec::new();
-    for (hash, package) in &sources {
+    for (n, (hash, package)) in sources.iter().enumerate() {
+        bar.inc(sizes.get(hash).copied().unwrap_or(0));
+        bar.message(format!("{}/{} assets", n + 1, sources.len()));
         match root.store.verify_asset(*hash).map_err(EngineError::from)? {
             AssetCheck::Ok => {}
             problem => {
@@ -68,6 +75,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), VerifyError>
         }
     }
 
+    drop(bar);
     let mut bad_paths = 0usize;
     let active = snapshot.active()?;
     if let Some(id) = active {

@@ -183,7 +183,7 @@ pub fn commit_state(
     }
     drop(snapshot);
     if !pending.is_empty() {
-        root.store.ingest_many(&pending)?;
+        super::unpack::unpack(root, &pending)?;
         check_sizes(root, &pending)?;
         let mut txn = root.db.write()?;
         for package in &pending {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod mounts;
 pub mod plan;
 pub mod root;
+pub mod unpack;
 
 pub use commit::{CommitReport, Mode, commit_state, forget_unreached, record_state};
 pub use error::{EngineError, Result};
