@@ -144,6 +144,9 @@ pub enum CliError {
     /// `mount` or `umount` failed.
     #[error(transparent)]
     Mount(#[from] crate::commands::mount::MountCommandError),
+    /// `mossfs man` could not write a page.
+    #[error(transparent)]
+    Man(#[from] crate::docs::ManError),
     /// `--log` or `MOSSFS_LOG` is not a filter.
     #[error(transparent)]
     Log(#[from] crate::ui::LogFilterError),

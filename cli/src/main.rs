@@ -8,6 +8,7 @@
 
 mod commands;
 mod demo;
+mod docs;
 mod engine;
 mod error;
 mod extract;
@@ -85,6 +86,10 @@ enum Command {
     Umount(commands::mount::UmountArgs),
     /// Print the version; --full adds the commit, compiler, target and features.
     Version(version::Args),
+    /// Print a shell completion script: `source <(mossfs completions bash)`.
+    Completions(docs::CompletionsArgs),
+    /// Write man pages (mossfs.1 and one per subcommand) to a directory.
+    Man(docs::ManArgs),
 }
 
 impl Command {
@@ -99,6 +104,8 @@ impl Command {
                 | Command::Gc(_)
                 | Command::Mount(_)
                 | Command::Umount(_)
+                | Command::Completions(_)
+                | Command::Man(_)
         )
     }
 
@@ -166,6 +173,11 @@ fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Mount(args) => commands::mount::mount(args, out).map_err(CliError::from),
         Command::Umount(args) => commands::mount::umount(args, out).map_err(CliError::from),
         Command::Version(args) => version::run(args, out).map_err(CliError::from),
+        Command::Completions(args) => {
+            docs::completions(Cli::command(), args, out);
+            Ok(())
+        }
+        Command::Man(args) => docs::man(Cli::command(), args, out),
         Command::Li(_) => unreachable!("canonical() spells `li` out"),
     }
 }

@@ -4,12 +4,15 @@
 //!
 //! Map:
 //! - [`verbs`]: `--root/-D` anywhere, short verbs, `search-file`, `state active`, `version`.
+//! - [`docs`]: completion scripts and man pages load and render.
 //! - [`json`]: every `--json` document, parsed, against the text output.
 //! - [`summaries`]: one short line per state change, whatever the number of packages.
 //! - [`terminal`]: progress bars and prompts on a real pseudo-terminal, none in pipes.
 
 mod common;
 
+#[path = "cli/docs.rs"]
+mod docs;
 #[path = "cli/json.rs"]
 mod json;
 #[path = "cli/summaries.rs"]
