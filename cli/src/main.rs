@@ -240,6 +240,8 @@ mod tests {
         ],
         &["demo"],
         &["version", "--full"],
+        &["completions", "fish"],
+        &["man", "pages"],
     ];
 
     #[test]

@@ -176,8 +176,11 @@ fn mount_inner(
     let Root { db, store, .. } = root;
     let label = mountpoint.display().to_string();
     let pid = std::process::id();
-    let log: fuse::Log =
-        Arc::new(move |error| eprintln!("mossfs[{pid}] {label}: {}", one_line(error)));
+    // Through tracing like every diagnostic, so MOSSFS_LOG and --log reach the server's
+    // log (ROOT/.moss/mounts/mount.log in the background) too.
+    let log: fuse::Log = Arc::new(move |error| {
+        tracing::warn!("mossfs[{pid}] {label}: {}", one_line(error));
+    });
     let options = FsOptions {
         debug_view: args.debug_view,
         log: Some(log),
