@@ -220,7 +220,7 @@ pub struct ConflictDoc {
 pub struct Contender {
     /// `name-version-release`, or null for an implicit directory.
     pub package: Option<String>,
-    /// `regular`, `symlink`, `directory`, ...
+    /// What the node is, as `NodeKind::name` spells it (`file`, `symlink`, `directory`, ...).
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Permission bits.

@@ -328,3 +328,44 @@ fn state_list_marks_mounted_states_in_text_and_json() {
     let show = json(&root, &["state", "show", "1"]);
     assert_eq!(show["mounted"], rows[0]["mounted"]);
 }
+
+#[test]
+fn a_staged_candidate_with_conflicts_lists_them_in_json() {
+    let root = TestRoot::new();
+    let a = root.stone(&meta("a", "1"), vec![file("bin/x", "from a")]);
+    let b = root.stone(&meta("b", "1"), vec![link("bin/x", "elsewhere")]);
+    let staged = json(
+        &root,
+        &[
+            "install",
+            "--stage",
+            "--allow-conflicts",
+            a.to_str().expect("UTF-8"),
+            b.to_str().expect("UTF-8"),
+        ],
+    );
+    assert_eq!(staged["staged"], true);
+    assert_eq!(staged["state"], 1);
+    let conflicts = staged["conflict_paths"].as_array().expect("conflicts");
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(conflicts[0]["path"], "/usr/bin/x");
+    let contenders = conflicts[0]["contenders"].as_array().expect("contenders");
+    let regular = contenders
+        .iter()
+        .find(|c| c["package"] == "a-1-1")
+        .expect("a's claim");
+    assert_eq!(regular["type"], "file");
+    assert_eq!(regular["size"], 6);
+    assert_eq!(regular["mode"], 0o644);
+    let symlink = contenders
+        .iter()
+        .find(|c| c["package"] == "b-1-1")
+        .expect("b's claim");
+    assert_eq!(symlink["target"], "elsewhere");
+    assert!(symlink.get("size").is_none());
+    // state show and state list say the same.
+    let show = json(&root, &["state", "show", "1"]);
+    assert_eq!(show["conflict_paths"], staged["conflict_paths"]);
+    assert_eq!(show["status"], "conflicts");
+    assert_eq!(json(&root, &["state", "list"])[0]["conflicts"], 1);
+}
