@@ -50,12 +50,18 @@ impl Bar {
     pub fn new(label: &str, total: u64, unit: Unit) -> Bar {
         let template = match unit {
             Unit::Items(what) => format!(
-                "{{prefix:>8}} [{{bar:32}}] {{human_pos}}/{{human_len}} {what} ({{per_sec}}, {{eta}} left) {{msg}}"
+                "{{prefix:>8}} [{{bar:32}}] {{human_pos}}/{{human_len}} {what} ({{rate}}, {{eta}} left) {{msg}}"
             ),
             Unit::Bytes => "{prefix:>8} [{bar:32}] {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, {eta} left) {msg}".to_owned(),
         };
         let style = ProgressStyle::with_template(&template)
             .expect("the templates are fixed and valid")
+            .with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", state.per_sec());
+                },
+            )
             .progress_chars("=> ");
         Bar::add(ProgressBar::new(total).with_style(style), label)
     }
@@ -107,5 +113,24 @@ impl Drop for Bar {
         if enabled() {
             multi().remove(&self.0);
         }
+    }
+}
+
+/// Standard error for log lines: when bars are drawn, they are lifted for the write and
+/// drawn again below it, so a `-v` step or a warning never tears a bar.
+pub struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if enabled() {
+            multi().suspend(|| std::io::stderr().write_all(buf))?;
+            Ok(buf.len())
+        } else {
+            std::io::stderr().write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }

@@ -84,7 +84,7 @@ pub fn init_logging() -> Result<(), LogFilterError> {
     })?;
     tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_writer(io::stderr)
+        .with_writer(|| crate::progress::Stderr)
         .with_timer(tracing_subscriber::fmt::time::uptime())
         .with_target(false)
         .with_ansi(io::stderr().is_terminal())

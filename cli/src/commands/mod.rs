@@ -12,7 +12,7 @@ pub mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use mossfs_fs::blit::BlitProgress;
 
@@ -51,10 +51,16 @@ pub fn progress(label: &'static str) -> Option<Box<dyn Fn(BlitProgress) + Sync>>
     if !crate::progress::enabled() {
         return None;
     }
-    // Made at the first report, which brings the total.
-    let bar: OnceLock<Bar> = OnceLock::new();
+    // Made at the first report, which brings the total, and cleared at the last, so that
+    // the steps after the blit do not show a finished bar.
+    let bar: Mutex<Option<Bar>> = Mutex::new(None);
     Some(Box::new(move |p: BlitProgress| {
-        bar.get_or_init(|| Bar::new(label, p.total, Unit::Items("entries")))
+        let mut bar = bar.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if p.done >= p.total {
+            *bar = None;
+            return;
+        }
+        bar.get_or_insert_with(|| Bar::new(label, p.total, Unit::Items("entries")))
             .set(p.done);
     }))
 }

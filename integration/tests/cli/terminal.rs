@@ -125,6 +125,50 @@ fn bars_are_drawn_and_cleared_on_a_terminal_and_the_summary_stays() {
 }
 
 #[test]
+fn verbose_steps_are_written_whole_between_the_bars() {
+    let (root, stones) = root_with_stones();
+    let (status, screen) = on_a_terminal(
+        root.command(&["-v", "install", &stones[2].display().to_string()]),
+        b"",
+    );
+    assert!(status.success(), "{screen}");
+    let cleared = without_escapes(&screen);
+    for step in ["hash and copy stones", "ingest", "blit", "total"] {
+        let line = cleared
+            .split(['\r', '\n'])
+            .find(|l| l.contains(&format!("INFO {step}: ")))
+            .unwrap_or_else(|| panic!("no {step} line: {screen:?}"));
+        let time = line
+            .rsplit_once(": ")
+            .map(|(_, t)| t.trim_end())
+            .and_then(|t| t.strip_suffix(" s"))
+            .unwrap_or_else(|| panic!("torn line {line:?}"));
+        time.parse::<f64>()
+            .unwrap_or_else(|_| panic!("torn line {line:?}"));
+    }
+}
+
+/// The text of terminal output without its escape sequences (colours, cursor moves, line
+/// erases): `ESC [` up to the final letter.
+fn without_escapes(screen: &str) -> String {
+    let mut out = String::with_capacity(screen.len());
+    let mut chars = screen.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.clone().next() == Some('[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
 fn pipes_get_no_progress_at_all() {
     let (root, stones) = root_with_stones();
     let output = root.run(&["install", &stones[0].display().to_string()]);
