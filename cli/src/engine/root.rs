@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ROOT/usr/                   the live tree; usr/.stateID names its state
+//! ROOT/.moss/                 0700, like assets/, cache/ and root/ (`PRIVATE_DIRS`)
 //! ROOT/.moss/db/              LMDB
 //! ROOT/.moss/assets/, cache/  the store
 //! ROOT/.moss/root/staging/    where a commit blits the next /usr
@@ -24,6 +25,41 @@ use mossfs_store::Store;
 
 use super::error::{EngineError, Result};
 
+/// The folders of `.moss` that hold package files (`.moss` itself, the store, the stone
+/// cache and the archived trees), parents first. They are `0700`: an archived tree or an
+/// asset may be an old setuid binary that an upgrade replaced, and no other user may reach
+/// it there (DESIGN.md §6.6). Roots made before this rule are fixed when a writer opens them.
+const PRIVATE_DIRS: [&str; 4] = ["", "assets", "cache", "root"];
+
+/// The mode of [`PRIVATE_DIRS`].
+const PRIVATE_MODE: u32 = 0o700;
+
+/// Creates `dir` (its parent must exist) as `0700`, or gives an existing one that mode.
+fn make_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let error = |source| EngineError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    match std::fs::DirBuilder::new().mode(PRIVATE_MODE).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(error(e)),
+        _ => {}
+    }
+    // Not through a symlink someone put in its place: the mode is for this folder.
+    let meta = std::fs::symlink_metadata(dir).map_err(error)?;
+    if !meta.is_dir() {
+        return Err(error(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a directory",
+        )));
+    }
+    if meta.permissions().mode() & 0o7777 != PRIVATE_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_MODE))
+            .map_err(error)?;
+    }
+    Ok(())
+}
+
 /// An open root.
 pub struct Root {
     /// The root directory (`--root`).
@@ -41,10 +77,19 @@ impl Root {
     /// Opens for writing: takes the lock (saying so if it has to wait), then recovers.
     pub fn open_write(path: &Path) -> Result<Root> {
         let moss = path.join(".moss");
-        for dir in [moss.join("root"), moss.join("mounts")] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|source| EngineError::Io { path: dir, source })?;
+        std::fs::create_dir_all(path).map_err(|source| EngineError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        // `.moss` first, so nothing below it is reachable while the rest is made.
+        for dir in PRIVATE_DIRS {
+            make_private(&moss.join(dir))?;
         }
+        let mounts = moss.join("mounts");
+        std::fs::create_dir_all(&mounts).map_err(|source| EngineError::Io {
+            path: mounts,
+            source,
+        })?;
         let lock = Lock::acquire(&moss.join("lock"), || {
             eprintln!(
                 "waiting for another mossfs process to finish with {} ...",
