@@ -148,3 +148,92 @@ fn defect_03_a_root_made_before_the_rule_is_fixed_when_a_writer_opens_it() {
         b"#!/bin/sh\necho one\n"
     );
 }
+
+/// A package that ships the dynamic loader below `usr/lib64`, as x86_64 distributions
+/// that keep `lib64` apart do.
+fn loader(root: &TestRoot) -> PathBuf {
+    root.stone(
+        &meta("loader", "1"),
+        vec![file("lib64/ld-linux-x86-64.so.2", "the loader")],
+    )
+}
+
+fn link_text(root: &TestRoot, name: &str) -> PathBuf {
+    fs::read_link(root.path().join(name)).unwrap_or_else(|e| panic!("ROOT/{name}: {e}"))
+}
+
+#[test]
+fn defect_04_lib64_follows_what_the_state_ships() {
+    let root = TestRoot::new();
+    let base = root.stone(&meta("base", "1"), vec![file("lib/libc.so.6", "libc")]);
+    root.install(&[&base]);
+    assert_eq!(link_text(&root, "lib64"), Path::new("usr/lib"));
+
+    // The state ships usr/lib64: /lib64/ld-linux-x86-64.so.2 must resolve.
+    let loader = loader(&root);
+    let output = root.run(&["install".as_ref(), loader.as_os_str()]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(link_text(&root, "lib64"), Path::new("usr/lib64"));
+    assert_eq!(
+        fs::read(root.path().join("lib64/ld-linux-x86-64.so.2")).unwrap(),
+        b"the loader"
+    );
+    // mossfs made the old link, and says that it moved it.
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("note: root link lib64 now points to usr/lib64 (it pointed to usr/lib)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+
+    // Back without it, back to usr/lib; and rolling back follows too.
+    root.ok(&["remove", "loader"]);
+    assert_eq!(link_text(&root, "lib64"), Path::new("usr/lib"));
+    root.ok(&["state", "activate", "2"]);
+    assert_eq!(link_text(&root, "lib64"), Path::new("usr/lib64"));
+    assert!(root.path().join("lib64/ld-linux-x86-64.so.2").is_file());
+}
+
+#[test]
+fn defect_04_a_link_or_directory_the_user_made_is_reported_not_rewritten() {
+    let root = TestRoot::new();
+    let top = root.path();
+    // What an admin set up before mossfs came: the usual lib64 link, a link of their own,
+    // and a real sbin directory with a file in it.
+    std::os::unix::fs::symlink("usr/lib64", top.join("lib64")).unwrap();
+    std::os::unix::fs::symlink("/opt/mine/lib", top.join("lib")).unwrap();
+    fs::create_dir(top.join("sbin")).unwrap();
+    fs::write(top.join("sbin/admin-tool"), b"mine").unwrap();
+
+    let loader = loader(&root);
+    let output = root.run(&["install".as_ref(), loader.as_os_str()]);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = text(&output.stderr);
+
+    // lib64 -> usr/lib64 is what this state needs: kept, silently, and it resolves.
+    assert_eq!(link_text(&root, "lib64"), Path::new("usr/lib64"));
+    assert_eq!(
+        fs::read(top.join("lib64/ld-linux-x86-64.so.2")).unwrap(),
+        b"the loader"
+    );
+    assert!(!stderr.contains("lib64"), "{stderr}");
+    // The admin's own link stays, and the warning names it.
+    assert_eq!(link_text(&root, "lib"), Path::new("/opt/mine/lib"));
+    assert!(
+        stderr.contains(
+            "warning: root link lib points to /opt/mine/lib, not to usr/lib as mossfs would make it; left as it is"
+        ),
+        "{stderr}"
+    );
+    // The real directory stays with its file, and the warning says so.
+    assert_eq!(fs::read(top.join("sbin/admin-tool")).unwrap(), b"mine");
+    assert!(
+        stderr.contains(
+            "warning: sbin at the top of the root is a real directory, not a link to usr/sbin"
+        ),
+        "{stderr}"
+    );
+    // bin was free: mossfs made it.
+    assert_eq!(link_text(&root, "bin"), Path::new("usr/bin"));
+    assert_eq!(root.state_id_file().as_deref(), Some("1"));
+}

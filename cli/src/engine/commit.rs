@@ -137,6 +137,8 @@ pub struct CommitReport {
     pub base: Option<StateId>,
     /// Packages unpacked into the store on the way.
     pub unpacked: usize,
+    /// Root links re-pointed for this state, or left alone because mossfs did not make them.
+    pub links: Vec<sysroot::LinkNote>,
     /// Wall time of the whole commit.
     pub elapsed: std::time::Duration,
 }
@@ -263,13 +265,14 @@ pub fn commit_state(
     txn.commit()?;
     fault_point("db");
 
-    sysroot::ensure_root_links(&root.path)?;
+    let links = sysroot::ensure_root_links(&root.path)?;
     Ok(CommitReport {
         id,
         blitted,
         reused_archive,
         base: base_id,
         unpacked: pending.len(),
+        links,
         elapsed: started.elapsed(),
     })
 }

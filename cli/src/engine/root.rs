@@ -192,7 +192,13 @@ impl Root {
             mossfs_fs::blit::remove_tree(&staging)?;
         }
         if on_disk.is_some() {
-            sysroot::ensure_root_links(&self.path)?;
+            // A commit killed before this step left links to make. What the links found
+            // that the user must act on is said by commits, not by every writer.
+            for note in sysroot::ensure_root_links(&self.path)? {
+                if !note.is_warning() {
+                    self.recovered.push(note.to_string());
+                }
+            }
         }
         Ok(())
     }
