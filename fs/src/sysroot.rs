@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags};
@@ -163,6 +163,54 @@ pub fn read_state_id(usr: &Path) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Where the kernel lists this process's mounts.
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// Every mount point at or below `path`, shallowest first, as `/proc/self/mountinfo`
+/// lists them. A file system mounted inside `ROOT/usr` moves with the tree when `usr` is
+/// exchanged, and a tree being removed must not be emptied into another file system, so
+/// commits and removals ask this first (DESIGN.md §6.5). A missing `path` has none.
+pub fn mounts_below(path: &Path) -> Result<Vec<PathBuf>, RootError> {
+    let real = match std::fs::canonicalize(path) {
+        Ok(real) => real,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("resolve", path)(e)),
+    };
+    let table = std::fs::read(MOUNTINFO).map_err(io_err("read", Path::new(MOUNTINFO)))?;
+    let mut found: Vec<PathBuf> = table
+        .split(|b| *b == b'\n')
+        .filter_map(|line| line.split(|b| *b == b' ').nth(4))
+        .map(|field| PathBuf::from(std::ffi::OsString::from_vec(unescape_mountinfo(field))))
+        .filter(|point| point.starts_with(&real))
+        .collect();
+    found.sort_by_key(|p| p.components().count());
+    found.dedup();
+    Ok(found)
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                let value = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+                out.push(u8::try_from(value).unwrap_or(b'?'));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The links a merged-`/usr` root keeps at its top level, with every target mossfs ever
@@ -415,6 +463,23 @@ mod tests {
             below_root(b"/usr/lib64")
         );
         assert_eq!(below_root(b"../../usr/lib"), below_root(b"usr/lib"));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(br"/a\040b\134c\012"), b"/a b\\c\n");
+        assert_eq!(unescape_mountinfo(br"/plain\09"), br"/plain\09");
+    }
+
+    #[test]
+    fn the_root_file_system_is_below_slash_and_a_missing_path_has_no_mounts() {
+        let all = mounts_below(Path::new("/")).unwrap();
+        assert_eq!(all.first().map(PathBuf::as_path), Some(Path::new("/")));
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            mounts_below(&dir.path().join("gone")).unwrap(),
+            Vec::<PathBuf>::new()
+        );
     }
 
     #[test]

@@ -237,3 +237,250 @@ fn defect_04_a_link_or_directory_the_user_made_is_reported_not_rewritten() {
     assert_eq!(link_text(&root, "bin"), Path::new("usr/bin"));
     assert_eq!(root.state_id_file().as_deref(), Some("1"));
 }
+
+/// A mount made by a test, detached on drop.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// `None`, with the reason printed, where mounting is not allowed; a failure under
+/// `CI=true`, where it must be.
+fn mounted(at: &Path, result: rustix::io::Result<()>) -> Option<Mounted> {
+    match result {
+        Ok(()) => Some(Mounted(at.to_owned())),
+        // Only a lack of privilege is a reason to skip; anything else is the test's bug.
+        Err(e)
+            if e != rustix::io::Errno::PERM || std::env::var("CI").is_ok_and(|v| v == "true") =>
+        {
+            panic!(
+                "cannot mount at {} ({e}); CI must run this test",
+                at.display()
+            )
+        }
+        Err(e) => {
+            eprintln!(
+                "skipped: cannot mount at {} ({e}); run as root",
+                at.display()
+            );
+            None
+        }
+    }
+}
+
+/// A fresh tmpfs at `at`, holding `f` = "precious".
+fn tmpfs_with_a_file(at: &Path) -> Option<Mounted> {
+    let guard = mounted(
+        at,
+        rustix::mount::mount(
+            "mossfs-test",
+            at,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            c"",
+        ),
+    )?;
+    fs::write(at.join("f"), b"precious").unwrap();
+    Some(guard)
+}
+
+/// A bind mount of `from` at `at`: the same file system, another mount.
+fn bind(from: &Path, at: &Path) -> Option<Mounted> {
+    mounted(at, rustix::mount::mount_bind(from, at))
+}
+
+/// Ships two empty directories for the tests to mount on, as the issue's `odd` does.
+fn odd(root: &TestRoot) -> PathBuf {
+    root.stone(
+        &meta("odd", "1"),
+        vec![
+            file("share/odd/readme", "odd"),
+            dir("share/odd/sticky", 0o755),
+            dir("share/odd/bound", 0o755),
+        ],
+    )
+}
+
+fn small(root: &TestRoot) -> PathBuf {
+    root.stone(&meta("small", "1"), vec![file("bin/small", "small")])
+}
+
+#[test]
+fn defect_01_commit_refuses_mount_below_usr() {
+    let root = TestRoot::new();
+    let odd = odd(&root);
+    let small = small(&root);
+    root.install(&[&odd]);
+    let sticky = root.usr().join("share/odd/sticky");
+    let Some(_tmpfs) = tmpfs_with_a_file(&sticky) else {
+        return;
+    };
+    let system = root.system();
+    let states = root.states();
+
+    let err = root.fail(&["install".as_ref(), small.as_os_str()]);
+    let shown = fs::canonicalize(&sticky).unwrap();
+    assert!(
+        err.contains(&format!(
+            "{} is mounted below {}",
+            shown.display(),
+            root.usr().display()
+        )) && err.contains(&format!("unmount it (umount {})", shown.display())),
+        "{err}"
+    );
+    // The same for every command that would commit; a staged candidate writes no tree.
+    let err = root.fail(&["remove", "odd"]);
+    assert!(err.contains("is mounted below"), "{err}");
+    let staged = root.ok(&["install".as_ref(), "--stage".as_ref(), small.as_os_str()]);
+    assert!(staged.starts_with("staged state 2 "), "{staged}");
+    let err = root.fail(&["commit", "2"]);
+    assert!(err.contains("is mounted below"), "{err}");
+    root.ok(&["state", "remove", "2"]);
+
+    // Nothing changed: the live tree, the mounted file and the states.
+    assert_same(&system, &root.system(), "after the refusals");
+    assert_eq!(fs::read(sticky.join("f")).unwrap(), b"precious");
+    assert_eq!(root.states(), states);
+    assert_eq!(root.state_id_file().as_deref(), Some("1"));
+
+    drop(_tmpfs);
+    root.install(&[&small]);
+    assert_eq!(root.state_id_file().as_deref(), Some("3"));
+}
+
+#[test]
+fn defect_01_prune_stays_on_its_file_system() {
+    let root = TestRoot::new();
+    let odd = odd(&root);
+    let small = small(&root);
+    root.install(&[&odd]);
+    root.install(&[&small]);
+    // State 1's tree, archived, with a file system mounted inside it: what a commit made
+    // before commits refused mounts below usr, or an admin's bind mount.
+    let archived = root.moss().join("root/1/usr/share/odd");
+    let outside = root.scratch("outside");
+    fs::write(outside.join("g"), b"kept").unwrap();
+    let Some(tmpfs) = tmpfs_with_a_file(&archived.join("sticky")) else {
+        return;
+    };
+    let Some(bound) = bind(&outside, &archived.join("bound")) else {
+        return;
+    };
+
+    let out = root.ok(&["state", "prune", "--keep", "0"]);
+    assert!(
+        out.contains("kept state 1: ") && out.contains("is mounted inside its archived tree"),
+        "{out}"
+    );
+    assert!(!out.contains("removed state"), "{out}");
+    assert_eq!(fs::read(archived.join("sticky/f")).unwrap(), b"precious");
+    assert_eq!(fs::read(outside.join("g")).unwrap(), b"kept");
+    assert_eq!(
+        statuses(&root.states()),
+        [(1, "committed"), (2, "active")],
+        "state 1 is kept with its tree"
+    );
+    let err = root.fail(&["state", "remove", "1"]);
+    assert!(
+        err.contains("cannot remove state 1: ")
+            && err.contains("is mounted inside its archived tree; unmount it"),
+        "{err}"
+    );
+    assert!(archived.join("readme").is_file());
+
+    // The bind mount is the same file system (the same device): only the mount tells.
+    drop(tmpfs);
+    let out = root.ok(&["state", "prune", "--keep", "0"]);
+    assert!(out.contains("kept state 1: "), "{out}");
+    assert_eq!(fs::read(outside.join("g")).unwrap(), b"kept");
+
+    drop(bound);
+    let out = root.ok(&["state", "prune", "--keep", "0"]);
+    assert!(out.contains("removed state 1"), "{out}");
+    assert_eq!(statuses(&root.states()), [(2, "active")]);
+    assert!(!root.moss().join("root/1").exists());
+    assert_eq!(fs::read(outside.join("g")).unwrap(), b"kept");
+}
+
+#[test]
+fn defect_01_tree_removal_stays_on_its_file_system() {
+    // Below the commands' own checks, the removal itself never enters another mount.
+    let root = TestRoot::new();
+    let tree = root.scratch("tree");
+    fs::create_dir_all(tree.join("a/mnt")).unwrap();
+    fs::create_dir_all(tree.join("b/bound")).unwrap();
+    fs::write(tree.join("a/file"), b"mine").unwrap();
+    let outside = root.scratch("outside");
+    fs::write(outside.join("g"), b"kept").unwrap();
+    let Some(_tmpfs) = tmpfs_with_a_file(&tree.join("a/mnt")) else {
+        return;
+    };
+    let Some(bound) = bind(&outside, &tree.join("b/bound")) else {
+        return;
+    };
+
+    let err = mossfs_fs::blit::remove_tree(&tree).expect_err("a tree with mounts in it");
+    assert!(
+        err.to_string()
+            .contains(" is a mount point inside a tree being removed"),
+        "{err}"
+    );
+    assert_eq!(fs::read(tree.join("a/mnt/f")).unwrap(), b"precious");
+    assert_eq!(fs::read(outside.join("g")).unwrap(), b"kept");
+
+    let _tmpfs = _tmpfs;
+    drop(bound);
+    let err = mossfs_fs::blit::remove_tree(&tree).expect_err("the tmpfs is still there");
+    assert!(err.to_string().contains("a/mnt is a mount point"), "{err}");
+    assert_eq!(fs::read(tree.join("a/mnt/f")).unwrap(), b"precious");
+    assert_eq!(fs::read(outside.join("g")).unwrap(), b"kept");
+}
+
+#[test]
+fn defect_01_an_orphaned_tree_is_removed_by_prune_and_gc() {
+    let root = TestRoot::new();
+    for (name, at) in [("a", "bin/a"), ("b", "bin/b"), ("c", "bin/c")] {
+        let stone = root.stone(&meta(name, "1"), vec![file(at, name)]);
+        root.install(&[&stone]);
+    }
+    let trees = root.moss().join("root");
+    // Each commit builds on the newest archived tree, so one is left: state 2's.
+    assert!(trees.join("2/usr").is_dir());
+    // Trees whose states an earlier failure forgot, and a taken-over usr, which no
+    // cleanup ever touches.
+    fs::rename(trees.join("2"), trees.join("11")).unwrap();
+    fs::create_dir_all(trees.join("unmanaged-1/usr/bin")).unwrap();
+    fs::write(trees.join("unmanaged-1/usr/bin/sh"), b"theirs").unwrap();
+
+    let out = root.ok(&["state", "prune", "--keep", "5"]);
+    assert!(
+        out.contains(&format!(
+            "removed the orphaned tree {}: no state records it",
+            trees.join("11").display()
+        )),
+        "{out}"
+    );
+    assert!(!trees.join("11").exists());
+    assert_eq!(
+        statuses(&root.states()),
+        [(1, "committed"), (2, "committed"), (3, "active")]
+    );
+
+    // One more, as if the removal of a state 12 was killed before its tree was gone.
+    fs::create_dir_all(trees.join("12/usr/bin")).unwrap();
+    fs::write(trees.join("12/usr/bin/left"), b"left").unwrap();
+    fs::set_permissions(trees.join("12/usr/bin"), fs::Permissions::from_mode(0o555)).unwrap();
+    let out = root.ok(&["gc"]);
+    assert!(out.contains("removed the orphaned tree "), "{out}");
+    assert!(!trees.join("12").exists());
+    assert_eq!(
+        fs::read(trees.join("unmanaged-1/usr/bin/sh")).unwrap(),
+        b"theirs"
+    );
+    assert_eq!(root.state_id_file().as_deref(), Some("3"));
+    let out = root.ok(&["state", "prune", "--keep", "5"]);
+    assert_eq!(out, "nothing to prune\n");
+}

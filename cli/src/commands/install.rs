@@ -10,8 +10,8 @@ use mossfs_store::StoreError;
 
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{
-    EngineError, LoadedStone, Mode, Plan, Result, Root, commit_state, forget_unreached,
-    record_state,
+    EngineError, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
+    forget_unreached, record_state,
 };
 
 /// Arguments of `mossfs install`.
@@ -124,6 +124,9 @@ fn finish(
             )?;
         }
         return Ok(());
+    }
+    if !stage {
+        check_commit(root)?;
     }
     let state = record_state(root, &plan, stones, allow_conflicts)?;
     if stage {

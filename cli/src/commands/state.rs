@@ -1,8 +1,10 @@
 //! `mossfs state list | show | diff | activate | prune | remove`.
 
+use std::collections::HashSet;
 use std::io::Write;
 
 use mossfs_db::{Conflict, NodeKind, Query, StateId, Status};
+use mossfs_fs::sysroot;
 
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
@@ -250,20 +252,38 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
     committed.sort_by(|a, b| b.cmp(a));
     let mut doomed = Vec::new();
     for id in committed.into_iter().skip(keep) {
-        match mounts::mount_of(&mounted, id) {
-            Some(mount) => writeln!(
+        if let Some(mount) = mounts::mount_of(&mounted, id) {
+            writeln!(
                 out,
                 "kept state {id}: it is mounted at {}",
                 mount.mountpoint.display()
-            )?,
-            None => doomed.push(id),
+            )?;
+        } else if let Some(point) = sysroot::mounts_below(&root.archive(id))?.first() {
+            writeln!(
+                out,
+                "kept state {id}: {} is mounted inside its archived tree; unmount it to prune the state",
+                point.display()
+            )?;
+        } else {
+            doomed.push(id);
         }
     }
     remove_gated(root, gate, &mounted, &doomed, out)?;
-    if doomed.is_empty() {
+    let orphans = remove_orphans(root, out)?;
+    if doomed.is_empty() && orphans == 0 {
         writeln!(out, "nothing to prune")?;
     }
     Ok(())
+}
+
+/// Removes the archived trees no state records, printing a line for each; how many.
+pub fn remove_orphans(root: &Root, out: &mut dyn Write) -> Result<usize> {
+    let known: HashSet<StateId> = root.db.read()?.states()?.iter().map(|s| s.id).collect();
+    let notes = root.remove_orphan_trees(&known)?;
+    for note in &notes {
+        writeln!(out, "{note}")?;
+    }
+    Ok(notes.len())
 }
 
 fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
@@ -273,8 +293,9 @@ fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
 }
 
 /// Removes states while `gate` keeps new mounts from registering, so none can join
-/// `mounted` (read under that gate) between the check and the commit; their archived
-/// trees go after that.
+/// `mounted` (read under that gate) before the states are gone. Every state is checked
+/// before anything is removed; then each state's archived tree is removed, and only then
+/// the state forgotten (DESIGN.md §6.5), so a tree that cannot be removed keeps its state.
 fn remove_gated(
     root: &Root,
     gate: mounts::Gate,
@@ -282,9 +303,15 @@ fn remove_gated(
     ids: &[StateId],
     out: &mut dyn Write,
 ) -> Result<()> {
-    let mut txn = root.db.write()?;
-    let active = txn.active()?;
+    let mut unique = Vec::with_capacity(ids.len());
     for id in ids {
+        if !unique.contains(id) {
+            unique.push(*id);
+        }
+    }
+    let snapshot = root.db.read()?;
+    let active = snapshot.active()?;
+    for id in &unique {
         if Some(*id) == active {
             return Err(EngineError::RemoveActive(*id));
         }
@@ -294,20 +321,27 @@ fn remove_gated(
                 mountpoint: mount.mountpoint.clone(),
             });
         }
-        txn.state(*id)?;
-        txn.remove_state(*id)?;
-    }
-    txn.commit()?;
-    drop(gate);
-    // Database first, then files (DESIGN.md §6.5).
-    for id in ids {
-        let slot = root.archive(*id);
-        if slot.exists() {
-            mossfs_fs::blit::remove_tree(&slot)?;
+        snapshot.state(*id)?;
+        if let Some(mountpoint) = sysroot::mounts_below(&root.archive(*id))?
+            .into_iter()
+            .next()
+        {
+            return Err(EngineError::ArchiveMounted {
+                state: *id,
+                mountpoint,
+            });
         }
+    }
+    drop(snapshot);
+    for id in &unique {
+        root.remove_archive(*id)?;
+        let mut txn = root.db.write()?;
+        txn.remove_state(*id)?;
+        txn.commit()?;
         writeln!(out, "removed state {id}")?;
     }
-    if !ids.is_empty() {
+    drop(gate);
+    if !unique.is_empty() {
         writeln!(
             out,
             "run 'mossfs gc' to reclaim the space their packages used"

@@ -98,6 +98,16 @@ pub fn forget_unreached(root: &Root, id: StateId) -> Result<()> {
     Ok(())
 }
 
+/// What must hold before any commit writes anything: nothing is mounted below
+/// `ROOT/usr` or in the trees a commit rewrites. Install and remove ask before they record
+/// a state, so a refusal leaves nothing behind; [`commit_state`] asks again.
+pub fn check_commit(root: &Root) -> Result<()> {
+    if let Some((mountpoint, tree)) = root.mount_in_trees()? {
+        return Err(EngineError::MountedBelow { mountpoint, tree });
+    }
+    Ok(())
+}
+
 /// The one-line refusal for a state with file conflicts.
 pub fn conflict_error(
     q: &impl Query,
@@ -161,6 +171,7 @@ pub fn commit_state(
     progress: Option<&(dyn Fn(blit::BlitProgress) + Sync)>,
 ) -> Result<CommitReport> {
     let started = Instant::now();
+    check_commit(root)?;
     let snapshot = root.db.read()?;
     let mut state = snapshot.state(id)?;
     if !state.conflicts.is_empty() {

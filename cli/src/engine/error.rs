@@ -149,6 +149,33 @@ pub enum EngineError {
         /// Where it is mounted.
         mountpoint: PathBuf,
     },
+    /// A file system is mounted inside a tree a commit would move or rewrite: the exchange
+    /// would carry it out of `/usr` with the old tree.
+    #[error(
+        "{} is mounted below {}; a commit would move it out of /usr with the old tree; unmount it (umount {}) and run the command again",
+        .mountpoint.display(),
+        .tree.display(),
+        .mountpoint.display()
+    )]
+    MountedBelow {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// The tree it is in: `ROOT/usr` or `ROOT/.moss/root`.
+        tree: PathBuf,
+    },
+    /// A file system is mounted inside a state's archived tree, so the tree cannot be
+    /// removed without reaching into it; the state is kept.
+    #[error(
+        "cannot remove state {state}: {} is mounted inside its archived tree; unmount it (umount {}) and run the command again",
+        .mountpoint.display(),
+        .mountpoint.display()
+    )]
+    ArchiveMounted {
+        /// The state.
+        state: StateId,
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
     /// The registry of live mounts could not be read or written.
     #[error("cannot use the mount registry {}", .path.display())]
     Mounts {

@@ -17,6 +17,8 @@
 //! the old tree left in staging is archived. Whatever else is in staging is debris from a
 //! commit that never reached its commit point, and is removed.
 
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{Db, Query, StateId, Status};
@@ -30,6 +32,9 @@ use super::error::{EngineError, Result};
 /// asset may be an old setuid binary that an upgrade replaced, and no other user may reach
 /// it there (DESIGN.md §6.6). Roots made before this rule are fixed when a writer opens them.
 const PRIVATE_DIRS: [&str; 4] = ["", "assets", "cache", "root"];
+
+/// How the folders in `ROOT/.moss/root` that keep a taken-over `usr` begin.
+pub const UNMANAGED_PREFIX: &str = "unmanaged-";
 
 /// The mode of [`PRIVATE_DIRS`].
 const PRIVATE_MODE: u32 = 0o700;
@@ -203,12 +208,108 @@ impl Root {
         Ok(())
     }
 
+    /// The first file system mounted at or below `ROOT/usr`, or below the trees in
+    /// `ROOT/.moss/root` that commits rewrite and prune removes, with the tree it is in. A
+    /// tree mossfs took over (`unmanaged-*`) is never written or removed, so a mount in it
+    /// is no concern.
+    pub fn mount_in_trees(&self) -> Result<Option<(PathBuf, PathBuf)>> {
+        let usr = self.usr();
+        if let Some(first) = sysroot::mounts_below(&usr)?.into_iter().next() {
+            return Ok(Some((first, usr)));
+        }
+        let trees = self.path.join(".moss/root");
+        let kept = std::fs::canonicalize(&trees)
+            .unwrap_or_else(|_| trees.clone())
+            .join(UNMANAGED_PREFIX);
+        let kept = kept.as_os_str().as_bytes();
+        Ok(sysroot::mounts_below(&trees)?
+            .into_iter()
+            .find(|point| !point.as_os_str().as_bytes().starts_with(kept))
+            .map(|point| (point, trees)))
+    }
+
+    /// Removes the archived tree of state `id`, if it has one, without leaving its file
+    /// system. Its `.stateID` goes first, so a removal cut short never leaves a tree that a
+    /// commit would take for that state's. Callers forget the state only after this
+    /// succeeds (DESIGN.md §6.5).
+    pub fn remove_archive(&self, id: StateId) -> Result<()> {
+        let slot = self.archive(id);
+        if let Some(mountpoint) = sysroot::mounts_below(&slot)?.into_iter().next() {
+            return Err(EngineError::ArchiveMounted {
+                state: id,
+                mountpoint,
+            });
+        }
+        let marker = slot.join("usr").join(sysroot::STATE_ID_FILE);
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(EngineError::Io {
+                    path: marker,
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        mossfs_fs::blit::remove_tree(&slot)?;
+        Ok(())
+    }
+
+    /// Trees in `ROOT/.moss/root` named after a state the database does not have: left by
+    /// a removal that failed or was killed before mossfs removed trees before forgetting
+    /// states. Staging and taken-over trees are not among them.
+    pub fn orphan_trees(&self, known: &HashSet<StateId>) -> Result<Vec<PathBuf>> {
+        let dir = self.path.join(".moss/root");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(EngineError::Io { path: dir, source }),
+        };
+        let mut orphans = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| EngineError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let id = entry.file_name().to_str().and_then(|n| n.parse().ok());
+            if let Some(id) = id
+                && !known.contains(&StateId(id))
+            {
+                orphans.push(entry.path());
+            }
+        }
+        orphans.sort();
+        Ok(orphans)
+    }
+
+    /// Removes the trees of [`Root::orphan_trees`], each only if nothing is mounted in it;
+    /// one line per tree, saying what was done.
+    pub fn remove_orphan_trees(&self, known: &HashSet<StateId>) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        for tree in self.orphan_trees(known)? {
+            if let Some(point) = sysroot::mounts_below(&tree)?.into_iter().next() {
+                notes.push(format!(
+                    "kept the orphaned tree {}: {} is mounted inside it; unmount it to have it removed",
+                    tree.display(),
+                    point.display()
+                ));
+                continue;
+            }
+            mossfs_fs::blit::remove_tree(&tree)?;
+            notes.push(format!(
+                "removed the orphaned tree {}: no state records it",
+                tree.display()
+            ));
+        }
+        Ok(notes)
+    }
+
     /// Keeps a `usr` that no mossfs state made (the root's original tree) instead of
     /// deleting someone else's files.
     pub fn archive_unmanaged(&self, tree: &Path) -> Result<()> {
-        let slot = self
-            .path
-            .join(format!(".moss/root/unmanaged-{}", std::process::id()));
+        let slot = self.path.join(format!(
+            ".moss/root/{UNMANAGED_PREFIX}{}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&slot).map_err(|source| EngineError::Io {
             path: slot.clone(),
             source,
