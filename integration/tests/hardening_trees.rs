@@ -484,3 +484,169 @@ fn defect_01_an_orphaned_tree_is_removed_by_prune_and_gc() {
     let out = root.ok(&["state", "prune", "--keep", "5"]);
     assert_eq!(out, "nothing to prune\n");
 }
+
+/// A `usr` that some other system put there: what every `--root /` finds on a normal host.
+fn foreign_usr(root: &TestRoot) {
+    fs::create_dir_all(root.usr().join("bin")).unwrap();
+    fs::write(root.usr().join("bin/bash"), b"sys").unwrap();
+}
+
+/// The stones in the cache, which a refused install must not have added.
+fn cached_stones(root: &TestRoot) -> Vec<PathBuf> {
+    fs::read_dir(root.moss().join("cache"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "stone"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn defect_02_an_unmanaged_usr_is_not_taken_over_without_asking() {
+    let root = TestRoot::new();
+    let small = small(&root);
+    foreign_usr(&root);
+    let before = snapshot(&root.usr());
+    let kept = root.moss().join("root/unmanaged-1/usr");
+
+    let err = root.fail(&["install".as_ref(), small.as_os_str()]);
+    assert!(
+        err.contains(&format!(
+            "{} is not managed by mossfs (it has no .stateID); a commit would replace it with a usr holding only the state's packages",
+            root.usr().display()
+        )) && err.contains("run the command again with --take-over-usr")
+            && err.contains(&kept.display().to_string()),
+        "{err}"
+    );
+    assert_same(&before, &snapshot(&root.usr()), "after the refusal");
+    assert_eq!(root.states(), Vec::new(), "no state, not even a candidate");
+    assert_eq!(cached_stones(&root), Vec::<PathBuf>::new());
+
+    // A dry run says the same, and with the flag says what it would do.
+    let dry = root.fail(&["install".as_ref(), "--dry-run".as_ref(), small.as_os_str()]);
+    assert_eq!(dry, err);
+    let dry = root.ok(&[
+        "install".as_ref(),
+        "--dry-run".as_ref(),
+        "--take-over-usr".as_ref(),
+        small.as_os_str(),
+    ]);
+    assert!(
+        dry.starts_with(&format!(
+            "would take over {} (it has no .stateID), keeping its tree in {}\n",
+            root.usr().display(),
+            kept.display()
+        )),
+        "{dry}"
+    );
+    assert_same(&before, &snapshot(&root.usr()), "after the dry runs");
+    assert!(!kept.exists());
+
+    // Asked for: the old tree is kept whole, and nothing removes it later.
+    let out = root.ok(&[
+        "install".as_ref(),
+        "--take-over-usr".as_ref(),
+        small.as_os_str(),
+    ]);
+    assert!(
+        out.contains(&format!(
+            "took over the usr that mossfs did not make: it is kept in {}",
+            kept.display()
+        )),
+        "{out}"
+    );
+    assert_tree_matches(&root.usr(), &[&small]);
+    assert_same(&before, &snapshot(&kept), "the kept tree");
+    let odd = odd(&root);
+    root.install(&[&odd]);
+    root.ok(&["state", "prune", "--keep", "0"]);
+    root.ok(&["gc"]);
+    assert_same(
+        &before,
+        &snapshot(&kept),
+        "the kept tree after prune and gc",
+    );
+
+    // Put back by hand as README.md says: mossfs does not manage that usr again until
+    // asked to.
+    let mossfs_usr = root.path().join("usr.mossfs");
+    fs::rename(root.usr(), &mossfs_usr).unwrap();
+    fs::rename(&kept, root.usr()).unwrap();
+    let err = root.fail(&["remove", "odd"]);
+    assert!(
+        err.contains("is not managed by mossfs (it has no .stateID)"),
+        "{err}"
+    );
+    assert!(err.contains("unmanaged-1/usr"), "{err}");
+    let err = root.fail(&["state", "activate", "1"]);
+    assert!(err.contains("is not managed by mossfs"), "{err}");
+    assert_same(&before, &snapshot(&root.usr()), "the usr put back");
+}
+
+#[test]
+fn defect_02_a_foreign_state_id_is_not_ours_and_an_empty_usr_is_nobodys() {
+    // Upstream moss writes usr/.stateID too; its numbers mean nothing to this database.
+    let root = TestRoot::new();
+    let small = small(&root);
+    foreign_usr(&root);
+    fs::write(root.usr().join(".stateID"), b"5").unwrap();
+    let err = root.fail(&["install".as_ref(), small.as_os_str()]);
+    assert!(
+        err.contains("is not managed by mossfs (its .stateID names a state this root's database does not have)"),
+        "{err}"
+    );
+    assert_eq!(fs::read(root.usr().join("bin/bash")).unwrap(), b"sys");
+
+    // An empty usr holds nothing to lose: replaced without a flag, and not kept.
+    let empty = TestRoot::new();
+    let small = empty.stone(&meta("small", "1"), vec![file("bin/small", "small")]);
+    fs::create_dir(empty.usr()).unwrap();
+    let out = empty.install(&[&small]);
+    assert!(!out.contains("took over"), "{out}");
+    assert_tree_matches(&empty.usr(), &[&small]);
+    let trees: Vec<_> = fs::read_dir(empty.moss().join("root"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "staging")
+        .collect();
+    assert_eq!(trees, Vec::<std::ffi::OsString>::new());
+}
+
+#[test]
+fn defect_02_a_take_over_killed_after_the_exchange_keeps_the_old_usr() {
+    let root = TestRoot::new();
+    let small = small(&root);
+    foreign_usr(&root);
+    let before = snapshot(&root.usr());
+    let status = root
+        .command(&[
+            "install".as_ref(),
+            "--take-over-usr".as_ref(),
+            small.as_os_str(),
+        ])
+        .env("MOSSFS_FAULT", "exchange")
+        .status()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed after the exchange"
+    );
+    // The next writer finishes the commit, and keeps the old usr instead of removing it
+    // as an unfinished staging tree.
+    let output = root.run(&["gc"]);
+    assert!(output.status.success(), "{output:?}");
+    let kept = root.moss().join("root/unmanaged-1/usr");
+    assert!(
+        text(&output.stderr).contains(&format!(
+            "recovered: kept the usr that mossfs took over at {}",
+            kept.display()
+        )),
+        "{output:?}"
+    );
+    assert_same(&before, &snapshot(&kept), "the kept tree");
+    assert_tree_matches(&root.usr(), &[&small]);
+    assert_eq!(statuses(&root.states()), [(1, "active")]);
+}

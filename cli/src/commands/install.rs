@@ -11,7 +11,7 @@ use mossfs_store::StoreError;
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{
     EngineError, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
-    forget_unreached, record_state,
+    forget_unreached, record_state, root::LiveUsr,
 };
 
 /// Arguments of `mossfs install`.
@@ -29,6 +29,9 @@ pub struct InstallArgs {
     /// Show what would happen and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -45,6 +48,9 @@ pub struct RemoveArgs {
     /// Show what would happen and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -54,6 +60,9 @@ pub struct RemoveArgs {
 pub struct CommitArgs {
     /// The candidate state; the newest candidate if omitted.
     pub id: Option<u64>,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -73,7 +82,8 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     args.stones
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     let mut stones = args
         .stones
@@ -96,7 +106,8 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     let mut plan = base_plan(&root)?;
     let removed = plan.remove(&args.names)?;
@@ -113,7 +124,21 @@ fn finish(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
+    // A refusal of the commit comes before anything is recorded, and a dry run says it.
+    let live = if stage {
+        None
+    } else {
+        Some(check_commit(root)?)
+    };
     if dry_run {
+        if let Some(LiveUsr::Unmanaged(why)) = live {
+            writeln!(
+                out,
+                "would take over {} ({why}), keeping its tree in {}",
+                root.usr().display(),
+                root.unmanaged_slot().display()
+            )?;
+        }
         writeln!(out, "would record a state: {}", plan.summary)?;
         for (name, (id, meta, explicit)) in &plan.packages {
             let how = if *explicit { "explicit" } else { "dependency" };
@@ -124,9 +149,6 @@ fn finish(
             )?;
         }
         return Ok(());
-    }
-    if !stage {
-        check_commit(root)?;
     }
     let state = record_state(root, &plan, stones, allow_conflicts)?;
     if stage {
@@ -183,7 +205,8 @@ fn name_stone(error: EngineError, stones: &[LoadedStone]) -> EngineError {
 
 /// Runs `mossfs commit`.
 pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     let snapshot = root.db.read()?;
     let id = match args.id {

@@ -34,6 +34,9 @@ pub enum StateCommand {
     Activate {
         /// The state.
         id: u64,
+        /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+        #[arg(long)]
+        take_over_usr: bool,
         #[command(flatten)]
         root: RootArg,
     },
@@ -70,8 +73,13 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
         StateCommand::Diff { a, b, root } => {
             diff(&Root::open_read(&root.root)?, StateId(*a), StateId(*b), out)
         }
-        StateCommand::Activate { id, root } => {
-            let root = Root::open_write(&root.root)?;
+        StateCommand::Activate {
+            id,
+            take_over_usr,
+            root,
+        } => {
+            let mut root = Root::open_write(&root.root)?;
+            root.take_over_usr = *take_over_usr;
             report_recovery(&root);
             let summary = format!("activate state {id}");
             let progress = progress("blit");

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use super::error::{EngineError, Result};
 use super::plan::{LoadedStone, Plan};
-use super::root::Root;
+use super::root::{LiveUsr, Root};
 
 /// Kills the process with SIGKILL if `MOSSFS_FAULT` names this step: a real crash, with no
 /// destructors and no cleanup, for the crash-safety tests.
@@ -99,13 +99,25 @@ pub fn forget_unreached(root: &Root, id: StateId) -> Result<()> {
 }
 
 /// What must hold before any commit writes anything: nothing is mounted below
-/// `ROOT/usr` or in the trees a commit rewrites. Install and remove ask before they record
-/// a state, so a refusal leaves nothing behind; [`commit_state`] asks again.
-pub fn check_commit(root: &Root) -> Result<()> {
+/// `ROOT/usr` or in the trees a commit rewrites, and `ROOT/usr` is mossfs's own, absent, or
+/// to be taken over as the user asked (DESIGN.md §6.7). Returns what `usr` is now. Install
+/// and remove ask before they record a state, so a refusal leaves nothing behind;
+/// [`commit_state`] asks again.
+pub fn check_commit(root: &Root) -> Result<LiveUsr> {
     if let Some((mountpoint, tree)) = root.mount_in_trees()? {
         return Err(EngineError::MountedBelow { mountpoint, tree });
     }
-    Ok(())
+    let live = root.live_usr()?;
+    if let LiveUsr::Unmanaged(why) = live
+        && !root.take_over_usr
+    {
+        return Err(EngineError::UnmanagedUsr {
+            usr: root.usr(),
+            why,
+            kept: root.unmanaged_slot(),
+        });
+    }
+    Ok(live)
 }
 
 /// The one-line refusal for a state with file conflicts.
@@ -147,6 +159,8 @@ pub struct CommitReport {
     pub base: Option<StateId>,
     /// Packages unpacked into the store on the way.
     pub unpacked: usize,
+    /// Where the `usr` that mossfs took over is kept now, when it took one over.
+    pub took_over: Option<std::path::PathBuf>,
     /// Root links re-pointed for this state, or left alone because mossfs did not make them.
     pub links: Vec<sysroot::LinkNote>,
     /// Wall time of the whole commit.
@@ -171,7 +185,7 @@ pub fn commit_state(
     progress: Option<&(dyn Fn(blit::BlitProgress) + Sync)>,
 ) -> Result<CommitReport> {
     let started = Instant::now();
-    check_commit(root)?;
+    let live = check_commit(root)?;
     let snapshot = root.db.read()?;
     let mut state = snapshot.state(id)?;
     if !state.conflicts.is_empty() {
@@ -259,12 +273,18 @@ pub fn commit_state(
     sysroot::exchange(&staged, &root.usr())?;
     fault_point("exchange");
 
-    if staged.exists() && mode == Mode::Reblit {
-        blit::remove_tree(&staged)?;
-    } else if staged.exists() {
-        match sysroot::read_state_id(&staged) {
-            Some(old) => root.archive_tree(StateId(old), &staged)?,
-            None => root.archive_unmanaged(&staged)?,
+    let mut took_over = None;
+    if staged.exists() {
+        match live {
+            LiveUsr::Managed(_) if mode == Mode::Reblit => blit::remove_tree(&staged)?,
+            LiveUsr::Managed(old) => root.archive_tree(old, &staged)?,
+            LiveUsr::Empty => std::fs::remove_dir(&staged).map_err(|source| EngineError::Io {
+                path: staged.clone(),
+                source,
+            })?,
+            LiveUsr::Unmanaged(_) | LiveUsr::Absent => {
+                took_over = Some(root.archive_unmanaged(&staged)?);
+            }
         }
     }
     fault_point("archive");
@@ -284,6 +304,7 @@ pub fn commit_state(
         base: base_id,
         unpacked: pending.len(),
         links,
+        took_over,
         elapsed: started.elapsed(),
     })
 }

@@ -149,6 +149,21 @@ pub enum EngineError {
         /// Where it is mounted.
         mountpoint: PathBuf,
     },
+    /// `ROOT/usr` holds a tree mossfs did not make, and the user did not ask to take it
+    /// over: replacing it would leave the system with only the state's packages.
+    #[error(
+        "{} is not managed by mossfs ({why}); a commit would replace it with a usr holding only the state's packages; if that is what you want, run the command again with --take-over-usr, and the old tree will be kept in {}",
+        .usr.display(),
+        .kept.display()
+    )]
+    UnmanagedUsr {
+        /// `ROOT/usr`.
+        usr: PathBuf,
+        /// Why it is not mossfs's.
+        why: &'static str,
+        /// Where a take-over would keep it.
+        kept: PathBuf,
+    },
     /// A file system is mounted inside a tree a commit would move or rewrite: the exchange
     /// would carry it out of `/usr` with the old tree.
     #[error(

@@ -65,6 +65,20 @@ fn make_private(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What is at `ROOT/usr` before a commit replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveUsr {
+    /// Nothing: the first commit moves its tree there.
+    Absent,
+    /// An empty directory, which a commit replaces and removes: nothing is lost.
+    Empty,
+    /// A tree mossfs made for this state; a commit archives it.
+    Managed(StateId),
+    /// Something mossfs did not make, and why it says so. A commit refuses to replace it
+    /// unless the user asks to take it over, and then keeps it.
+    Unmanaged(&'static str),
+}
+
 /// An open root.
 pub struct Root {
     /// The root directory (`--root`).
@@ -75,6 +89,9 @@ pub struct Root {
     pub store: Store,
     /// What recovery did when the root was opened, for people.
     pub recovered: Vec<String>,
+    /// The user asked to take over a `usr` that mossfs does not manage
+    /// (`--take-over-usr`); without it a commit refuses to replace one (DESIGN.md §6.7).
+    pub take_over_usr: bool,
     _lock: Option<Lock>,
 }
 
@@ -130,6 +147,7 @@ impl Root {
             db,
             store,
             recovered,
+            take_over_usr: false,
             _lock: lock,
         })
     }
@@ -163,6 +181,9 @@ impl Root {
             None => None,
         };
         drop(txn);
+        // Whether the dead process got past the exchange: then staging holds the tree
+        // that was live before, which is never debris.
+        let exchanged = known.is_some() && on_disk != in_db;
         if let (Some(disk), Some(state)) = (on_disk, known)
             && in_db != Some(disk)
         {
@@ -178,12 +199,21 @@ impl Root {
         }
         let staged = self.staging_usr();
         if staged.exists() {
-            match (sysroot::read_state_id(&staged).map(StateId), in_db) {
+            let old = sysroot::read_state_id(&staged).map(StateId);
+            match old {
                 // The old tree, exchanged out but not yet archived.
-                (Some(old), Some(previous)) if old == previous && on_disk != Some(old) => {
+                Some(old) if exchanged && Some(old) == in_db => {
                     self.archive_tree(old, &staged)?;
                     self.recovered
                         .push(format!("archived the tree of state {old}"));
+                }
+                // A usr that no state made, taken over: kept, never removed.
+                _ if exchanged => {
+                    let kept = self.archive_unmanaged(&staged)?;
+                    self.recovered.push(format!(
+                        "kept the usr that mossfs took over at {}",
+                        kept.display()
+                    ));
                 }
                 _ => {
                     mossfs_fs::blit::remove_tree(&staged)?;
@@ -303,19 +333,60 @@ impl Root {
         Ok(notes)
     }
 
-    /// Keeps a `usr` that no mossfs state made (the root's original tree) instead of
-    /// deleting someone else's files.
-    pub fn archive_unmanaged(&self, tree: &Path) -> Result<()> {
-        let slot = self.path.join(format!(
-            ".moss/root/{UNMANAGED_PREFIX}{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&slot).map_err(|source| EngineError::Io {
-            path: slot.clone(),
+    /// What `ROOT/usr` is now, and so what a commit would do with it.
+    pub fn live_usr(&self) -> Result<LiveUsr> {
+        let usr = self.usr();
+        let meta = match std::fs::symlink_metadata(&usr) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LiveUsr::Absent),
+            Err(source) => return Err(EngineError::Io { path: usr, source }),
+        };
+        if !meta.is_dir() {
+            return Ok(LiveUsr::Unmanaged("it is not a directory"));
+        }
+        match sysroot::read_state_id(&usr).map(StateId) {
+            Some(id) if self.db.read()?.state(id).is_ok() => Ok(LiveUsr::Managed(id)),
+            Some(_) => Ok(LiveUsr::Unmanaged(
+                "its .stateID names a state this root's database does not have",
+            )),
+            None => {
+                let mut entries = std::fs::read_dir(&usr).map_err(|source| EngineError::Io {
+                    path: usr.clone(),
+                    source,
+                })?;
+                if entries.next().is_none() {
+                    Ok(LiveUsr::Empty)
+                } else {
+                    Ok(LiveUsr::Unmanaged("it has no .stateID"))
+                }
+            }
+        }
+    }
+
+    /// Where the next taken-over `usr` is kept: `ROOT/.moss/root/unmanaged-<n>/usr`, with
+    /// the lowest `n` whose `usr` is free, so the first one is always `unmanaged-1`.
+    pub fn unmanaged_slot(&self) -> PathBuf {
+        (1u64..)
+            .map(|n| {
+                self.path
+                    .join(format!(".moss/root/{UNMANAGED_PREFIX}{n}/usr"))
+            })
+            .find(|usr| std::fs::symlink_metadata(usr).is_err())
+            .expect("some number is free")
+    }
+
+    /// Keeps a `usr` that no mossfs state made (the root's original tree, taken over with
+    /// `--take-over-usr`) instead of deleting someone else's files; nothing ever removes
+    /// it. Returns where it is now.
+    pub fn archive_unmanaged(&self, tree: &Path) -> Result<PathBuf> {
+        let kept = self.unmanaged_slot();
+        let slot = kept.parent().expect("the slot holds usr");
+        std::fs::create_dir_all(slot).map_err(|source| EngineError::Io {
+            path: slot.to_owned(),
             source,
         })?;
-        sysroot::rename_durable(tree, &slot.join("usr"))?;
-        Ok(())
+        sysroot::rename_durable(tree, &kept)?;
+        Ok(kept)
     }
 
     /// Moves a tree to the archive slot of its state, replacing any older copy there.
