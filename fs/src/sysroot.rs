@@ -1,5 +1,6 @@
 //! The system root's own syscalls: the writer lock, the atomic `/usr` exchange, the
-//! `.stateID` marker, directory fsyncs and the root links (DESIGN.md §4, §6.2).
+//! `.stateID` marker, directory fsyncs, the root links, and which file systems are mounted
+//! inside a tree (DESIGN.md §4, §6.2, §6.5).
 //!
 //! Everything here works on directory fds, so a path is resolved once and the same
 //! directory is acted on throughout. The transaction engine in `cli` decides the order;

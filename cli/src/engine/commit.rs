@@ -7,8 +7,11 @@
 //! | `ingest` | packages unpacked, store synced | the old state active; assets are garbage at worst |
 //! | `blit` | staging/usr written, `.stateID` in it, synced | the old state active; staging is removed at next start |
 //! | `exchange` | `renameat2(RENAME_EXCHANGE)` of staging/usr and usr | **the new state live**: the next start marks it active in the DB and archives the old tree |
-//! | `archive` | old tree moved to `.moss/root/<old>/usr` | the new state live; the DB is brought in line at next start |
+//! | `archive` | old tree moved to `.moss/root/<old>/usr` (a taken-over `usr` to `unmanaged-N/usr`) | the new state live; the DB is brought in line at next start, and the old tree archived or kept |
 //! | `db` | state marked committed and active | done, but root links may be missing; next start makes them |
+//!
+//! Before the first step, [`check_commit`] refuses a commit that would carry a mount out of
+//! `/usr` or replace a `usr` mossfs did not make (DESIGN.md §6.5, §6.7).
 //!
 //! Setting `MOSSFS_FAULT=<step>` kills the process with SIGKILL right after that step, so
 //! tests can prove every row of this table.
