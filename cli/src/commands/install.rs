@@ -10,8 +10,8 @@ use mossfs_store::StoreError;
 
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{
-    EngineError, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
-    forget_unreached, record_state, root::LiveUsr,
+    EngineError, LiveUsr, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
+    forget_unreached, record_state,
 };
 
 /// Arguments of `mossfs install`.

@@ -11,4 +11,4 @@ pub mod root;
 pub use commit::{CommitReport, Mode, check_commit, commit_state, forget_unreached, record_state};
 pub use error::{EngineError, Result};
 pub use plan::{LoadedStone, Plan};
-pub use root::Root;
+pub use root::{LiveUsr, Root};
