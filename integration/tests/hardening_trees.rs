@@ -370,6 +370,16 @@ fn defect_01_prune_stays_on_its_file_system() {
         return;
     };
 
+    // A commit would build on that archived tree: refused, like a mount below usr.
+    let err = root.fail(&["remove", "small"]);
+    assert!(
+        err.contains(&format!(
+            "is mounted below {}; a commit may rewrite or remove the archived tree it is in; unmount it",
+            root.moss().join("root").display()
+        )),
+        "{err}"
+    );
+
     let out = root.ok(&["state", "prune", "--keep", "0"]);
     assert!(
         out.contains("kept state 1: ") && out.contains("is mounted inside its archived tree"),

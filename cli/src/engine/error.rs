@@ -167,9 +167,14 @@ pub enum EngineError {
     /// A file system is mounted inside a tree a commit would move or rewrite: the exchange
     /// would carry it out of `/usr` with the old tree.
     #[error(
-        "{} is mounted below {}; a commit would move it out of /usr with the old tree; unmount it (umount {}) and run the command again",
+        "{} is mounted below {}; {}; unmount it (umount {}) and run the command again",
         .mountpoint.display(),
         .tree.display(),
+        if .tree.ends_with("usr") {
+            "a commit would move it out of /usr with the old tree"
+        } else {
+            "a commit may rewrite or remove the archived tree it is in"
+        },
         .mountpoint.display()
     )]
     MountedBelow {
