@@ -61,6 +61,8 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
     }
     txn.commit()?;
 
+    // Trees first, so the bytes the store reports freed are really free.
+    super::state::remove_orphans(&root, out)?;
     let stats = root.store.gc(&keep_assets, &selected)?;
     writeln!(
         out,

@@ -10,8 +10,8 @@ use mossfs_store::StoreError;
 
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{
-    EngineError, LoadedStone, Mode, Plan, Result, Root, commit_state, forget_unreached,
-    record_state,
+    EngineError, LiveUsr, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
+    forget_unreached, record_state,
 };
 use crate::quote;
 
@@ -30,6 +30,9 @@ pub struct InstallArgs {
     /// Show what would happen and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -46,6 +49,9 @@ pub struct RemoveArgs {
     /// Show what would happen and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -55,6 +61,9 @@ pub struct RemoveArgs {
 pub struct CommitArgs {
     /// The candidate state; the newest candidate if omitted.
     pub id: Option<u64>,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -74,7 +83,8 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     args.stones
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     let mut stones = args
         .stones
@@ -97,7 +107,8 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     let mut plan = base_plan(&root)?;
     let removed = plan.remove(&args.names)?;
@@ -114,7 +125,21 @@ fn finish(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
+    // A refusal of the commit comes before anything is recorded, and a dry run says it.
+    let live = if stage {
+        None
+    } else {
+        Some(check_commit(root)?)
+    };
     if dry_run {
+        if let Some(LiveUsr::Unmanaged(why)) = live {
+            writeln!(
+                out,
+                "would take over {} ({why}), keeping its tree in {}",
+                root.usr().display(),
+                root.unmanaged_slot().display()
+            )?;
+        }
         writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
         for (name, (id, meta, explicit)) in &plan.packages {
             let how = if *explicit { "explicit" } else { "dependency" };
@@ -191,7 +216,8 @@ fn name_stone(error: EngineError, stones: &[LoadedStone]) -> EngineError {
 
 /// Runs `mossfs commit`.
 pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     let snapshot = root.db.read()?;
     let id = match args.id {

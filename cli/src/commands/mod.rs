@@ -49,6 +49,17 @@ pub fn print_commit(
     if std::io::stderr().is_terminal() {
         eprint!("\r\x1b[K");
     }
+    if let Some(kept) = &report.took_over {
+        writeln!(
+            out,
+            "took over the usr that mossfs did not make: it is kept in {} (see 'Taking over a usr' in README.md)",
+            kept.display()
+        )?;
+    }
+    for note in &report.links {
+        let label = if note.is_warning() { "warning" } else { "note" };
+        eprintln!("{label}: {note}");
+    }
     let how = match (report.reused_archive, report.base) {
         (true, _) => "archived tree reused".to_owned(),
         (false, Some(base)) => format!(

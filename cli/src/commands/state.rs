@@ -1,9 +1,11 @@
 //! `mossfs state list | show | diff | activate | prune | remove`.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 
 use mossfs_db::{Conflict, NodeKind, Query, StateId, Status};
+use mossfs_fs::sysroot;
 
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
@@ -34,6 +36,9 @@ pub enum StateCommand {
     Activate {
         /// The state.
         id: u64,
+        /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+        #[arg(long)]
+        take_over_usr: bool,
         #[command(flatten)]
         root: RootArg,
     },
@@ -70,8 +75,13 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
         StateCommand::Diff { a, b, root } => {
             diff(&Root::open_read(&root.root)?, StateId(*a), StateId(*b), out)
         }
-        StateCommand::Activate { id, root } => {
-            let root = Root::open_write(&root.root)?;
+        StateCommand::Activate {
+            id,
+            take_over_usr,
+            root,
+        } => {
+            let mut root = Root::open_write(&root.root)?;
+            root.take_over_usr = *take_over_usr;
             report_recovery(&root);
             let summary = format!("activate state {id}");
             let progress = progress("blit");
@@ -276,33 +286,44 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
                 quote::name(mount.mountpoint.as_os_str().as_bytes()),
                 mount.pid
             )?,
-            None => doomed.push(id),
+            None => match sysroot::mounts_below(&root.archive(id))?.first() {
+                Some(point) => writeln!(
+                    out,
+                    "kept state {id}: {} is mounted inside its archived tree; unmount it to prune the state",
+                    quote::name(point.as_os_str().as_bytes())
+                )?,
+                None => doomed.push(id),
+            },
         }
     }
     remove_gated(root, gate, &mounted, &doomed, out)?;
-    if doomed.is_empty() {
+    let orphans = remove_orphans(root, out)?;
+    if doomed.is_empty() && orphans == 0 {
         writeln!(out, "nothing to prune")?;
     }
     Ok(())
 }
 
-fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
-    // A state named twice is removed once; the second mention is no reason to fail.
-    let mut unique: Vec<StateId> = Vec::with_capacity(ids.len());
-    for id in ids {
-        if !unique.contains(id) {
-            unique.push(*id);
-        }
+/// Removes the archived trees no state records, printing a line for each; how many.
+pub fn remove_orphans(root: &Root, out: &mut dyn Write) -> Result<usize> {
+    let known: HashSet<StateId> = root.db.read()?.states()?.iter().map(|s| s.id).collect();
+    let notes = root.remove_orphan_trees(&known)?;
+    for note in &notes {
+        writeln!(out, "{note}")?;
     }
-    let ids = &unique[..];
+    Ok(notes.len())
+}
+
+fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
     let gate = mounts::Gate::take(&root.path)?;
     let mounted = gate.live()?;
     remove_gated(root, gate, &mounted, ids, out)
 }
 
 /// Removes states while `gate` keeps new mounts from registering, so none can join
-/// `mounted` (read under that gate) between the check and the commit; their archived
-/// trees go after that.
+/// `mounted` (read under that gate) before the states are gone. Every state is checked
+/// before anything is removed; then each state's archived tree is removed, and only then
+/// the state forgotten (DESIGN.md §6.5), so a tree that cannot be removed keeps its state.
 fn remove_gated(
     root: &Root,
     gate: mounts::Gate,
@@ -310,9 +331,15 @@ fn remove_gated(
     ids: &[StateId],
     out: &mut dyn Write,
 ) -> Result<()> {
-    let mut txn = root.db.write()?;
-    let active = txn.active()?;
+    let mut unique = Vec::with_capacity(ids.len());
     for id in ids {
+        if !unique.contains(id) {
+            unique.push(*id);
+        }
+    }
+    let snapshot = root.db.read()?;
+    let active = snapshot.active()?;
+    for id in &unique {
         if Some(*id) == active {
             return Err(EngineError::RemoveActive(*id));
         }
@@ -330,20 +357,27 @@ fn remove_gated(
                 }
             });
         }
-        txn.state(*id)?;
-        txn.remove_state(*id)?;
-    }
-    txn.commit()?;
-    drop(gate);
-    // Database first, then files (DESIGN.md §6.5).
-    for id in ids {
-        let slot = root.archive(*id);
-        if slot.exists() {
-            mossfs_fs::blit::remove_tree(&slot)?;
+        snapshot.state(*id)?;
+        if let Some(mountpoint) = sysroot::mounts_below(&root.archive(*id))?
+            .into_iter()
+            .next()
+        {
+            return Err(EngineError::ArchiveMounted {
+                state: *id,
+                mountpoint,
+            });
         }
+    }
+    drop(snapshot);
+    for id in &unique {
+        root.remove_archive(*id)?;
+        let mut txn = root.db.write()?;
+        txn.remove_state(*id)?;
+        txn.commit()?;
         writeln!(out, "removed state {id}")?;
     }
-    if !ids.is_empty() {
+    drop(gate);
+    if !unique.is_empty() {
         writeln!(
             out,
             "run 'mossfs gc' to reclaim the space their packages used"

@@ -169,6 +169,53 @@ pub enum EngineError {
         "state {0} is not a candidate: it was committed before; to make it live again, run 'mossfs state activate {0}'"
     )]
     CommitCommitted(StateId),
+    /// `ROOT/usr` holds a tree mossfs did not make, and the user did not ask to take it
+    /// over: replacing it would leave the system with only the state's packages.
+    #[error(
+        "{} is not managed by mossfs ({why}); a commit would replace it with a usr holding only the state's packages; if that is what you want, run the command again with --take-over-usr, and the old tree will be kept in {}",
+        .usr.display(),
+        .kept.display()
+    )]
+    UnmanagedUsr {
+        /// `ROOT/usr`.
+        usr: PathBuf,
+        /// Why it is not mossfs's.
+        why: &'static str,
+        /// Where a take-over would keep it.
+        kept: PathBuf,
+    },
+    /// A file system is mounted inside a tree a commit would move or rewrite: the exchange
+    /// would carry it out of `/usr` with the old tree.
+    #[error(
+        "{} is mounted below {}; {}; unmount it (umount {}) and run the command again",
+        .mountpoint.display(),
+        .tree.display(),
+        if .tree.ends_with("usr") {
+            "a commit would move it out of /usr with the old tree"
+        } else {
+            "a commit may rewrite or remove the archived tree it is in"
+        },
+        .mountpoint.display()
+    )]
+    MountedBelow {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// The tree it is in: `ROOT/usr` or `ROOT/.moss/root`.
+        tree: PathBuf,
+    },
+    /// A file system is mounted inside a state's archived tree, so the tree cannot be
+    /// removed without reaching into it; the state is kept.
+    #[error(
+        "cannot remove state {state}: {} is mounted inside its archived tree; unmount it (umount {}) and run the command again",
+        .mountpoint.display(),
+        .mountpoint.display()
+    )]
+    ArchiveMounted {
+        /// The state.
+        state: StateId,
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
     /// The registry of live mounts could not be read or written.
     #[error("cannot use the mount registry {}", .path.display())]
     Mounts {

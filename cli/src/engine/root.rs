@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! ROOT/usr/                   the live tree; usr/.stateID names its state
+//! ROOT/.moss/                 0700, like assets/, cache/ and root/ (`PRIVATE_DIRS`)
 //! ROOT/.moss/db/              LMDB
 //! ROOT/.moss/assets/, cache/  the store
 //! ROOT/.moss/root/staging/    where a commit blits the next /usr
@@ -16,6 +17,8 @@
 //! the old tree left in staging is archived. Whatever else is in staging is debris from a
 //! commit that never reached its commit point, and is removed.
 
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{Db, Query, StateId, Status};
@@ -23,6 +26,58 @@ use mossfs_fs::sysroot::{self, Lock};
 use mossfs_store::Store;
 
 use super::error::{EngineError, Result};
+
+/// The folders of `.moss` that hold package files (`.moss` itself, the store, the stone
+/// cache and the archived trees), parents first. They are `0700`: an archived tree or an
+/// asset may be an old setuid binary that an upgrade replaced, and no other user may reach
+/// it there (DESIGN.md §6.6). Roots made before this rule are fixed when a writer opens them.
+const PRIVATE_DIRS: [&str; 4] = ["", "assets", "cache", "root"];
+
+/// How the folders in `ROOT/.moss/root` that keep a taken-over `usr` begin.
+pub const UNMANAGED_PREFIX: &str = "unmanaged-";
+
+/// The mode of [`PRIVATE_DIRS`].
+const PRIVATE_MODE: u32 = 0o700;
+
+/// Creates `dir` (its parent must exist) as `0700`, or gives an existing one that mode.
+fn make_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let error = |source| EngineError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    match std::fs::DirBuilder::new().mode(PRIVATE_MODE).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(error(e)),
+        _ => {}
+    }
+    // Not through a symlink someone put in its place: the mode is for this folder.
+    let meta = std::fs::symlink_metadata(dir).map_err(error)?;
+    if !meta.is_dir() {
+        return Err(error(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a directory",
+        )));
+    }
+    if meta.permissions().mode() & 0o7777 != PRIVATE_MODE {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(PRIVATE_MODE))
+            .map_err(error)?;
+    }
+    Ok(())
+}
+
+/// What is at `ROOT/usr` before a commit replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveUsr {
+    /// Nothing: the first commit moves its tree there.
+    Absent,
+    /// An empty directory, which a commit replaces and removes: nothing is lost.
+    Empty,
+    /// A tree mossfs made for this state; a commit archives it.
+    Managed(StateId),
+    /// Something mossfs did not make, and why it says so. A commit refuses to replace it
+    /// unless the user asks to take it over, and then keeps it.
+    Unmanaged(&'static str),
+}
 
 /// An open root.
 pub struct Root {
@@ -34,6 +89,9 @@ pub struct Root {
     pub store: Store,
     /// What recovery did when the root was opened, for people.
     pub recovered: Vec<String>,
+    /// The user asked to take over a `usr` that mossfs does not manage
+    /// (`--take-over-usr`); without it a commit refuses to replace one (DESIGN.md §6.7).
+    pub take_over_usr: bool,
     _lock: Option<Lock>,
 }
 
@@ -41,10 +99,19 @@ impl Root {
     /// Opens for writing: takes the lock (saying so if it has to wait), then recovers.
     pub fn open_write(path: &Path) -> Result<Root> {
         let moss = path.join(".moss");
-        for dir in [moss.join("root"), moss.join("mounts")] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|source| EngineError::Io { path: dir, source })?;
+        std::fs::create_dir_all(path).map_err(|source| EngineError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        // `.moss` first, so nothing below it is reachable while the rest is made.
+        for dir in PRIVATE_DIRS {
+            make_private(&moss.join(dir))?;
         }
+        let mounts = moss.join("mounts");
+        std::fs::create_dir_all(&mounts).map_err(|source| EngineError::Io {
+            path: mounts,
+            source,
+        })?;
         let lock = Lock::acquire(&moss.join("lock"), || {
             eprintln!(
                 "waiting for another mossfs process to finish with {} ...",
@@ -80,6 +147,7 @@ impl Root {
             db,
             store,
             recovered,
+            take_over_usr: false,
             _lock: lock,
         })
     }
@@ -113,6 +181,9 @@ impl Root {
             None => None,
         };
         drop(txn);
+        // Whether the dead process got past the exchange: then staging holds the tree
+        // that was live before, which is never debris.
+        let exchanged = known.is_some() && on_disk != in_db;
         if let (Some(disk), Some(state)) = (on_disk, known)
             && in_db != Some(disk)
         {
@@ -128,12 +199,21 @@ impl Root {
         }
         let staged = self.staging_usr();
         if staged.exists() {
-            match (sysroot::read_state_id(&staged).map(StateId), in_db) {
+            let old = sysroot::read_state_id(&staged).map(StateId);
+            match old {
                 // The old tree, exchanged out but not yet archived.
-                (Some(old), Some(previous)) if old == previous && on_disk != Some(old) => {
+                Some(old) if exchanged && Some(old) == in_db => {
                     self.archive_tree(old, &staged)?;
                     self.recovered
                         .push(format!("archived the tree of state {old}"));
+                }
+                // A usr that no state made, taken over: kept, never removed.
+                _ if exchanged => {
+                    let kept = self.archive_unmanaged(&staged)?;
+                    self.recovered.push(format!(
+                        "kept the usr that mossfs took over at {}",
+                        kept.display()
+                    ));
                 }
                 _ => {
                     mossfs_fs::blit::remove_tree(&staged)?;
@@ -147,23 +227,166 @@ impl Root {
             mossfs_fs::blit::remove_tree(&staging)?;
         }
         if on_disk.is_some() {
-            sysroot::ensure_root_links(&self.path)?;
+            // A commit killed before this step left links to make. What the links found
+            // that the user must act on is said by commits, not by every writer.
+            for note in sysroot::ensure_root_links(&self.path)? {
+                if !note.is_warning() {
+                    self.recovered.push(note.to_string());
+                }
+            }
         }
         Ok(())
     }
 
-    /// Keeps a `usr` that no mossfs state made (the root's original tree) instead of
-    /// deleting someone else's files.
-    pub fn archive_unmanaged(&self, tree: &Path) -> Result<()> {
-        let slot = self
-            .path
-            .join(format!(".moss/root/unmanaged-{}", std::process::id()));
-        std::fs::create_dir_all(&slot).map_err(|source| EngineError::Io {
-            path: slot.clone(),
+    /// The first file system mounted at or below `ROOT/usr`, or below the trees in
+    /// `ROOT/.moss/root` that commits rewrite and prune removes, with the tree it is in. A
+    /// tree mossfs took over (`unmanaged-*`) is never written or removed, so a mount in it
+    /// is no concern.
+    pub fn mount_in_trees(&self) -> Result<Option<(PathBuf, PathBuf)>> {
+        let usr = self.usr();
+        if let Some(first) = sysroot::mounts_below(&usr)?.into_iter().next() {
+            return Ok(Some((first, usr)));
+        }
+        let trees = self.path.join(".moss/root");
+        let kept = std::fs::canonicalize(&trees)
+            .unwrap_or_else(|_| trees.clone())
+            .join(UNMANAGED_PREFIX);
+        let kept = kept.as_os_str().as_bytes();
+        Ok(sysroot::mounts_below(&trees)?
+            .into_iter()
+            .find(|point| !point.as_os_str().as_bytes().starts_with(kept))
+            .map(|point| (point, trees)))
+    }
+
+    /// Removes the archived tree of state `id`, if it has one, without leaving its file
+    /// system. Its `.stateID` goes first, so a removal cut short never leaves a tree that a
+    /// commit would take for that state's. Callers forget the state only after this
+    /// succeeds (DESIGN.md §6.5).
+    pub fn remove_archive(&self, id: StateId) -> Result<()> {
+        let slot = self.archive(id);
+        if let Some(mountpoint) = sysroot::mounts_below(&slot)?.into_iter().next() {
+            return Err(EngineError::ArchiveMounted {
+                state: id,
+                mountpoint,
+            });
+        }
+        let marker = slot.join("usr").join(sysroot::STATE_ID_FILE);
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(EngineError::Io {
+                    path: marker,
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        mossfs_fs::blit::remove_tree(&slot)?;
+        Ok(())
+    }
+
+    /// Trees in `ROOT/.moss/root` named after a state the database does not have: left by
+    /// a removal that failed or was killed before mossfs removed trees before forgetting
+    /// states. Staging and taken-over trees are not among them.
+    pub fn orphan_trees(&self, known: &HashSet<StateId>) -> Result<Vec<PathBuf>> {
+        let dir = self.path.join(".moss/root");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(EngineError::Io { path: dir, source }),
+        };
+        let mut orphans = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| EngineError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let id = entry.file_name().to_str().and_then(|n| n.parse().ok());
+            if let Some(id) = id
+                && !known.contains(&StateId(id))
+            {
+                orphans.push(entry.path());
+            }
+        }
+        orphans.sort();
+        Ok(orphans)
+    }
+
+    /// Removes the trees of [`Root::orphan_trees`], each only if nothing is mounted in it;
+    /// one line per tree, saying what was done.
+    pub fn remove_orphan_trees(&self, known: &HashSet<StateId>) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        for tree in self.orphan_trees(known)? {
+            if let Some(point) = sysroot::mounts_below(&tree)?.into_iter().next() {
+                notes.push(format!(
+                    "kept the orphaned tree {}: {} is mounted inside it; unmount it to have it removed",
+                    tree.display(),
+                    point.display()
+                ));
+                continue;
+            }
+            mossfs_fs::blit::remove_tree(&tree)?;
+            notes.push(format!(
+                "removed the orphaned tree {}: no state records it",
+                tree.display()
+            ));
+        }
+        Ok(notes)
+    }
+
+    /// What `ROOT/usr` is now, and so what a commit would do with it.
+    pub fn live_usr(&self) -> Result<LiveUsr> {
+        let usr = self.usr();
+        let meta = match std::fs::symlink_metadata(&usr) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LiveUsr::Absent),
+            Err(source) => return Err(EngineError::Io { path: usr, source }),
+        };
+        if !meta.is_dir() {
+            return Ok(LiveUsr::Unmanaged("it is not a directory"));
+        }
+        match sysroot::read_state_id(&usr).map(StateId) {
+            Some(id) if self.db.read()?.state(id).is_ok() => Ok(LiveUsr::Managed(id)),
+            Some(_) => Ok(LiveUsr::Unmanaged(
+                "its .stateID names a state this root's database does not have",
+            )),
+            None => {
+                let mut entries = std::fs::read_dir(&usr).map_err(|source| EngineError::Io {
+                    path: usr.clone(),
+                    source,
+                })?;
+                if entries.next().is_none() {
+                    Ok(LiveUsr::Empty)
+                } else {
+                    Ok(LiveUsr::Unmanaged("it has no .stateID"))
+                }
+            }
+        }
+    }
+
+    /// Where the next taken-over `usr` is kept: `ROOT/.moss/root/unmanaged-<n>/usr`, with
+    /// the lowest `n` whose `usr` is free, so the first one is always `unmanaged-1`.
+    pub fn unmanaged_slot(&self) -> PathBuf {
+        (1u64..)
+            .map(|n| {
+                self.path
+                    .join(format!(".moss/root/{UNMANAGED_PREFIX}{n}/usr"))
+            })
+            .find(|usr| std::fs::symlink_metadata(usr).is_err())
+            .expect("some number is free")
+    }
+
+    /// Keeps a `usr` that no mossfs state made (the root's original tree, taken over with
+    /// `--take-over-usr`) instead of deleting someone else's files; nothing ever removes
+    /// it. Returns where it is now.
+    pub fn archive_unmanaged(&self, tree: &Path) -> Result<PathBuf> {
+        let kept = self.unmanaged_slot();
+        let slot = kept.parent().expect("the slot holds usr");
+        std::fs::create_dir_all(slot).map_err(|source| EngineError::Io {
+            path: slot.to_owned(),
             source,
         })?;
-        sysroot::rename_durable(tree, &slot.join("usr"))?;
-        Ok(())
+        sysroot::rename_durable(tree, &kept)?;
+        Ok(kept)
     }
 
     /// Moves a tree to the archive slot of its state, replacing any older copy there.
