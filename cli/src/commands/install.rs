@@ -58,11 +58,25 @@ pub struct CommitArgs {
     pub root: RootArg,
 }
 
+/// The packages of the live state: what a change starts from.
 fn base_plan(root: &Root) -> Result<Plan> {
     let snapshot = root.db.read()?;
-    match snapshot.active()? {
+    match root.live_state(&snapshot)? {
         Some(id) => Plan::from_selections(&snapshot, &snapshot.state(id)?.selections),
         None => Ok(Plan::from_selections(&snapshot, &[])?),
+    }
+}
+
+/// The base of a dry run: the root opened read-only, or nothing where there is no root
+/// yet. A dry run writes nothing at all (DESIGN.md §6.7): no lock, no `.moss`, no cache.
+fn dry_run_base(path: &std::path::Path) -> Result<Plan> {
+    match Root::open_read(path) {
+        Ok(root) => {
+            report_recovery(&root);
+            base_plan(&root)
+        }
+        Err(EngineError::NotARoot(_)) => Ok(Plan::empty()),
+        Err(e) => Err(e),
     }
 }
 
@@ -73,6 +87,17 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     args.stones
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
+    if args.dry_run {
+        let stones = args
+            .stones
+            .par_iter()
+            .map(|path| LoadedStone::inspect(path))
+            .collect::<Result<Vec<_>>>()?;
+        let mut plan = dry_run_base(&args.root.root)?;
+        plan.install(&stones)?;
+        plan.check(&[])?;
+        return print_plan(&plan, out);
+    }
     let root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
     let mut stones = args
@@ -89,19 +114,38 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         &mut stones,
         args.stage,
         args.allow_conflicts,
-        args.dry_run,
         out,
     )
 }
 
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
+    if args.dry_run {
+        let mut plan = dry_run_base(&args.root.root)?;
+        let removed = plan.remove(&args.names)?;
+        plan.check(&removed)?;
+        return print_plan(&plan, out);
+    }
     let root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
     let mut plan = base_plan(&root)?;
     let removed = plan.remove(&args.names)?;
     plan.check(&removed)?;
-    finish(&root, plan, &mut [], args.stage, false, args.dry_run, out)
+    finish(&root, plan, &mut [], args.stage, false, out)
+}
+
+/// What a dry run prints: the state that would be recorded.
+fn print_plan(plan: &Plan, out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "would record a state: {}", plan.summary)?;
+    for (name, (id, meta, explicit)) in &plan.packages {
+        let how = if *explicit { "explicit" } else { "dependency" };
+        writeln!(
+            out,
+            "  {name} {}-{} ({how}, {id})",
+            meta.version, meta.release
+        )?;
+    }
+    Ok(())
 }
 
 fn finish(
@@ -110,22 +154,14 @@ fn finish(
     stones: &mut [LoadedStone],
     stage: bool,
     allow_conflicts: bool,
-    dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    if dry_run {
-        writeln!(out, "would record a state: {}", plan.summary)?;
-        for (name, (id, meta, explicit)) in &plan.packages {
-            let how = if *explicit { "explicit" } else { "dependency" };
-            writeln!(
-                out,
-                "  {name} {}-{} ({how}, {id})",
-                meta.version, meta.release
-            )?;
-        }
-        return Ok(());
-    }
-    let state = record_state(root, &plan, stones, allow_conflicts)?;
+    let status = if stage {
+        Status::Candidate
+    } else {
+        Status::InFlight
+    };
+    let state = record_state(root, &plan, stones, allow_conflicts, status)?;
     if stage {
         writeln!(
             out,
