@@ -253,7 +253,10 @@ fn a_kill_at_each_step_of_a_commit_loses_nothing() {
             );
             // Nothing is left to commit; the install runs again, as state 4.
             let line = root.fail(&["commit"]);
-            assert!(line.contains("there is no candidate state"), "{step}: {line}");
+            assert!(
+                line.contains("there is no candidate state"),
+                "{step}: {line}"
+            );
             let out = root.install(&[&scene.c]);
             assert!(
                 out.starts_with("state 4 active (install c-1-1): "),
