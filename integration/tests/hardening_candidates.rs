@@ -209,9 +209,27 @@ fn defect_09_dry_run_writes_nothing() {
         line,
         "error: package small is not installed; see 'mossfs list installed'"
     );
-    for reader in [&["state", "list"][..], &["list", "installed"], &["verify"]] {
-        let line = root.fail(reader);
-        assert!(line.contains("is not a mossfs root"), "{reader:?}: {line}");
+    // Nor may a reader, or a writer that needs a root to exist.
+    let commands: [&[&str]; 9] = [
+        &["state", "list"],
+        &["list", "installed"],
+        &["verify"],
+        &["remove", "small"],
+        &["commit"],
+        &["gc"],
+        &["state", "prune", "--candidates"],
+        &["state", "activate", "1"],
+        &["verify", "--repair"],
+    ];
+    for args in commands {
+        assert_eq!(
+            root.fail(args),
+            format!(
+                "error: {} is not a mossfs root (no .moss folder); install something first",
+                root.path().display()
+            ),
+            "{args:?}"
+        );
     }
     let left: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
     assert!(left.is_empty(), "the root holds {left:?}");

@@ -98,7 +98,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         plan.check(&[])?;
         return print_plan(&plan, out);
     }
-    let root = Root::open_write(&args.root.root)?;
+    let root = Root::create(&args.root.root)?;
     report_recovery(&root);
     let mut stones = args
         .stones

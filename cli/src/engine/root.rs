@@ -62,8 +62,19 @@ pub struct Root {
 }
 
 impl Root {
-    /// Opens for writing: takes the lock (saying so if it has to wait), then recovers.
+    /// Opens a root that exists for writing: takes the lock (saying so if it has to wait),
+    /// then recovers. A directory with no `.moss` is refused, untouched: only an install
+    /// makes a root ([`Root::create`]), so a mistyped `--root` given to `remove`, `gc` or
+    /// `state prune` leaves nothing behind.
     pub fn open_write(path: &Path) -> Result<Root> {
+        if !path.join(".moss/db").is_dir() {
+            return Err(EngineError::NotARoot(path.to_owned()));
+        }
+        Root::create(path)
+    }
+
+    /// Opens for writing like [`Root::open_write`], making `.moss` first if there is none.
+    pub fn create(path: &Path) -> Result<Root> {
         let moss = path.join(".moss");
         for dir in [moss.join("root"), moss.join("mounts")] {
             std::fs::create_dir_all(&dir)
