@@ -156,19 +156,16 @@ fn write_error(dir: &Path, operation: &'static str) -> impl FnOnce(heed::Error) 
                 source: std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
             };
         }
-        if let heed::Error::Io(io) = &source
-            && matches!(
-                io.raw_os_error(),
-                Some(code) if code == rustix::io::Errno::ROFS.raw_os_error()
-                    || code == rustix::io::Errno::ACCESS.raw_os_error()
-            )
-        {
-            return DbError::ReadOnly {
-                path: dir.to_owned(),
-                source: std::io::Error::from_raw_os_error(io.raw_os_error().unwrap_or(0)),
-            };
+        let denied = [rustix::io::Errno::ROFS, rustix::io::Errno::ACCESS].map(|e| e.raw_os_error());
+        match &source {
+            heed::Error::Io(io) if io.raw_os_error().is_some_and(|c| denied.contains(&c)) => {
+                DbError::ReadOnly {
+                    path: dir.to_owned(),
+                    source: std::io::Error::new(io.kind(), io.to_string()),
+                }
+            }
+            _ => DbError::Lmdb { operation, source },
         }
-        DbError::Lmdb { operation, source }
     }
 }
 
@@ -306,11 +303,12 @@ impl Db {
         Ok(db)
     }
 
-    /// Opens the existing environment in `dir` for reading only: nothing is created or
-    /// written, not even LMDB's lock file where the file system is read-only (LMDB then
-    /// reads without one, which is safe because nothing can write there either). This is
-    /// what every command that only reads uses, so that it works on a read-only root and
-    /// a dry run leaves no trace.
+    /// Opens the existing environment in `dir` for reading only, and writes nothing to it.
+    /// LMDB still registers the reader in its shared lock file, so that a writer in
+    /// another process never reuses pages this snapshot reads; on a read-only file system
+    /// it reads without one, which is safe because nothing can write there either. This
+    /// is what every command that only reads uses, so that it works on a read-only root
+    /// and a dry run leaves no trace.
     pub fn open_read(dir: &Path) -> Result<Db> {
         let open_err = |source| DbError::Open {
             path: dir.to_owned(),
