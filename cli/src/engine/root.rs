@@ -86,7 +86,7 @@ impl Root {
                 path.display()
             );
         })?;
-        let mut root = Root::assemble(path, Some(lock))?;
+        let mut root = Root::assemble(path, lock)?;
         root.recover()?;
         Ok(root)
     }
@@ -141,7 +141,8 @@ impl Root {
         }
     }
 
-    fn assemble(path: &Path, lock: Option<Lock>) -> Result<Root> {
+    /// A writer's root: the database and store opened for writing, under `lock`.
+    fn assemble(path: &Path, lock: Lock) -> Result<Root> {
         let moss = path.join(".moss");
         let db = Db::open(&moss.join("db"))?;
         let store = Store::open(&moss)?;
@@ -158,7 +159,7 @@ impl Root {
             store,
             recovered,
             pending: None,
-            _lock: lock,
+            _lock: Some(lock),
         })
     }
 
