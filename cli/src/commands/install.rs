@@ -3,9 +3,10 @@
 use std::io::Write;
 
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use mossfs_db::{Query, Status};
+use mossfs_fs::sysroot;
 use mossfs_store::StoreError;
 
 use super::{RootArg, print_commit, progress, report_recovery};
@@ -68,12 +69,77 @@ pub struct CommitArgs {
     pub root: RootArg,
 }
 
+/// The packages of the live state: what a change starts from.
 fn base_plan(root: &Root) -> Result<Plan> {
     let snapshot = root.db.read()?;
-    match snapshot.active()? {
+    match root.live_state(&snapshot)? {
         Some(id) => Plan::from_selections(&snapshot, &snapshot.state(id)?.selections),
         None => Ok(Plan::from_selections(&snapshot, &[])?),
     }
+}
+
+/// The base of a dry run: the root opened read-only, or nothing where there is no root
+/// yet. A dry run writes nothing at all (DESIGN.md §6.7): no lock, no `.moss`, no cache.
+fn dry_run_base(path: &Path) -> Result<(Plan, Option<Root>)> {
+    match Root::open_read(path) {
+        Ok(root) => {
+            report_recovery(&root);
+            Ok((base_plan(&root)?, Some(root)))
+        }
+        Err(EngineError::NotARoot(_)) => Ok((Plan::empty(), None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The refusals a real run would give before recording anything, given by a dry run
+/// too: a mount in the trees, or a `usr` mossfs did not make (and, if the user asked to
+/// take it over, where it would be kept).
+fn dry_run_check(
+    root: Option<Root>,
+    path: &Path,
+    take_over_usr: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (live, kept) = match root {
+        Some(mut root) => {
+            root.take_over_usr = take_over_usr;
+            (check_commit(&root)?, root.unmanaged_slot())
+        }
+        // No database: any `usr` with something in it is not one mossfs made.
+        None => {
+            let usr = path.join("usr");
+            if let Some(mountpoint) = sysroot::mounts_below(&usr)?.into_iter().next() {
+                return Err(EngineError::MountedBelow {
+                    mountpoint,
+                    tree: usr,
+                });
+            }
+            let kept = path.join(".moss/root/unmanaged-1/usr");
+            let live = match std::fs::read_dir(&usr) {
+                Ok(mut entries) => match entries.next() {
+                    Some(_) => LiveUsr::Unmanaged("it has no .stateID"),
+                    None => LiveUsr::Empty,
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => LiveUsr::Absent,
+                Err(_) => LiveUsr::Unmanaged("it is not a directory"),
+            };
+            if let LiveUsr::Unmanaged(why) = live
+                && !take_over_usr
+            {
+                return Err(EngineError::UnmanagedUsr { usr, why, kept });
+            }
+            (live, kept)
+        }
+    };
+    if let LiveUsr::Unmanaged(why) = live {
+        writeln!(
+            out,
+            "would take over {} ({why}), keeping its tree in {}",
+            path.join("usr").display(),
+            kept.display()
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs `mossfs install`.
@@ -83,7 +149,21 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     args.stones
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
-    let mut root = Root::open_write(&args.root.root)?;
+    if args.dry_run {
+        let stones = args
+            .stones
+            .par_iter()
+            .map(|path| LoadedStone::inspect(path))
+            .collect::<Result<Vec<_>>>()?;
+        let (mut plan, root) = dry_run_base(&args.root.root)?;
+        plan.install(&stones)?;
+        plan.check(&[])?;
+        if !args.stage {
+            dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
+        }
+        return print_plan(&plan, out);
+    }
+    let mut root = Root::create(&args.root.root)?;
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     let mut stones = args
@@ -100,20 +180,44 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         &mut stones,
         args.stage,
         args.allow_conflicts,
-        args.dry_run,
         out,
     )
 }
 
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
+    if args.dry_run {
+        let (mut plan, root) = dry_run_base(&args.root.root)?;
+        let removed = plan.remove(&args.names)?;
+        plan.check(&removed)?;
+        if !args.stage {
+            dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
+        }
+        return print_plan(&plan, out);
+    }
     let mut root = Root::open_write(&args.root.root)?;
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     let mut plan = base_plan(&root)?;
     let removed = plan.remove(&args.names)?;
     plan.check(&removed)?;
-    finish(&root, plan, &mut [], args.stage, false, args.dry_run, out)
+    finish(&root, plan, &mut [], args.stage, false, out)
+}
+
+/// What a dry run prints: the state that would be recorded.
+fn print_plan(plan: &Plan, out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
+    for (name, (id, meta, explicit)) in &plan.packages {
+        let how = if *explicit { "explicit" } else { "dependency" };
+        writeln!(
+            out,
+            "  {} {}-{} ({how}, {id})",
+            quote::text(name),
+            quote::text(&meta.version),
+            meta.release
+        )?;
+    }
+    Ok(())
 }
 
 fn finish(
@@ -122,38 +226,18 @@ fn finish(
     stones: &mut [LoadedStone],
     stage: bool,
     allow_conflicts: bool,
-    dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    // A refusal of the commit comes before anything is recorded, and a dry run says it.
-    let live = if stage {
-        None
-    } else {
-        Some(check_commit(root)?)
-    };
-    if dry_run {
-        if let Some(LiveUsr::Unmanaged(why)) = live {
-            writeln!(
-                out,
-                "would take over {} ({why}), keeping its tree in {}",
-                root.usr().display(),
-                root.unmanaged_slot().display()
-            )?;
-        }
-        writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
-        for (name, (id, meta, explicit)) in &plan.packages {
-            let how = if *explicit { "explicit" } else { "dependency" };
-            writeln!(
-                out,
-                "  {} {}-{} ({how}, {id})",
-                quote::text(name),
-                quote::text(&meta.version),
-                meta.release
-            )?;
-        }
-        return Ok(());
+    // A refusal of the commit comes before anything is recorded.
+    if !stage {
+        check_commit(root)?;
     }
-    let state = record_state(root, &plan, stones, allow_conflicts)?;
+    let status = if stage {
+        Status::Candidate
+    } else {
+        Status::InFlight
+    };
+    let state = record_state(root, &plan, stones, allow_conflicts, status)?;
     if stage {
         let summary = quote::text(&state.summary);
         if state.conflicts.is_empty() {

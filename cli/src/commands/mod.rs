@@ -23,10 +23,14 @@ pub struct RootArg {
     pub root: PathBuf,
 }
 
-/// Prints what recovery did when the root was opened.
+/// Prints what recovery did when the root was opened, or, for a reader, what the
+/// database has not caught up with yet.
 pub fn report_recovery(root: &Root) {
     for note in &root.recovered {
         eprintln!("recovered: {note}");
+    }
+    if let Some(note) = &root.pending {
+        eprintln!("note: {note}");
     }
 }
 

@@ -12,7 +12,7 @@ use mossfs_db::{DirEntry, NodeKind, Query, ReadTxn, State, TreeHash};
 use mossfs_format::{EntryKind, PackageId, RelPath};
 use mossfs_fs::tree::MAX_HOPS;
 
-use super::RootArg;
+use super::{RootArg, report_recovery};
 use crate::engine::{EngineError, Result, Root};
 use crate::quote;
 
@@ -47,17 +47,27 @@ pub struct OwnerArgs {
     pub root: RootArg,
 }
 
-fn active_state(snapshot: &ReadTxn) -> Result<State> {
-    let id = snapshot.active()?.ok_or(EngineError::NoActiveState)?;
+/// The live state (see [`Root::live_state`]).
+fn active_state(root: &Root, snapshot: &ReadTxn) -> Result<State> {
+    let id = root
+        .live_state(snapshot)?
+        .ok_or(EngineError::NoActiveState)?;
     Ok(snapshot.state(id)?)
+}
+
+/// Opens the root for a question, and says if the database is behind `usr`.
+fn open(path: &std::path::Path) -> Result<Root> {
+    let root = Root::open_read(path)?;
+    report_recovery(&root);
+    Ok(root)
 }
 
 /// Runs `mossfs list installed`.
 pub fn list(command: &ListCommand, out: &mut dyn Write) -> Result<()> {
     let ListCommand::Installed { root } = command;
-    let root = Root::open_read(&root.root)?;
+    let root = open(&root.root)?;
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
+    let state = active_state(&root, &snapshot)?;
     let mut rows = Vec::new();
     for s in &state.selections {
         let record = snapshot
@@ -98,9 +108,9 @@ fn find_installed(snapshot: &ReadTxn, state: &State, name: &str) -> Result<Packa
 
 /// Runs `mossfs info`.
 pub fn info(args: &InfoArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_read(&args.root.root)?;
+    let root = open(&args.root.root)?;
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
+    let state = active_state(&root, &snapshot)?;
     let id = find_installed(&snapshot, &state, &args.name)?;
     let record = snapshot
         .package(&id)?
@@ -159,9 +169,9 @@ pub fn info(args: &InfoArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Runs `mossfs owner`.
 pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_read(&args.root.root)?;
+    let root = open(&args.root.root)?;
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
+    let state = active_state(&root, &snapshot)?;
     let asked = || quote::name(args.path.as_os_str().as_bytes()).into_owned();
     let (path, entry) = match locate(&snapshot, state.root, &root.path, &args.path)? {
         Located::Found(path, entry) => (path, entry),

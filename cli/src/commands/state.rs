@@ -42,11 +42,16 @@ pub enum StateCommand {
         #[command(flatten)]
         root: RootArg,
     },
-    /// Remove old committed states, keeping the newest ones and the active one.
+    /// Remove old committed states, keeping the newest ones and the active one; or, with
+    /// --candidates, every candidate instead.
     Prune {
         /// How many committed states to keep besides the active one.
         #[arg(long, default_value_t = 10)]
         keep: usize,
+        /// Remove every candidate state (staged, never committed) and leave committed
+        /// states alone.
+        #[arg(long, conflicts_with = "keep")]
+        candidates: bool,
         #[command(flatten)]
         root: RootArg,
     },
@@ -70,10 +75,10 @@ pub struct RootOnly {
 /// Runs a `state` subcommand.
 pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
     match command {
-        StateCommand::List(args) => list(&Root::open_read(&args.root.root)?, out),
-        StateCommand::Show { id, root } => show(&Root::open_read(&root.root)?, StateId(*id), out),
+        StateCommand::List(args) => list(&open_read(&args.root.root)?, out),
+        StateCommand::Show { id, root } => show(&open_read(&root.root)?, StateId(*id), out),
         StateCommand::Diff { a, b, root } => {
-            diff(&Root::open_read(&root.root)?, StateId(*a), StateId(*b), out)
+            diff(&open_read(&root.root)?, StateId(*a), StateId(*b), out)
         }
         StateCommand::Activate {
             id,
@@ -89,7 +94,11 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
             print_commit(out, &report, &summary)?;
             Ok(())
         }
-        StateCommand::Prune { keep, root } => prune(&Root::open_write(&root.root)?, *keep, out),
+        StateCommand::Prune {
+            keep,
+            candidates,
+            root,
+        } => prune(&Root::open_write(&root.root)?, *keep, *candidates, out),
         StateCommand::Remove { ids, root } => {
             let root = Root::open_write(&root.root)?;
             remove(
@@ -101,9 +110,16 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
     }
 }
 
+/// Opens the root for reading, and says if the database is behind `usr`.
+fn open_read(path: &std::path::Path) -> Result<Root> {
+    let root = Root::open_read(path)?;
+    report_recovery(&root);
+    Ok(root)
+}
+
 fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
-    let active = snapshot.active()?;
+    let active = root.live_state(&snapshot)?;
     writeln!(
         out,
         "{:>5}  {:<10}  {:>8}  {:>8}  {:<19}  summary",
@@ -115,6 +131,7 @@ fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
             (false, Status::Committed) => "committed",
             (false, Status::Candidate) if state.conflicts.is_empty() => "candidate",
             (false, Status::Candidate) => "conflicts",
+            (false, Status::InFlight) => "in-flight",
         };
         writeln!(
             out,
@@ -133,7 +150,7 @@ fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
 fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
     let state = snapshot.state(id)?;
-    let active = snapshot.active()? == Some(id);
+    let active = root.live_state(&snapshot)? == Some(id);
     writeln!(out, "state {id}{}", if active { " (active)" } else { "" })?;
     writeln!(out, "  created  {}", format_time(state.created))?;
     writeln!(out, "  summary  {}", quote::text(&state.summary))?;
@@ -258,22 +275,32 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
     Ok(())
 }
 
-fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
+fn prune(root: &Root, keep: usize, candidates: bool, out: &mut dyn Write) -> Result<()> {
     report_recovery(root);
     let gate = mounts::Gate::take(&root.path)?;
     let mounted = gate.live()?;
     let snapshot = root.db.read()?;
     let active = snapshot.active()?;
-    let mut committed: Vec<StateId> = snapshot
+    // With --candidates, every state never committed: staged ones, and (only while it is
+    // mounted, since recovery drops the rest) one an interrupted command left.
+    let (wanted, keep) = if candidates {
+        (Status::Candidate, 0)
+    } else {
+        (Status::Committed, keep)
+    };
+    let mut chosen: Vec<StateId> = snapshot
         .states()?
         .into_iter()
-        .filter(|s| s.status == Status::Committed && Some(s.id) != active)
+        .filter(|s| {
+            Some(s.id) != active
+                && (s.status == wanted || (candidates && s.status == Status::InFlight))
+        })
         .map(|s| s.id)
         .collect();
     drop(snapshot);
-    committed.sort_by(|a, b| b.cmp(a));
+    chosen.sort_by(|a, b| b.cmp(a));
     let mut doomed = Vec::new();
-    for id in committed.into_iter().skip(keep) {
+    for id in chosen.into_iter().skip(keep) {
         match mounts::mount_of(&mounted, id) {
             Some(mount) if mount.attached() => writeln!(
                 out,

@@ -35,14 +35,21 @@ pub fn fault_point(step: &'static str) {
     }
 }
 
-/// Records the plan as a candidate state and caches its new stones. With conflicts, the
-/// state is recorded only when `allow_conflicts` is set; otherwise nothing is recorded and
-/// nothing cached: the tree is built, and conflicts found, before any stone is copied.
+/// Records the plan as a state and caches its new stones. With conflicts, the state is
+/// recorded only when `allow_conflicts` is set; otherwise nothing is recorded and nothing
+/// cached: the tree is built, and conflicts found, before any stone is copied.
+///
+/// `status` is [`Status::Candidate`] for a state staged for later, or
+/// [`Status::InFlight`] for one the caller commits right away: if the caller dies before
+/// its commit point, the next writer drops it (`Root` recovery). Either way the state
+/// records the active state it was built on, its parent, and can only be committed while
+/// that is still the active state.
 pub fn record_state(
     root: &Root,
     plan: &Plan,
     stones: &mut [LoadedStone],
     allow_conflicts: bool,
+    status: Status,
 ) -> Result<State> {
     let parent = root.db.read()?.active()?;
     let (selections, order) = plan.selections();
@@ -66,7 +73,7 @@ pub fn record_state(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         summary: plan.summary.clone(),
-        status: Status::Candidate,
+        status,
         parent,
         selections,
         root: built.root,
@@ -195,6 +202,15 @@ pub fn commit_state(
         return Err(conflict_error(&snapshot, &state.conflicts, Some(id))?);
     }
     let previous = snapshot.active()?;
+    // A state that was never committed holds its parent's packages plus one change; on
+    // any other state it would silently undo everything that happened since.
+    if state.status != Status::Committed && state.parent != previous {
+        return Err(EngineError::StaleCandidate {
+            state: id,
+            base: state.parent,
+            active: previous,
+        });
+    }
     if mode == Mode::Switch
         && previous == Some(id)
         && sysroot::read_state_id(&root.usr()) == Some(id.0)

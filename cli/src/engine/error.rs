@@ -225,6 +225,21 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// A candidate built on a state that is no longer the active one: committing it
+    /// would undo what changed since it was staged.
+    #[error(
+        "state {state} was staged on {}, but {} is active now: committing it would undo what changed since; stage the change again, or drop it with 'mossfs state remove {state}' ('mossfs state prune --candidates' drops every candidate)",
+        .base.map_or("an empty root".to_owned(), |b| format!("state {b}")),
+        .active.map_or("no state".to_owned(), |a| format!("state {a}"))
+    )]
+    StaleCandidate {
+        /// The candidate.
+        state: StateId,
+        /// The state it was built on.
+        base: Option<StateId>,
+        /// The state active now.
+        active: Option<StateId>,
+    },
     /// No candidate to commit.
     #[error("there is no candidate state to commit; stage one with 'mossfs install --stage'")]
     NoCandidate,

@@ -15,7 +15,15 @@
 //! point, so `usr/.stateID` is the truth: if the database disagrees (a process died after
 //! the exchange and before the database was updated), the database is brought in line and
 //! the old tree left in staging is archived. Whatever else is in staging is debris from a
-//! commit that never reached its commit point, and is removed.
+//! commit that never reached its commit point, and is removed, and so is the state that
+//! commit was for, if an `install` or `remove` recorded it for itself (`Status::InFlight`):
+//! nobody asked for it as a candidate, and committing it later would undo whatever
+//! changed since.
+//!
+//! Readers never recover, and never write: they open the database and the store read-only,
+//! so they work on a read-only root and leave no trace on a root that has no `.moss`. They
+//! still report the truth after a crash, because [`Root::live_state`] asks `usr/.stateID`
+//! too, and they say that the database is behind ([`Root::pending`]).
 
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
@@ -79,6 +87,19 @@ pub enum LiveUsr {
     Unmanaged(&'static str),
 }
 
+/// Whether a writer holds `ROOT/.moss/lock` right now; asked without creating the file or
+/// taking the lock (a shared lock is tried and given back at once).
+fn writer_busy(lock: &Path) -> bool {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let Ok(fd) = rustix::fs::open(lock, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+        return false;
+    };
+    match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => false,
+        Err(e) => e == rustix::io::Errno::WOULDBLOCK,
+    }
+}
+
 /// An open root.
 pub struct Root {
     /// The root directory (`--root`).
@@ -92,12 +113,26 @@ pub struct Root {
     /// The user asked to take over a `usr` that mossfs does not manage
     /// (`--take-over-usr`); without it a commit refuses to replace one (DESIGN.md §6.7).
     pub take_over_usr: bool,
+    /// For a reader: what the database does not know yet, because a commit was cut short
+    /// (or is finishing) after its commit point; for people.
+    pub pending: Option<String>,
     _lock: Option<Lock>,
 }
 
 impl Root {
-    /// Opens for writing: takes the lock (saying so if it has to wait), then recovers.
+    /// Opens a root that exists for writing: takes the lock (saying so if it has to wait),
+    /// then recovers. A directory with no `.moss` is refused, untouched: only an install
+    /// makes a root ([`Root::create`]), so a mistyped `--root` given to `remove`, `gc` or
+    /// `state prune` leaves nothing behind.
     pub fn open_write(path: &Path) -> Result<Root> {
+        if !path.join(".moss/db").is_dir() {
+            return Err(EngineError::NotARoot(path.to_owned()));
+        }
+        Root::create(path)
+    }
+
+    /// Opens for writing like [`Root::open_write`], making `.moss` first if there is none.
+    pub fn create(path: &Path) -> Result<Root> {
         let moss = path.join(".moss");
         std::fs::create_dir_all(path).map_err(|source| EngineError::Io {
             path: path.to_owned(),
@@ -118,20 +153,64 @@ impl Root {
                 path.display()
             );
         })?;
-        let mut root = Root::assemble(path, Some(lock))?;
+        let mut root = Root::assemble(path, lock)?;
         root.recover()?;
         Ok(root)
     }
 
-    /// Opens for reading: no lock, no recovery. Readers never block.
+    /// Opens for reading: no lock, no recovery, and nothing written or created. Readers
+    /// never block, and work on a read-only root.
     pub fn open_read(path: &Path) -> Result<Root> {
-        if !path.join(".moss/db").is_dir() {
+        let moss = path.join(".moss");
+        if !moss.join("db").is_dir() {
             return Err(EngineError::NotARoot(path.to_owned()));
         }
-        Root::assemble(path, None)
+        let mut root = Root {
+            path: path.to_owned(),
+            db: Db::open_read(&moss.join("db"))?,
+            store: Store::open_read(&moss)?,
+            recovered: Vec::new(),
+            take_over_usr: false,
+            pending: None,
+            _lock: None,
+        };
+        let snapshot = root.db.read()?;
+        let in_db = snapshot.active()?;
+        if let Some(live) = root.live_state(&snapshot)?
+            && Some(live) != in_db
+        {
+            let recorded = in_db.map_or("no state".to_owned(), |id| format!("state {id}"));
+            let why = if writer_busy(&moss.join("lock")) {
+                "a commit is finishing"
+            } else {
+                "a commit was cut short after its exchange; any command that writes, such as 'mossfs gc', records it"
+            };
+            root.pending = Some(format!(
+                "usr/.stateID says state {live} is live, but the database still records {recorded} as active: {why}; showing state {live} as active"
+            ));
+        }
+        drop(snapshot);
+        Ok(root)
     }
 
-    fn assemble(path: &Path, lock: Option<Lock>) -> Result<Root> {
+    /// The state that is really live. The exchange of `/usr` is the commit point, so this
+    /// is the state `usr/.stateID` names whenever the database knows it, even if the
+    /// database has not been told yet that it is active (a crash between the two, which
+    /// only the next writer mends); otherwise the database's active state.
+    pub fn live_state(&self, q: &impl Query) -> Result<Option<StateId>> {
+        let in_db = q.active()?;
+        match sysroot::read_state_id(&self.usr()).map(StateId) {
+            Some(disk) if Some(disk) != in_db => match q.state(disk) {
+                Ok(_) => Ok(Some(disk)),
+                Err(mossfs_db::DbError::NoState(_)) => Ok(in_db),
+                Err(e) => Err(e.into()),
+            },
+            _ => Ok(in_db),
+        }
+    }
+
+    /// A writer's root: the database and store opened for writing, under `lock`.
+    fn assemble(path: &Path, lock: Lock) -> Result<Root> {
         let moss = path.join(".moss");
         let db = Db::open(&moss.join("db"))?;
         let store = Store::open(&moss)?;
@@ -148,7 +227,8 @@ impl Root {
             store,
             recovered,
             take_over_usr: false,
-            _lock: lock,
+            pending: None,
+            _lock: Some(lock),
         })
     }
 
@@ -226,6 +306,7 @@ impl Root {
         if staging.exists() {
             mossfs_fs::blit::remove_tree(&staging)?;
         }
+        self.drop_in_flight(on_disk)?;
         if on_disk.is_some() {
             // A commit killed before this step left links to make. What the links found
             // that the user must act on is said by commits, not by every writer.
@@ -234,6 +315,40 @@ impl Root {
                     self.recovered.push(note.to_string());
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Forgets the states that an `install` or `remove` recorded for itself and died
+    /// before committing (the one that went live was completed above). A state someone
+    /// mounted meanwhile stays until it is unmounted: its mount reads the store.
+    fn drop_in_flight(&mut self, on_disk: Option<StateId>) -> Result<()> {
+        let leftovers: Vec<StateId> = self
+            .db
+            .read()?
+            .states()?
+            .into_iter()
+            .filter(|s| s.status == Status::InFlight && Some(s.id) != on_disk)
+            .map(|s| s.id)
+            .collect();
+        if leftovers.is_empty() {
+            return Ok(());
+        }
+        let gate = super::mounts::Gate::take(&self.path)?;
+        let mounted = gate.live()?;
+        let mut txn = self.db.write()?;
+        let mut dropped = Vec::new();
+        for id in leftovers {
+            if super::mounts::mount_of(&mounted, id).is_none() {
+                txn.remove_state(id)?;
+                dropped.push(id);
+            }
+        }
+        txn.commit()?;
+        for id in dropped {
+            self.recovered.push(format!(
+                "removed state {id}, which an interrupted install or remove left uncommitted"
+            ));
         }
         Ok(())
     }
