@@ -253,7 +253,9 @@ pub fn report(err: &CliError) -> String {
         line.push_str("; ");
         line.push_str(hint);
     }
-    line.replace('\n', " ")
+    // Names inside messages come from outside: a newline or an escape sequence in one must
+    // neither start a second line nor reach the terminal.
+    crate::quote::text(&line.replace('\n', " ")).into_owned()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod extract;
 mod inspect;
 mod pack;
 mod progress;
+mod quote;
 mod ui;
 mod units;
 mod version;

@@ -22,6 +22,10 @@ pub enum Status {
     Candidate,
     /// Committed at least once. Whether it is the active one is kept separately.
     Committed,
+    /// Recorded by an `install` or `remove` that is committing it right now. It is no one
+    /// else's candidate: if that command dies before the exchange, the next writer drops
+    /// it, so a killed command never leaves a state behind that a later `commit` applies.
+    InFlight,
 }
 
 /// One package in a state.
@@ -75,6 +79,7 @@ impl State {
         out.push(match self.status {
             Status::Candidate => 0,
             Status::Committed => 1,
+            Status::InFlight => 2,
         });
         out.extend_from_slice(&self.parent.map_or(u64::MAX, |p| p.0).to_be_bytes());
         out.extend_from_slice(&self.root.0.to_be_bytes());
@@ -113,7 +118,9 @@ impl State {
         let summary = String::from_utf8(r.bytes()?.to_vec()).ok()?;
         let status = match r.u8()? {
             0 => Status::Candidate,
-            _ => Status::Committed,
+            1 => Status::Committed,
+            2 => Status::InFlight,
+            _ => return None,
         };
         let parent = match r.u64()? {
             u64::MAX => None,

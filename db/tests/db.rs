@@ -200,3 +200,35 @@ fn a_newer_schema_is_refused_clearly() {
     );
     assert!(err.to_string().contains("use a newer mossfs"), "{err}");
 }
+
+#[test]
+fn a_read_only_open_creates_nothing_writes_nothing_and_sees_every_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("db");
+    assert!(matches!(Db::open_read(&missing), Err(DbError::Open { .. })));
+    assert!(!missing.exists(), "a reader created the database folder");
+    {
+        let db = Db::open(&missing).unwrap();
+        let mut txn = db.write().unwrap();
+        let root = txn.put_tree(&tree::encode(&[])).unwrap();
+        let id = txn.next_state_id().unwrap();
+        txn.put_state(&State {
+            id,
+            created: 7,
+            summary: "install a".into(),
+            status: Status::InFlight,
+            parent: None,
+            selections: Vec::new(),
+            root,
+            entries: 0,
+            conflicts: Vec::new(),
+        })
+        .unwrap();
+        txn.commit().unwrap();
+    }
+    let db = Db::open_read(&missing).unwrap();
+    let states = db.read().unwrap().states().unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].status, Status::InFlight);
+    assert!(matches!(db.write().err(), Some(DbError::ReadOnly { .. })));
+}

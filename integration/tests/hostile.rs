@@ -249,11 +249,12 @@ fn a_file_beneath_a_symlink_out_of_the_tree_lands_nowhere() {
     ];
     for (name, link_text) in &escapes {
         let stone = with_layout(root, name, &[symlink(link_text, "a"), regular(hash, "a/x")]);
-        // The record below the symlink is left out of the tree and named as a conflict.
+        // The record below the symlink is left out of the tree and named as a conflict,
+        // at the symlink.
         assert_eq!(
             guarded.refused(&stone),
             format!(
-                "error: 1 path conflict (first: usr/a/x, shipped by {name}); stage it with \
+                "error: 1 path conflict (first: usr/a, shipped by {name}); stage it with \
                  --stage --allow-conflicts to inspect it"
             )
         );

@@ -5,16 +5,21 @@
 //!
 //! Field conventions: package ids, asset and tree hashes are lowercase hex strings; times
 //! are seconds since the Unix epoch (`created`) with a UTC text form beside them
-//! (`created_utc`); sizes are bytes; paths are absolute (`/usr/...`) and lossy UTF-8.
+//! (`created_utc`); sizes are bytes; paths are absolute (`/usr/...`), and a path or link
+//! text keeps every byte as [`crate::quote::json`] writes it (a string, or `{"bytes": hex}`
+//! when it is not UTF-8).
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 
 use mossfs_db::{Conflict, NodeKind, PackageRecord, Query, Selection, State, StateId, Status};
 use mossfs_format::{AssetHash, PackageId};
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::engine::mounts::{LiveMount, mount_of};
+use crate::engine::mounts::LiveMount;
 use crate::engine::{Result, change::Change};
+use crate::quote;
 
 /// A package of a state, as `state show`, `list installed` and plans name it.
 #[derive(Debug, Serialize)]
@@ -60,14 +65,15 @@ impl Package {
     }
 }
 
-/// `candidate`, `conflicts` (a candidate that can never be committed), `committed`, or
-/// `active`.
+/// `candidate`, `conflicts` (a candidate that can never be committed), `in-flight` (a
+/// commit under way, or one an interrupted command left), `committed`, or `active`.
 pub fn status_word(state: &State, active: Option<StateId>) -> &'static str {
     match (Some(state.id) == active, state.status) {
         (true, _) => "active",
         (false, Status::Committed) => "committed",
         (false, Status::Candidate) if state.conflicts.is_empty() => "candidate",
         (false, Status::Candidate) => "conflicts",
+        (false, Status::InFlight) => "in-flight",
     }
 }
 
@@ -81,7 +87,7 @@ pub struct StateRow {
     /// Whether it is the live `/usr`.
     pub active: bool,
     /// Where it is mounted now (empty when it is not).
-    pub mounted: Vec<String>,
+    pub mounted: Vec<Value>,
     /// How many packages it selects.
     pub packages: usize,
     /// Entries in its tree, directories included.
@@ -101,12 +107,17 @@ pub struct StateRow {
 }
 
 /// The mount points of `id` among `mounts`.
-pub fn mountpoints(mounts: &[LiveMount], id: StateId) -> Vec<String> {
+pub fn mountpoints(mounts: &[LiveMount], id: StateId) -> Vec<Value> {
     mounts
         .iter()
         .filter(|m| m.state == id)
-        .map(|m| m.mountpoint.display().to_string())
+        .map(|m| quote::json(m.mountpoint.as_os_str().as_bytes()))
         .collect()
+}
+
+/// `/usr/<path>` for a path below `/usr`, every byte kept.
+pub fn usr_path(path: &[u8]) -> Value {
+    quote::json(&[b"/usr/", path].concat())
 }
 
 impl StateRow {
@@ -210,7 +221,7 @@ pub struct StateShow {
 #[derive(Debug, Serialize)]
 pub struct ConflictDoc {
     /// `/usr/...`.
-    pub path: String,
+    pub path: Value,
     /// What each package wants there.
     pub contenders: Vec<Contender>,
 }
@@ -233,7 +244,7 @@ pub struct Contender {
     pub asset: Option<String>,
     /// For a symlink, its text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
+    pub target: Option<Value>,
 }
 
 /// The conflicts of a state, as documents.
@@ -251,9 +262,7 @@ pub fn conflicts(q: &impl Query, conflicts: &[Conflict]) -> Result<Vec<ConflictD
             };
             let (size, asset, target) = match &node.kind {
                 NodeKind::Regular { asset, size } => (Some(*size), Some(asset.to_string()), None),
-                NodeKind::Symlink(text) => {
-                    (None, None, Some(String::from_utf8_lossy(text).into_owned()))
-                }
+                NodeKind::Symlink(text) => (None, None, Some(quote::json(text))),
                 _ => (None, None, None),
             };
             contenders.push(Contender {
@@ -266,7 +275,7 @@ pub fn conflicts(q: &impl Query, conflicts: &[Conflict]) -> Result<Vec<ConflictD
             });
         }
         docs.push(ConflictDoc {
-            path: format!("/usr/{}", String::from_utf8_lossy(&conflict.path)),
+            path: usr_path(&conflict.path),
             contenders,
         });
     }
@@ -334,6 +343,8 @@ pub struct CommitDoc {
     pub base: Option<u64>,
     /// Packages unpacked into the store on the way.
     pub unpacked: usize,
+    /// Where a `usr` that mossfs did not make was kept, when the commit took it over.
+    pub took_over: Option<Value>,
     /// Wall time in seconds.
     pub seconds: f64,
 }
@@ -346,37 +357,35 @@ impl From<&crate::engine::CommitReport> for CommitDoc {
             reused_archive: report.reused_archive,
             base: report.base.map(|b| b.0),
             unpacked: report.unpacked,
+            took_over: report
+                .took_over
+                .as_ref()
+                .map(|p| quote::json(p.as_os_str().as_bytes())),
             seconds: report.elapsed.as_secs_f64(),
         }
     }
 }
 
-/// Which states a removal took away and which it left because they are mounted.
+/// What `state remove` and `state prune` did.
 #[derive(Debug, Default, Serialize)]
 pub struct Removal {
     /// The states removed.
     pub removed: Vec<u64>,
-    /// States left in place because a mount serves them.
-    pub kept_mounted: Vec<KeptMounted>,
+    /// States a prune left in place because of a mount.
+    pub kept: Vec<Kept>,
+    /// What a prune said about archived trees no state records, which it removed.
+    pub orphans: Vec<String>,
 }
 
 /// A state a prune kept.
 #[derive(Debug, Serialize)]
-pub struct KeptMounted {
+pub struct Kept {
     /// The state.
     pub state: u64,
-    /// Where it is mounted.
-    pub mountpoint: String,
-}
-
-impl KeptMounted {
-    /// From the mount that keeps it.
-    pub fn new(mounts: &[LiveMount], id: StateId) -> Option<KeptMounted> {
-        mount_of(mounts, id).map(|m| KeptMounted {
-            state: id.0,
-            mountpoint: m.mountpoint.display().to_string(),
-        })
-    }
+    /// The mount that keeps it: its own mount point, or one inside its archived tree.
+    pub mountpoint: Value,
+    /// Why, for people.
+    pub reason: String,
 }
 
 impl Package {

@@ -71,6 +71,10 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
     }
     txn.commit()?;
 
+    // Trees first, so the bytes the store reports freed are really free.
+    for note in super::state::remove_orphans(&root)? {
+        writeln!(out, "{note}")?;
+    }
     spinner.message("deleting unreferenced assets and stones");
     let stats = root.store.gc(&keep_assets, &selected)?;
     drop(spinner);

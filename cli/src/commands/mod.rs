@@ -38,10 +38,14 @@ pub struct RootArg {
     pub root: PathBuf,
 }
 
-/// Prints what recovery did when the root was opened.
+/// Prints what recovery did when the root was opened, or, for a reader, what the
+/// database has not caught up with yet.
 pub fn report_recovery(root: &Root) {
     for note in &root.recovered {
         eprintln!("recovered: {note}");
+    }
+    if let Some(note) = &root.pending {
+        eprintln!("note: {note}");
     }
 }
 
@@ -65,12 +69,29 @@ pub fn progress(label: &'static str) -> Option<Box<dyn Fn(BlitProgress) + Sync>>
     }))
 }
 
+/// Tells on stderr what the commit noticed about the root links; `--json` runs print
+/// these too, since they go to stderr.
+pub fn commit_notes(report: &CommitReport) {
+    for note in &report.links {
+        let label = if note.is_warning() { "warning" } else { "note" };
+        eprintln!("{label}: {note}");
+    }
+}
+
 /// The one-line summary of a state change.
 pub fn print_commit(
     out: &mut dyn Write,
     report: &CommitReport,
     summary: &str,
 ) -> std::io::Result<()> {
+    if let Some(kept) = &report.took_over {
+        writeln!(
+            out,
+            "took over the usr that mossfs did not make: it is kept in {} (see 'Taking over a usr' in README.md)",
+            kept.display()
+        )?;
+    }
+    commit_notes(report);
     let how = match (report.reused_archive, report.base) {
         (true, _) => "archived tree reused".to_owned(),
         (false, Some(base)) => format!(
@@ -85,8 +106,9 @@ pub fn print_commit(
     };
     writeln!(
         out,
-        "state {} active ({summary}): {how}{unpacked} in {:.2} s",
+        "state {} active ({}): {how}{unpacked} in {:.2} s",
         report.id,
+        crate::quote::text(summary),
         report.elapsed.as_secs_f64()
     )
 }

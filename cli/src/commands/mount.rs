@@ -167,6 +167,7 @@ fn mount_inner(
     out: &mut dyn Write,
 ) -> Result<()> {
     let root = Root::open_read(&args.root.root)?;
+    super::report_recovery(&root);
     let target = resolve_state(&root, args)?;
     fuse::check_available()?;
     let mountpoint = fuse::check_mountpoint(&args.mountpoint)?;
@@ -225,7 +226,7 @@ pub fn umount(args: &UmountArgs, out: &mut dyn Write) -> Result<()> {
 
 fn resolve_state(root: &Root, args: &MountArgs) -> Result<Target> {
     let txn = root.db.read().map_err(EngineError::from)?;
-    let active = txn.active().map_err(EngineError::from)?;
+    let active = root.live_state(&txn)?;
     let id = match (args.state, args.candidate) {
         (Some(id), _) => StateId(id),
         (None, true) => txn
@@ -250,6 +251,7 @@ fn resolve_state(root: &Root, args: &MountArgs) -> Result<Target> {
     let what = match state.status {
         _ if active == Some(id) => "active",
         Status::Candidate => "candidate",
+        Status::InFlight => "being committed",
         Status::Committed => "archived",
     };
     Ok(Target { id, what })

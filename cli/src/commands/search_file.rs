@@ -31,12 +31,15 @@ pub struct SearchFileArgs {
 /// One match, as `--json` prints it.
 #[derive(Debug, Serialize)]
 pub struct Hit {
-    /// The absolute path, `/usr/...`.
-    pub path: String,
+    /// The absolute path, `/usr/...`, every byte kept (see `crate::quote::json`).
+    pub path: serde_json::Value,
     /// The package's name.
     pub package: String,
     /// `name-version-release`.
     pub full_name: String,
+    /// The path below `/usr`, for the text form.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
 }
 
 /// The pattern as it is matched against paths relative to `/usr`.
@@ -77,9 +80,10 @@ pub fn search_file(args: &SearchFileArgs, out: &mut dyn Write) -> Result<()> {
             }
         };
         hits.push(Hit {
-            path: format!("/usr/{}", String::from_utf8_lossy(path)),
+            path: super::documents::usr_path(path),
             package,
             full_name,
+            bytes: path.to_vec(),
         });
         Ok(())
     })?;
@@ -87,7 +91,13 @@ pub fn search_file(args: &SearchFileArgs, out: &mut dyn Write) -> Result<()> {
         crate::ui::print_json(out, &hits)?;
     } else {
         for hit in &hits {
-            writeln!(out, "{} from {}", hit.path, hit.package)?;
+            let path = [b"/usr/", &hit.bytes[..]].concat();
+            writeln!(
+                out,
+                "{} from {}",
+                crate::quote::name(&path),
+                crate::quote::text(&hit.package)
+            )?;
         }
     }
     Ok(())

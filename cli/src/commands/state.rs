@@ -1,13 +1,17 @@
 //! `mossfs state list | show | diff | activate | prune | remove`.
 
+use std::collections::HashSet;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use mossfs_db::{Conflict, NodeKind, Query, StateId, Status};
+use mossfs_fs::sysroot;
 
 use super::documents::{self, StateRow};
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
 use crate::progress::{Bar, Unit};
+use crate::quote;
 
 /// `mossfs state ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -36,14 +40,22 @@ pub enum StateCommand {
     Activate {
         /// The state.
         id: u64,
+        /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+        #[arg(long)]
+        take_over_usr: bool,
         #[command(flatten)]
         root: RootArg,
     },
-    /// Remove old committed states, keeping the newest ones and the active one.
+    /// Remove old committed states, keeping the newest ones and the active one; or, with
+    /// --candidates, every candidate instead.
     Prune {
         /// How many committed states to keep besides the active one.
         #[arg(long, default_value_t = 10)]
         keep: usize,
+        /// Remove every candidate state (staged, never committed) and leave committed
+        /// states alone.
+        #[arg(long, conflicts_with = "keep")]
+        candidates: bool,
         #[command(flatten)]
         root: RootArg,
     },
@@ -67,29 +79,34 @@ pub struct RootOnly {
 /// Runs a `state` subcommand.
 pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
     match command {
-        StateCommand::List(args) => list(&Root::open_read(&args.root.root)?, out),
-        StateCommand::Show { id, root } => show(&Root::open_read(&root.root)?, StateId(*id), out),
+        StateCommand::List(args) => list(&open_read(&args.root.root)?, out),
+        StateCommand::Show { id, root } => show(&open_read(&root.root)?, StateId(*id), out),
         StateCommand::Active(args) => {
-            let root = Root::open_read(&args.root.root)?;
-            let active = root.db.read()?.active()?;
+            let root = open_read(&args.root.root)?;
+            let active = root.live_state(&root.db.read()?)?;
             show(&root, active.ok_or(EngineError::NoActiveState)?, out)
         }
         StateCommand::Diff { a, b, root } => {
-            diff(&Root::open_read(&root.root)?, StateId(*a), StateId(*b), out)
+            diff(&open_read(&root.root)?, StateId(*a), StateId(*b), out)
         }
-        StateCommand::Activate { id, root } => {
-            let root = Root::open_write(&root.root)?;
+        StateCommand::Activate {
+            id,
+            take_over_usr,
+            root,
+        } => {
+            let mut root = Root::open_write(&root.root)?;
+            root.take_over_usr = *take_over_usr;
             report_recovery(&root);
             let summary = format!("activate state {id}");
-            let (state, previous) = {
-                let snapshot = root.db.read()?;
-                let state = snapshot.state(StateId(*id))?;
-                (state, documents::active_selections(&snapshot)?)
-            };
+            // What was active, for the document; the state itself is read after the
+            // commit, so that its refusals come first, as without --json.
+            let previous = documents::active_selections(&root.db.read()?)?;
             let progress = progress("blit");
             let report = commit_state(&root, StateId(*id), Mode::Switch, progress.as_deref())?;
             if crate::ui::json() {
+                super::commit_notes(&report);
                 let snapshot = root.db.read()?;
+                let state = snapshot.state(StateId(*id))?;
                 let mut document =
                     documents::switch(&snapshot, "activate", &state, &previous, &report)?;
                 document.summary = summary;
@@ -99,7 +116,11 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
             }
             Ok(())
         }
-        StateCommand::Prune { keep, root } => prune(&Root::open_write(&root.root)?, *keep, out),
+        StateCommand::Prune {
+            keep,
+            candidates,
+            root,
+        } => prune(&Root::open_write(&root.root)?, *keep, *candidates, out),
         StateCommand::Remove { ids, root } => {
             let root = Root::open_write(&root.root)?;
             remove(
@@ -111,9 +132,16 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
     }
 }
 
+/// Opens the root for reading, and says if the database is behind `usr`.
+fn open_read(path: &std::path::Path) -> Result<Root> {
+    let root = Root::open_read(path)?;
+    report_recovery(&root);
+    Ok(root)
+}
+
 fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
-    let active = snapshot.active()?;
+    let active = root.live_state(&snapshot)?;
     let mounts = mounts::live(&root.path)?;
     let states = snapshot.states()?;
     let sizes = documents::own_sizes(&snapshot, &states)?;
@@ -141,16 +169,16 @@ fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
             row.entries,
             crate::units::bytes(row.own_size),
             row.created_utc,
-            row.summary
+            quote::text(&row.summary)
         )?;
     }
     for row in rows.iter().filter(|r| !r.mounted.is_empty()) {
-        writeln!(
-            out,
-            "* state {} is mounted at {}",
-            row.id,
-            row.mounted.join(", ")
-        )?;
+        let at: Vec<String> = mounts
+            .iter()
+            .filter(|m| m.state.0 == row.id)
+            .map(|m| quote::name(m.mountpoint.as_os_str().as_bytes()).into_owned())
+            .collect();
+        writeln!(out, "* state {} is mounted at {}", row.id, at.join(", "))?;
     }
     Ok(())
 }
@@ -166,7 +194,7 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
             .copied()
             .unwrap_or(0);
         let document = documents::StateShow {
-            row: StateRow::new(&state, snapshot.active()?, &mounts, size),
+            row: StateRow::new(&state, root.live_state(&snapshot)?, &mounts, size),
             tree: state.root.to_string(),
             packages: documents::Package::all(&snapshot, &state.selections)?,
             conflict_paths: documents::conflicts(&snapshot, &state.conflicts)?,
@@ -174,10 +202,10 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
         crate::ui::print_json(out, &document)?;
         return Ok(());
     }
-    let active = snapshot.active()? == Some(id);
+    let active = root.live_state(&snapshot)? == Some(id);
     writeln!(out, "state {id}{}", if active { " (active)" } else { "" })?;
     writeln!(out, "  created  {}", format_time(state.created))?;
-    writeln!(out, "  summary  {}", state.summary)?;
+    writeln!(out, "  summary  {}", quote::text(&state.summary))?;
     writeln!(out, "  status   {:?}", state.status)?;
     if let Some(parent) = state.parent {
         writeln!(out, "  parent   {parent}")?;
@@ -186,7 +214,16 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "  tree     {}", state.root)?;
     for mount in mounts::live(&root.path)? {
         if mount.state == id {
-            writeln!(out, "  mounted  {}", mount.mountpoint.display())?;
+            let at = quote::name(mount.mountpoint.as_os_str().as_bytes());
+            if mount.attached() {
+                writeln!(out, "  mounted  {at}")?;
+            } else {
+                writeln!(
+                    out,
+                    "  mounted  {at}, detached; its server (pid {}) still serves files that are open",
+                    mount.pid
+                )?;
+            }
         }
     }
     writeln!(out, "  packages ({}):", state.selections.len())?;
@@ -195,11 +232,7 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
             .package(&s.package)?
             .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
         let how = if s.explicit { "" } else { " (dependency)" };
-        writeln!(
-            out,
-            "    {}-{}-{}{how}",
-            record.meta.name, record.meta.version, record.meta.release
-        )?;
+        writeln!(out, "    {}{how}", quote::text(&record.meta.full_name()))?;
     }
     if state.conflicts.is_empty() {
         writeln!(out, "  conflicts: none")?;
@@ -213,7 +246,8 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
 pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Write) -> Result<()> {
     writeln!(out, "  conflicts ({}):", conflicts.len())?;
     for conflict in conflicts {
-        writeln!(out, "    usr/{}", String::from_utf8_lossy(&conflict.path))?;
+        let path = [b"usr/", &conflict.path[..]].concat();
+        writeln!(out, "    {}", quote::name(&path))?;
         for node in &conflict.contenders {
             let owner = match node.owner {
                 Some(id) => q
@@ -223,7 +257,8 @@ pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Wri
             };
             writeln!(
                 out,
-                "      {owner}: {} {:o}{}",
+                "      {}: {} {:o}{}",
+                quote::text(&owner),
                 node.kind.name(),
                 node.mode & 0o7777,
                 describe(&node.kind)
@@ -236,7 +271,7 @@ pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Wri
 fn describe(kind: &NodeKind) -> String {
     match kind {
         NodeKind::Regular { asset, size } => format!(" {size} bytes, {asset}"),
-        NodeKind::Symlink(text) => format!(" -> {}", String::from_utf8_lossy(text)),
+        NodeKind::Symlink(text) => format!(" -> {}", quote::name(text)),
         _ => String::new(),
     }
 }
@@ -271,49 +306,54 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
             (Some(o), Some(n)) => ("changed", name(o.owner)?, name(n.owner)?),
             (None, None) => continue,
         };
-        rows.push(DiffRow {
-            path: format!("/usr/{}", String::from_utf8_lossy(&change.path)),
-            change: kind,
-            old_package,
-            new_package,
-        });
+        rows.push((change.path.clone(), kind, old_package, new_package));
     }
     if crate::ui::json() {
         let document = Diff {
             from: a.0,
             to: b.0,
             count: rows.len(),
-            paths: rows,
+            paths: rows
+                .into_iter()
+                .map(|(path, change, old_package, new_package)| DiffRow {
+                    path: documents::usr_path(&path),
+                    change,
+                    old_package,
+                    new_package,
+                })
+                .collect(),
         };
         crate::ui::print_json(out, &document)?;
         return Ok(());
     }
-    for row in &rows {
-        let mark = match row.change {
-            "added" => "+",
-            "removed" => "-",
-            _ => "~",
-        };
+    let shown = rows.len();
+    for (path, kind, old_package, new_package) in rows {
         let dash = "-".to_owned();
-        let owners = match row.change {
-            "added" => row.new_package.clone().unwrap_or(dash),
-            "removed" => row.old_package.clone().unwrap_or(dash),
+        let (mark, owners) = match kind {
+            "added" => ("+", new_package.unwrap_or(dash)),
+            "removed" => ("-", old_package.unwrap_or(dash)),
             _ => {
-                let before = row.old_package.as_ref().unwrap_or(&dash);
-                let after = row.new_package.as_ref().unwrap_or(&dash);
+                let before = old_package.unwrap_or_else(|| dash.clone());
+                let after = new_package.unwrap_or(dash);
                 if before == after {
-                    after.clone()
+                    ("~", after)
                 } else {
-                    format!("{before} -> {after}")
+                    ("~", format!("{before} -> {after}"))
                 }
             }
         };
-        writeln!(out, "{mark} {}  [{owners}]", &row.path[1..])?;
+        let path = [b"usr/", &path[..]].concat();
+        writeln!(
+            out,
+            "{mark} {}  [{}]",
+            quote::name(&path),
+            quote::text(&owners)
+        )?;
     }
     writeln!(
         out,
         "{} paths differ between state {a} and state {b}",
-        rows.len()
+        shown
     )?;
     Ok(())
 }
@@ -331,7 +371,7 @@ struct Diff {
 #[derive(Debug, serde::Serialize)]
 struct DiffRow {
     /// `/usr/...`.
-    path: String,
+    path: serde_json::Value,
     /// `added`, `removed` or `changed`.
     change: &'static str,
     /// The package that shipped it in the old state (null for an implicit directory).
@@ -340,32 +380,40 @@ struct DiffRow {
     new_package: Option<String>,
 }
 
-fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
+fn prune(root: &Root, keep: usize, candidates: bool, out: &mut dyn Write) -> Result<()> {
     report_recovery(root);
     let snapshot = root.db.read()?;
     let active = snapshot.active()?;
-    let mut committed: Vec<StateId> = snapshot
+    // With --candidates, every state never committed: staged ones, and (only while it is
+    // mounted, since recovery drops the rest) one an interrupted command left.
+    let (wanted, keep) = if candidates {
+        (Status::Candidate, 0)
+    } else {
+        (Status::Committed, keep)
+    };
+    let mut chosen: Vec<StateId> = snapshot
         .states()?
         .into_iter()
-        .filter(|s| s.status == Status::Committed && Some(s.id) != active)
+        .filter(|s| {
+            Some(s.id) != active
+                && (s.status == wanted || (candidates && s.status == Status::InFlight))
+        })
         .map(|s| s.id)
         .collect();
     drop(snapshot);
-    committed.sort_by(|a, b| b.cmp(a));
-    let old: Vec<StateId> = committed.into_iter().skip(keep).collect();
-    // Asked before the gate is taken, so that no mount waits on a person; what was agreed
-    // to is checked again under the gate.
-    let unmounted: Vec<StateId> = {
-        let mounted = mounts::live(&root.path)?;
-        old.iter()
-            .copied()
-            .filter(|id| mounts::mount_of(&mounted, *id).is_none())
-            .collect()
+    chosen.sort_by(|a, b| b.cmp(a));
+    let chosen: Vec<StateId> = chosen.into_iter().skip(keep).collect();
+    // Asked before the gate is taken, so that no mount waits on a person. The writer lock
+    // keeps the states as they are; mounts are checked again under the gate.
+    let which = if candidates {
+        "every candidate".to_owned()
+    } else {
+        format!("keeping the active state and the {keep} newest")
     };
-    if !unmounted.is_empty()
+    if !chosen.is_empty()
         && !crate::ui::confirm(&format!(
-            "prune removes {} (keeping the active state and the {keep} newest); continue?",
-            name_states(&unmounted)
+            "prune removes {} ({which}), except any that is mounted; continue?",
+            name_states(&chosen)
         ))?
     {
         return Err(EngineError::Cancelled);
@@ -374,16 +422,44 @@ fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
     let mounted = gate.live()?;
     let mut removal = documents::Removal::default();
     let mut doomed = Vec::new();
-    for id in old {
-        match documents::KeptMounted::new(&mounted, id) {
-            Some(kept) => removal.kept_mounted.push(kept),
-            None if unmounted.contains(&id) => doomed.push(id),
-            None => {}
+    for id in chosen {
+        let kept = |mountpoint: &std::path::Path, reason: String| documents::Kept {
+            state: id.0,
+            mountpoint: quote::json(mountpoint.as_os_str().as_bytes()),
+            reason,
+        };
+        match mounts::mount_of(&mounted, id) {
+            Some(mount) if mount.attached() => removal.kept.push(kept(
+                &mount.mountpoint,
+                format!(
+                    "it is mounted at {}",
+                    quote::name(mount.mountpoint.as_os_str().as_bytes())
+                ),
+            )),
+            Some(mount) => removal.kept.push(kept(
+                &mount.mountpoint,
+                format!(
+                    "its mount at {} was detached, but its server (pid {}) still serves files that are open",
+                    quote::name(mount.mountpoint.as_os_str().as_bytes()),
+                    mount.pid
+                ),
+            )),
+            None => match sysroot::mounts_below(&root.archive(id))?.first() {
+                Some(point) => removal.kept.push(kept(
+                    point,
+                    format!(
+                        "{} is mounted inside its archived tree; unmount it to prune the state",
+                        quote::name(point.as_os_str().as_bytes())
+                    ),
+                )),
+                None => doomed.push(id),
+            },
         }
     }
     remove_gated(root, gate, &mounted, &doomed)?;
     removal.removed = doomed.iter().map(|id| id.0).collect();
-    print_removal(&removal, out)
+    removal.orphans = remove_orphans(root)?;
+    print_removal(&removal, true, out)
 }
 
 /// "state 4", "states 3, 4 and 7".
@@ -398,83 +474,117 @@ fn name_states(ids: &[StateId]) -> String {
     }
 }
 
+/// Removes the archived trees no state records; a line for each, for people.
+pub fn remove_orphans(root: &Root) -> Result<Vec<String>> {
+    let known: HashSet<StateId> = root.db.read()?.states()?.iter().map(|s| s.id).collect();
+    Ok(root
+        .remove_orphan_trees(&known)?
+        .iter()
+        .map(ToString::to_string)
+        .collect())
+}
+
 fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
     if ids.len() > 1 && !crate::ui::confirm(&format!("remove {}?", name_states(ids)))? {
         return Err(EngineError::Cancelled);
     }
     let gate = mounts::Gate::take(&root.path)?;
     let mounted = gate.live()?;
-    remove_gated(root, gate, &mounted, ids)?;
+    let removed = remove_gated(root, gate, &mounted, ids)?;
     let removal = documents::Removal {
-        removed: ids.iter().map(|id| id.0).collect(),
-        kept_mounted: Vec::new(),
+        removed: removed.iter().map(|id| id.0).collect(),
+        ..documents::Removal::default()
     };
-    print_removal(&removal, out)
+    print_removal(&removal, false, out)
 }
 
-fn print_removal(removal: &documents::Removal, out: &mut dyn Write) -> Result<()> {
+/// What a removal did, as text or as its `--json` document.
+fn print_removal(removal: &documents::Removal, prune: bool, out: &mut dyn Write) -> Result<()> {
     if crate::ui::json() {
         crate::ui::print_json(out, removal)?;
         return Ok(());
     }
-    for kept in &removal.kept_mounted {
-        writeln!(
-            out,
-            "kept state {}: it is mounted at {}",
-            kept.state, kept.mountpoint
-        )?;
+    for kept in &removal.kept {
+        writeln!(out, "kept state {}: {}", kept.state, kept.reason)?;
     }
     for id in &removal.removed {
         writeln!(out, "removed state {id}")?;
     }
-    if removal.removed.is_empty() {
-        writeln!(out, "nothing to prune")?;
-    } else {
+    if !removal.removed.is_empty() {
         writeln!(
             out,
             "run 'mossfs gc' to reclaim the space their packages used"
         )?;
     }
+    for note in &removal.orphans {
+        writeln!(out, "{note}")?;
+    }
+    if prune && removal.removed.is_empty() && removal.orphans.is_empty() {
+        writeln!(out, "nothing to prune")?;
+    }
     Ok(())
 }
 
 /// Removes states while `gate` keeps new mounts from registering, so none can join
-/// `mounted` (read under that gate) between the check and the commit; their archived
-/// trees go after that.
+/// `mounted` (read under that gate) before the states are gone. Every state is checked
+/// before anything is removed; then each state's archived tree is removed, and only then
+/// the state forgotten (DESIGN.md §6.5), so a tree that cannot be removed keeps its state.
+/// Returns the states removed, each once.
 fn remove_gated(
     root: &Root,
     gate: mounts::Gate,
     mounted: &[mounts::LiveMount],
     ids: &[StateId],
-) -> Result<()> {
-    let mut txn = root.db.write()?;
-    let active = txn.active()?;
+) -> Result<Vec<StateId>> {
+    let mut unique = Vec::with_capacity(ids.len());
     for id in ids {
+        if !unique.contains(id) {
+            unique.push(*id);
+        }
+    }
+    let snapshot = root.db.read()?;
+    let active = snapshot.active()?;
+    for id in &unique {
         if Some(*id) == active {
             return Err(EngineError::RemoveActive(*id));
         }
         if let Some(mount) = mounts::mount_of(mounted, *id) {
-            return Err(EngineError::RemoveMounted {
-                state: *id,
-                mountpoint: mount.mountpoint.clone(),
+            return Err(if mount.attached() {
+                EngineError::RemoveMounted {
+                    state: *id,
+                    mountpoint: mount.mountpoint.clone(),
+                }
+            } else {
+                EngineError::RemoveDetached {
+                    state: *id,
+                    mountpoint: mount.mountpoint.clone(),
+                    pid: mount.pid,
+                }
             });
         }
-        txn.state(*id)?;
-        txn.remove_state(*id)?;
-    }
-    txn.commit()?;
-    drop(gate);
-    // Database first, then files (DESIGN.md §6.5).
-    let bar = Bar::new("remove", ids.len() as u64, Unit::Items("archived trees"));
-    for id in ids {
-        bar.message(format!("state {id}"));
-        let slot = root.archive(*id);
-        if slot.exists() {
-            mossfs_fs::blit::remove_tree(&slot)?;
+        snapshot.state(*id)?;
+        if let Some(mountpoint) = sysroot::mounts_below(&root.archive(*id))?
+            .into_iter()
+            .next()
+        {
+            return Err(EngineError::ArchiveMounted {
+                state: *id,
+                mountpoint,
+            });
         }
+    }
+    drop(snapshot);
+    let bar = Bar::new("remove", unique.len() as u64, Unit::Items("states"));
+    for id in &unique {
+        bar.message(format!("state {id}"));
+        root.remove_archive(*id)?;
+        let mut txn = root.db.write()?;
+        txn.remove_state(*id)?;
+        txn.commit()?;
         bar.inc(1);
     }
-    Ok(())
+    drop(gate);
+    Ok(unique)
 }
 
 /// UTC date and time, without pulling in a date library for one format.

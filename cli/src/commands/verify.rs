@@ -77,7 +77,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), VerifyError>
 
     drop(bar);
     let mut bad_paths = 0usize;
-    let active = snapshot.active()?;
+    let active = root.live_state(&snapshot)?;
     if let Some(id) = active {
         let state = snapshot.state(id)?;
         let usr = root.usr();

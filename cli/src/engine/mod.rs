@@ -10,7 +10,7 @@ pub mod plan;
 pub mod root;
 pub mod unpack;
 
-pub use commit::{CommitReport, Mode, commit_state, forget_unreached, record_state};
+pub use commit::{CommitReport, Mode, check_commit, commit_state, forget_unreached, record_state};
 pub use error::{EngineError, Result};
 pub use plan::{LoadedStone, Plan};
-pub use root::Root;
+pub use root::{LiveUsr, Root};

@@ -52,6 +52,30 @@ impl<'s> LoadedStone<'s> {
         Self::metadata(path, &file).map(drop)
     }
 
+    /// Reads the stone's metadata and hashes it, writing nothing: what a dry run shows.
+    /// It has no copy, so [`LoadedStone::keep`] does nothing with it.
+    pub fn inspect(path: &Path) -> Result<LoadedStone<'static>> {
+        let file = File::open(path).map_err(|source| EngineError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let Metadata {
+            meta,
+            layout,
+            index,
+        } = Self::metadata(path, &file)?;
+        let (id, size) = mossfs_store::stone_id(path)?;
+        Ok(LoadedStone {
+            path: path.to_owned(),
+            id,
+            size,
+            meta,
+            layout,
+            index,
+            copy: None,
+        })
+    }
+
     /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
     /// reads the metadata from the copy.
     pub fn load(path: &Path, store: &'s Store) -> Result<LoadedStone<'s>> {
@@ -127,6 +151,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Starts from nothing: a root with no state.
+    pub fn empty() -> Plan {
+        Plan {
+            packages: BTreeMap::new(),
+            changes: Vec::new(),
+            summary: String::new(),
+        }
+    }
+
     /// Starts from the packages of a state.
     pub fn from_selections(q: &impl Query, selections: &[Selection]) -> Result<Plan> {
         let mut packages = BTreeMap::new();

@@ -35,9 +35,10 @@
 //! - the directory a symlink points at need not be shipped: what lands in it implies it;
 //! - a symlink pointing at a file sends records below that file, which is then a
 //!   file-versus-directory conflict at the file's path;
-//! - a record below a symlink that cannot be followed (a target above the tree, an absolute
-//!   target outside `/usr`, a loop or a chain of more than [`MAX_HOPS`]) is left out of the
-//!   tree and reported as a conflict at its path: the symlink first, then each record;
+//! - a record below a symlink that cannot be followed (a target outside `/usr`, a loop or
+//!   a chain of more than [`MAX_HOPS`]) is left out of the tree and reported as a conflict
+//!   at the symlink's location: the symlink first, then, for each package that ships
+//!   something below it, a directory holding what that package ships there;
 //! - where packages disagree about a symlink, the first one by priority is followed, and
 //!   the disagreement is a conflict; a symlink against a directory record shows the
 //!   directory, while records below still follow the symlink, so that placement never
@@ -49,8 +50,8 @@ mod merge;
 mod place;
 mod resolve;
 
-use mossfs_db::{Conflict, DbError, Node, NodeKind, TreeHash, WriteTxn, tree};
-use mossfs_format::{AssetHash, EntryKind, PackageId, RelPath};
+use mossfs_db::{Conflict, DbError, Node, NodeKind, TreeHash, WriteTxn};
+use mossfs_format::{AssetHash, PackageId, RelPath};
 
 pub use resolve::{MAX_HOPS, MAX_RESOLVED_LEN};
 
@@ -143,21 +144,19 @@ pub fn build(txn: &mut WriteTxn<'_>, packages: &[PackageId]) -> Result<BuiltTree
     let unplaced = std::mem::take(&mut placement.unplaced);
     let merged = merge::merge(txn, &inputs, &placement)?;
     let mut conflicts = merged.conflicts;
-    if !unplaced.is_empty() {
-        // A directory record below an unfollowable symlink is shown as an empty
-        // directory, whose object must then exist like any other.
-        let needs_empty = unplaced
-            .iter()
-            .any(|u| inputs.entry(u.entry).kind == EntryKind::Directory);
-        let empty = TreeHash::of(&tree::encode(&[]));
-        if needs_empty {
-            txn.put_tree(&tree::encode(&[]))
-                .map_err(|source| TreeError::Store {
-                    path: Vec::new(),
-                    source,
-                })?;
+    for found in conflict::unplaced_conflicts(txn, &inputs, unplaced)? {
+        // A symlink that a directory record also claims conflicts there already: one
+        // conflict per path, with every contender.
+        match conflicts.iter_mut().find(|c| c.path == found.path) {
+            Some(known) => {
+                for node in found.contenders {
+                    if !known.contenders.contains(&node) {
+                        known.contenders.push(node);
+                    }
+                }
+            }
+            None => conflicts.push(found),
         }
-        conflicts.extend(conflict::unplaced_conflicts(&inputs, unplaced, empty));
     }
     conflicts.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(BuiltTree {

@@ -258,12 +258,12 @@ fn every_state_change_prints_its_plan_as_json() {
     let removed = json(&root, &["state", "remove", "3"]);
     assert_eq!(
         removed,
-        serde_json::json!({"removed": [3], "kept_mounted": []})
+        serde_json::json!({"removed": [3], "kept": [], "orphans": []})
     );
     let pruned = json(&root, &["state", "prune", "--keep", "0"]);
     assert_eq!(
         pruned,
-        serde_json::json!({"removed": [2], "kept_mounted": []})
+        serde_json::json!({"removed": [2], "kept": [], "orphans": []})
     );
     assert_eq!(root.states().len(), 1);
 }

@@ -215,7 +215,7 @@ fn removing_several_states_asks_on_a_terminal_and_no_changes_nothing() {
     let (status, screen) = on_a_terminal(root.command(&["state", "prune", "--keep", "0"]), b"y\n");
     assert!(status.success(), "{screen}");
     assert!(
-        screen.contains("prune removes states 1 and 2 (keeping the active state and the 0 newest); continue? [y/N] "),
+        screen.contains("prune removes states 1 and 2 (keeping the active state and the 0 newest), except any that is mounted; continue? [y/N] "),
         "{screen:?}"
     );
     assert!(screen.contains("removed state 1"), "{screen:?}");

@@ -224,7 +224,8 @@ fn a_conflicted_candidate_is_recorded_but_never_committed() {
     );
     assert!(
         out.ends_with(&format!(
-            "{listing}state 2 has conflicts and cannot be committed\n"
+            "{listing}state 2 has conflicts and cannot be committed; inspect them with \
+             'mossfs mount --state 2 --debug-view DIR', drop it with 'mossfs state remove 2'\n"
         )),
         "{out}"
     );
