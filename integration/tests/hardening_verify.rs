@@ -1,0 +1,346 @@
+//! Issue 7, the defects that `verify` and the readers of a stone own, each tested on a real
+//! root with the real binary: 5 (paths no package owns), 6 (repair of archived trees),
+//! 7 (the reserved `usr/.stateID`), 11 (one flipped header byte), 13 (package names),
+//! 16 (the owner of a 0755 directory), and the first part of 14 (`verify` speaks in
+//! sentences). Every test is named after its defect.
+//!
+//! A refusal must leave the root as it was: the tree under `usr`, the state list and
+//! `.stateID` are compared before and after.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::forge::{PAYLOAD, RawStone, honest, regular, with_layout, write_forged};
+use common::{TestRoot, assert_same, assert_tree_matches, error_line, file, meta, text};
+use mossfs_format::{AssetHash, PayloadKind};
+use mossfs_integration::mossfs;
+
+/// A refusal that must change nothing: the system and the state list are as before.
+fn refused_unchanged(root: &TestRoot, args: &[&std::ffi::OsStr]) -> String {
+    let system = root.system();
+    let states = root.states();
+    let line = root.fail(args);
+    assert_same(&system, &root.system(), &line);
+    assert_eq!(root.states(), states, "{line}");
+    assert!(!root.moss().join("root/staging/usr").exists(), "{line}");
+    line
+}
+
+fn install_args(stone: &Path) -> Vec<&std::ffi::OsStr> {
+    vec!["install".as_ref(), stone.as_os_str()]
+}
+
+/// `mossfs ARGS` outside any root; must fail with one error line, which is returned.
+fn fails(args: &[&std::ffi::OsStr]) -> String {
+    let output = mossfs().args(args).output().expect("mossfs runs");
+    error_line(&output)
+}
+
+fn runs(command: &mut Command) -> String {
+    let output = command.output().expect("mossfs runs");
+    assert!(
+        output.status.success(),
+        "{command:?}: {}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 7: a package may not ship the reserved usr/.stateID.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn defect_7_a_package_may_not_ship_the_state_marker() {
+    let root = TestRoot::new();
+    let base = root.stone(&meta("base", "1"), vec![file("share/base/a", "a")]);
+    root.install(&[&base]);
+    let hash = AssetHash::of(PAYLOAD);
+    let stone = with_layout(
+        &root,
+        "marker",
+        &[regular(hash, "share/honest"), regular(hash, ".stateID")],
+    );
+    let reason = "path `.stateID` is refused: usr/.stateID is reserved for the id of the \
+                  state a tree belongs to; no package may ship it";
+
+    let line = refused_unchanged(&root, &install_args(&stone));
+    assert_eq!(
+        line,
+        format!(
+            "error: cannot read {}: package marker: layout record 1: {reason}",
+            stone.display()
+        )
+    );
+    assert_eq!(root.state_id_file().as_deref(), Some("1"));
+    // A staged install is refused the same way, and so are the other readers.
+    let line = refused_unchanged(
+        &root,
+        &["install".as_ref(), "--stage".as_ref(), stone.as_os_str()],
+    );
+    assert!(line.ends_with(reason), "{line}");
+    let line = fails(&["inspect".as_ref(), "--check".as_ref(), stone.as_os_str()]);
+    assert!(line.contains(reason), "{line}");
+    let out = root.scratch("extracted");
+    let line = fails(&[
+        "extract".as_ref(),
+        stone.as_os_str(),
+        "-o".as_ref(),
+        out.join("x").as_os_str(),
+    ]);
+    assert!(line.contains(reason), "{line}");
+    assert!(!out.join("x/.stateID").exists());
+
+    // `pack` refuses to make such a stone in the first place.
+    let tree = root.scratch("tree");
+    fs::create_dir_all(tree.join("share")).unwrap();
+    fs::write(tree.join("share/ok"), "ok").unwrap();
+    fs::write(tree.join(".stateID"), "7").unwrap();
+    let packed = root.scratch("packed").join("marker.stone");
+    let line = fails(&[
+        "pack".as_ref(),
+        tree.as_os_str(),
+        "-o".as_ref(),
+        packed.as_os_str(),
+        "--name".as_ref(),
+        "marker".as_ref(),
+        "--version".as_ref(),
+        "1".as_ref(),
+    ]);
+    assert_eq!(
+        line,
+        format!(
+            "error: cannot pack {}: usr/.stateID is reserved for the id of the state a tree \
+             belongs to; no package may ship it",
+            tree.join(".stateID").display()
+        )
+    );
+    assert!(!packed.exists());
+    // Deeper down the name is an ordinary file name.
+    fs::remove_file(tree.join(".stateID")).unwrap();
+    fs::write(tree.join("share/.stateID"), "just a file").unwrap();
+    runs(
+        mossfs()
+            .args([
+                "pack".as_ref(),
+                tree.as_os_str(),
+                "-o".as_ref(),
+                packed.as_os_str(),
+            ])
+            .args(["--name", "deep", "--version", "1"]),
+    );
+    root.install(&[&packed]);
+    assert_eq!(
+        fs::read(root.usr().join("share/.stateID")).unwrap(),
+        b"just a file"
+    );
+    assert_eq!(root.state_id_file().as_deref(), Some("2"));
+    let out = root.ok(&["verify"]);
+    assert!(out.contains(": no damage"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 11: one corrupted header byte must not install an empty package.
+// ---------------------------------------------------------------------------------------
+
+/// `stone` with the kind byte of its payload of `kind` set to `byte`; every checksum is
+/// still right, since none covers that byte.
+fn flip_kind(root: &TestRoot, stone: &Path, kind: PayloadKind, byte: u8, name: &str) -> PathBuf {
+    let mut raw = RawStone::parse(&fs::read(stone).unwrap());
+    raw.payload(kind).0.kind = PayloadKind::from_byte(byte);
+    write_forged(root, name, &raw.bytes())
+}
+
+#[test]
+fn defect_11_a_flipped_layout_kind_does_not_install_an_empty_package() {
+    let root = TestRoot::new();
+    let v1 = root.stone(
+        &meta("victim", "1"),
+        vec![file("share/victim/a", "one"), file("share/victim/b", "two")],
+    );
+    root.install(&[&v1]);
+    let v2 = root.stone(
+        &meta("victim", "2"),
+        vec![file("share/victim/a", "uno"), file("share/victim/b", "dos")],
+    );
+    let broken = flip_kind(&root, &v2, PayloadKind::Layout, 0x33, "victim-2");
+    let damaged = "the package has no layout payload, but it has an index or content, which \
+                   only a layout can place; the stone is damaged";
+
+    // The upgrade is refused before anything is recorded: the old files stay.
+    let line = refused_unchanged(&root, &install_args(&broken));
+    assert_eq!(
+        line,
+        format!("error: cannot read {}: {damaged}", broken.display())
+    );
+    assert_tree_matches(&root.usr(), &[&v1]);
+    assert_eq!(fs::read(root.usr().join("share/victim/a")).unwrap(), b"one");
+
+    // `inspect --check` and `extract` refuse it too; `extract` writes nothing.
+    let line = fails(&["inspect".as_ref(), "--check".as_ref(), broken.as_os_str()]);
+    assert!(line.contains(damaged), "{line}");
+    let out = root.scratch("extract").join("x");
+    let line = fails(&[
+        "extract".as_ref(),
+        broken.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(line.contains(damaged), "{line}");
+    assert!(!out.join("share").exists());
+
+    // Each other payload the package needs, flipped, is refused as well.
+    for (kind, byte, missing) in [
+        (PayloadKind::Meta, 0x21, "meta"),
+        (PayloadKind::Index, 0x05, "index"),
+        (PayloadKind::Content, 0x07, "content"),
+    ] {
+        let broken = flip_kind(&root, &v2, kind, byte, &format!("flip-{missing}"));
+        let line = refused_unchanged(&root, &install_args(&broken));
+        assert!(
+            line.contains(&format!("the package has no {missing} payload")),
+            "{kind}: {line}"
+        );
+    }
+    // The honest upgrade still goes through.
+    root.install(&[&v2]);
+    assert_tree_matches(&root.usr(), &[&v2]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 13: package names are checked at pack and install.
+// ---------------------------------------------------------------------------------------
+
+const NAME_RULE: &str = "(a package name is 1 to 255 bytes, not `.` or `..`, with no `/`, \
+                         whitespace or control characters)";
+
+/// An honest stone whose meta payload names the package `name`.
+fn named(root: &TestRoot, label: &str, name: &str) -> PathBuf {
+    let mut raw = honest(root, "honest");
+    let mut meta = meta("honest", "1");
+    meta.name = name.to_owned();
+    let records = meta.to_records();
+    raw.replace(
+        PayloadKind::Meta,
+        records.len() as u32,
+        mossfs_format::meta::encode_all(&records),
+    );
+    write_forged(root, label, &raw.bytes())
+}
+
+#[test]
+fn defect_13_package_names_are_checked_at_pack_and_install() {
+    let root = TestRoot::new();
+    let base = root.stone(&meta("base", "1"), vec![file("share/base/a", "a")]);
+    root.install(&[&base]);
+    let tree = root.scratch("tree");
+    fs::create_dir_all(tree.join("share")).unwrap();
+    fs::write(tree.join("share/f"), "f").unwrap();
+    let long = "n".repeat(300);
+    let cases = [
+        ("dotdot", "..", "package name \"..\" is refused"),
+        ("dot", ".", "package name \".\" is refused"),
+        ("slash", "a/b", "package name \"a/b\" is refused"),
+        ("newline", "a\nb", "package name \"a\\nb\" is refused"),
+        (
+            "escape",
+            "x\u{1b}[31m",
+            "package name \"x\\u{1b}[31m\" is refused",
+        ),
+        ("space", "a b", "package name \"a b\" is refused"),
+        ("long", long.as_str(), "is 300 bytes long"),
+    ];
+    for (label, name, says) in cases {
+        let stone = named(&root, label, name);
+        let line = refused_unchanged(&root, &install_args(&stone));
+        assert!(line.contains(says), "{label}: {line}");
+        assert!(line.contains(NAME_RULE), "{label}: {line}");
+        assert!(
+            line.starts_with(&format!("error: {}: ", stone.display())),
+            "{label}: {line}"
+        );
+
+        let out = root.scratch("packed").join(format!("{label}.stone"));
+        let line = fails(&[
+            "pack".as_ref(),
+            tree.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--version".as_ref(),
+            "1".as_ref(),
+        ]);
+        assert!(
+            line.contains(says) && line.contains(NAME_RULE),
+            "{label}: {line}"
+        );
+        assert!(!out.exists(), "{label}");
+    }
+    // A debug view of the conflicts would have listed these names as folders.
+    assert!(!root.moss().join("cache").read_dir().unwrap().any(|e| {
+        let name = e.unwrap().file_name();
+        name == ".." || name == "."
+    }));
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 16: pack keeps the owner of a 0755 directory that root does not own.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn defect_16_pack_keeps_the_owner_of_a_plain_directory() {
+    let root = TestRoot::new();
+    let tree = root.scratch("tree");
+    let owned = tree.join("share/owned");
+    fs::create_dir_all(owned.join("deeper")).unwrap();
+    fs::write(owned.join("deeper/f"), "f").unwrap();
+    fs::write(tree.join("share/plain"), "p").unwrap();
+    for dir in [&owned, &owned.join("deeper")] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::os::unix::fs::chown(&owned, Some(1000), Some(1001)).unwrap();
+    std::os::unix::fs::lchown(owned.join("deeper"), None, Some(1002)).unwrap();
+    let stone = root.scratch("packed").join("owned.stone");
+    runs(
+        mossfs()
+            .args([
+                "pack".as_ref(),
+                tree.as_os_str(),
+                "-o".as_ref(),
+                stone.as_os_str(),
+            ])
+            .args(["--name", "owned", "--version", "1"]),
+    );
+
+    let owner = |path: &Path| {
+        let m = fs::symlink_metadata(path).unwrap();
+        (m.mode(), m.uid(), m.gid())
+    };
+    let out = root.scratch("extract").join("x");
+    runs(mossfs().args([
+        "extract".as_ref(),
+        stone.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]));
+    root.install(&[&stone]);
+    for top in [out.clone(), root.usr()] {
+        assert_eq!(
+            owner(&top.join("share/owned")),
+            (0o040755, 1000, 1001),
+            "{}",
+            top.display()
+        );
+        assert_eq!(owner(&top.join("share/owned/deeper")), (0o040755, 0, 1002));
+        // A 0755 directory that root owns is still implied, as upstream's boulder leaves it.
+        assert_eq!(owner(&top.join("share")), (0o040755, 0, 0));
+    }
+    let inspect = runs(mossfs().args(["inspect".as_ref(), stone.as_os_str()]));
+    assert!(!inspect.contains("share\n"), "{inspect}");
+}
