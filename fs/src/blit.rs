@@ -37,6 +37,7 @@ mod apply;
 mod create;
 mod plan;
 mod remove;
+mod unowned;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -52,6 +53,7 @@ use rustix::fs::{Mode, OFlags};
 
 pub use apply::{apply, same_on_disk};
 pub use remove::{RemoveError, remove_tree};
+pub use unowned::{Unowned, unowned};
 
 /// Mode of the blitted root itself (`/usr`), which no directory object describes.
 pub const ROOT_MODE: u32 = 0o755;
@@ -156,6 +158,10 @@ pub enum Op {
     Chmod,
     /// `unlinkat` of an entry the new state no longer has.
     Unlink,
+    /// `fstat` / `fstatat`.
+    Stat,
+    /// `getdents` of a directory.
+    List,
 }
 
 impl fmt::Display for Op {
@@ -171,6 +177,8 @@ impl fmt::Display for Op {
             Op::Chown => "change owner of",
             Op::Chmod => "change mode of",
             Op::Unlink => "remove",
+            Op::Stat => "inspect",
+            Op::List => "list",
         })
     }
 }
