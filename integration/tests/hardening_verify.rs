@@ -344,3 +344,211 @@ fn defect_16_pack_keeps_the_owner_of_a_plain_directory() {
     let inspect = runs(mossfs().args(["inspect".as_ref(), stone.as_os_str()]));
     assert!(!inspect.contains("share\n"), "{inspect}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Defect 5: verify reports files no package owns, and no commit carries them.
+// ---------------------------------------------------------------------------------------
+
+/// Plants what no package ships below `usr`: a setuid binary, a directory holding a
+/// setgid one, and a plain file. Returns the paths, relative to `usr`.
+fn plant(usr: &Path) -> [&'static str; 3] {
+    fs::write(usr.join("bin/planted"), "#!/bin/sh\necho gotcha\n").unwrap();
+    fs::set_permissions(usr.join("bin/planted"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::create_dir_all(usr.join("share/stray")).unwrap();
+    fs::write(usr.join("share/stray/inner"), "inner").unwrap();
+    fs::set_permissions(
+        usr.join("share/stray/inner"),
+        fs::Permissions::from_mode(0o2755),
+    )
+    .unwrap();
+    fs::write(usr.join("share/base/note"), "a note").unwrap();
+    ["bin/planted", "share/stray", "share/base/note"]
+}
+
+fn base_stone(root: &TestRoot) -> PathBuf {
+    root.stone(
+        &meta("base", "1"),
+        vec![file("bin/base", "#!/bin/sh\n"), file("share/base/a", "a")],
+    )
+}
+
+#[test]
+fn defect_5_verify_reports_unowned_paths_and_repair_removes_them() {
+    let root = TestRoot::new();
+    let base = base_stone(&root);
+    root.install(&[&base]);
+    let planted = plant(&root.usr());
+
+    let output = root.run(&["verify"]);
+    assert_eq!(
+        error_line(&output),
+        "error: verify found 4 paths no package owns; run 'mossfs verify --repair'"
+    );
+    let report = text(&output.stdout);
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "usr/bin/planted: WARNING: no package owns this setuid regular file (mode 4755): \
+             whoever may run it gains its owner's rights",
+            "usr/share/base/note: no package owns this regular file",
+            "usr/share/stray: no package owns this directory",
+            "usr/share/stray/inner: WARNING: no package owns this setgid regular file \
+             (mode 2755): whoever may run it gains its group's rights",
+        ],
+        "{report}"
+    );
+    assert!(
+        lines[4].ends_with("of state 1: 4 paths no package owns"),
+        "{report}"
+    );
+    // Nothing was changed by looking.
+    for path in planted {
+        assert!(root.usr().join(path).exists(), "{path}");
+    }
+
+    let out = root.ok(&["verify", "--repair"]);
+    assert!(out.contains("state 1 active (repair): "), "{out}");
+    for path in planted {
+        assert!(!root.usr().join(path).exists(), "{path} is still there");
+    }
+    assert_tree_matches(&root.usr(), &[&base]);
+    let out = root.ok(&["verify"]);
+    assert!(out.ends_with("of state 1: no damage\n"), "{out}");
+}
+
+#[test]
+fn defect_5_a_commit_from_an_archived_tree_never_carries_an_unowned_path() {
+    let root = TestRoot::new();
+    let base = base_stone(&root);
+    let one = root.stone(&meta("one", "1"), vec![file("share/one/f", "1")]);
+    let two = root.stone(&meta("two", "1"), vec![file("share/two/f", "2")]);
+    root.install(&[&base]); // state 1
+    let planted = plant(&root.usr());
+    // State 2 is blitted whole; state 1's tree, planted files and all, is archived.
+    root.install(&[&one]);
+    let archived = root.moss().join("root/1/usr");
+    for path in planted {
+        assert!(
+            archived.join(path).exists(),
+            "{path} was archived with state 1"
+        );
+    }
+    // verify sees the archive too.
+    let output = root.run(&["verify"]);
+    assert_eq!(
+        error_line(&output),
+        "error: verify found 1 damaged archived tree; run 'mossfs verify --repair'"
+    );
+    assert!(
+        text(&output.stdout)
+            .contains("archived tree of state 1: 0 damaged paths, 4 paths no package owns\n"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    // State 3 is built from state 1's archive: the planted paths must not come along.
+    let out = root.install(&[&two]);
+    assert!(
+        out.contains("from the archived tree of state 1"),
+        "state 3 builds on the archive: {out}"
+    );
+    for path in planted {
+        assert!(
+            !root.usr().join(path).exists(),
+            "{path} was carried into state 3"
+        );
+    }
+    assert_tree_matches(&root.usr(), &[&base, &one, &two]);
+    let out = root.ok(&["verify"]);
+    assert!(out.ends_with("of state 3: no damage\n"), "{out}");
+
+    // Planted in an archive that is reused as it is (a rollback), it is removed first.
+    let archive2 = root.moss().join("root/2/usr");
+    fs::write(archive2.join("bin/planted"), "again").unwrap();
+    fs::set_permissions(
+        archive2.join("bin/planted"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    let out = root.ok(&["state", "activate", "2"]);
+    assert!(out.contains("archived tree reused"), "{out}");
+    assert!(!root.usr().join("bin/planted").exists());
+    assert_tree_matches(&root.usr(), &[&base, &one]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Defect 6: repair mends archived trees too, and activate re-checks an archive.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn defect_6_repair_drops_archived_trees_that_share_a_damaged_asset() {
+    let root = TestRoot::new();
+    let bytes = b"the bytes every state shares".to_vec();
+    let shared = root.stone(
+        &meta("shared", "1"),
+        vec![file("share/shared/f", bytes.clone())],
+    );
+    let one = root.stone(&meta("one", "1"), vec![file("share/one/f", "1")]);
+    let two = root.stone(&meta("two", "1"), vec![file("share/two/f", "2")]);
+    root.install(&[&shared]); // state 1
+    root.install(&[&one]); // state 2: state 1 archived
+    root.install(&[&two]); // state 3, built on state 1's archive; state 2 archived
+    let archived = root.moss().join("root/2/usr/share/shared/f");
+    assert!(archived.exists());
+
+    // Damage the asset in place: every tree that links it sees the damage.
+    let asset = root.asset_file(AssetHash::of(&bytes));
+    let mut damaged = bytes.clone();
+    damaged[0] = b'T';
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&asset)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &damaged[..1]))
+        .unwrap();
+    assert_eq!(fs::read(&archived).unwrap(), damaged);
+
+    let out = root.ok(&["verify", "--repair"]);
+    assert!(out.contains("repaired asset "), "{out}");
+    assert!(out.contains("state 3 active (repair): "), "{out}");
+    assert!(
+        out.contains(
+            "removed the archived tree of state 2: 1 damaged path; activating it will blit \
+             it again"
+        ),
+        "{out}"
+    );
+    assert!(!root.moss().join("root/2").exists());
+    assert_eq!(fs::read(root.usr().join("share/shared/f")).unwrap(), bytes);
+
+    // Rolling back to state 2 blits it afresh: the damage does not come back.
+    root.ok(&["state", "activate", "2"]);
+    assert_eq!(fs::read(root.usr().join("share/shared/f")).unwrap(), bytes);
+    assert_tree_matches(&root.usr(), &[&shared, &one]);
+    let out = root.ok(&["verify"]);
+    assert!(out.ends_with("of state 2: no damage\n"), "{out}");
+}
+
+#[test]
+fn defect_6_activate_rechecks_an_archive_before_reusing_it() {
+    let root = TestRoot::new();
+    let shared = root.stone(&meta("shared", "1"), vec![file("share/shared/f", "shared")]);
+    let one = root.stone(&meta("one", "1"), vec![file("share/one/f", "1")]);
+    root.install(&[&shared]); // state 1
+    root.install(&[&one]); // state 2: state 1 archived
+    // Damage state 1's archive behind mossfs's back: another inode, other bytes.
+    let archived = root.moss().join("root/1/usr/share/shared/f");
+    fs::remove_file(&archived).unwrap();
+    fs::write(&archived, "tampered").unwrap();
+    fs::set_permissions(&archived, fs::Permissions::from_mode(0o644)).unwrap();
+
+    let out = root.ok(&["state", "activate", "1"]);
+    assert!(!out.contains("archived tree reused"), "{out}");
+    assert_eq!(
+        fs::read(root.usr().join("share/shared/f")).unwrap(),
+        b"shared"
+    );
+    assert_tree_matches(&root.usr(), &[&shared]);
+    let out = root.ok(&["verify"]);
+    assert!(out.ends_with("of state 1: no damage\n"), "{out}");
+}

@@ -143,9 +143,9 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), VerifyError>
             bad_archives += 1;
             writeln!(
                 out,
-                "archived tree of state {}: {} damaged, {} no package owns",
+                "archived tree of state {}: {}, {} no package owns",
                 state.id,
-                count(archived.damaged.len(), "path"),
+                count(archived.damaged.len(), "damaged path"),
                 count(archived.unowned.len(), "path")
             )?;
         }
@@ -208,9 +208,9 @@ fn repair_archives(
         match audit::prepare_archive(root, &snapshot, &state, true)? {
             ArchiveFate::Dropped { damaged } => writeln!(
                 out,
-                "removed the archived tree of state {}: {} damaged; activating it will blit it again",
+                "removed the archived tree of state {}: {}; activating it will blit it again",
                 state.id,
-                count(damaged, "path")
+                count(damaged, "damaged path")
             )?,
             ArchiveFate::Reusable { removed } if removed > 0 => writeln!(
                 out,
