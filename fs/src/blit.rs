@@ -25,7 +25,9 @@
 //!
 //! [`blit`] never removes anything and never prints. On error the target is left as it
 //! is; the transaction engine removes staging with [`remove_tree`], which also prunes
-//! archived trees (module `remove`).
+//! archived trees (module `remove`). [`unowned`] lists what a blitted tree holds that its
+//! state does not, for `verify` and for the engine before it reuses an archived tree
+//! (module `unowned`).
 //!
 //! This module does not use the [`crate::dirfd::DirFd`] type: the blit creates only what it
 //! plans, inside directories it has just made, and reports paths as they are in the state

@@ -552,3 +552,58 @@ fn defect_6_activate_rechecks_an_archive_before_reusing_it() {
     let out = root.ok(&["verify"]);
     assert!(out.ends_with("of state 1: no damage\n"), "{out}");
 }
+
+/// A tmpfs mounted at `at`, unmounted on drop; `None` (with the reason printed) where it
+/// cannot be mounted, which fails the test under `CI=true`.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Option<Tmpfs> {
+        match rustix::mount::mount(
+            "mossfs-test",
+            at,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            c"size=1m",
+        ) {
+            Ok(()) => Some(Tmpfs(at.to_owned())),
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("cannot mount a tmpfs ({e}); CI must run this test")
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot mount a tmpfs ({e}); run as root");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+#[test]
+fn defect_5_verify_never_walks_into_another_file_system() {
+    let root = TestRoot::new();
+    let base = base_stone(&root);
+    root.install(&[&base]);
+    let at = root.usr().join("share/mnt");
+    fs::create_dir(&at).unwrap();
+    let Some(_mounted) = Tmpfs::mount(&at) else {
+        return;
+    };
+    fs::write(at.join("precious"), "not mossfs's").unwrap();
+    fs::set_permissions(at.join("precious"), fs::Permissions::from_mode(0o4755)).unwrap();
+    // The mount point is named, its contents are not walked, and it is not damage.
+    let out = root.ok(&["verify"]);
+    assert_eq!(
+        out.lines().next(),
+        Some("usr/share/mnt: another file system is mounted here; it was not checked"),
+        "{out}"
+    );
+    assert!(!out.contains("precious"), "{out}");
+    assert!(out.ends_with("of state 1: no damage\n"), "{out}");
+    assert_eq!(fs::read(at.join("precious")).unwrap(), b"not mossfs's");
+}

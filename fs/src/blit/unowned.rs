@@ -14,16 +14,16 @@
 //! directory no package owns, it looks further only for setuid and setgid files, since
 //! those are what a person must hear about loudly.
 
-use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{NodeKind, Query, TreeHash};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
-use super::create::{io_error, open_dir};
+use super::create::io_error;
 use super::plan::read_dir;
 use super::{BlitError, Op, child_path, state_root};
+use crate::dirfd::open_child_dir;
 
 /// Deeper than any real path (as in the blit's plan); reaching it means a loop.
 const MAX_DEPTH: usize = 2048;
@@ -73,7 +73,7 @@ pub fn unowned(q: &impl Query, root: TreeHash, dir: &Path) -> Result<Vec<Unowned
         dev,
         found: Vec::new(),
     };
-    walk.owned(q, &top, root, &mut Vec::new(), 0)?;
+    walk.owned(q, top, root, &mut Vec::new(), 0)?;
     walk.found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(walk.found)
 }
@@ -89,7 +89,7 @@ impl Walk {
     fn owned(
         &mut self,
         q: &impl Query,
-        fd: &OwnedFd,
+        fd: OwnedFd,
         hash: TreeHash,
         path: &mut Vec<u8>,
         depth: usize,
@@ -98,21 +98,26 @@ impl Walk {
         if depth > MAX_DEPTH {
             return Err(BlitError::TooDeep { path: shown });
         }
+        // Entries of a directory object are sorted bytewise by name.
         let entries = read_dir(q, hash, &shown)?;
-        let tree: HashMap<&[u8], &NodeKind> = entries
-            .iter()
-            .map(|e| (e.name.as_slice(), &e.node.kind))
-            .collect();
-        for (name, file_type) in list(fd, &shown)? {
+        let in_tree = |name: &[u8]| {
+            entries
+                .binary_search_by(|e| e.name.as_slice().cmp(name))
+                .ok()
+                .map(|i| &entries[i].node.kind)
+        };
+        let (dir, names) = list(fd, &shown)?;
+        let fd = dir.fd().map_err(|e| io_error(Op::List, &shown, None, e))?;
+        for (name, file_type) in names {
             if path.is_empty() && name == mossfs_format::path::RESERVED {
                 continue;
             }
             let len = path.len();
             enter(path, &name);
-            match tree.get(name.as_slice()) {
+            match in_tree(&name) {
                 None => self.stray(fd, &name, path, false, depth)?,
                 Some(NodeKind::Directory(child)) if file_type != FileType::Symlink => {
-                    match open_dir(fd, &name) {
+                    match open_child_dir(fd, name.as_slice()) {
                         Ok(child_fd) => {
                             if self.other_fs(&child_fd, path)? {
                                 self.found.push(Unowned {
@@ -122,7 +127,7 @@ impl Walk {
                                     inside: false,
                                 });
                             } else {
-                                self.owned(q, &child_fd, *child, path, depth + 1)?;
+                                self.owned(q, child_fd, *child, path, depth + 1)?;
                             }
                         }
                         // Not a directory on disk: damage, which `verify` reports.
@@ -141,7 +146,7 @@ impl Walk {
     /// setuid and setgid files.
     fn stray(
         &mut self,
-        parent: &OwnedFd,
+        parent: BorrowedFd<'_>,
         name: &[u8],
         path: &mut Vec<u8>,
         inside: bool,
@@ -173,15 +178,18 @@ impl Walk {
         if !is_dir || mount_point {
             return Ok(());
         }
-        let fd = match open_dir(parent, name) {
+        let fd = match open_child_dir(parent, name) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(()),
             Err(e) => return Err(io_error(Op::OpenDir, &shown_path(path), None, e)),
         };
-        for (child, _) in list(&fd, &shown_path(path))? {
+        let shown = shown_path(path);
+        let (dir, names) = list(fd, &shown)?;
+        let fd = dir.fd().map_err(|e| io_error(Op::List, &shown, None, e))?;
+        for (child, _) in names {
             let len = path.len();
             enter(path, &child);
-            self.stray(&fd, &child, path, true, depth + 1)?;
+            self.stray(fd, &child, path, true, depth + 1)?;
             path.truncate(len);
         }
         Ok(())
@@ -195,10 +203,12 @@ impl Walk {
 }
 
 /// The names in a directory, `.` and `..` left out, with their types as `getdents` gives
-/// them.
-fn list(fd: &OwnedFd, shown: &Path) -> Result<Vec<(Vec<u8>, FileType)>, BlitError> {
+/// them; the stream keeps the directory open for the caller.
+type Listing = (Dir, Vec<(Vec<u8>, FileType)>);
+
+fn list(fd: OwnedFd, shown: &Path) -> Result<Listing, BlitError> {
     let fail = |e| io_error(Op::List, shown, None, e);
-    let mut dir = Dir::read_from(fd).map_err(fail)?;
+    let mut dir = Dir::new(fd).map_err(fail)?;
     let mut names = Vec::new();
     while let Some(entry) = dir.read() {
         let entry = entry.map_err(fail)?;
@@ -207,7 +217,7 @@ fn list(fd: &OwnedFd, shown: &Path) -> Result<Vec<(Vec<u8>, FileType)>, BlitErro
             names.push((name.to_vec(), entry.file_type()));
         }
     }
-    Ok(names)
+    Ok((dir, names))
 }
 
 fn enter(path: &mut Vec<u8>, name: &[u8]) {
