@@ -14,7 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::forge::{PAYLOAD, RawStone, honest, regular, with_layout, write_forged};
+use common::forge::{PAYLOAD, RawStone, honest, regular, symlink, with_layout, write_forged};
 use common::{TestRoot, assert_same, assert_tree_matches, error_line, file, meta, text};
 use mossfs_format::{AssetHash, PayloadKind};
 use mossfs_integration::mossfs;
@@ -95,6 +95,23 @@ fn defect_7_a_package_may_not_ship_the_state_marker() {
     ]);
     assert!(line.contains(reason), "{line}");
     assert!(!out.join("x/.stateID").exists());
+
+    // Nor may a record land there through a symlink to the top of the tree.
+    let sneaky = with_layout(
+        &root,
+        "sneaky",
+        &[
+            regular(hash, "share/honest"),
+            symlink(".", "up"),
+            regular(hash, "up/.stateID"),
+        ],
+    );
+    let line = refused_unchanged(&root, &install_args(&sneaky));
+    assert_eq!(
+        line,
+        "error: package sneaky places an entry at /usr/.stateID through a symlink; that path \
+         is reserved for the id of the state a tree belongs to"
+    );
 
     // `pack` refuses to make such a stone in the first place.
     let tree = root.scratch("tree");
