@@ -100,6 +100,9 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), VerifyError>
             }
         }
     }
+    // In hash order, so that two runs print the same report.
+    let mut sources: Vec<(AssetHash, PackageId)> = sources.into_iter().collect();
+    sources.sort_unstable_by_key(|&(hash, _)| hash);
     let mut bad_assets = Vec::new();
     for (hash, package) in &sources {
         match root.store.verify_asset(*hash).map_err(EngineError::from)? {
@@ -254,5 +257,28 @@ impl From<std::io::Error> for VerifyError {
 impl From<mossfs_db::DbError> for VerifyError {
     fn from(e: mossfs_db::DbError) -> Self {
         VerifyError::Engine(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_verify_found_reads_as_a_sentence() {
+        assert_eq!(found(0, 0, 0, 0), "no damage");
+        assert_eq!(found(1, 0, 0, 0), "1 damaged asset");
+        assert_eq!(
+            found(0, 2, 1, 0),
+            "2 damaged paths and 1 path no package owns"
+        );
+        assert_eq!(
+            found(2, 1, 3, 1),
+            "2 damaged assets, 1 damaged path, 3 paths no package owns and 1 damaged archived tree"
+        );
+        assert_eq!(
+            describe_asset(&AssetCheck::Missing),
+            "is missing from the store"
+        );
     }
 }
