@@ -492,6 +492,26 @@ fn defect_5_a_commit_from_an_archived_tree_never_carries_an_unowned_path() {
     assert!(out.contains("archived tree reused"), "{out}");
     assert!(!root.usr().join("bin/planted").exists());
     assert_tree_matches(&root.usr(), &[&base, &one]);
+
+    // Planted in an archive that nothing reuses yet, `verify --repair` removes it and
+    // leaves the live tree alone.
+    let archive3 = root.moss().join("root/3/usr");
+    fs::write(archive3.join("share/planted"), "later").unwrap();
+    let live = root.system();
+    let out = root.ok(&["verify", "--repair"]);
+    assert!(
+        out.ends_with("removed 1 path that no package owns from the archived tree of state 3\n"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("active (repair)"),
+        "the live tree was clean: {out}"
+    );
+    assert!(!archive3.join("share/planted").exists());
+    assert!(archive3.join("share/two/f").exists());
+    assert_same(&live, &root.system(), "verify --repair of an archive only");
+    let out = root.ok(&["verify"]);
+    assert!(out.ends_with("of state 2: no damage\n"), "{out}");
 }
 
 // ---------------------------------------------------------------------------------------
