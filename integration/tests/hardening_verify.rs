@@ -643,4 +643,32 @@ fn defect_5_verify_never_walks_into_another_file_system() {
     assert!(!out.contains("precious"), "{out}");
     assert!(out.ends_with("of state 1: no damage\n"), "{out}");
     assert_eq!(fs::read(at.join("precious")).unwrap(), b"not mossfs's");
+
+    // Mounted over a directory the state has, it is named too, and what the state ships
+    // there is missing as far as anyone can see.
+    let base_dir = root.usr().join("share/base");
+    let Some(_over) = Tmpfs::mount(&base_dir) else {
+        return;
+    };
+    fs::write(base_dir.join("hidden"), "not walked").unwrap();
+    let output = root.run(&["verify"]);
+    assert_eq!(
+        error_line(&output),
+        "error: verify found 2 damaged paths; run 'mossfs verify --repair'"
+    );
+    let out = text(&output.stdout);
+    // The tmpfs's own root replaces the directory: its mode is the tmpfs's.
+    assert!(
+        out.contains("usr/share/base has mode 1777, but its package ships mode 755\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("usr/share/base: another file system is mounted here; it was not checked\n"),
+        "{out}"
+    );
+    assert!(out.contains("usr/share/base/a is missing ("), "{out}");
+    assert!(
+        !out.contains("hidden") && !out.contains("precious"),
+        "{out}"
+    );
 }
