@@ -90,6 +90,9 @@ pub enum CliError {
         /// The field.
         field: &'static str,
     },
+    /// The package name breaks the naming rule, which the message states.
+    #[error(transparent)]
+    BadName(#[from] mossfs_format::meta::NameError),
     /// A metadata value is invalid.
     #[error("invalid {field} `{value}`: {reason}")]
     BadMeta {

@@ -280,7 +280,7 @@ fn defect_10_readers_report_the_live_state_after_a_crash() {
     assert!(read(&["info", "med"]).starts_with("name          med\n"));
     let verify = read(&["verify"]);
     assert!(
-        verify.ends_with("and the tree of state 2: 0 damaged asset(s), 0 damaged path(s)\n"),
+        verify.ends_with("paths of state 2: no damage\n"),
         "{verify}"
     );
     // So does a mount of the active state.

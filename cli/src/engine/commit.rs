@@ -22,6 +22,7 @@ use mossfs_db::{Query, State, StateId, Status};
 use mossfs_fs::{blit, sysroot, tree};
 use rayon::prelude::*;
 
+use super::audit;
 use super::error::{EngineError, Result};
 use super::plan::{LoadedStone, Plan};
 use super::root::{LiveUsr, Root};
@@ -251,7 +252,10 @@ pub fn commit_state(
     })?;
     let staged = root.staging_usr();
     let archived = root.archive(id).join("usr");
-    let reused_archive = mode == Mode::Switch && sysroot::read_state_id(&archived) == Some(id.0);
+    // An archive is reused only once it is checked whole: `verify --repair` mends the
+    // store, but an archive may still hold a damaged inode or a planted file.
+    let reused_archive = mode == Mode::Switch
+        && audit::prepare_archive(root, &root.db.read()?, &state, true)?.reusable();
     let mut base_id = None;
     let blitted = if reused_archive {
         sysroot::rename_durable(&archived, &staged)?;
@@ -363,7 +367,8 @@ fn check_sizes(root: &Root, packages: &[mossfs_format::PackageId]) -> Result<()>
 
 /// The newest intact archived tree other than `id`'s, with its tree root: the base of an
 /// incremental commit. Archived trees are only ever written by a commit, and their
-/// `.stateID` says which state they are.
+/// `.stateID` says which state they are. Whatever no package owns is removed from the
+/// base first, so that the new state never carries it (issue 7, defect 5).
 fn newest_archive(
     root: &Root,
     q: &impl Query,
@@ -371,9 +376,7 @@ fn newest_archive(
 ) -> Result<Option<(StateId, mossfs_db::TreeHash)>> {
     // States come oldest first, by id.
     for state in q.states()?.into_iter().rev() {
-        if state.id != id
-            && sysroot::read_state_id(&root.archive(state.id).join("usr")) == Some(state.id.0)
-        {
+        if state.id != id && audit::prepare_archive(root, q, &state, false)?.reusable() {
             return Ok(Some((state.id, state.root)));
         }
     }

@@ -2,6 +2,7 @@
 //! the live root in the order DESIGN.md §6.2 sets. Commands in `crate::commands` are thin
 //! layers over this.
 
+pub mod audit;
 pub mod change;
 pub mod commit;
 pub mod error;

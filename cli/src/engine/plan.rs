@@ -117,7 +117,7 @@ impl<'s> LoadedStone<'s> {
         };
         let mut reader = Reader::new(BufReader::new(file)).map_err(stone_error)?;
         let stone = reader.read_metadata().map_err(stone_error)?;
-        stone.check_assets().map_err(stone_error)?;
+        stone.check_structure().map_err(stone_error)?;
         let meta = stone.typed_meta().map_err(|source| EngineError::Meta {
             path: path.to_owned(),
             source,
