@@ -126,6 +126,7 @@ fn states_trees_and_lookup() {
         selections: vec![Selection {
             package: PackageId([1; 32]),
             explicit: true,
+            reason: mossfs_db::Reason::Unknown,
         }],
         root,
         entries: 2,

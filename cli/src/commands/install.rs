@@ -1,15 +1,19 @@
 //! `mossfs install`, `mossfs remove` and `mossfs commit`.
 
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::{BufRead, IsTerminal, Write};
 
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{Query, Status};
+use mossfs_format::Relation;
 use mossfs_fs::sysroot;
 use mossfs_store::StoreError;
 
 use super::{RootArg, print_commit, progress, report_recovery};
+use crate::engine::plan::{Change, installed};
+use crate::engine::solve::{self, Installed, Request, Want};
 use crate::engine::{
     EngineError, LiveUsr, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
     forget_unreached, record_state,
@@ -19,8 +23,10 @@ use crate::quote;
 /// Arguments of `mossfs install`.
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
-    /// Local `.stone` files. A stone whose package name is installed replaces it.
-    #[arg(required = true, value_name = "FILE.stone")]
+    /// Local `.stone` files (a stone whose package name is installed replaces it), and
+    /// package names or providers (`nano`, `binary(nano)`, `soname(libz.so.1(x86_64))`)
+    /// that the stones given, or the installed packages, provide.
+    #[arg(required = true, value_name = "NAME|PROVIDER|FILE.stone")]
     pub stones: Vec<PathBuf>,
     /// Record a candidate state without writing any tree; see `mossfs mount` and `commit`.
     #[arg(long)]
@@ -44,6 +50,9 @@ pub struct RemoveArgs {
     /// Package names.
     #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
+    /// Also remove the packages that need them, without asking.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
     /// Record a candidate state without writing any tree.
     #[arg(long)]
     pub stage: bool,
@@ -70,25 +79,51 @@ pub struct CommitArgs {
 }
 
 /// The packages of the live state: what a change starts from.
-fn base_plan(root: &Root) -> Result<Plan> {
+fn base(root: &Root) -> Result<Vec<Installed>> {
     let snapshot = root.db.read()?;
     match root.live_state(&snapshot)? {
-        Some(id) => Plan::from_selections(&snapshot, &snapshot.state(id)?.selections),
-        None => Ok(Plan::from_selections(&snapshot, &[])?),
+        Some(id) => installed(&snapshot, &snapshot.state(id)?.selections),
+        None => Ok(Vec::new()),
     }
 }
 
 /// The base of a dry run: the root opened read-only, or nothing where there is no root
 /// yet. A dry run writes nothing at all (DESIGN.md §6.7): no lock, no `.moss`, no cache.
-fn dry_run_base(path: &Path) -> Result<(Plan, Option<Root>)> {
+fn dry_run_base(path: &Path) -> Result<(Vec<Installed>, Option<Root>)> {
     match Root::open_read(path) {
         Ok(root) => {
             report_recovery(&root);
-            Ok((base_plan(&root)?, Some(root)))
+            Ok((base(&root)?, Some(root)))
         }
-        Err(EngineError::NotARoot(_)) => Ok((Plan::empty(), None)),
+        Err(EngineError::NotARoot(_)) => Ok((Vec::new(), None)),
         Err(e) => Err(e),
     }
+}
+
+/// Splits `install`'s arguments into stones (a path to a file, or a name ending in
+/// `.stone`) and requests by name or provider.
+fn split_targets(targets: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Request>)> {
+    let mut stones = Vec::new();
+    let mut requests = Vec::new();
+    for target in targets {
+        let text = target.to_string_lossy();
+        let is_stone = target.extension().is_some_and(|e| e == "stone")
+            || text.contains('/')
+            || target.is_file();
+        if is_stone {
+            stones.push(target.clone());
+            continue;
+        }
+        let relation = Relation::parse(&text).map_err(|problem| EngineError::BadRequest {
+            words: text.clone().into_owned(),
+            problem,
+        })?;
+        requests.push(Request {
+            want: Want::Provider(relation),
+            words: text.into_owned(),
+        });
+    }
+    Ok((stones, requests))
 }
 
 /// The refusals a real run would give before recording anything, given by a dry run
@@ -144,20 +179,19 @@ fn dry_run_check(
 
 /// Runs `mossfs install`.
 pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
+    let (paths, requests) = split_targets(&args.stones)?;
     // A missing or broken stone is refused before the root is touched. Each stone is
     // independent of the others: one per core.
-    args.stones
+    paths
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
     if args.dry_run {
-        let stones = args
-            .stones
+        let stones = paths
             .par_iter()
             .map(|path| LoadedStone::inspect(path))
             .collect::<Result<Vec<_>>>()?;
-        let (mut plan, root) = dry_run_base(&args.root.root)?;
-        plan.install(&stones)?;
-        plan.check(&[])?;
+        let (installed, root) = dry_run_base(&args.root.root)?;
+        let plan = Plan::install(&installed, &stones, &requests, &[])?;
         if !args.stage {
             dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
         }
@@ -166,14 +200,11 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     let mut root = Root::create(&args.root.root)?;
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
-    let mut stones = args
-        .stones
+    let mut stones = paths
         .par_iter()
         .map(|path| LoadedStone::load(path, &root.store))
         .collect::<Result<Vec<_>>>()?;
-    let mut plan = base_plan(&root)?;
-    plan.install(&stones)?;
-    plan.check(&[])?;
+    let plan = Plan::install(&base(&root)?, &stones, &requests, &[])?;
     finish(
         &root,
         plan,
@@ -187,9 +218,8 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     if args.dry_run {
-        let (mut plan, root) = dry_run_base(&args.root.root)?;
-        let removed = plan.remove(&args.names)?;
-        plan.check(&removed)?;
+        let (installed, root) = dry_run_base(&args.root.root)?;
+        let plan = plan_remove(&installed, &args.names, true, out)?;
         if !args.stage {
             dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
         }
@@ -198,23 +228,92 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     let mut root = Root::open_write(&args.root.root)?;
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
-    let mut plan = base_plan(&root)?;
-    let removed = plan.remove(&args.names)?;
-    plan.check(&removed)?;
+    let plan = plan_remove(&base(&root)?, &args.names, args.yes, out)?;
     finish(&root, plan, &mut [], args.stage, false, out)
 }
 
-/// What a dry run prints: the state that would be recorded.
+/// Plans a removal. The packages that need the named ones go too, once the person agrees:
+/// they are shown, and asked about on a terminal; `yes` (`-y`, or a dry run, which
+/// changes nothing) agrees without asking; without a terminal the command refuses.
+fn plan_remove(
+    installed: &[Installed],
+    names: &[String],
+    yes: bool,
+    out: &mut dyn Write,
+) -> Result<Plan> {
+    let named: HashSet<String> = names.iter().cloned().collect();
+    let dependents = solve::dependents(installed, &named);
+    if !dependents.is_empty() {
+        let asked = names.join(", ");
+        let listed: Vec<String> = dependents
+            .iter()
+            .map(|(package, relation, from)| format!("{package} (needs {relation} from {from})"))
+            .collect();
+        if !yes {
+            if !std::io::stdin().is_terminal() {
+                return Err(EngineError::RemoveNeedsConfirmation {
+                    asked,
+                    count: dependents.len(),
+                    dependents: quote::text(&listed.join(", ")).into_owned(),
+                });
+            }
+            writeln!(
+                out,
+                "removing {} also removes the packages that need it:",
+                quote::text(&asked)
+            )?;
+            for line in &listed {
+                writeln!(out, "  {}", quote::text(line))?;
+            }
+            write!(out, "remove them too? [y/N] ")?;
+            out.flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                return Err(EngineError::RemoveDeclined { asked });
+            }
+        }
+    }
+    let also: Vec<String> = dependents
+        .into_iter()
+        .map(|(package, _, _)| package)
+        .collect();
+    Plan::remove(installed, names, &also)
+}
+
+/// What a dry run prints: the state that would be recorded, what changes, and why each
+/// package is there.
 fn print_plan(plan: &Plan, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
-    for (name, (id, meta, explicit)) in &plan.packages {
-        let how = if *explicit { "explicit" } else { "dependency" };
+    for step in &plan.changes {
+        let (before, after) = (&step.before, &step.after);
+        let full = |m: &Option<std::sync::Arc<mossfs_format::Meta>>| {
+            m.as_ref()
+                .map_or_else(String::new, |m| quote::text(&m.full_name()).into_owned())
+        };
+        let line = match step.change {
+            Change::Add => format!("add {}", full(after)),
+            Change::Remove => format!("remove {}", full(before)),
+            Change::Upgrade => format!("upgrade {} -> {}", full(before), full(after)),
+            Change::Downgrade => format!("downgrade {} -> {}", full(before), full(after)),
+        };
+        writeln!(out, "  {line}")?;
+    }
+    writeln!(out, "packages:")?;
+    for (name, chosen) in &plan.packages {
+        let how = if chosen.explicit {
+            "explicit"
+        } else {
+            "dependency"
+        };
         writeln!(
             out,
-            "  {} {}-{} ({how}, {id})",
+            "  {} {}-{} ({how}, {}, {})",
             quote::text(name),
-            quote::text(&meta.version),
-            meta.release
+            quote::text(&chosen.candidate.meta.version),
+            chosen.candidate.meta.release,
+            quote::text(&chosen.reason.to_string()),
+            chosen.candidate.id
         )?;
     }
     Ok(())
