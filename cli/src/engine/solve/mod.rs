@@ -299,3 +299,6 @@ pub fn dependents(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
