@@ -273,7 +273,7 @@ fn the_best_policy_moves_up_and_back_down() {
     assert_eq!(best(&on_v1, &[v1.clone(), v2.clone()]), ["tool 2"]);
     // v2 installed, but its repository is gone: back to what is offered.
     let on_v2 = [installed(&v2, true)];
-    assert_eq!(best(&on_v2, &[v1.clone()]), ["tool 1"]);
+    assert_eq!(best(&on_v2, std::slice::from_ref(&v1)), ["tool 1"]);
     // Nothing offered at all: what is installed stays.
     assert_eq!(best(&on_v2, &[]), ["tool 2"]);
 }
