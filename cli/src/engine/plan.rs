@@ -246,6 +246,11 @@ impl Plan {
                 changes.push(Step::new(Change::Remove, Some(&p.candidate), None));
             }
         }
+        let name = |step: &Step| {
+            let meta = step.after.as_ref().or(step.before.as_ref());
+            meta.map(|m| m.name.clone())
+        };
+        changes.sort_by_key(name);
         Plan {
             packages,
             changes,
