@@ -285,21 +285,6 @@ fn plan_remove(
 /// package is there.
 fn print_plan(plan: &Plan, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
-    for step in &plan.changes {
-        let (before, after) = (&step.before, &step.after);
-        let full = |m: &Option<std::sync::Arc<mossfs_format::Meta>>| {
-            m.as_ref()
-                .map_or_else(String::new, |m| quote::text(&m.full_name()).into_owned())
-        };
-        let line = match step.change {
-            Change::Add => format!("add {}", full(after)),
-            Change::Remove => format!("remove {}", full(before)),
-            Change::Upgrade => format!("upgrade {} -> {}", full(before), full(after)),
-            Change::Downgrade => format!("downgrade {} -> {}", full(before), full(after)),
-        };
-        writeln!(out, "  {line}")?;
-    }
-    writeln!(out, "packages:")?;
     for (name, chosen) in &plan.packages {
         let how = if chosen.explicit {
             "explicit"
@@ -315,6 +300,24 @@ fn print_plan(plan: &Plan, out: &mut dyn Write) -> Result<()> {
             quote::text(&chosen.reason.to_string()),
             chosen.candidate.id
         )?;
+    }
+    if !plan.changes.is_empty() {
+        writeln!(out, "changes:")?;
+    }
+    for step in &plan.changes {
+        let full = |m: &Option<std::sync::Arc<mossfs_format::Meta>>| {
+            m.as_ref()
+                .map_or_else(String::new, |m| quote::text(&m.full_name()).into_owned())
+        };
+        let line = match step.change {
+            Change::Add => format!("add {}", full(&step.after)),
+            Change::Remove => format!("remove {}", full(&step.before)),
+            Change::Upgrade => format!("upgrade {} -> {}", full(&step.before), full(&step.after)),
+            Change::Downgrade => {
+                format!("downgrade {} -> {}", full(&step.before), full(&step.after))
+            }
+        };
+        writeln!(out, "  {line}")?;
     }
     Ok(())
 }

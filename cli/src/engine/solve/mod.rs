@@ -84,6 +84,7 @@ pub trait Source {
 #[derive(Default)]
 pub struct Packages {
     candidates: Vec<Candidate>,
+    ids: HashSet<PackageId>,
     by_relation: HashMap<Relation, Vec<usize>>,
 }
 
@@ -95,7 +96,7 @@ impl Packages {
 
     /// Adds a package; one already held (same id) is not added twice.
     pub fn add(&mut self, candidate: Candidate) {
-        if self.candidates.iter().any(|c| c.id == candidate.id) {
+        if !self.ids.insert(candidate.id) {
             return;
         }
         let at = self.candidates.len();
