@@ -219,7 +219,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     if args.dry_run {
         let (installed, root) = dry_run_base(&args.root.root)?;
-        let plan = plan_remove(&installed, &args.names, true, out)?;
+        let plan = plan_remove(&installed, &args.names, true)?;
         if !args.stage {
             dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
         }
@@ -228,19 +228,14 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     let mut root = Root::open_write(&args.root.root)?;
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
-    let plan = plan_remove(&base(&root)?, &args.names, args.yes, out)?;
+    let plan = plan_remove(&base(&root)?, &args.names, args.yes)?;
     finish(&root, plan, &mut [], args.stage, false, out)
 }
 
 /// Plans a removal. The packages that need the named ones go too, once the person agrees:
 /// they are shown, and asked about on a terminal; `yes` (`-y`, or a dry run, which
 /// changes nothing) agrees without asking; without a terminal the command refuses.
-fn plan_remove(
-    installed: &[Installed],
-    names: &[String],
-    yes: bool,
-    out: &mut dyn Write,
-) -> Result<Plan> {
+fn plan_remove(installed: &[Installed], names: &[String], yes: bool) -> Result<Plan> {
     let named: HashSet<String> = names.iter().cloned().collect();
     let dependents = solve::dependents(installed, &named);
     if !dependents.is_empty() {
@@ -250,23 +245,25 @@ fn plan_remove(
             .map(|(package, relation, from)| format!("{package} (needs {relation} from {from})"))
             .collect();
         if !yes {
-            if !std::io::stdin().is_terminal() {
+            // The question goes where the person is: a terminal on stdin and stderr.
+            if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
                 return Err(EngineError::RemoveNeedsConfirmation {
                     asked,
                     count: dependents.len(),
                     dependents: quote::text(&listed.join(", ")).into_owned(),
                 });
             }
+            let mut tty = std::io::stderr().lock();
             writeln!(
-                out,
+                tty,
                 "removing {} also removes the packages that need it:",
                 quote::text(&asked)
             )?;
             for line in &listed {
-                writeln!(out, "  {}", quote::text(line))?;
+                writeln!(tty, "  {}", quote::text(line))?;
             }
-            write!(out, "remove them too? [y/N] ")?;
-            out.flush()?;
+            write!(tty, "remove them too? [y/N] ")?;
+            tty.flush()?;
             let mut answer = String::new();
             std::io::stdin().lock().read_line(&mut answer)?;
             if !matches!(answer.trim(), "y" | "Y" | "yes") {

@@ -394,19 +394,16 @@ fn an_impossible_request_names_the_missing_provider_down_the_chain() {
     );
 }
 
-/// Not a check but a figure: a synthetic set of a few thousand packages with sonames,
-/// pkgconfig names and binaries, and a target whose closure is a few hundred of them.
-/// Run with `cargo test --release -p mossfs-cli solve_time -- --ignored --nocapture`.
-#[test]
-#[ignore = "a benchmark; prints its figures"]
-fn solve_time() {
-    let count = 5_000usize;
-    let mut all = Vec::with_capacity(count);
+/// A synthetic repository of `count` packages (plus an older release of every tenth),
+/// each providing a soname, a pkgconfig name and a binary, and depending on up to three
+/// packages below it through one of those (the one just below always, so the closure of
+/// `pN` is N + 1 packages).
+fn synthetic(count: usize) -> Vec<Candidate> {
+    let mut all = Vec::with_capacity(count + count / 10);
     for i in 0..count {
-        // Each package needs up to three of the packages below it, through a provider.
         let mut depends = Vec::new();
-        for step in [1usize, 7, 31] {
-            if i >= step && (i + step) % 3 != 0 {
+        for (step, every) in [(1usize, 1usize), (7, 2), (31, 3)] {
+            if i >= step && i % every == 0 {
                 let j = i - step;
                 depends.push(match j % 3 {
                     0 => format!("soname(lib{j}.so.1(x86_64))"),
@@ -422,21 +419,96 @@ fn solve_time() {
         ];
         let depends: Vec<&str> = depends.iter().map(String::as_str).collect();
         let provides: Vec<&str> = provides.iter().map(String::as_str).collect();
-        all.push(pkg(&format!("p{i}"), 1, &depends, &provides, repo(1)));
-        // Every tenth package has an older release too.
+        all.push(pkg(&format!("p{i}"), 2, &depends, &provides, repo(1)));
         if i % 10 == 0 {
-            all.push(pkg(&format!("p{i}"), 0, &depends, &provides, repo(1)));
+            all.push(pkg(&format!("p{i}"), 1, &depends, &provides, repo(1)));
         }
     }
-    let target = format!("p{}", count / 10);
+    all
+}
+
+/// Not a check but figures: solves over synthetic repositories of 5,000 and 50,000
+/// packages for a target whose closure is 500 packages, and a `sync`-style solve of
+/// 2,000 installed packages of which 200 have updates.
+/// Run with `cargo test --release -p mossfs-cli solve_time -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark; prints its figures"]
+fn solve_time() {
+    for count in [5_000usize, 50_000] {
+        let all = synthetic(count);
+        let mut packages = Packages::new();
+        let started = std::time::Instant::now();
+        for c in &all {
+            packages.add(c.clone());
+        }
+        let indexed = started.elapsed();
+        let forbidden = HashSet::new();
+        let requests = [ask("p499")];
+        let started = std::time::Instant::now();
+        let solution = solve(&Problem {
+            asked: "bench",
+            installed: &[],
+            requests: &requests,
+            forbidden: &forbidden,
+            keep: Keep::All,
+            policy: Policy::KeepInstalled,
+            sources: &[&packages],
+        })
+        .unwrap();
+        let elapsed = started.elapsed();
+        println!(
+            "install p499 over {} candidates: {} packages chosen in {:.1} ms (indexing them in memory: {:.1} ms)",
+            all.len(),
+            solution.len(),
+            elapsed.as_secs_f64() * 1e3,
+            indexed.as_secs_f64() * 1e3
+        );
+        assert_eq!(solution.len(), 500);
+    }
+    // sync: 2,000 installed at release 1 (every one explicit), 200 of them with a release
+    // 2 in the repository.
+    let old = synthetic(2_000);
+    let base: Vec<Installed> = old
+        .iter()
+        .filter(|c| c.meta.release == 2)
+        .map(|c| {
+            let mut c = c.clone();
+            Arc::make_mut(&mut c.meta).release = 1;
+            installed(&c, true)
+        })
+        .collect();
+    let mut packages = Packages::new();
+    for (i, p) in base.iter().enumerate() {
+        let mut c = p.candidate.clone();
+        c.origin = repo(1);
+        if i % 10 == 0 {
+            Arc::make_mut(&mut c.meta).release = 2;
+            c.id.0[31] ^= 0xff;
+        }
+        packages.add(c);
+    }
+    let forbidden = HashSet::new();
     let started = std::time::Instant::now();
-    let solution = install(&[], &[ask(&target)], &all);
+    let solution = solve(&Problem {
+        asked: "bench",
+        installed: &base,
+        requests: &[],
+        forbidden: &forbidden,
+        keep: Keep::Explicit,
+        policy: Policy::Best,
+        sources: &[&packages],
+    })
+    .unwrap();
     let elapsed = started.elapsed();
+    let moved = solution
+        .values()
+        .filter(|c| c.candidate.meta.release == 2)
+        .count();
     println!(
-        "solved {target} over {} candidates: {} packages chosen in {:.1} ms",
-        all.len(),
-        solution.len(),
+        "sync over {} installed packages: {} moved in {:.1} ms",
+        base.len(),
+        moved,
         elapsed.as_secs_f64() * 1e3
     );
-    assert!(solution.len() > 100);
+    assert_eq!(moved, 200);
 }
