@@ -105,6 +105,15 @@ fn every_provider_kind_satisfies_a_dependency() {
         out.contains("\n  zlib 1-1 (explicit, requested as pkgconfig32(zlib), "),
         "{out}"
     );
+    // A provider with a slash in it is a request, not a path.
+    let out = root.ok(&["install", "--dry-run", wanted[5]]);
+    assert!(
+        out.contains(&format!(
+            "\n  misc 1-1 (explicit, requested as {}, ",
+            wanted[5]
+        )),
+        "{out}"
+    );
     let output = root.run(&["install", "--dry-run", "binary(emacs)"]);
     assert_eq!(
         error_line(&output),

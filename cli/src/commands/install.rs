@@ -100,16 +100,17 @@ fn dry_run_base(path: &Path) -> Result<(Vec<Installed>, Option<Root>)> {
     }
 }
 
-/// Splits `install`'s arguments into stones (a path to a file, or a name ending in
-/// `.stone`) and requests by name or provider.
+/// Splits `install`'s arguments into stones (a name ending in `.stone`, or a path) and
+/// requests by name or provider.
 fn split_targets(targets: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Request>)> {
     let mut stones = Vec::new();
     let mut requests = Vec::new();
     for target in targets {
         let text = target.to_string_lossy();
+        // `interpreter(/usr/lib64/ld-linux-x86-64.so.2)` has a slash too, but a path
+        // never looks like `kind(target)`.
         let is_stone = target.extension().is_some_and(|e| e == "stone")
-            || text.contains('/')
-            || target.is_file();
+            || (text.contains('/') && !text.ends_with(')'));
         if is_stone {
             stones.push(target.clone());
             continue;
