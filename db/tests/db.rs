@@ -203,6 +203,27 @@ fn a_newer_schema_is_refused_clearly() {
 }
 
 #[test]
+fn an_older_schema_is_moved_up_by_a_writer_and_left_alone_by_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path()).unwrap();
+        let mut txn = db.write().unwrap();
+        // A database from before states kept reasons.
+        txn.set_schema_for_test(1).unwrap();
+        txn.commit().unwrap();
+    }
+    {
+        let db = Db::open_read(dir.path()).unwrap();
+        assert_eq!(db.read().unwrap().meta_u64("schema").unwrap(), Some(1));
+    }
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(
+        db.read().unwrap().meta_u64("schema").unwrap(),
+        Some(mossfs_db::SCHEMA_VERSION)
+    );
+}
+
+#[test]
 fn a_read_only_open_creates_nothing_writes_nothing_and_sees_every_state() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("db");
