@@ -183,6 +183,17 @@ impl CliError {
         })
     }
 
+    /// Lines that explain the error below its one-line report: why no set of packages
+    /// satisfies a request.
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            CliError::Engine(crate::engine::EngineError::Unsolvable { explanation, .. }) => {
+                Some(explanation)
+            }
+            _ => None,
+        }
+    }
+
     /// What to do about it, when there is something better than "read the message".
     pub fn hint(&self) -> Option<&'static str> {
         // Whatever was being written, a full disk is what the person must fix.
@@ -258,7 +269,13 @@ pub fn report(err: &CliError) -> String {
     }
     // Names inside messages come from outside: a newline or an escape sequence in one must
     // neither start a second line nor reach the terminal.
-    crate::quote::text(&line.replace('\n', " ")).into_owned()
+    let mut report = crate::quote::text(&line.replace('\n', " ")).into_owned();
+    // An explanation that takes several lines follows, each indented and quoted alike.
+    for detail in err.details().into_iter().flat_map(str::lines) {
+        report.push_str("\n  ");
+        report.push_str(&crate::quote::text(detail));
+    }
+    report
 }
 
 #[cfg(test)]

@@ -46,6 +46,12 @@ pub fn json() -> bool {
     globals().json
 }
 
+/// Whether `-y/--yes-all` was given: for the questions a command must not answer by itself
+/// when nobody is there to ask (a cascading removal refuses instead).
+pub fn yes_all() -> bool {
+    globals().yes_all
+}
+
 /// Prints `value` as the run's one JSON document, pretty and newline-terminated.
 pub fn print_json(out: &mut dyn Write, value: &impl Serialize) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value).map_err(io::Error::from)?;

@@ -30,11 +30,13 @@ use heed::types::{Bytes, Str, U64};
 use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
-pub use state::{Conflict, Selection, State, StateId, Status};
+pub use state::{Conflict, Reason, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
 /// The schema this build reads and writes. Bump it when a record shape changes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: states record why each package is selected ([`Reason`]); version 1 records are
+/// still read, so an older database is moved up on the first write open.
+pub const SCHEMA_VERSION: u64 = 2;
 
 const MAP_SIZE: usize = 1 << 36;
 
@@ -297,6 +299,7 @@ impl Db {
                     found,
                 });
             }
+            Some(found) if found < SCHEMA_VERSION => txn.set_meta_u64("schema", SCHEMA_VERSION)?,
             Some(_) => {}
         }
         txn.commit()?;

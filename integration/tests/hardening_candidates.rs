@@ -244,7 +244,10 @@ fn defect_09_dry_run_writes_nothing() {
     );
     assert!(out.contains("\n  small 1-1 (explicit, "), "{out}");
     let out = root.ok(&["remove", "--dry-run", "small"]);
-    assert_eq!(out, "would record a state: remove small\n");
+    assert_eq!(
+        out,
+        "would record a state: remove small\nchanges:\n  remove small-1-1\n"
+    );
     assert_same(&before, &everything(&root.path()), "after dry runs");
     assert_eq!(statuses(&root.states()), [(1, "active")]);
 }

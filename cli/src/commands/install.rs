@@ -1,16 +1,21 @@
 //! `mossfs install`, `mossfs remove` and `mossfs commit`.
 
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::{BufRead, IsTerminal, Write};
 
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{Query, Status};
+use mossfs_format::Relation;
 use mossfs_fs::sysroot;
 use mossfs_store::StoreError;
 
 use super::documents::{ChangeDoc, CommitDoc, Package, StateChange};
 use super::{RootArg, print_commit, progress, report_recovery};
+use crate::engine::change::Verb;
+use crate::engine::plan::installed;
+use crate::engine::solve::{self, Installed, Request, Want};
 use crate::engine::{
     EngineError, LiveUsr, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
     forget_unreached, record_state,
@@ -21,8 +26,10 @@ use crate::quote;
 /// Arguments of `mossfs install`.
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
-    /// Local `.stone` files. A stone whose package name is installed replaces it.
-    #[arg(required = true, value_name = "FILE.stone")]
+    /// Local `.stone` files (a stone whose package name is installed replaces it), and
+    /// package names or providers (`nano`, `binary(nano)`, `soname(libz.so.1(x86_64))`)
+    /// that the stones given, or the installed packages, provide.
+    #[arg(required = true, value_name = "NAME|PROVIDER|FILE.stone")]
     pub stones: Vec<PathBuf>,
     /// Record a candidate state without writing any tree; see `mossfs mount` and `commit`.
     #[arg(long)]
@@ -72,25 +79,52 @@ pub struct CommitArgs {
 }
 
 /// The packages of the live state: what a change starts from.
-fn base_plan(root: &Root) -> Result<Plan> {
+fn base(root: &Root) -> Result<Vec<Installed>> {
     let snapshot = root.db.read()?;
     match root.live_state(&snapshot)? {
-        Some(id) => Plan::from_selections(&snapshot, &snapshot.state(id)?.selections),
-        None => Ok(Plan::from_selections(&snapshot, &[])?),
+        Some(id) => installed(&snapshot, &snapshot.state(id)?.selections),
+        None => Ok(Vec::new()),
     }
 }
 
 /// The base of a dry run: the root opened read-only, or nothing where there is no root
 /// yet. A dry run writes nothing at all (DESIGN.md §6.7): no lock, no `.moss`, no cache.
-fn dry_run_base(path: &Path) -> Result<(Plan, Option<Root>)> {
+fn dry_run_base(path: &Path) -> Result<(Vec<Installed>, Option<Root>)> {
     match Root::open_read(path) {
         Ok(root) => {
             report_recovery(&root);
-            Ok((base_plan(&root)?, Some(root)))
+            Ok((base(&root)?, Some(root)))
         }
-        Err(EngineError::NotARoot(_)) => Ok((Plan::empty(), None)),
+        Err(EngineError::NotARoot(_)) => Ok((Vec::new(), None)),
         Err(e) => Err(e),
     }
+}
+
+/// Splits `install`'s arguments into stones (a name ending in `.stone`, or a path) and
+/// requests by name or provider.
+fn split_targets(targets: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Request>)> {
+    let mut stones = Vec::new();
+    let mut requests = Vec::new();
+    for target in targets {
+        let text = target.to_string_lossy();
+        // `interpreter(/usr/lib64/ld-linux-x86-64.so.2)` has a slash too, but a path
+        // never looks like `kind(target)`.
+        let is_stone = target.extension().is_some_and(|e| e == "stone")
+            || (text.contains('/') && !text.ends_with(')'));
+        if is_stone {
+            stones.push(target.clone());
+            continue;
+        }
+        let relation = Relation::parse(&text).map_err(|problem| EngineError::BadRequest {
+            words: text.clone().into_owned(),
+            problem,
+        })?;
+        requests.push(Request {
+            want: Want::Provider(relation),
+            words: text.into_owned(),
+        });
+    }
+    Ok((stones, requests))
 }
 
 /// The refusals a real run would give before recording anything, given by a dry run
@@ -151,21 +185,20 @@ fn dry_run_check(
 
 /// Runs `mossfs install`.
 pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
+    let (paths, requests) = split_targets(&args.stones)?;
     // A missing or broken stone is refused before the root is touched. Each stone is
     // independent of the others: one per core.
-    args.stones
+    paths
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
     crate::ui::step("check stones");
     if args.dry_run {
-        let stones = args
-            .stones
+        let stones = paths
             .par_iter()
             .map(|path| LoadedStone::inspect(path))
             .collect::<Result<Vec<_>>>()?;
-        let (mut plan, root) = dry_run_base(&args.root.root)?;
-        plan.install(&stones)?;
-        plan.check(&[])?;
+        let (installed, root) = dry_run_base(&args.root.root)?;
+        let plan = Plan::install(&installed, &stones, &requests, &[])?;
         if !args.stage {
             dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
         }
@@ -175,15 +208,13 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     crate::ui::step("open root");
-    let sizes: u64 = args
-        .stones
+    let sizes: u64 = paths
         .iter()
         .filter_map(|path| std::fs::metadata(path).ok())
         .map(|m| m.len())
         .sum();
     let bar = Bar::new("cache", sizes, Unit::Bytes);
-    let mut stones = args
-        .stones
+    let mut stones = paths
         .par_iter()
         .map(|path| {
             let stone = LoadedStone::load(path, &root.store)?;
@@ -193,9 +224,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     drop(bar);
     crate::ui::step("hash and copy stones");
-    let mut plan = base_plan(&root)?;
-    plan.install(&stones)?;
-    plan.check(&[])?;
+    let plan = Plan::install(&base(&root)?, &stones, &requests, &[])?;
     crate::ui::step("plan");
     finish(
         &root,
@@ -211,9 +240,8 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     if args.dry_run {
-        let (mut plan, root) = dry_run_base(&args.root.root)?;
-        let removed = plan.remove(&args.names)?;
-        plan.check(&removed)?;
+        let (installed, root) = dry_run_base(&args.root.root)?;
+        let plan = plan_remove(&installed, &args.names, true)?;
         if !args.stage {
             dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
         }
@@ -223,11 +251,55 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     crate::ui::step("open root");
-    let mut plan = base_plan(&root)?;
-    let removed = plan.remove(&args.names)?;
-    plan.check(&removed)?;
+    let plan = plan_remove(&base(&root)?, &args.names, crate::ui::yes_all())?;
     crate::ui::step("plan");
     finish(&root, "remove", plan, &mut [], args.stage, false, out)
+}
+
+/// Plans a removal. The packages that need the named ones go too, once the person agrees:
+/// they are shown, and asked about on a terminal; `yes` (`-y/--yes-all`, or a dry run, which
+/// changes nothing) agrees without asking; without a terminal the command refuses.
+fn plan_remove(installed: &[Installed], names: &[String], yes: bool) -> Result<Plan> {
+    let named: HashSet<String> = names.iter().cloned().collect();
+    let dependents = solve::dependents(installed, &named);
+    if !dependents.is_empty() {
+        let asked = names.join(", ");
+        let listed: Vec<String> = dependents
+            .iter()
+            .map(|(package, relation, from)| format!("{package} (needs {relation} from {from})"))
+            .collect();
+        if !yes {
+            // The question goes where the person is: a terminal on stdin and stderr.
+            if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+                return Err(EngineError::RemoveNeedsConfirmation {
+                    asked,
+                    count: dependents.len(),
+                    dependents: quote::text(&listed.join(", ")).into_owned(),
+                });
+            }
+            let mut tty = std::io::stderr().lock();
+            writeln!(
+                tty,
+                "removing {} also removes the packages that need it:",
+                quote::text(&asked)
+            )?;
+            for line in &listed {
+                writeln!(tty, "  {}", quote::text(line))?;
+            }
+            write!(tty, "remove them too? [y/N] ")?;
+            tty.flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                return Err(EngineError::RemoveDeclined { asked });
+            }
+        }
+    }
+    let also: Vec<String> = dependents
+        .into_iter()
+        .map(|(package, _, _)| package)
+        .collect();
+    Plan::remove(installed, names, &also)
 }
 
 /// The `--json` document of a plan, before anything is recorded.
@@ -240,7 +312,13 @@ fn plan_document(action: &'static str, plan: &Plan, applied: bool, stage: bool) 
         packages: plan
             .packages
             .values()
-            .map(|(id, meta, explicit)| Package::planned(id, meta, *explicit))
+            .map(|chosen| {
+                Package::planned(
+                    &chosen.candidate.id,
+                    &chosen.candidate.meta,
+                    chosen.explicit,
+                )
+            })
             .collect(),
         state: None,
         staged: stage,
@@ -249,22 +327,49 @@ fn plan_document(action: &'static str, plan: &Plan, applied: bool, stage: bool) 
     }
 }
 
-/// What a dry run prints: the state that would be recorded.
+/// What a dry run prints: the state that would be recorded, what changes, and why each
+/// package is there.
 fn print_plan(action: &'static str, plan: &Plan, out: &mut dyn Write) -> Result<()> {
     if crate::ui::json() {
         crate::ui::print_json(out, &plan_document(action, plan, false, false))?;
         return Ok(());
     }
     writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
-    for (name, (id, meta, explicit)) in &plan.packages {
-        let how = if *explicit { "explicit" } else { "dependency" };
+    for (name, chosen) in &plan.packages {
+        let how = if chosen.explicit {
+            "explicit"
+        } else {
+            "dependency"
+        };
         writeln!(
             out,
-            "  {} {}-{} ({how}, {id})",
+            "  {} {}-{} ({how}, {}, {})",
             quote::text(name),
-            quote::text(&meta.version),
-            meta.release
+            quote::text(&chosen.candidate.meta.version),
+            chosen.candidate.meta.release,
+            quote::text(&chosen.reason.to_string()),
+            chosen.candidate.id
         )?;
+    }
+    if !plan.changes.is_empty() {
+        writeln!(out, "changes:")?;
+    }
+    for change in &plan.changes {
+        let version = |v: &Option<String>| quote::text(v.as_deref().unwrap_or("")).into_owned();
+        let name = quote::text(&change.name);
+        let line = match change.verb {
+            Verb::Install | Verb::Reinstall => {
+                format!("{} {name}-{}", change.verb.word(), version(&change.to))
+            }
+            Verb::Remove => format!("remove {name}-{}", version(&change.from)),
+            Verb::Upgrade | Verb::Downgrade => format!(
+                "{} {name} {} -> {}",
+                change.verb.word(),
+                version(&change.from),
+                version(&change.to)
+            ),
+        };
+        writeln!(out, "  {line}")?;
     }
     Ok(())
 }

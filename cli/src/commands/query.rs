@@ -81,7 +81,7 @@ pub fn list(command: &ListCommand, out: &mut dyn Write) -> Result<()> {
         .selections
         .iter()
         .filter(|s| s.explicit || !args.explicit)
-        .copied()
+        .cloned()
         .collect();
     let packages = Package::all(&snapshot, &selections)?;
     if crate::ui::json() {

@@ -231,8 +231,16 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
         let record = snapshot
             .package(&s.package)?
             .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
-        let how = if s.explicit { "" } else { " (dependency)" };
-        writeln!(out, "    {}{how}", quote::text(&record.meta.full_name()))?;
+        let how = match (s.explicit, &s.reason) {
+            (true, _) => String::new(),
+            (false, mossfs_db::Reason::Unknown) => " (dependency)".to_owned(),
+            (false, reason) => format!(" (dependency: {reason})"),
+        };
+        writeln!(
+            out,
+            "    {}",
+            quote::text(&(record.meta.full_name() + &how))
+        )?;
     }
     if state.conflicts.is_empty() {
         writeln!(out, "  conflicts: none")?;

@@ -12,8 +12,11 @@ use mossfs_format::Meta;
 pub enum Verb {
     /// Not installed before.
     Install,
-    /// Installed before in another build.
+    /// Installed before in a lower (source, build) release.
     Upgrade,
+    /// Installed before in a higher or equal release: moving back, as `sync` does when a
+    /// repository goes away or drops in priority.
+    Downgrade,
     /// Installed before, this very stone.
     Reinstall,
     /// Taken out.
@@ -26,6 +29,7 @@ impl Verb {
         match self {
             Verb::Install => "install",
             Verb::Upgrade => "upgrade",
+            Verb::Downgrade => "downgrade",
             Verb::Reinstall => "reinstall",
             Verb::Remove => "remove",
         }
@@ -84,8 +88,8 @@ fn group_text(verb: Verb, group: &[&&Change], shown: usize) -> String {
     )
 }
 
-/// The one-line summary: one group per verb, in the order install, upgrade, reinstall,
-/// remove. A group of one names the package with its version ("upgrade nano-2-1"; a
+/// The one-line summary: one group per verb, in the order install, upgrade, downgrade,
+/// reinstall, remove. A group of one names the package with its version ("upgrade nano-2-1"; a
 /// removal just "remove vim"); a larger group counts them and names the first few,
 /// alphabetically, as many as fit [`GROUP_BUDGET`]: "install 81 packages (adduser, apt,
 /// bash, … and 78 more)".
@@ -93,7 +97,13 @@ pub fn summarize(changes: &[Change]) -> String {
     let mut sorted: Vec<&Change> = changes.iter().collect();
     sorted.sort_by(|a, b| (a.verb, &a.name).cmp(&(b.verb, &b.name)));
     let mut groups = Vec::new();
-    for verb in [Verb::Install, Verb::Upgrade, Verb::Reinstall, Verb::Remove] {
+    for verb in [
+        Verb::Install,
+        Verb::Upgrade,
+        Verb::Downgrade,
+        Verb::Reinstall,
+        Verb::Remove,
+    ] {
         let group: Vec<&&Change> = sorted.iter().filter(|c| c.verb == verb).collect();
         match group.len() {
             0 => {}

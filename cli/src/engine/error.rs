@@ -77,39 +77,52 @@ pub enum EngineError {
         /// The name.
         name: String,
     },
-    /// A package's dependency has no provider in the new state.
+    /// No set of packages satisfies the request: a dependency nobody provides, or
+    /// packages that cannot be chosen together. The explanation is resolvo's: the chain
+    /// of requirements and the conflict that blocks it, one step a line; the binary
+    /// prints it below the error line.
     #[error(
-        "{package} depends on {relation}, which no package in the new state provides; add a stone that provides it"
+        "cannot {asked}: no set of packages satisfies it, so nothing was changed; why, from what was asked down to what blocks it:"
     )]
-    MissingDependency {
-        /// Who needs it.
-        package: String,
-        /// What is needed.
-        relation: String,
+    Unsolvable {
+        /// The change asked for: `install needy.stone`, `remove libfoo`.
+        asked: String,
+        /// Several lines.
+        explanation: String,
     },
-    /// Removing a package would break another's dependency.
+    /// An `install` argument that is neither a stone nor a name or provider.
     #[error(
-        "cannot remove {removed}: {package} depends on {relation}, which only it provides; remove {package} too"
+        "cannot install `{words}`: {problem}; give a .stone file, a package name, or a provider such as binary(nano)"
     )]
-    NeededBy {
-        /// What is being removed.
-        removed: String,
-        /// Who needs it.
-        package: String,
-        /// What is needed.
-        relation: String,
+    BadRequest {
+        /// The argument.
+        words: String,
+        /// Why it does not parse.
+        problem: String,
     },
-    /// A package declares a conflict with another in the new state.
+    /// The solver stopped without an answer, which only a failing source makes it do.
+    #[error("the solver stopped without an answer")]
+    SolveCancelled,
+    /// `remove` would also remove packages that need the named ones, and there is no
+    /// terminal to ask whether that is all right.
     #[error(
-        "{package} conflicts with {other} (it declares conflicts: {relation}); the two cannot be installed together"
+        "removing {asked} also removes {} that need{} it: {dependents}; run the command again with -y to remove them too, or name them",
+        if *count == 1 { "the package" } else { "the packages" },
+        if *count == 1 { "s" } else { "" }
     )]
-    DeclaredConflict {
-        /// The package declaring the conflict.
-        package: String,
-        /// The package it conflicts with.
-        other: String,
-        /// The declared relation.
-        relation: String,
+    RemoveNeedsConfirmation {
+        /// The packages named, comma-separated.
+        asked: String,
+        /// How many more would go.
+        count: usize,
+        /// Each, with the dependency that ties it to a removed package.
+        dependents: String,
+    },
+    /// The person at the terminal said no.
+    #[error("nothing was removed: you declined to remove the packages that need {asked}")]
+    RemoveDeclined {
+        /// The packages named, comma-separated.
+        asked: String,
     },
     /// Packages ship different things at the same paths.
     #[error(

@@ -293,14 +293,24 @@ pub fn error_line(output: &Output) -> String {
         "expected a failure; stdout: {} stderr: {stderr}",
         text(&output.stdout)
     );
+    // Indented lines below the error line explain it (why a request has no solution).
     let errors: Vec<&str> = stderr
         .lines()
-        .filter(|l| !l.starts_with("recovered: "))
+        .filter(|l| !l.starts_with("recovered: ") && !l.starts_with("  "))
         .collect();
     assert_eq!(errors.len(), 1, "not one error line: {stderr}");
     assert!(errors[0].starts_with("error: "), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     errors[0].to_owned()
+}
+
+/// The indented lines that explain the error line, without their indent.
+pub fn error_details(output: &Output) -> Vec<String> {
+    text(&output.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What one entry looks like to a person.

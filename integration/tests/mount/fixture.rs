@@ -100,6 +100,7 @@ impl Root {
                 .map(|&package| Selection {
                     package,
                     explicit: true,
+                    reason: mossfs_db::Reason::Unknown,
                 })
                 .collect(),
             root: built.root,
