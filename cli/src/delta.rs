@@ -121,8 +121,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
         .filter_map(|p| p.base.map(|(hash, _)| hash))
         .collect();
     let targets: HashSet<AssetHash> = pairings.iter().map(|p| p.target).collect();
+    crate::ui::step("choose bases");
     let old = load(&args.old, &bases)?;
     let new = load(&args.new, &targets)?;
+    crate::ui::step("read stones");
 
     let threads = args.threads.map_or_else(
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -140,6 +142,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
         pair_limit: args.pair_limit << 20,
     };
     let records = pool.install(|| make_records(&pairings, &old.assets, &new.assets, &options))?;
+    crate::ui::step("make records");
     let preamble = Preamble {
         from: old.id,
         to: new.id,
@@ -152,6 +155,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
     crate::pack::write_atomically(&args.output, |file| {
         write_delta(file, &new.stone, &preamble, &records, writer_options)
     })?;
+    crate::ui::step("write and check");
 
     let written = std::fs::metadata(&args.output).map_or(0, |m| m.len());
     let patches = records
@@ -284,7 +288,7 @@ fn read_assets(
 ) -> Result<(Stone, HashMap<AssetHash, Vec<u8>>), DecodeError> {
     let mut reader = Reader::new(input)?;
     let stone = reader.read_metadata()?;
-    stone.check_assets()?;
+    stone.check_structure()?;
     let mut assets = HashMap::new();
     if let Some(mut content) = reader.content(&stone)? {
         while let Some(mut asset) = content.next_asset()? {

@@ -250,6 +250,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         stage,
         allow_conflicts: false,
         dry_run: false,
+        take_over_usr: false,
         root: root_arg(),
     };
     install::install(&install_args(&v1, false), out)?;
@@ -318,6 +319,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     install::commit(
         &install::CommitArgs {
             id: None,
+            take_over_usr: false,
             root: root_arg(),
         },
         out,
@@ -334,6 +336,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     state::run(
         &state::StateCommand::Activate {
             id: 1,
+            take_over_usr: false,
             root: root_arg(),
         },
         out,

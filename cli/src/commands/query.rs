@@ -12,7 +12,8 @@ use mossfs_db::{DirEntry, NodeKind, Query, ReadTxn, State, TreeHash};
 use mossfs_format::{EntryKind, PackageId, RelPath};
 use mossfs_fs::tree::MAX_HOPS;
 
-use super::RootArg;
+use super::documents::Package;
+use super::{RootArg, report_recovery};
 use crate::engine::{EngineError, Result, Root};
 use crate::quote;
 
@@ -20,10 +21,18 @@ use crate::quote;
 #[derive(clap::Subcommand, Debug)]
 pub enum ListCommand {
     /// Packages in the active state.
-    Installed {
-        #[command(flatten)]
-        root: RootArg,
-    },
+    #[command(visible_alias = "li")]
+    Installed(ListInstalledArgs),
+}
+
+/// Arguments of `mossfs list installed` (also `mossfs li`).
+#[derive(clap::Args, Debug)]
+pub struct ListInstalledArgs {
+    /// Only the packages that were asked for, not those pulled in as dependencies.
+    #[arg(short, long)]
+    pub explicit: bool,
+    #[command(flatten)]
+    pub root: RootArg,
 }
 
 /// Arguments of `mossfs info`.
@@ -47,36 +56,46 @@ pub struct OwnerArgs {
     pub root: RootArg,
 }
 
-fn active_state(snapshot: &ReadTxn) -> Result<State> {
-    let id = snapshot.active()?.ok_or(EngineError::NoActiveState)?;
+/// The live state (see [`Root::live_state`]).
+fn active_state(root: &Root, snapshot: &ReadTxn) -> Result<State> {
+    let id = root
+        .live_state(snapshot)?
+        .ok_or(EngineError::NoActiveState)?;
     Ok(snapshot.state(id)?)
+}
+
+/// Opens the root for a question, and says if the database is behind `usr`.
+fn open(path: &std::path::Path) -> Result<Root> {
+    let root = Root::open_read(path)?;
+    report_recovery(&root);
+    Ok(root)
 }
 
 /// Runs `mossfs list installed`.
 pub fn list(command: &ListCommand, out: &mut dyn Write) -> Result<()> {
-    let ListCommand::Installed { root } = command;
-    let root = Root::open_read(&root.root)?;
+    let ListCommand::Installed(args) = command;
+    let root = open(&args.root.root)?;
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
-    let mut rows = Vec::new();
-    for s in &state.selections {
-        let record = snapshot
-            .package(&s.package)?
-            .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
-        rows.push((
-            record.meta.name.clone(),
-            format!("{}-{}", record.meta.version, record.meta.release),
-            record.meta.summary,
-        ));
+    let state = active_state(&root, &snapshot)?;
+    let selections: Vec<_> = state
+        .selections
+        .iter()
+        .filter(|s| s.explicit || !args.explicit)
+        .cloned()
+        .collect();
+    let packages = Package::all(&snapshot, &selections)?;
+    if crate::ui::json() {
+        crate::ui::print_json(out, &packages)?;
+        return Ok(());
     }
-    rows.sort();
-    for (name, version, summary) in rows {
+    for p in packages {
         writeln!(
             out,
-            "{} {}  {}",
-            quote::text(&name),
-            quote::text(&version),
-            quote::text(&summary)
+            "{} {}-{}  {}",
+            quote::text(&p.name),
+            quote::text(&p.version),
+            p.release,
+            quote::text(&p.summary)
         )?;
     }
     Ok(())
@@ -98,14 +117,54 @@ fn find_installed(snapshot: &ReadTxn, state: &State, name: &str) -> Result<Packa
 
 /// Runs `mossfs info`.
 pub fn info(args: &InfoArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_read(&args.root.root)?;
+    let root = open(&args.root.root)?;
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
+    let state = active_state(&root, &snapshot)?;
     let id = find_installed(&snapshot, &state, &args.name)?;
     let record = snapshot
         .package(&id)?
         .ok_or(mossfs_db::DbError::NoPackage(id))?;
     let meta = &record.meta;
+    if crate::ui::json() {
+        let files = if args.files {
+            let mut layout = snapshot.layout(&id)?;
+            layout.sort_by(|a, b| a.path.cmp(&b.path));
+            Some(
+                layout
+                    .iter()
+                    .map(|entry| FileDoc {
+                        path: super::documents::usr_path(entry.path.as_bytes()),
+                        target: match &entry.kind {
+                            EntryKind::Symlink(text) => Some(quote::json(text)),
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let strings =
+            |list: &[mossfs_format::Relation]| list.iter().map(|r| r.to_string()).collect();
+        let explicit = state
+            .selections
+            .iter()
+            .any(|s| s.package == id && s.explicit);
+        let document = InfoDoc {
+            package: Package::new(&record, explicit),
+            build_release: meta.build_release,
+            homepage: meta.homepage.clone(),
+            architecture: meta.architecture.clone(),
+            licenses: meta.licenses.clone(),
+            depends: strings(&meta.depends),
+            provides: strings(&meta.provides),
+            conflicts: strings(&meta.conflicts),
+            stone_size: record.stone_size,
+            files,
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
     writeln!(out, "name          {}", quote::text(&meta.name))?;
     writeln!(
         out,
@@ -159,9 +218,9 @@ pub fn info(args: &InfoArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Runs `mossfs owner`.
 pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_read(&args.root.root)?;
+    let root = open(&args.root.root)?;
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
+    let state = active_state(&root, &snapshot)?;
     let asked = || quote::name(args.path.as_os_str().as_bytes()).into_owned();
     let (path, entry) = match locate(&snapshot, state.root, &root.path, &args.path)? {
         Located::Found(path, entry) => (path, entry),
@@ -176,6 +235,17 @@ pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
         .package(&owner)?
         .ok_or(mossfs_db::DbError::NoPackage(owner))?;
     let shown = [b"/usr/", path.as_bytes()].concat();
+    if crate::ui::json() {
+        let document = OwnerDoc {
+            path: quote::json(&shown),
+            asked: quote::json(args.path.as_os_str().as_bytes()),
+            package: record.meta.name.clone(),
+            full_name: record.meta.full_name(),
+            id: owner.to_string(),
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "{} is owned by {}",
@@ -183,6 +253,46 @@ pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
         quote::text(&record.meta.full_name())
     )?;
     Ok(())
+}
+
+/// `info --json`: the package's fields as `list installed --json` has them, and the rest
+/// of its metadata.
+#[derive(Debug, serde::Serialize)]
+struct InfoDoc {
+    #[serde(flatten)]
+    package: Package,
+    build_release: u64,
+    homepage: String,
+    architecture: String,
+    licenses: Vec<String>,
+    depends: Vec<String>,
+    provides: Vec<String>,
+    conflicts: Vec<String>,
+    stone_size: u64,
+    /// With `--files`: every path of its layout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<FileDoc>>,
+}
+
+/// One path of a package's layout.
+#[derive(Debug, serde::Serialize)]
+struct FileDoc {
+    path: serde_json::Value,
+    /// For a symlink, its text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<serde_json::Value>,
+}
+
+/// `owner --json`.
+#[derive(Debug, serde::Serialize)]
+struct OwnerDoc {
+    /// Where the entry really is, symlinked directories resolved.
+    path: serde_json::Value,
+    /// The path as it was asked.
+    asked: serde_json::Value,
+    package: String,
+    full_name: String,
+    id: String,
 }
 
 /// Where a path lands, as far as the active state's tree can tell.

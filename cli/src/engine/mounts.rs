@@ -100,11 +100,15 @@ impl Gate {
         };
         // A previous server with this pid died without cleaning up: its file is stale.
         let _ = fs::remove_file(&path);
-        let file = File::options()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .map_err(error)?;
+        let file = match File::options().create_new(true).write(true).open(&path) {
+            Ok(file) => file,
+            // A read-only root: nothing can remove a state there, so there is nothing to
+            // guard against.
+            Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                return Ok(Registration { path: None });
+            }
+            Err(e) => return Err(error(e)),
+        };
         let registration = Registration {
             path: Some((path.clone(), file)),
         };

@@ -121,6 +121,16 @@ pub enum TreeError {
         #[source]
         source: DbError,
     },
+    /// A record lands on the reserved `usr/.stateID` through a symlink (the reader already
+    /// refuses a layout that names it): the state marker every commit writes would clash
+    /// with it.
+    #[error(
+        "package {package} places an entry at /usr/.stateID through a symlink; that path is reserved for the id of the state a tree belongs to"
+    )]
+    Reserved {
+        /// The package whose entry the tree shows there.
+        package: String,
+    },
     /// Deeper than any tree [`build`] makes: the database is damaged.
     #[error(
         "the tree below /usr/{} is deeper than any path allows; the database is damaged, run 'mossfs verify'",
@@ -143,6 +153,7 @@ pub fn build(txn: &mut WriteTxn<'_>, packages: &[PackageId]) -> Result<BuiltTree
     let mut placement = place::place(&inputs, &links);
     let unplaced = std::mem::take(&mut placement.unplaced);
     let merged = merge::merge(txn, &inputs, &placement)?;
+    refuse_reserved(&*txn, merged.root)?;
     let mut conflicts = merged.conflicts;
     for found in conflict::unplaced_conflicts(txn, &inputs, unplaced)? {
         // A symlink that a directory record also claims conflicts there already: one
@@ -164,6 +175,31 @@ pub fn build(txn: &mut WriteTxn<'_>, packages: &[PackageId]) -> Result<BuiltTree
         entries: merged.entries,
         conflicts,
     })
+}
+
+/// Refuses a tree whose root holds [`mossfs_format::path::RESERVED`]. No layout can name
+/// it, but a symlink to the root (`x -> .`) can still send a record there.
+fn refuse_reserved(q: &impl mossfs_db::Query, root: TreeHash) -> Result<(), TreeError> {
+    let read = |source| TreeError::Read {
+        path: Vec::new(),
+        source,
+    };
+    let entries = q.tree(root).and_then(|v| v.entries(root)).map_err(read)?;
+    let Some(entry) = entries
+        .iter()
+        .find(|e| e.name == mossfs_format::path::RESERVED)
+    else {
+        return Ok(());
+    };
+    let package = match entry.node.owner {
+        Some(id) => q
+            .package(&id)
+            .ok()
+            .flatten()
+            .map_or_else(|| id.to_string(), |r| r.meta.name),
+        None => "(none)".to_owned(),
+    };
+    Err(TreeError::Reserved { package })
 }
 
 /// A directory that no package names: `rwxr-xr-x`, root's, owned by nobody.

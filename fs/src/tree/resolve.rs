@@ -239,10 +239,12 @@ fn below_usr(mut absolute: &[u8]) -> Option<(&'static [u8], &[u8])> {
             b"usr" => return Some((b"", tail.unwrap_or_default())),
             b"" | b"." | b".." => absolute = tail?,
             _ => {
-                let (_, target) = ROOT_LINKS
+                // The first target is the one a state without its own `usr/lib64` gets;
+                // resolving through the shipped `lib64` would need the finished tree.
+                let (_, targets) = ROOT_LINKS
                     .iter()
                     .find(|(name, _)| name.as_bytes() == head)?;
-                let inside = target.strip_prefix("usr/")?;
+                let inside = targets.first()?.strip_prefix("usr/")?;
                 return Some((inside.as_bytes(), tail.unwrap_or_default()));
             }
         }
