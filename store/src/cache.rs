@@ -167,8 +167,14 @@ impl PendingStone<'_> {
         let name = file_name(id);
         let dest = store.cache_dir.join(&name);
         temp.set_metadata(0o644, None).map_err(error(temp.path()))?;
+        // The bytes are durable before the name, and the name before the state that needs
+        // the stone is recorded (DESIGN.md §6.1, §6.2): one fdatasync of this stone only.
+        store
+            .sync_data(temp.file_ref())
+            .map_err(error(temp.path()))?;
         temp.place(&store.cache, &name, false)
             .map_err(error(dest.clone()))?;
+        store.sync_dir(&store.cache, &store.cache_dir)?;
         Ok(CachedStone {
             id,
             path: dest,

@@ -282,15 +282,19 @@ impl Store {
     }
 
     /// Moves a repaired asset over the bad one (the one case where a file under its final
-    /// name is replaced).
+    /// name is replaced). Its bytes are durable before they get the name, and the name
+    /// before this returns: links made from here on may be committed.
     fn replace_asset(&self, temp: TempFile<'_>, hash: AssetHash) -> Result<()> {
         let rel = rel_path(hash);
-        temp.place(&self.assets, &rel, true)
-            .map_err(|source| StoreError::WriteAsset {
-                hash,
-                path: self.assets_dir.join(&rel),
-                source,
-            })?;
+        let error = |source| StoreError::WriteAsset {
+            hash,
+            path: self.assets_dir.join(&rel),
+            source,
+        };
+        self.sync_data(temp.file_ref()).map_err(error)?;
+        temp.place(&self.assets, &rel, true).map_err(error)?;
+        let shard = self.assets_dir.join(crate::asset::shard(hash));
+        crate::durable::sync_dirs(&[shard])?;
         Ok(())
     }
 

@@ -27,7 +27,10 @@
 //!   trees hardlink to it. Links and renames into place refuse to replace (`linkat`,
 //!   `RENAME_NOREPLACE`); only [`Store::repair_asset`] replaces a file, and only one that
 //!   failed its hash.
-//! - **No per-file fsync.** Durability comes from one [`Store::sync`] before a commit (§6.2).
+//! - **Durable by what was written** (§6.2). A commit makes exactly the assets of the
+//!   packages it unpacked durable with [`Store::sync_assets`], many `fdatasync`s at once, and
+//!   never the whole file system (see [`durable`]). Files written one at a time (cached
+//!   stones, variants, repairs) are synced before they get their name.
 //! - **Many writers may share a store.** Temp names are unique per process, thread and call,
 //!   and recovery only removes temp files whose writer no longer holds their lock.
 //!
@@ -40,6 +43,7 @@
 //! - [`error`]: the error type, [`StoreError`].
 //! - `asset`: asset names, lookups, variants and listing.
 //! - `cache`: the stone cache.
+//! - [`durable`]: making exactly what a change wrote durable, per file system.
 //! - `ingest`: unpacking stones into assets, and repairing one asset.
 //! - `unpack`: the pipeline behind ingest: one thread decompresses, others write.
 //! - `draft`: new asset files before they have a name, and publishing them.
@@ -53,6 +57,7 @@
 mod asset;
 mod cache;
 mod draft;
+pub mod durable;
 pub mod error;
 mod gc;
 mod ingest;
@@ -64,8 +69,12 @@ mod verify;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use mossfs_format::AssetHash;
 use rustix::fs::{Mode, OFlags};
+
+use durable::FsKind;
 
 pub use cache::{CachedStone, PendingStone, stone_id};
 pub use error::StoreError;
@@ -102,6 +111,8 @@ pub struct Store {
     shards: shard::Shards,
     /// Whether new assets are anonymous or named temp files.
     draft_kind: draft::DraftKind,
+    /// The kind of the store's file system, found on first use.
+    fs_kind: OnceLock<FsKind>,
 }
 
 impl Store {
@@ -136,6 +147,7 @@ impl Store {
             recovered,
             shards: shard::Shards::new(),
             draft_kind: draft::DraftKind::new(),
+            fs_kind: OnceLock::new(),
         })
     }
 
@@ -161,6 +173,7 @@ impl Store {
             recovered: 0,
             shards: shard::Shards::new(),
             draft_kind: draft::DraftKind::new(),
+            fs_kind: OnceLock::new(),
         })
     }
 
@@ -179,20 +192,53 @@ impl Store {
         &self.cache_dir
     }
 
-    /// Makes every asset and cached stone written so far durable, with `syncfs` on the
-    /// file systems holding them. DESIGN.md §6.2: call it before a commit blits a tree that
-    /// links to these assets; it replaces an fsync per file.
-    pub fn sync(&self) -> Result<()> {
-        for (fd, path) in [
-            (&self.assets, &self.assets_dir),
-            (&self.cache, &self.cache_dir),
-        ] {
-            rustix::fs::syncfs(fd).map_err(|e| StoreError::Sync {
-                path: path.clone(),
-                source: e.into(),
-            })?;
+    /// Makes the canonical files of `hashes` durable, with their names: an `fdatasync` of
+    /// each, many at a time, then an `fsync` of their shard folders and of `assets/`.
+    /// DESIGN.md §6.2: a commit calls it with the assets of the packages it unpacked, before
+    /// it blits a tree that links to them and before it records them as unpacked. Whoever
+    /// wrote them (this process, or a mount that unpacked them lazily), only they are
+    /// waited for, never the rest of the file system.
+    pub fn sync_assets(&self, hashes: &[AssetHash]) -> Result<()> {
+        if self.fs_kind() == FsKind::Volatile || hashes.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut hashes = hashes.to_vec();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let files: Vec<PathBuf> = hashes.iter().map(|&h| self.asset_path(h)).collect();
+        let mut dirs: Vec<PathBuf> = hashes
+            .iter()
+            .map(|&h| self.assets_dir.join(asset::shard(h)))
+            .collect();
+        dirs.dedup();
+        dirs.push(self.assets_dir.clone());
+        durable::sync_files(&files)
+            .and_then(|()| durable::sync_dirs(&dirs))
+            .map_err(StoreError::from)
+    }
+
+    /// The kind of file system the store is on, which says how to make writes durable.
+    pub(crate) fn fs_kind(&self) -> FsKind {
+        *self.fs_kind.get_or_init(|| FsKind::of(&self.assets))
+    }
+
+    /// `fdatasync` of a file about to get its name, unless nothing survives a reboot here.
+    pub(crate) fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+        if self.fs_kind() == FsKind::Volatile {
+            return Ok(());
+        }
+        file.sync_data()
+    }
+
+    /// `fsync` of a store folder whose entries changed.
+    pub(crate) fn sync_dir(&self, dir: &OwnedFd, path: &Path) -> Result<()> {
+        if self.fs_kind() == FsKind::Volatile {
+            return Ok(());
+        }
+        rustix::fs::fsync(dir).map_err(|e| StoreError::Sync {
+            path: path.to_owned(),
+            source: e.into(),
+        })
     }
 }
 
