@@ -45,7 +45,9 @@
 //! - `cache`: the stone cache.
 //! - [`durable`]: making exactly what a change wrote durable, per file system.
 //! - `ingest`: unpacking stones into assets, and repairing one asset.
-//! - `unpack`: the pipeline behind ingest: one thread decompresses, others write.
+//! - `unpack`: the pipeline behind ingest: one thread decompresses, others write; its
+//!   `budget` of buffers.
+//! - `stats`: what an ingest did ([`IngestStats`]).
 //! - `draft`: new asset files before they have a name, and publishing them.
 //! - `shard`: the 256 shard folders, and which of them exist.
 //! - `verify`: re-hashing assets.
@@ -62,6 +64,7 @@ pub mod error;
 mod gc;
 mod ingest;
 mod shard;
+mod stats;
 mod temp;
 mod unpack;
 mod verify;
@@ -79,7 +82,7 @@ use durable::FsKind;
 pub use cache::{CachedStone, PendingStone, stone_id};
 pub use error::StoreError;
 pub use gc::GcStats;
-pub use ingest::IngestStats;
+pub use stats::IngestStats;
 pub use verify::AssetCheck;
 
 /// Results of this crate.
