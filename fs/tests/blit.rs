@@ -376,7 +376,12 @@ fn sync_tree_syncs_exactly_what_the_blit_wrote() {
     let q = fixture.db.read().unwrap();
     blit(&q, root, &fixture.store, &target, &options).unwrap();
     drop(q);
-    assert_eq!(written.dirs(), 4);
+    let recorded: Vec<String> = written
+        .dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    assert_eq!(recorded, ["usr", "usr/a", "usr/a/b", "usr/c"]);
     let expected = match fs_kind(&target) {
         FsKind::Volatile => TreeSync::Nothing,
         _ => TreeSync::Each { dirs: 4, files: 2 },

@@ -74,8 +74,8 @@ impl Written {
         self.with(|l| l.unopenable += count);
     }
 
-    /// How many directories are recorded so far (each counted once).
-    pub fn dirs(&self) -> usize {
+    /// The directories recorded so far, as in the state (`usr/bin`), sorted, each once.
+    pub fn dirs(&self) -> Vec<PathBuf> {
         let mut dirs = self
             .inner
             .lock()
@@ -84,7 +84,7 @@ impl Written {
             .clone();
         dirs.sort_unstable();
         dirs.dedup();
-        dirs.len()
+        dirs
     }
 }
 
