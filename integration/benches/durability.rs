@@ -196,7 +196,8 @@ fn plain_stone(dir: &Path) -> Result<PathBuf> {
 fn kind_name(kind: FsKind) -> &'static str {
     match kind {
         FsKind::Volatile => "volatile (tmpfs): nothing is synced",
-        FsKind::Journaled => "journaled: every change synced file by file",
+        FsKind::Journaled => "one ordered journal: files written out, one journal commit",
+        FsKind::Logged => "a log per inode: every file and directory synced",
         FsKind::Unjournaled => {
             "without a journal: per file, but one syncfs for a tree that gains symlinks"
         }

@@ -3,16 +3,21 @@
 //! A state change must be on disk before it becomes the live `/usr`, but only *its* files
 //! and names: `syncfs` would also wait for every byte that any other program left dirty
 //! on the same file system (3 GB from a `dd` made a 0.3 s install take 3–5 s). So the
-//! commit flushes exactly what it wrote, with three kinds of call, many at a time:
+//! commit flushes exactly what it wrote: the files whose bytes it wrote (new assets,
+//! cached stones, copies) and the directories whose entries it changed (shard folders, the
+//! cache, every directory of the staging tree the blit created or changed); the exchange
+//! then fsyncs the two parents it renamed in (`fs::sysroot::exchange`). [`sync_change`]
+//! does it in the cheapest way each file system allows, many files at a time:
 //!
-//! - `fdatasync` of every file whose bytes it wrote (new assets, cached stones, copies):
-//!   the data and the size, without timestamps;
-//! - `fsync` of every directory whose entries it changed (shard folders, the cache, every
-//!   directory of the staging tree the blit created or changed);
-//! - the exchange then fsyncs the two parents it renamed in (`fs::sysroot::exchange`).
-//!
-//! Each call waits only for its own file's dirty pages, and the calls run in parallel so
-//! that the device's cache flushes they end with are merged by the block layer.
+//! - with one ordered journal (ext4 with a journal, xfs): `sync_file_range` writes each
+//!   file's pages and waits for them, with no cache flush and no journal commit; then one
+//!   change to a directory of ours (its mtime) and one `fsync` of it commit the journal
+//!   with every earlier change in it, behind one cache flush. An `fdatasync` per file would
+//!   cost a journal commit or a cache flush each, and under a streaming writer each of
+//!   those waits for that writer's data (on this VM's loop-mounted ext4, for the host's
+//!   fsync of the whole image);
+//! - otherwise (btrfs, and file systems without a journal): `fdatasync` (or `fsync`) of
+//!   every file and `fsync` of every directory.
 //!
 //! # Why the order is safe, per file system
 //!
@@ -21,19 +26,23 @@
 //! the exchange. What each file system needs on top of that:
 //!
 //! - **ext4 with a journal** (`data=ordered`, the default): every name and inode change
-//!   (mkdir, link, symlink, chmod, rename) goes into the running journal transaction in
-//!   the order it was made, and `fsync` of a directory commits the transaction that holds
-//!   its last change, with everything before it. So once the staging tree's directories
-//!   are fsynced, the symlinks and device nodes created in them (which cannot be opened
-//!   and fsynced themselves) and the link counts of the assets are on disk too. The data
-//!   of new files is not journaled, hence the `fdatasync` of each before anything links
-//!   to it. The exchange is one journaled rename: after a crash it either happened or not.
-//! - **xfs**: a metadata-only log with the same shape. `fsync` forces the log up to the
-//!   inode's last change, and the log is written in order, so the same reasoning holds.
-//! - **btrfs**: `fsync` of a directory writes its new entries and the inodes they name
-//!   to the log tree (and falls back to a full transaction commit where the log cannot
-//!   describe a change), and a later transaction commit or log replay keeps the order.
-//!   A transaction commit does not write other files' dirty data.
+//!   (mkdir, link, symlink, chmod, rename, the block allocations and size updates that
+//!   writeback makes) goes into the running journal transaction, and a transaction commits
+//!   with every one before it. `fsync` of an inode commits the transaction of its last
+//!   change; the barrier's mtime was changed after every file's writeback ended (unwritten
+//!   extents are converted before a page leaves writeback), so its transaction holds all of
+//!   them. The commit starts with a cache flush, which makes the data written before it
+//!   durable too. So the symlinks and device nodes of the staging tree (which cannot be
+//!   opened and fsynced themselves) and the link counts of the assets are on disk as well.
+//!   The exchange is one journaled rename: after a crash it either happened or not.
+//! - **xfs**: a metadata-only log with the same shape: every transaction goes into one
+//!   committed-item list, and forcing the log up to the barrier's last change writes every
+//!   checkpoint up to it, in order, after a cache flush. Writeback logs the size updates
+//!   before the pages leave writeback, so the same reasoning holds.
+//! - **btrfs**: `fsync` logs one inode at a time in the log tree, so every file and every
+//!   directory is synced on its own: a directory's `fsync` writes its new entries and the
+//!   inodes they name (and falls back to a full transaction commit where the log cannot
+//!   describe a change). A transaction commit does not write other files' dirty data.
 //! - **ext2, ext3 or ext4 without a journal** (what `/proc/fs/jbd2` shows): nothing orders
 //!   metadata, and a crash always ends in a full `fsck`. `fsync` of a file writes its data
 //!   and its inode, `fsync` of a directory its entry blocks and inode; `fsck` repairs the
@@ -49,7 +58,7 @@
 //! the caller must then not go on to the exchange.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -65,10 +74,13 @@ const SYNC_THREADS: usize = 16;
 pub enum FsKind {
     /// tmpfs or ramfs: nothing is kept across a reboot, so there is nothing to sync.
     Volatile,
-    /// A journal or log writes metadata changes in the order they were made (ext4 with a
-    /// journal, xfs, btrfs): syncing the directories a change touched makes every name and
-    /// inode created in them durable, symlinks included.
+    /// One journal or log writes every metadata change in the order it was made (ext4
+    /// with a journal, xfs): committing it once, after the files' data is written, makes
+    /// every name and inode of the change durable, symlinks included.
     Journaled,
+    /// A log per inode (btrfs): each file and directory is synced on its own, and a
+    /// directory's `fsync` also logs the inodes its new entries name.
+    Logged,
     /// No journal, or a file system not known to have one: each file and directory must
     /// be synced on its own, and entries that cannot be opened (symlinks, device nodes)
     /// need a `syncfs`.
@@ -90,7 +102,8 @@ impl FsKind {
         };
         #[allow(clippy::unnecessary_cast, reason = "f_type is i64 or u32 per target")]
         match stat.f_type as i64 {
-            XFS_MAGIC | BTRFS_MAGIC => FsKind::Journaled,
+            XFS_MAGIC => FsKind::Journaled,
+            BTRFS_MAGIC => FsKind::Logged,
             TMPFS_MAGIC | RAMFS_MAGIC => FsKind::Volatile,
             EXT_MAGIC if ext_has_journal(&fd) => FsKind::Journaled,
             _ => FsKind::Unjournaled,
@@ -166,6 +179,95 @@ pub fn sync_dirs(dirs: &[PathBuf]) -> Result<(), SyncError> {
         )?;
         rustix::fs::fsync(&fd)
     })
+}
+
+/// Makes a change durable on a file system of `kind`: the bytes and sizes of `files`,
+/// and the entries of `dirs`. `barrier` is a directory of the change (the store's
+/// `assets/`, the staging tree's root): on a journaled file system its mtime is set and it
+/// is fsynced last, which commits the journal once for everything (see the module doc).
+pub fn sync_change(
+    kind: FsKind,
+    files: &[PathBuf],
+    dirs: &[PathBuf],
+    barrier: &Path,
+) -> Result<(), SyncError> {
+    match kind {
+        FsKind::Volatile => Ok(()),
+        FsKind::Journaled => {
+            write_out(files)?;
+            commit_journal(barrier)
+        }
+        FsKind::Logged => {
+            sync_files(files)?;
+            sync_dirs(dirs)
+        }
+        FsKind::Unjournaled => {
+            sync_files_fully(files)?;
+            sync_dirs(dirs)
+        }
+    }
+}
+
+/// Writes every dirty page of each file to the device and waits for it, without a journal
+/// commit or a cache flush (`sync_file_range`). A first pass only starts the writes, so
+/// that all of them are queued at once behind whatever else the device is doing, and the
+/// second waits for each.
+fn write_out(files: &[PathBuf]) -> Result<(), SyncError> {
+    parallel(files, |path| {
+        sync_file_range(&open_file(path)?, libc::SYNC_FILE_RANGE_WRITE)
+    })?;
+    parallel(files, |path| {
+        sync_file_range(
+            &open_file(path)?,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        )
+    })
+}
+
+/// `sync_file_range(fd, 0, 0, flags)`: the whole file.
+fn sync_file_range(fd: &std::os::fd::OwnedFd, flags: libc::c_uint) -> rustix::io::Result<()> {
+    // SAFETY: `fd` is an open descriptor that outlives the call, and the call takes no
+    // pointers. rustix has no wrapper for this syscall.
+    let done = unsafe { libc::sync_file_range(fd.as_raw_fd(), 0, 0, flags) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(rustix::io::Errno::from_raw_os_error(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
+    }
+}
+
+/// Changes the mtime of `dir`, then fsyncs it: on a file system with one ordered journal
+/// that commits every metadata change made before, behind one cache flush.
+fn commit_journal(dir: &Path) -> Result<(), SyncError> {
+    let error = |e: rustix::io::Errno| SyncError {
+        path: dir.to_owned(),
+        source: e.into(),
+    };
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(error)?;
+    let now = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: rustix::fs::UTIME_NOW,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: now,
+    };
+    rustix::fs::futimens(&fd, &times).map_err(error)?;
+    rustix::fs::fsync(&fd).map_err(error)
 }
 
 /// `syncfs` of the file system holding `path`: the fallback for what cannot be synced
@@ -247,6 +349,32 @@ mod tests {
     }
 
     #[test]
+    fn a_change_syncs_on_every_kind_and_names_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, vec![7u8; 100_000]).unwrap();
+        let files = [file];
+        let dirs = [dir.path().to_owned()];
+        let kinds = [
+            FsKind::Volatile,
+            FsKind::Journaled,
+            FsKind::Logged,
+            FsKind::Unjournaled,
+        ];
+        for kind in kinds {
+            sync_change(kind, &files, &dirs, dir.path()).unwrap();
+        }
+        let gone = [dir.path().join("gone")];
+        for kind in &kinds[1..] {
+            let err = sync_change(*kind, &gone, &dirs, dir.path()).unwrap_err();
+            assert_eq!(err.path, gone[0], "{kind:?}");
+        }
+        // The journal barrier is a directory of ours: a missing one is named.
+        let err = sync_change(FsKind::Journaled, &[], &[], &gone[0]).unwrap_err();
+        assert_eq!(err.path, gone[0]);
+    }
+
+    #[test]
     fn a_symlink_is_never_followed() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("real"), b"x").unwrap();
@@ -272,7 +400,8 @@ mod tests {
         let fd = std::fs::File::open(dir.path()).unwrap();
         let kind = FsKind::of(&fd);
         match rustix::fs::fstatfs(&fd).unwrap().f_type as i64 {
-            XFS_MAGIC | BTRFS_MAGIC => assert_eq!(kind, FsKind::Journaled),
+            XFS_MAGIC => assert_eq!(kind, FsKind::Journaled),
+            BTRFS_MAGIC => assert_eq!(kind, FsKind::Logged),
             TMPFS_MAGIC => assert_eq!(kind, FsKind::Volatile),
             EXT_MAGIC => {
                 // ext4 also says in sysfs which task runs its journal, "<none>" without one.

@@ -195,8 +195,9 @@ impl Store {
         &self.cache_dir
     }
 
-    /// Makes the canonical files of `hashes` durable, with their names: an `fdatasync` of
-    /// each, many at a time, then an `fsync` of their shard folders and of `assets/`.
+    /// Makes the canonical files of `hashes` durable, with their names (their shard
+    /// folders and `assets/`), many at a time, as [`durable::sync_change`] does on the
+    /// store's file system.
     /// DESIGN.md §6.2: a commit calls it with the assets of the packages it unpacked, before
     /// it blits a tree that links to them and before it records them as unpacked. Whoever
     /// wrote them (this process, or a mount that unpacked them lazily), only they are
@@ -215,8 +216,7 @@ impl Store {
             .collect();
         dirs.dedup();
         dirs.push(self.assets_dir.clone());
-        durable::sync_files(&files)
-            .and_then(|()| durable::sync_dirs(&dirs))
+        durable::sync_change(self.fs_kind(), &files, &dirs, &self.assets_dir)
             .map_err(StoreError::from)
     }
 

@@ -35,6 +35,12 @@ struct Ledger {
 pub enum TreeSync {
     /// Nothing: the file system keeps nothing across a reboot.
     Nothing,
+    /// The recorded files' data written out, then one commit of the file system's journal
+    /// (see [`mossfs_store::durable`]), which carries every directory change with it.
+    Journal {
+        /// Files whose data was written out.
+        files: usize,
+    },
     /// Each recorded file and directory on its own.
     Each {
         /// Directories synced.
@@ -115,7 +121,7 @@ pub fn sync_tree(target: &Path, written: &Written) -> Result<TreeSync, BlitError
             durable::sync_whole_fs(target).map_err(error)?;
             return Ok(TreeSync::WholeFileSystem);
         }
-        FsKind::Journaled | FsKind::Unjournaled => {}
+        FsKind::Journaled | FsKind::Logged | FsKind::Unjournaled => {}
     }
     let on_disk = |path: &PathBuf| match path.strip_prefix(super::state_root()) {
         Ok(rest) if rest.as_os_str().is_empty() => target.to_owned(),
@@ -130,14 +136,12 @@ pub fn sync_tree(target: &Path, written: &Written) -> Result<TreeSync, BlitError
     dirs.dedup();
     // Nothing names the staging tree from the live one until the exchange, so the order
     // of these syncs among themselves does not matter: all of them end before it.
-    if kind == FsKind::Journaled {
-        durable::sync_files(&files).map_err(error)?;
-    } else {
-        durable::sync_files_fully(&files).map_err(error)?;
-    }
-    durable::sync_dirs(&dirs).map_err(error)?;
-    Ok(TreeSync::Each {
-        dirs: dirs.len(),
-        files: files.len(),
+    durable::sync_change(kind, &files, &dirs, target).map_err(error)?;
+    Ok(match kind {
+        FsKind::Journaled => TreeSync::Journal { files: files.len() },
+        _ => TreeSync::Each {
+            dirs: dirs.len(),
+            files: files.len(),
+        },
     })
 }
