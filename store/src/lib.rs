@@ -216,8 +216,8 @@ impl Store {
             .collect();
         dirs.dedup();
         dirs.push(self.assets_dir.clone());
-        durable::sync_change(self.fs_kind(), &files, &dirs, &self.assets_dir)
-            .map_err(StoreError::from)
+        durable::sync_change(self.fs_kind(), &files, &dirs, &self.assets_dir)?;
+        Ok(())
     }
 
     /// The kind of file system the store is on, which says how to make writes durable.

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use mossfs_store::durable::{self, FsKind, SyncError};
+use mossfs_store::durable::{self, FsKind, SyncError, Synced};
 use rustix::fs::{Mode, OFlags};
 
 use super::BlitError;
@@ -48,8 +48,8 @@ pub enum TreeSync {
         /// Files synced.
         files: usize,
     },
-    /// One `syncfs`, because the file system has no journal and the tree holds entries
-    /// that cannot be synced one by one.
+    /// One `syncfs`: the file system has no journal and the tree holds entries that cannot
+    /// be synced one by one, or the tree is large and little else is dirty.
     WholeFileSystem,
 }
 
@@ -136,12 +136,15 @@ pub fn sync_tree(target: &Path, written: &Written) -> Result<TreeSync, BlitError
     dirs.dedup();
     // Nothing names the staging tree from the live one until the exchange, so the order
     // of these syncs among themselves does not matter: all of them end before it.
-    durable::sync_change(kind, &files, &dirs, target).map_err(error)?;
-    Ok(match kind {
-        FsKind::Journaled => TreeSync::Journal { files: files.len() },
-        _ => TreeSync::Each {
-            dirs: dirs.len(),
-            files: files.len(),
+    Ok(
+        match durable::sync_change(kind, &files, &dirs, target).map_err(error)? {
+            Synced::Nothing => TreeSync::Nothing,
+            Synced::Journal => TreeSync::Journal { files: files.len() },
+            Synced::Each => TreeSync::Each {
+                dirs: dirs.len(),
+                files: files.len(),
+            },
+            Synced::WholeFileSystem => TreeSync::WholeFileSystem,
         },
-    })
+    )
 }
