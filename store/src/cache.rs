@@ -173,12 +173,18 @@ impl PendingStone<'_> {
         let name = file_name(id);
         let dest = store.cache_dir.join(&name);
         temp.set_metadata(0o644, None).map_err(error(temp.path()))?;
+        // The bytes are durable before the name, and the name before the state that needs
+        // the stone is recorded (DESIGN.md §6.1, §6.2): one fdatasync of this stone only.
+        store
+            .sync_data(temp.file_ref())
+            .map_err(error(temp.path()))?;
         // A file of another size under this name is not this stone: a package installed
         // from a delta caches the delta under the full stone's id. The full stone, once
         // given, takes its place, since only it can restore every asset on its own.
         let other_size = fs::symlink_metadata(&dest).is_ok_and(|m| m.len() != size);
         temp.place(&store.cache, &name, other_size)
             .map_err(error(dest.clone()))?;
+        store.sync_dir(&store.cache, &store.cache_dir)?;
         Ok(CachedStone {
             id,
             path: dest,

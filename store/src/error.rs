@@ -148,10 +148,11 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// `syncfs` failed: data written so far may not be durable.
+    /// A file or folder could not be made durable: what was written may not survive a
+    /// crash, so nothing may depend on it yet.
     #[error("cannot sync {} to disk", path.display())]
     Sync {
-        /// The folder whose file system was synced.
+        /// The file or folder.
         path: PathBuf,
         /// Why.
         #[source]
@@ -215,4 +216,13 @@ pub enum StoreError {
         #[source]
         source: Box<mossfs_format::ApplyError>,
     },
+}
+
+impl From<crate::durable::SyncError> for StoreError {
+    fn from(e: crate::durable::SyncError) -> StoreError {
+        StoreError::Sync {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }

@@ -11,46 +11,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
-use std::ops::{Add, AddAssign};
 use std::path::{Path, PathBuf};
 
 use mossfs_format::{Asset, AssetHash, DecodeError, EntryKind, PackageId, Reader, Stone};
 use rayon::prelude::*;
 
 use crate::asset::{AssetMeta, rel_path};
+use crate::stats::IngestStats;
 use crate::temp::TempFile;
-use crate::unpack::{BUFFER, Plan, unpack};
+use crate::unpack::budget::BUFFER;
+use crate::unpack::{Plan, unpack};
 use crate::{BUF_SIZE, Result, Store, StoreError};
-
-/// What an ingest did. For each stone, `written + present` is the number of unique assets
-/// its index lists.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IngestStats {
-    /// Assets this call placed in the store.
-    pub written: u64,
-    /// Assets that were already there (or that a concurrent writer placed first).
-    pub present: u64,
-    /// Bytes of the assets this call placed.
-    pub bytes_written: u64,
-}
-
-impl Add for IngestStats {
-    type Output = IngestStats;
-
-    fn add(self, other: IngestStats) -> IngestStats {
-        IngestStats {
-            written: self.written + other.written,
-            present: self.present + other.present,
-            bytes_written: self.bytes_written + other.bytes_written,
-        }
-    }
-}
-
-impl AddAssign for IngestStats {
-    fn add_assign(&mut self, other: IngestStats) {
-        *self = *self + other;
-    }
-}
 
 /// A cached stone opened for unpacking, its metadata read and checked.
 struct OpenStone {
@@ -300,15 +271,19 @@ impl Store {
     }
 
     /// Moves a repaired asset over the bad one (the one case where a file under its final
-    /// name is replaced).
+    /// name is replaced). Its bytes are durable before they get the name, and the name
+    /// before this returns: links made from here on may be committed.
     pub(crate) fn replace_asset(&self, temp: TempFile<'_>, hash: AssetHash) -> Result<()> {
         let rel = rel_path(hash);
-        temp.place(&self.assets, &rel, true)
-            .map_err(|source| StoreError::WriteAsset {
-                hash,
-                path: self.assets_dir.join(&rel),
-                source,
-            })?;
+        let error = |source| StoreError::WriteAsset {
+            hash,
+            path: self.assets_dir.join(&rel),
+            source,
+        };
+        self.sync_data(temp.file_ref()).map_err(error)?;
+        temp.place(&self.assets, &rel, true).map_err(error)?;
+        let shard = self.assets_dir.join(crate::asset::shard(hash));
+        crate::durable::sync_dirs(&[shard])?;
         Ok(())
     }
 

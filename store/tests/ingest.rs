@@ -64,6 +64,27 @@ fn bash_completion_ingests_474_verified_assets_with_first_entry_metadata() {
 }
 
 #[test]
+fn sync_assets_syncs_exactly_the_named_assets_and_names_a_missing_one() {
+    let (_dir, store) = store();
+    let cached = store.cache_stone(&upstream(BASH_COMPLETION)).unwrap();
+    store.ingest(&cached.id).unwrap();
+    let assets = index_of(&upstream(BASH_COMPLETION));
+    store.sync_assets(&assets).unwrap();
+    store.sync_assets(&[]).unwrap();
+    // An asset the store does not have cannot be made durable: the commit must stop.
+    let absent = AssetHash::of(b"not in this store");
+    let mut with_absent = assets.clone();
+    with_absent.push(absent);
+    match store.sync_assets(&with_absent).unwrap_err() {
+        StoreError::Sync { path, source } => {
+            assert_eq!(path, store.asset_path(absent));
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected Sync, got {other:?}"),
+    }
+}
+
+#[test]
 fn tiny_upstream_stones_share_the_empty_asset() {
     let (_dir, store) = store();
     let pizza = store.cache_stone(&upstream(ITALIAN_PIZZA)).unwrap();

@@ -280,11 +280,5 @@ fn gc_removes_exactly_what_is_not_kept() {
             )
         }
     );
-    store.sync().unwrap();
-}
-
-#[test]
-fn sync_succeeds_on_a_fresh_store() {
-    let (_dir, store) = store();
-    store.sync().unwrap();
+    store.sync_assets(&[]).unwrap();
 }

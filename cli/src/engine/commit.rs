@@ -4,8 +4,8 @@
 //!
 //! | step | then | a kill here leaves |
 //! |---|---|---|
-//! | `ingest` | packages unpacked, store synced | the old state active; assets are garbage at worst |
-//! | `blit` | staging/usr written, `.stateID` in it, synced | the old state active; staging is removed at next start |
+//! | `ingest` | packages unpacked, their assets synced | the old state active; assets are garbage at worst |
+//! | `blit` | staging/usr written, `.stateID` in it, what the blit wrote synced | the old state active; staging is removed at next start |
 //! | `exchange` | `renameat2(RENAME_EXCHANGE)` of staging/usr and usr | **the new state live**: the next start marks it active in the DB and archives the old tree |
 //! | `archive` | old tree moved to `.moss/root/<old>/usr` (a taken-over `usr` to `unmanaged-N/usr`) | the new state live; the DB is brought in line at next start, and the old tree archived or kept |
 //! | `db` | state marked committed and active | done, but root links may be missing; next start makes them |
@@ -231,14 +231,16 @@ pub fn commit_state(
     drop(snapshot);
     if !pending.is_empty() {
         super::unpack::unpack(root, &pending)?;
-        check_sizes(root, &pending)?;
+        let assets = check_sizes(root, &pending)?;
+        // Durable before they are recorded as unpacked: exactly these assets, whoever
+        // wrote them, and nothing else on the file system.
+        root.store.sync_assets(&assets)?;
         let mut txn = root.db.write()?;
         for package in &pending {
             txn.set_unpacked(package, true)?;
         }
         txn.commit()?;
     }
-    root.store.sync()?;
     fault_point("ingest");
 
     // The next tree, in staging.
@@ -263,8 +265,10 @@ pub fn commit_state(
         0
     } else {
         let snapshot = root.db.read()?;
+        let written = blit::Written::new();
         let options = blit::BlitOptions {
             progress,
+            written: Some(&written),
             ..blit::BlitOptions::default()
         };
         let base = match mode {
@@ -289,7 +293,7 @@ pub fn commit_state(
             None => blit::blit(&snapshot, state.root, &root.store, &staged, &options)?,
         };
         sysroot::write_state_id(&staged, id.0)?;
-        blit::sync_tree(&staged)?;
+        blit::sync_tree(&staged, &written)?;
         stats.entries
     };
     fault_point("blit");
@@ -338,8 +342,13 @@ pub fn commit_state(
 /// the store. Ingest skips the assets the store already has without reading the stone's
 /// content, so an index lying about one of them would otherwise put a size the file does
 /// not have into the tree, and from there into every blit, mount and verify.
-fn check_sizes(root: &Root, packages: &[mossfs_format::PackageId]) -> Result<()> {
+/// Returns every asset it checked, for the commit to make durable.
+fn check_sizes(
+    root: &Root,
+    packages: &[mossfs_format::PackageId],
+) -> Result<Vec<mossfs_format::AssetHash>> {
     let snapshot = root.db.read()?;
+    let mut checked = Vec::new();
     for package in packages {
         for entry in snapshot.index(package)? {
             let path = root.store.asset_path(entry.digest);
@@ -360,9 +369,10 @@ fn check_sizes(root: &Root, packages: &[mossfs_format::PackageId]) -> Result<()>
                     found,
                 });
             }
+            checked.push(entry.digest);
         }
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// The newest intact archived tree other than `id`'s, with its tree root: the base of an
