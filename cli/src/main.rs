@@ -64,9 +64,16 @@ enum Command {
     Mount(commands::mount::MountArgs),
     /// Unmount a mossfs mount, even one whose server died.
     Umount(commands::mount::UmountArgs),
+    /// Run system triggers again, or one command in the trigger container.
+    #[command(subcommand)]
+    Triggers(commands::triggers::TriggersCommand),
 }
 
 fn main() -> ExitCode {
+    // The trigger container's helpers are this binary, started again (DESIGN.md §10).
+    if let Some(code) = mossfs_triggers::helper_main() {
+        return code;
+    }
     let cli = Cli::parse();
     let mut out = io::BufWriter::new(io::stdout().lock());
     let result = match &cli.command {
@@ -87,6 +94,9 @@ fn main() -> ExitCode {
         Command::Gc(args) => commands::gc::gc(args, &mut out).map_err(CliError::from),
         Command::Mount(args) => commands::mount::mount(args, &mut out).map_err(CliError::from),
         Command::Umount(args) => commands::mount::umount(args, &mut out).map_err(CliError::from),
+        Command::Triggers(command) => {
+            commands::triggers::run(command, &mut out).map_err(CliError::from)
+        }
     }
     .and_then(|()| out.flush().map_err(CliError::Output));
     match result {

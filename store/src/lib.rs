@@ -55,6 +55,7 @@ mod cache;
 mod draft;
 pub mod error;
 mod gc;
+mod generated;
 mod ingest;
 mod shard;
 mod temp;

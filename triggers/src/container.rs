@@ -21,7 +21,7 @@
 //!
 //! The root is a fresh tmpfs on the isolation directory, holding only: `/usr` (an overlay
 //! whose lower layer is the staging tree and whose upper layer collects every write, or a
-//! plain bind for system triggers), `/etc` (a bind of `ROOT/etc`, read-only unless asked),
+//! read-only bind for system triggers), `/etc` (a bind of `ROOT/etc`, read-only unless asked),
 //! a fresh `/proc` with `/proc/sys` read-only, a tmpfs `/tmp`, a tmpfs `/dev` with `null`,
 //! `zero`, `full`, `random` and `urandom`, and the root links into `usr`. The network
 //! namespace has only a loopback device, down. The program runs with `PATH=/usr/sbin:/usr/bin`,
@@ -79,8 +79,10 @@ pub enum UsrView {
         /// Overlayfs's scratch directory.
         work: PathBuf,
     },
-    /// A plain writable bind, for system triggers on a root whose `/usr` is already live.
-    Bind(PathBuf),
+    /// A read-only bind, for system triggers on a root whose `/usr` is already live: the
+    /// state's `/usr` is what transaction triggers and packages made, and its files are
+    /// the store's.
+    ReadOnly(PathBuf),
 }
 
 /// A container to run trigger commands in.
@@ -225,8 +227,8 @@ impl Container {
                     work.clone().into(),
                 ]);
             }
-            UsrView::Bind(usr) => {
-                out.extend(["bind".into(), usr.clone().into(), "".into(), "".into()]);
+            UsrView::ReadOnly(usr) => {
+                out.extend(["readonly".into(), usr.clone().into(), "".into(), "".into()]);
             }
         }
         out.push(self.etc.clone().into());
@@ -572,6 +574,12 @@ fn build_root(spec: &Spec) -> Result<(), String> {
         }
         _ => {
             rustix::mount::mount_bind(&spec.usr[0], at("usr")).map_err(step("bind /usr"))?;
+            rustix::mount::mount_remount(
+                at("usr"),
+                MountFlags::BIND | MountFlags::RDONLY | MountFlags::NODEV,
+                "",
+            )
+            .map_err(step("make /usr read-only"))?;
         }
     }
     if spec.etc.is_dir() {
@@ -594,6 +602,10 @@ fn build_root(spec: &Spec) -> Result<(), String> {
     )
     .map_err(step("mount /proc"))?;
     for rel in ["proc/sys", "proc/sysrq-trigger"] {
+        // A kernel without magic SysRq has no sysrq-trigger.
+        if !at(rel).exists() {
+            continue;
+        }
         rustix::mount::mount_bind(at(rel), at(rel)).map_err(step("bind /proc/sys"))?;
         rustix::mount::mount_remount(
             at(rel),

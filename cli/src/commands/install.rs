@@ -30,6 +30,8 @@ pub struct InstallArgs {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
+    #[command(flatten)]
     pub root: RootArg,
 }
 
@@ -46,6 +48,8 @@ pub struct RemoveArgs {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
+    #[command(flatten)]
     pub root: RootArg,
 }
 
@@ -54,6 +58,8 @@ pub struct RemoveArgs {
 pub struct CommitArgs {
     /// The candidate state; the newest candidate if omitted.
     pub id: Option<u64>,
+    #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -73,8 +79,9 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     args.stones
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
+    root.triggers = args.triggers.options();
     let mut stones = args
         .stones
         .par_iter()
@@ -96,8 +103,9 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
+    root.triggers = args.triggers.options();
     let mut plan = base_plan(&root)?;
     let removed = plan.remove(&args.names)?;
     plan.check(&removed)?;
@@ -180,8 +188,9 @@ fn name_stone(error: EngineError, stones: &[LoadedStone]) -> EngineError {
 
 /// Runs `mossfs commit`.
 pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
     report_recovery(&root);
+    root.triggers = args.triggers.options();
     let snapshot = root.db.read()?;
     let id = match args.id {
         Some(id) => mossfs_db::StateId(id),

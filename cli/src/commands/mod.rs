@@ -6,6 +6,7 @@ pub mod install;
 pub mod mount;
 pub mod query;
 pub mod state;
+pub mod triggers;
 pub mod verify;
 
 use std::io::{IsTerminal, Write};

@@ -33,6 +33,8 @@ pub enum StateCommand {
         /// The state.
         id: u64,
         #[command(flatten)]
+        triggers: super::triggers::TriggerArgs,
+        #[command(flatten)]
         root: RootArg,
     },
     /// Remove old committed states, keeping the newest ones and the active one.
@@ -68,9 +70,10 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
         StateCommand::Diff { a, b, root } => {
             diff(&Root::open_read(&root.root)?, StateId(*a), StateId(*b), out)
         }
-        StateCommand::Activate { id, root } => {
-            let root = Root::open_write(&root.root)?;
+        StateCommand::Activate { id, triggers, root } => {
+            let mut root = Root::open_write(&root.root)?;
             report_recovery(&root);
+            root.triggers = triggers.options();
             let summary = format!("activate state {id}");
             let progress = progress("blit");
             let report = commit_state(&root, StateId(*id), Mode::Switch, progress.as_deref())?;

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `ingest` | packages unpacked, store synced | the old state active; assets are garbage at worst |
 //! | `blit` | staging/usr written, `.stateID` in it, synced | the old state active; staging is removed at next start |
+//! | `triggers` | transaction triggers ran in their container; their output is in staging, the store and the state's tree | the old state active; staging is removed at next start |
 //! | `exchange` | `renameat2(RENAME_EXCHANGE)` of staging/usr and usr | **the new state live**: the next start marks it active in the DB and archives the old tree |
 //! | `archive` | old tree moved to `.moss/root/<old>/usr` | the new state live; the DB is brought in line at next start |
 //! | `db` | state marked committed and active | done, but root links may be missing; next start makes them |
@@ -242,6 +243,19 @@ pub fn commit_state(
     };
     fault_point("blit");
 
+    // Transaction triggers, on the staging tree (DESIGN.md §10). Their output is in the
+    // state's tree before the commit point, so recovery after a kill finds it there.
+    if let Some((tree_root, entries)) =
+        super::triggers::before_exchange(root, &state, root.triggers)?
+    {
+        state.root = tree_root;
+        state.entries = entries;
+        let mut txn = root.db.write()?;
+        txn.put_state(&state)?;
+        txn.commit()?;
+    }
+    fault_point("triggers");
+
     // The commit point.
     sysroot::exchange(&staged, &root.usr())?;
     fault_point("exchange");
@@ -264,6 +278,10 @@ pub fn commit_state(
     fault_point("db");
 
     sysroot::ensure_root_links(&root.path)?;
+    // System triggers: after the swap, which they cannot undo.
+    if mode == Mode::Switch {
+        super::triggers::after_exchange(root, id, root.triggers)?;
+    }
     Ok(CommitReport {
         id,
         blitted,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod mounts;
 pub mod plan;
 pub mod root;
+pub mod triggers;
 
 pub use commit::{CommitReport, Mode, commit_state, forget_unreached, record_state};
 pub use error::{EngineError, Result};

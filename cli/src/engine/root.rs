@@ -34,6 +34,8 @@ pub struct Root {
     pub store: Store,
     /// What recovery did when the root was opened, for people.
     pub recovered: Vec<String>,
+    /// Whether and how commits run triggers; commands set it from their flags.
+    pub triggers: super::triggers::Options,
     _lock: Option<Lock>,
 }
 
@@ -80,6 +82,7 @@ impl Root {
             db,
             store,
             recovered,
+            triggers: super::triggers::Options::default(),
             _lock: lock,
         })
     }

@@ -1,0 +1,396 @@
+//! Where triggers meet a commit (DESIGN.md §10, issue 11).
+//!
+//! - [`before_exchange`]: after the blit, before `/usr` is swapped, the transaction triggers
+//!   of a state being committed for the first time run in a container over the staging
+//!   tree. A bad trigger file or a failing trigger refuses the commit: the staging tree is
+//!   discarded and the live state is untouched. What they wrote (the overlay's upper
+//!   layer) is ingested into the store, linked into the staging tree in place of what it
+//!   replaces, and recorded in the state's tree as entries no package owns, so that the
+//!   mount, `state diff`, `verify`, gc and a later rollback all see exactly the disk.
+//!   A state that was committed before already carries them, so its triggers never run
+//!   again.
+//! - [`after_exchange`]: the system triggers of the now-live tree, on the host when the
+//!   root is `/`, otherwise in the same container with `ROOT/etc` writable and `/usr`
+//!   read-only. They cannot be undone; a failure is reported and `mossfs triggers run`
+//!   runs them again.
+//!
+//! Every command's output goes to `.moss/triggers/<state>.log`.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mossfs_db::{Node, NodeKind, State, StateId, Status, TreeHash};
+use mossfs_fs::{blit, tree};
+use mossfs_triggers::upper::Change;
+use mossfs_triggers::{Container, Job, Scope, UsrView};
+
+use super::error::{EngineError, Result};
+use super::root::Root;
+
+/// How a command treats triggers.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Run no triggers at all (`--skip-triggers`).
+    pub skip: bool,
+    /// How long one trigger command may run.
+    pub time_limit: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            skip: false,
+            time_limit: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The log of `id`'s triggers.
+pub fn log_path(root: &Root, id: StateId) -> PathBuf {
+    root.path.join(format!(".moss/triggers/{id}.log"))
+}
+
+fn open_log(root: &Root, id: StateId, append: bool) -> Result<File> {
+    let path = log_path(root, id);
+    let io = |source| EngineError::Io {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .read(true)
+        .open(&path)
+        .map_err(io)
+}
+
+fn helper() -> Result<PathBuf> {
+    std::env::current_exe().map_err(|source| EngineError::Io {
+        path: PathBuf::from("/proc/self/exe"),
+        source,
+    })
+}
+
+/// Plans the triggers of `scope` for the tree below `tree_root` (the directory holding
+/// `usr`); inhibitor paths outside `/usr` are looked up on the managed root.
+fn plan_for(root: &Root, tree_root: &Path, scope: Scope) -> Result<mossfs_triggers::Plan> {
+    let triggers = mossfs_triggers::load(tree_root, scope)?;
+    if triggers.is_empty() {
+        return Ok(mossfs_triggers::Plan::default());
+    }
+    let paths = mossfs_triggers::tree_paths(tree_root).map_err(|source| EngineError::Io {
+        path: tree_root.join("usr"),
+        source,
+    })?;
+    let exists = |p: &str| {
+        let rel = p.trim_start_matches('/');
+        let base = if rel == "usr" || rel.starts_with("usr/") {
+            tree_root
+        } else {
+            root.path.as_path()
+        };
+        std::fs::symlink_metadata(base.join(rel)).is_ok()
+    };
+    let env = |v: &str| std::env::var_os(v).is_some_and(|value| !value.is_empty());
+    Ok(mossfs_triggers::plan(&triggers, &paths, &exists, &env)?)
+}
+
+/// Runs the jobs in order; the first failure is an error naming the trigger, its command,
+/// how it ended and the last lines of the log.
+fn run_jobs(
+    root: &Root,
+    id: StateId,
+    scope: Scope,
+    jobs: &[Job],
+    log: &mut File,
+    run: &dyn Fn(
+        &Job,
+        &File,
+    ) -> std::result::Result<mossfs_triggers::Outcome, mossfs_triggers::RunError>,
+) -> Result<()> {
+    for job in jobs {
+        let _ = writeln!(
+            log,
+            "== {} trigger {} ({}): {}",
+            scope.name(),
+            job.trigger,
+            job.handler,
+            job.action
+        );
+        let _ = log.flush();
+        let outcome = run(job, log)?;
+        let _ = writeln!(log, "== {}", outcome);
+        if !outcome.success() {
+            return Err(EngineError::TriggerFailed(Box::new(
+                super::error::TriggerFailure {
+                    scope: scope.name(),
+                    trigger: job.trigger.clone(),
+                    command: job.action.to_string(),
+                    outcome: outcome.to_string(),
+                    log: log_path(root, id),
+                    tail: tail(log, 8),
+                },
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The last `lines` lines of the log, without the runner's own `==` lines.
+fn tail(log: &mut File, lines: usize) -> String {
+    let mut text = String::new();
+    let len = log.seek(SeekFrom::End(0)).unwrap_or(0);
+    let _ = log.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)));
+    let _ = log.read_to_string(&mut text);
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with("== ")).collect();
+    kept[kept.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs `state`'s transaction triggers over the staging tree and folds what they wrote
+/// into it. Returns the state's new tree (root, entries) when they wrote anything.
+/// Only a candidate runs them: a committed state's tree already holds their output.
+pub fn before_exchange(
+    root: &Root,
+    state: &State,
+    options: Options,
+) -> Result<Option<(TreeHash, u64)>> {
+    if options.skip || state.status != Status::Candidate {
+        return Ok(None);
+    }
+    let staging = root.staging();
+    let result = run_transaction(root, state, options, &staging);
+    if result.is_err() {
+        // The previous state stays live; nothing of this attempt is kept.
+        if staging.exists() {
+            let _ = blit::remove_tree(&staging);
+        }
+    }
+    result
+}
+
+fn run_transaction(
+    root: &Root,
+    state: &State,
+    options: Options,
+    staging: &Path,
+) -> Result<Option<(TreeHash, u64)>> {
+    let plan = plan_for(root, staging, Scope::Transaction)?;
+    let mut log = open_log(root, state.id, false)?;
+    for skipped in &plan.skipped {
+        let _ = writeln!(
+            log,
+            "== transaction trigger {} skipped: {}",
+            skipped.trigger, skipped.because
+        );
+    }
+    if plan.jobs.is_empty() {
+        return Ok(None);
+    }
+    let upper = staging.join("upper");
+    let work = staging.join("work");
+    let isolation = root.path.join(".moss/root/isolation");
+    for dir in [&upper, &work, &isolation] {
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let container = Container {
+        helper: helper()?,
+        isolation,
+        usr: UsrView::Overlay {
+            lower: root.staging_usr(),
+            upper: upper.clone(),
+            work,
+        },
+        etc: root.path.join("etc"),
+        etc_writable: false,
+        time_limit: options.time_limit,
+    };
+    run_jobs(
+        root,
+        state.id,
+        Scope::Transaction,
+        &plan.jobs,
+        &mut log,
+        &|job, log| container.run(&job.action, log),
+    )?;
+    let changes = mossfs_triggers::upper::changes(&upper).map_err(|source| EngineError::Io {
+        path: upper.clone(),
+        source,
+    })?;
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let edits = absorb(root, &root.staging_usr(), &changes)?;
+    let mut txn = root.db.write()?;
+    let edited = tree::edit(&mut txn, state.root, &edits)?;
+    txn.commit()?;
+    Ok(Some(edited))
+}
+
+/// Copies the upper layer into the store and the staging tree, and returns the matching
+/// tree edits. Store first, synced, before anything links to it; the staging tree is
+/// synced before the exchange by the caller's order.
+fn absorb(root: &Root, staged: &Path, changes: &[Change]) -> Result<Vec<(Vec<u8>, tree::Edit)>> {
+    let rel = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+    let mut assets = Vec::with_capacity(changes.len());
+    for change in changes {
+        match change {
+            Change::File { source, .. } => assets.push(Some(root.store.put_file(source)?)),
+            Change::Special { path } => {
+                return Err(EngineError::TriggerOutput {
+                    path: rel(path),
+                    reason: "a device, fifo or socket, which a state cannot hold",
+                });
+            }
+            _ => assets.push(None),
+        }
+    }
+    root.store.sync()?;
+    let mut edits = Vec::with_capacity(changes.len());
+    for (change, asset) in changes.iter().zip(assets) {
+        let target = staged.join(OsStr::from_bytes(change.path()));
+        let io = |source| EngineError::Io {
+            path: target.clone(),
+            source,
+        };
+        let edit = match change {
+            Change::Removed { .. } => {
+                remove_any(&target)?;
+                tree::Edit::Remove
+            }
+            Change::Directory {
+                mode,
+                uid,
+                gid,
+                opaque,
+                ..
+            } => {
+                let is_dir = std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir());
+                if *opaque || !is_dir {
+                    remove_any(&target)?;
+                    std::fs::create_dir(&target).map_err(io)?;
+                }
+                std::os::unix::fs::lchown(&target, Some(*uid), Some(*gid)).map_err(io)?;
+                std::fs::set_permissions(
+                    &target,
+                    std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+                )
+                .map_err(io)?;
+                tree::Edit::Directory {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                    opaque: *opaque,
+                }
+            }
+            Change::File { mode, uid, gid, .. } => {
+                let (asset, size) = asset.expect("every file change was put in the store");
+                let from = root.store.linkable(asset, mode & 0o7777, *uid, *gid)?;
+                remove_any(&target)?;
+                std::fs::hard_link(&from, &target).map_err(io)?;
+                tree::Edit::Put(Node {
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                    owner: None,
+                    kind: NodeKind::Regular { asset, size },
+                })
+            }
+            Change::Symlink {
+                target: text,
+                uid,
+                gid,
+                ..
+            } => {
+                remove_any(&target)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(text), &target).map_err(io)?;
+                std::os::unix::fs::lchown(&target, Some(*uid), Some(*gid)).map_err(io)?;
+                tree::Edit::Put(Node {
+                    mode: 0o120777,
+                    uid: *uid,
+                    gid: *gid,
+                    owner: None,
+                    kind: NodeKind::Symlink(text.clone()),
+                })
+            }
+            Change::Special { .. } => unreachable!("refused above"),
+        };
+        edits.push((change.path().to_vec(), edit));
+    }
+    blit::sync_tree(staged)?;
+    Ok(edits)
+}
+
+fn remove_any(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(blit::remove_tree(path)?),
+        Ok(_) => std::fs::remove_file(path).map_err(|source| EngineError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Runs the system triggers of the live tree of state `id`. The exchange has happened, so
+/// a failure only reports: the caller says how to run them again.
+pub fn after_exchange(root: &Root, id: StateId, options: Options) -> Result<()> {
+    if options.skip {
+        return Ok(());
+    }
+    let plan = plan_for(root, &root.path, Scope::System)?;
+    let mut log = open_log(root, id, true)?;
+    for skipped in &plan.skipped {
+        let _ = writeln!(
+            log,
+            "== system trigger {} skipped: {}",
+            skipped.trigger, skipped.because
+        );
+    }
+    if plan.jobs.is_empty() {
+        return Ok(());
+    }
+    let on_host = root.path.canonicalize().is_ok_and(|p| p == Path::new("/"));
+    if on_host {
+        return run_jobs(
+            root,
+            id,
+            Scope::System,
+            &plan.jobs,
+            &mut log,
+            &|job, log| mossfs_triggers::run_on_host(&job.action, log, options.time_limit),
+        );
+    }
+    let isolation = root.path.join(".moss/root/isolation");
+    std::fs::create_dir_all(&isolation).map_err(|source| EngineError::Io {
+        path: isolation.clone(),
+        source,
+    })?;
+    let container = Container {
+        helper: helper()?,
+        isolation,
+        usr: UsrView::ReadOnly(root.usr()),
+        etc: root.path.join("etc"),
+        etc_writable: true,
+        time_limit: options.time_limit,
+    };
+    run_jobs(
+        root,
+        id,
+        Scope::System,
+        &plan.jobs,
+        &mut log,
+        &|job, log| container.run(&job.action, log),
+    )
+}
