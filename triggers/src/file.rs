@@ -180,7 +180,14 @@ impl Trigger {
         let raw: RawTrigger =
             serde_saphyr::from_str(text).map_err(|source| TriggerError::Parse {
                 file: file.to_owned(),
-                message: source.to_string(),
+                // One line: the parser's message may carry a drawn snippet.
+                message: source
+                    .to_string()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" "),
             })?;
         if raw.name.is_empty() {
             return Err(TriggerError::Invalid {
