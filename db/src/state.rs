@@ -42,6 +42,16 @@ pub struct Conflict {
     pub contenders: Vec<Node>,
 }
 
+/// A file that a transaction trigger wrote into a state's tree (DESIGN.md §10): its tree
+/// entry has no package owner, and this says which trigger made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The path below `/usr`.
+    pub path: Vec<u8>,
+    /// The trigger's name.
+    pub trigger: String,
+}
+
 /// A recorded state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
@@ -63,6 +73,8 @@ pub struct State {
     pub entries: u64,
     /// Conflicts found when the tree was built. A state with any can never be committed.
     pub conflicts: Vec<Conflict>,
+    /// Files its transaction triggers wrote, sorted by path; empty until it is committed.
+    pub generated: Vec<Generated>,
 }
 
 impl State {
@@ -99,6 +111,13 @@ impl State {
                 })
                 .collect();
             put_bytes(&mut out, &crate::tree::encode(&entries));
+        }
+        // Added after version 1 records were first written: an older record simply ends
+        // here, and reads back with nothing generated.
+        out.extend_from_slice(&(self.generated.len() as u32).to_be_bytes());
+        for g in &self.generated {
+            put_bytes(&mut out, &g.path);
+            put_bytes(&mut out, g.trigger.as_bytes());
         }
         out
     }
@@ -145,6 +164,16 @@ impl State {
                 .collect();
             conflicts.push(Conflict { path, contenders });
         }
+        let mut generated = Vec::new();
+        if !r.0.is_empty() {
+            let count = r.u32()? as usize;
+            generated.reserve(count.min(r.0.len() / 8));
+            for _ in 0..count {
+                let path = r.bytes()?.to_vec();
+                let trigger = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+                generated.push(Generated { path, trigger });
+            }
+        }
         Some(State {
             id,
             created,
@@ -155,6 +184,7 @@ impl State {
             root,
             entries,
             conflicts,
+            generated,
         })
     }
 }

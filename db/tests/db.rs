@@ -133,6 +133,10 @@ fn states_trees_and_lookup() {
             path: b"bin/tool".to_vec(),
             contenders: vec![file.clone(), file.clone()],
         }],
+        generated: vec![mossfs_db::Generated {
+            path: b"lib/ld.so.cache".to_vec(),
+            trigger: "ldconfig".into(),
+        }],
     };
     txn.put_state(&state).unwrap();
     txn.set_active(Some(id)).unwrap();

@@ -79,7 +79,13 @@ fn root_with_shell() -> Option<(TestRoot, PathBuf)> {
     let root = TestRoot::new();
     let bb = busybox(&root)?;
     root.install(&[&bb]);
-    let probe = root.run(&["triggers", "exec", "--", "/usr/bin/true"]);
+    // --root before the command, which takes every argument after it.
+    let probe = mossfs_integration::mossfs()
+        .args(["triggers", "exec", "--root"])
+        .arg(root.path())
+        .args(["--", "/usr/bin/true"])
+        .output()
+        .expect("mossfs runs");
     let ok = probe.status.success();
     if !required(
         &format!(
@@ -575,7 +581,7 @@ fn ldconfig_output_is_part_of_the_state() {
         &format!("FUSE ({})", text(&output.stderr).trim()),
         output.status.success(),
     ) {
-        let served = fs::read(mountpoint.join("lib/ld.so.cache"));
+        let served = fs::read(mountpoint.join("usr/lib/ld.so.cache"));
         let _ = Command::new(mossfs_integration::mossfs_bin())
             .args(["umount".as_ref(), mountpoint.as_os_str()])
             .output();

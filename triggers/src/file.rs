@@ -3,7 +3,7 @@
 //! ```yaml
 //! name: depmod
 //! description: Rebuild the module dependency tables
-//! after: ldconfig            # or before:, each one trigger name (a list is accepted too)
+//! after: ldconfig            # or before:, each one trigger name, as upstream has it
 //! inhibitors:
 //!   paths: [/etc/moss/no-depmod]
 //!   environment: [MOSSFS_NO_DEPMOD]
@@ -106,23 +106,6 @@ pub struct Inhibitors {
     pub environment: Vec<String>,
 }
 
-/// One trigger name or several, as `before` and `after` may be written.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-enum Names {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Names {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            Names::One(name) => vec![name],
-            Names::Many(names) => names,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct RawPath {
     handlers: Vec<String>,
@@ -135,8 +118,8 @@ struct RawTrigger {
     name: String,
     #[serde(default)]
     description: String,
-    before: Option<Names>,
-    after: Option<Names>,
+    before: Option<String>,
+    after: Option<String>,
     inhibitors: Option<Inhibitors>,
     handlers: BTreeMap<String, Handler>,
     paths: BTreeMap<String, RawPath>,
@@ -234,8 +217,8 @@ impl Trigger {
         Ok(Trigger {
             name: raw.name,
             description: raw.description,
-            before: raw.before.map(Names::into_vec).unwrap_or_default(),
-            after: raw.after.map(Names::into_vec).unwrap_or_default(),
+            before: raw.before.into_iter().collect(),
+            after: raw.after.into_iter().collect(),
             inhibitors: raw.inhibitors.unwrap_or_default(),
             paths,
             handlers: raw.handlers,
@@ -377,6 +360,13 @@ paths:
             }
         );
         assert!(matches!(t.handlers["clean"], Handler::Delete { .. }));
+    }
+
+    #[test]
+    fn a_trigger_named_y_is_a_name_not_a_boolean() {
+        let text = "name: x\nafter: y\nhandlers:\n  h: { run: /bin/true }\npaths:\n  /usr/x:\n    handlers: [h]\n";
+        let t = Trigger::parse(text, Path::new("x.yaml")).expect("parses");
+        assert_eq!(t.after, vec!["y".to_owned()]);
     }
 
     #[test]

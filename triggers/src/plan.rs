@@ -145,6 +145,11 @@ pub fn order(triggers: &[Trigger]) -> Result<Vec<&Trigger>, TriggerError> {
         if let Some(at) = path.iter().position(|&p| p == prev) {
             let mut cycle: Vec<usize> = path[at..].to_vec();
             cycle.reverse();
+            // Start at the first name, so the message is the same however it was found.
+            let first = (0..cycle.len())
+                .min_by_key(|&i| &triggers[cycle[i]].name)
+                .expect("a cycle is never empty");
+            cycle.rotate_left(first);
             return Err(TriggerError::Cycle {
                 names: cycle.iter().map(|&i| triggers[i].name.clone()).collect(),
                 files: cycle

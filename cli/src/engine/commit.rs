@@ -70,6 +70,7 @@ pub fn record_state(
         root: built.root,
         entries: built.entries,
         conflicts: built.conflicts,
+        generated: Vec::new(),
     };
     txn.put_state(&state)?;
     txn.commit()?;
@@ -245,11 +246,10 @@ pub fn commit_state(
 
     // Transaction triggers, on the staging tree (DESIGN.md §10). Their output is in the
     // state's tree before the commit point, so recovery after a kill finds it there.
-    if let Some((tree_root, entries)) =
-        super::triggers::before_exchange(root, &state, root.triggers)?
-    {
-        state.root = tree_root;
-        state.entries = entries;
+    if let Some(output) = super::triggers::before_exchange(root, &state, root.triggers)? {
+        state.root = output.root;
+        state.entries = output.entries;
+        state.generated = output.files;
         let mut txn = root.db.write()?;
         txn.put_state(&state)?;
         txn.commit()?;

@@ -23,7 +23,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mossfs_db::{Node, NodeKind, State, StateId, Status, TreeHash};
+use std::collections::BTreeMap;
+
+use mossfs_db::{Generated, Node, NodeKind, State, StateId, Status, TreeHash};
 use mossfs_fs::{blit, tree};
 use mossfs_triggers::upper::Change;
 use mossfs_triggers::{Container, Job, Scope, UsrView};
@@ -116,6 +118,7 @@ fn run_jobs(
         &Job,
         &File,
     ) -> std::result::Result<mossfs_triggers::Outcome, mossfs_triggers::RunError>,
+    after: &mut dyn FnMut(&Job) -> Result<()>,
 ) -> Result<()> {
     for job in jobs {
         let _ = writeln!(
@@ -141,6 +144,7 @@ fn run_jobs(
                 },
             )));
         }
+        after(job)?;
     }
     Ok(())
 }
@@ -158,11 +162,7 @@ fn tail(log: &mut File, lines: usize) -> String {
 /// Runs `state`'s transaction triggers over the staging tree and folds what they wrote
 /// into it. Returns the state's new tree (root, entries) when they wrote anything.
 /// Only a candidate runs them: a committed state's tree already holds their output.
-pub fn before_exchange(
-    root: &Root,
-    state: &State,
-    options: Options,
-) -> Result<Option<(TreeHash, u64)>> {
+pub fn before_exchange(root: &Root, state: &State, options: Options) -> Result<Option<Output>> {
     if options.skip || state.status != Status::Candidate {
         return Ok(None);
     }
@@ -182,7 +182,7 @@ fn run_transaction(
     state: &State,
     options: Options,
     staging: &Path,
-) -> Result<Option<(TreeHash, u64)>> {
+) -> Result<Option<Output>> {
     let plan = plan_for(root, staging, Scope::Transaction)?;
     let mut log = open_log(root, state.id, false)?;
     for skipped in &plan.skipped {
@@ -216,6 +216,9 @@ fn run_transaction(
         etc_writable: false,
         time_limit: options.time_limit,
     };
+    // Which trigger wrote each path: the last one whose run changed it in the upper layer.
+    let mut seen = signatures(&upper)?;
+    let mut writer: BTreeMap<Vec<u8>, String> = BTreeMap::new();
     run_jobs(
         root,
         state.id,
@@ -223,6 +226,16 @@ fn run_transaction(
         &plan.jobs,
         &mut log,
         &|job, log| container.run(&job.action, log),
+        &mut |job| {
+            let now = signatures(&upper)?;
+            for (path, sig) in &now {
+                if seen.get(path) != Some(sig) {
+                    writer.insert(path.clone(), job.trigger.clone());
+                }
+            }
+            seen = now;
+            Ok(())
+        },
     )?;
     let changes = mossfs_triggers::upper::changes(&upper).map_err(|source| EngineError::Io {
         path: upper.clone(),
@@ -233,9 +246,61 @@ fn run_transaction(
     }
     let edits = absorb(root, &root.staging_usr(), &changes)?;
     let mut txn = root.db.write()?;
-    let edited = tree::edit(&mut txn, state.root, &edits)?;
+    let (tree_root, entries) = tree::edit(&mut txn, state.root, &edits)?;
     txn.commit()?;
-    Ok(Some(edited))
+    let files = changes
+        .iter()
+        .filter(|c| matches!(c, Change::File { .. } | Change::Symlink { .. }))
+        .map(|c| Generated {
+            path: c.path().to_vec(),
+            trigger: writer
+                .get(c.path())
+                .cloned()
+                .unwrap_or_else(|| plan.jobs[0].trigger.clone()),
+        })
+        .collect();
+    Ok(Some(Output {
+        root: tree_root,
+        entries,
+        files,
+    }))
+}
+
+/// What transaction triggers made of a state's tree.
+pub struct Output {
+    /// The new tree.
+    pub root: TreeHash,
+    /// Its number of entries.
+    pub entries: u64,
+    /// The files and links they wrote, by trigger.
+    pub files: Vec<Generated>,
+}
+
+/// What identifies each entry's content in the upper layer, to tell which run changed it.
+/// Inode, mtime and ctime in nanoseconds, and size.
+type Signature = (u64, i64, i64, u64);
+
+fn signatures(upper: &Path) -> Result<BTreeMap<Vec<u8>, Signature>> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |source| EngineError::Io {
+        path: upper.to_owned(),
+        source,
+    };
+    let mut out = BTreeMap::new();
+    for change in mossfs_triggers::upper::changes(upper).map_err(io)? {
+        let meta =
+            std::fs::symlink_metadata(upper.join(OsStr::from_bytes(change.path()))).map_err(io)?;
+        out.insert(
+            change.path().to_vec(),
+            (
+                meta.ino(),
+                meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+                meta.ctime_nsec() + meta.ctime() * 1_000_000_000,
+                meta.size(),
+            ),
+        );
+    }
+    Ok(out)
 }
 
 /// Copies the upper layer into the store and the staging tree, and returns the matching
@@ -370,6 +435,7 @@ pub fn after_exchange(root: &Root, id: StateId, options: Options) -> Result<()> 
             &plan.jobs,
             &mut log,
             &|job, log| mossfs_triggers::run_on_host(&job.action, log, options.time_limit),
+            &mut |_| Ok(()),
         );
     }
     let isolation = root.path.join(".moss/root/isolation");
@@ -392,5 +458,6 @@ pub fn after_exchange(root: &Root, id: StateId, options: Options) -> Result<()> 
         &plan.jobs,
         &mut log,
         &|job, log| container.run(&job.action, log),
+        &mut |_| Ok(()),
     )
 }
