@@ -159,7 +159,38 @@ fn a_capture_fires_once_per_version() {
     );
     let yaml = "name: depmod\nhandlers:\n  go:\n    run: /usr/bin/sh\n    args: ['-c', 'echo \"$0\" >> /usr/share/depmod.ran', '$(version)']\npaths:\n  /usr/lib/modules/(version:*)/kernel/*:\n    handlers: [go]\n";
     let trig = trigger_stone(&root, "depmod", yaml, vec![]);
-    root.install(&[&modules, &trig]);
+    root.ok(&[
+        "install".as_ref(),
+        "--stage".as_ref(),
+        modules.as_os_str(),
+        trig.as_os_str(),
+    ]);
+    // A candidate has no generated files yet, and its mount says so.
+    let mountpoint = root.scratch("mnt");
+    let output = root.run(&[
+        "mount".as_ref(),
+        "--candidate".as_ref(),
+        mountpoint.as_os_str(),
+    ]);
+    if required(
+        &format!("FUSE ({})", text(&output.stderr).trim()),
+        output.status.success(),
+    ) {
+        let listed = mountpoint
+            .join("usr/lib/modules/6.1.0/kernel/a.ko")
+            .exists();
+        let generated = mountpoint.join("usr/share/depmod.ran").exists();
+        let _ = root.run(&["umount".as_ref(), mountpoint.as_os_str()]);
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains(
+                "note: state 2 is a candidate: its transaction triggers run when it is committed"
+            ),
+            "{stdout}"
+        );
+        assert!(listed && !generated);
+    }
+    root.ok(&["commit", "2"]);
     let ran = fs::read_to_string(root.usr().join("share/depmod.ran")).expect("the trigger ran");
     assert_eq!(ran, "6.1.0\n6.2.0\n");
     let log = fs::read_to_string(root.moss().join("triggers/2.log")).expect("a log per state");
@@ -498,6 +529,65 @@ fn sigkill_of_mossfs_while_a_trigger_runs_leaves_nothing() {
         text(&output.stderr)
     );
     assert!(root.usr().join("lib/x").exists());
+}
+
+#[test]
+fn system_triggers_run_after_the_swap_and_again_on_request() {
+    let Some((root, _)) = root_with_shell() else {
+        return;
+    };
+    let before = root.active().expect("active");
+    let script = "echo ran >> /etc/sys.log; touch /usr/lib/z 2>/dev/null && echo usr-written >> /etc/sys.log; test -e /etc/ok";
+    let yaml = shell_trigger("sysusers", "", "/usr/lib/x", script);
+    let stone = root.stone(
+        &meta("with-system-trigger", "1"),
+        vec![
+            file("lib/x", "x"),
+            file("share/moss/triggers/sys.d/sysusers.yaml", yaml),
+        ],
+    );
+    let output = root.run(&["install".as_ref(), stone.as_os_str()]);
+    assert!(
+        !output.status.success(),
+        "a failed system trigger must fail the command"
+    );
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("system trigger 'sysusers' failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ended with exit status 1"), "{stderr}");
+    assert!(
+        stderr.contains("run the system triggers again with 'mossfs triggers run'"),
+        "{stderr}"
+    );
+    // The swap happened and stays.
+    let after = root.active().expect("active");
+    assert_ne!(after, before);
+    assert!(root.usr().join("lib/x").exists());
+    let log = root.path().join("etc/sys.log");
+    assert_eq!(fs::read_to_string(&log).expect("/etc is writable"), "ran\n");
+    assert!(
+        !root.usr().join("lib/z").exists(),
+        "/usr is writable for system triggers"
+    );
+
+    fs::write(root.path().join("etc/ok"), "").expect("etc/ok");
+    let out = root.ok(&["triggers", "run"]);
+    assert!(
+        out.contains(&format!("system triggers of state {after} ran")),
+        "{out}"
+    );
+    assert_eq!(fs::read_to_string(&log).expect("log"), "ran\nran\n");
+
+    // Activating a state runs its system triggers, as upstream does.
+    root.ok(&["state", "activate", &before.to_string()]);
+    assert_eq!(fs::read_to_string(&log).expect("log"), "ran\nran\n");
+    root.ok(&["state", "activate", &after.to_string()]);
+    assert_eq!(fs::read_to_string(&log).expect("log"), "ran\nran\nran\n");
+    root.ok(&["state", "activate", &before.to_string(), "--skip-triggers"]);
+    root.ok(&["state", "activate", &after.to_string(), "--skip-triggers"]);
+    assert_eq!(fs::read_to_string(&log).expect("log"), "ran\nran\nran\n");
 }
 
 /// The Debian packages of the ldconfig test; `None` (printed) where dpkg or one of them is

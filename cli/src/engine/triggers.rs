@@ -439,10 +439,13 @@ pub fn after_exchange(root: &Root, id: StateId, options: Options) -> Result<()> 
         );
     }
     let isolation = root.path.join(".moss/root/isolation");
-    std::fs::create_dir_all(&isolation).map_err(|source| EngineError::Io {
-        path: isolation.clone(),
-        source,
-    })?;
+    // System triggers write the root's /etc (users, tmpfiles): it must be there to bind.
+    for dir in [&isolation, &root.path.join("etc")] {
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
     let container = Container {
         helper: helper()?,
         isolation,
