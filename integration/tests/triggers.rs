@@ -433,6 +433,46 @@ fn an_in_place_rewrite_changes_only_the_new_state() {
 }
 
 #[test]
+fn a_kill_between_the_triggers_and_the_swap_does_not_run_them_twice() {
+    let Some((root, _)) = root_with_shell() else {
+        return;
+    };
+    let lib = root.stone(&meta("libfoo", "1"), vec![file("lib/libfoo.so", "hello\n")]);
+    root.install(&[&lib]);
+    let before = root.system();
+    let yaml = shell_trigger(
+        "append",
+        "",
+        "/usr/lib/libfoo.so",
+        "echo x >> /usr/lib/libfoo.so",
+    );
+    let trig = trigger_stone(&root, "append", &yaml, vec![]);
+    let output = root
+        .command(&["install".as_ref(), "--stage".as_ref(), trig.as_os_str()])
+        .output()
+        .expect("mossfs runs");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let killed = root
+        .command(&["commit"])
+        .env("MOSSFS_FAULT", "triggers")
+        .output()
+        .expect("mossfs runs");
+    assert!(!killed.status.success(), "the fault point did not fire");
+    assert_same(&before, &root.system(), "a commit killed before the swap");
+    root.ok(&["commit"]);
+    assert_eq!(
+        fs::read(root.usr().join("lib/libfoo.so")).expect("committed"),
+        b"hello\nx\n",
+        "the triggers ran twice"
+    );
+    let verify = root.ok(&["verify"]);
+    assert!(
+        verify.contains("0 damaged asset(s), 0 damaged path(s)"),
+        "{verify}"
+    );
+}
+
+#[test]
 fn a_hostile_trigger_stays_inside() {
     let Some((root, _)) = root_with_shell() else {
         return;

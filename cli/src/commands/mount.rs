@@ -263,7 +263,8 @@ fn resolve_state(root: &Root, args: &MountArgs) -> Result<Target> {
         .map_err(EngineError::from)?
         .flatten()
         .is_some();
-    let note = (state.status == Status::Candidate && has_triggers).then(|| {
+    let note = (state.status == Status::Candidate && has_triggers && state.generated.is_empty())
+        .then(|| {
         format!(
             "note: state {id} is a candidate: its transaction triggers run when it is committed, so no file they generate is shown yet"
         )

@@ -8,7 +8,8 @@
 //!   replaces, and recorded in the state's tree as entries no package owns, so that the
 //!   mount, `state diff`, `verify`, gc and a later rollback all see exactly the disk.
 //!   A state that was committed before already carries them, so its triggers never run
-//!   again.
+//!   again; nor do those of a candidate whose commit was killed between its triggers and
+//!   the swap, since its tree already holds their output.
 //! - [`after_exchange`]: the system triggers of the now-live tree, on the host when the
 //!   root is `/`, otherwise in the same container with `ROOT/etc` writable and `/usr`
 //!   read-only. They cannot be undone; a failure is reported and `mossfs triggers run`
@@ -163,7 +164,10 @@ fn tail(log: &mut File, lines: usize) -> String {
 /// into it. Returns the state's new tree (root, entries) when they wrote anything.
 /// Only a candidate runs them: a committed state's tree already holds their output.
 pub fn before_exchange(root: &Root, state: &State, options: Options) -> Result<Option<Output>> {
-    if options.skip || state.status != Status::Candidate {
+    // A candidate with generated files already ran its triggers on this very tree, and a
+    // kill came before the swap: their output is in its tree, and running them again on
+    // top of it would apply them twice (`echo x >> file`).
+    if options.skip || state.status != Status::Candidate || !state.generated.is_empty() {
         return Ok(None);
     }
     let staging = root.staging();
