@@ -188,6 +188,9 @@ fn run_transaction(
     staging: &Path,
 ) -> Result<Option<Output>> {
     let plan = plan_for(root, staging, Scope::Transaction)?;
+    if plan.jobs.is_empty() && plan.skipped.is_empty() {
+        return Ok(None);
+    }
     let mut log = open_log(root, state.id, false)?;
     for skipped in &plan.skipped {
         let _ = writeln!(
@@ -419,6 +422,9 @@ pub fn after_exchange(root: &Root, id: StateId, options: Options) -> Result<()> 
         return Ok(());
     }
     let plan = plan_for(root, &root.path, Scope::System)?;
+    if plan.jobs.is_empty() && plan.skipped.is_empty() {
+        return Ok(());
+    }
     let mut log = open_log(root, id, true)?;
     for skipped in &plan.skipped {
         let _ = writeln!(
