@@ -492,6 +492,7 @@ fn a_hostile_trigger_stays_inside() {
          mount -o remount,rw /etc && echo etc-remounted >> $r; \
          ls {outside} && echo outside-seen >> $r; \
          ls / > /usr/share/root-listing; \
+         ls /proc/self/fd > /usr/share/fds; \
          echo hi | nc -w 1 127.0.0.1 {port} && echo network >> $r; \
          sleep 4712 & \
          echo done >> $r",
@@ -516,6 +517,11 @@ fn a_hostile_trigger_stays_inside() {
         "root:x:0:0::/root:/bin/sh\n"
     );
     assert!(!etc.join("new").exists());
+    // Only stdin, stdout, stderr, and the folder `ls` itself opened: nothing of mossfs's
+    // (its database above all) reaches a trigger.
+    let fds = fs::read_to_string(root.usr().join("share/fds")).expect("fds");
+    let fds: Vec<&str> = fds.split_whitespace().collect();
+    assert_eq!(fds, ["0", "1", "2", "3"]);
     assert!(
         listener.accept().is_err(),
         "the trigger reached the host's network"

@@ -267,11 +267,12 @@ pub fn run_on_host(action: &Action, log: &File, time_limit: Duration) -> Result<
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().map_err(RunError::Pipe)?)
                 .stderr(log.try_clone().map_err(RunError::Pipe)?);
-            // SAFETY: only prctl between fork and exec, which is async-signal-safe.
+            // SAFETY: only prctl and close_range between fork and exec, both
+            // async-signal-safe.
             unsafe {
                 command.pre_exec(|| {
                     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-                    Ok(())
+                    cloexec_above_stderr()
                 });
             }
             let child = match command.spawn() {
@@ -280,6 +281,18 @@ pub fn run_on_host(action: &Action, log: &File, time_limit: Duration) -> Result<
             };
             Ok(wait_limited(child, time_limit))
         }
+    }
+}
+
+/// Marks every descriptor from 3 up close-on-exec, so that nothing mossfs holds (its LMDB
+/// file has no `O_CLOEXEC`) reaches a trigger. Async-signal-safe: one system call.
+fn cloexec_above_stderr() -> std::io::Result<()> {
+    // SAFETY: close_range only changes descriptor flags; it touches no memory.
+    let rc = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -345,9 +358,20 @@ pub fn helper_main() -> Option<ExitCode> {
         eprintln!("mossfs: {HELPER_ARG} is internal: it takes arguments only mossfs writes");
         return Some(ExitCode::from(2));
     };
+    // Whatever mossfs leaked stops here; only the status pipe goes on to "init".
+    if let Err(e) = cloexec_above_stderr() {
+        eprintln!("mossfs: cannot mark descriptors close-on-exec: {e}");
+        return Some(ExitCode::from(2));
+    }
     // SAFETY: mossfs gave this descriptor number for the status pipe and nothing else in
     // this fresh process owns it.
     let status = unsafe { File::from(OwnedFd::from_raw_fd(spec.status_fd)) };
+    if spec.stage == "outer"
+        && let Err(e) = rustix::io::fcntl_setfd(status.as_fd(), rustix::io::FdFlags::empty())
+    {
+        let _ = writeln!(&status, "setup keep the status pipe: {e}");
+        return Some(ExitCode::SUCCESS);
+    }
     let outcome = match spec.stage.as_str() {
         "outer" => outer(&spec),
         _ => init(&spec, &status),
