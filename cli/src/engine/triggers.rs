@@ -131,8 +131,13 @@ fn run_jobs(
             job.action
         );
         let _ = log.flush();
+        let started = std::time::Instant::now();
         let outcome = run(job, log)?;
-        let _ = writeln!(log, "== {}", outcome);
+        let _ = writeln!(
+            log,
+            "== {outcome} ({:.1} ms)",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         if !outcome.success() {
             return Err(EngineError::TriggerFailed(Box::new(
                 super::error::TriggerFailure {
