@@ -60,6 +60,9 @@ pub struct Pattern {
     text: String,
     tokens: Vec<Token>,
     names: Vec<String>,
+    /// The literal bytes every match starts with: most paths of a tree are rejected on
+    /// these alone, without the matcher's memo.
+    prefix: Vec<u8>,
 }
 
 impl fmt::Debug for Pattern {
@@ -138,10 +141,18 @@ impl Pattern {
                 name: names[index].clone(),
             });
         }
+        let prefix = tokens
+            .iter()
+            .map_while(|t| match t {
+                Token::Byte(b) => Some(*b),
+                _ => None,
+            })
+            .collect();
         Ok(Pattern {
             text: text.to_owned(),
             tokens,
             names,
+            prefix,
         })
     }
 
@@ -160,6 +171,9 @@ impl Pattern {
     /// A capture that takes bytes that are not UTF-8 is given with U+FFFD in their place:
     /// the value only ever becomes a command argument.
     pub fn matches(&self, path: &[u8]) -> Option<Captures> {
+        if !path.starts_with(&self.prefix) {
+            return None;
+        }
         let mut spans = vec![(0usize, 0usize); self.names.len()];
         let mut failed = HashSet::new();
         if !self.walk(0, 0, path, &mut spans, &mut failed) {

@@ -258,7 +258,7 @@ fn run_transaction(
     }
     let edits = absorb(root, &root.staging_usr(), &changes)?;
     let mut txn = root.db.write()?;
-    let (tree_root, entries) = tree::edit(&mut txn, state.root, &edits)?;
+    let (tree_root, entries) = tree::edit(&mut txn, state.root, state.entries, &edits)?;
     txn.commit()?;
     let files = changes
         .iter()
