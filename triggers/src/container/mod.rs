@@ -36,35 +36,27 @@
 //! so the store, is never written. `metacopy`, `redirect_dir` and `index` are off, so the
 //! upper layer holds whole files and nothing refers back into the lower one.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::fs::Mode;
-use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::Signal;
 
 use crate::plan::Action;
 
+mod helper;
+mod rootfs;
+
+pub use helper::helper_main;
+
 /// The first argument that makes the mossfs binary act as a container helper.
 pub const HELPER_ARG: &str = "__mossfs-container";
-
-/// Devices bound into the container's `/dev`.
-const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
-
-/// Root links made inside the container, as on a managed root.
-const ROOT_LINKS: [(&str, &str); 4] = [
-    ("bin", "usr/bin"),
-    ("sbin", "usr/sbin"),
-    ("lib", "usr/lib"),
-    ("lib64", "usr/lib"),
-];
 
 /// Where the container's `/usr` comes from.
 #[derive(Debug, Clone)]
@@ -346,360 +338,6 @@ fn parse_status(text: &str) -> Option<Outcome> {
     })
 }
 
-/// The helper's side. Call first thing in `main`: when the process was started as a
-/// container helper, this does the helper's work and returns its exit code; otherwise it
-/// returns `None` at once.
-pub fn helper_main() -> Option<ExitCode> {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).map(OsString::as_os_str) != Some(OsStr::new(HELPER_ARG)) {
-        return None;
-    }
-    let Some(spec) = Spec::decode(&args[2..]) else {
-        eprintln!("mossfs: {HELPER_ARG} is internal: it takes arguments only mossfs writes");
-        return Some(ExitCode::from(2));
-    };
-    // Whatever mossfs leaked stops here; only the status pipe goes on to "init".
-    if let Err(e) = cloexec_above_stderr() {
-        eprintln!("mossfs: cannot mark descriptors close-on-exec: {e}");
-        return Some(ExitCode::from(2));
-    }
-    // SAFETY: mossfs gave this descriptor number for the status pipe and nothing else in
-    // this fresh process owns it.
-    let status = unsafe { File::from(OwnedFd::from_raw_fd(spec.status_fd)) };
-    if spec.stage == "outer"
-        && let Err(e) = rustix::io::fcntl_setfd(status.as_fd(), rustix::io::FdFlags::empty())
-    {
-        let _ = writeln!(&status, "setup keep the status pipe: {e}");
-        return Some(ExitCode::SUCCESS);
-    }
-    let outcome = match spec.stage.as_str() {
-        "outer" => outer(&spec),
-        _ => init(&spec, &status),
-    };
-    if let Some(outcome) = outcome {
-        let _ = writeln!(&status, "{outcome}");
-    }
-    Some(ExitCode::SUCCESS)
-}
-
-struct Spec {
-    stage: String,
-    status_fd: i32,
-    raw: Vec<OsString>,
-    limit: Duration,
-    isolation: PathBuf,
-    usr_mode: String,
-    usr: [PathBuf; 3],
-    etc: PathBuf,
-    etc_writable: bool,
-    action: Action,
-}
-
-impl Spec {
-    fn decode(args: &[OsString]) -> Option<Spec> {
-        let text = |i: usize| args.get(i).and_then(|a| a.to_str()).map(str::to_owned);
-        let path = |i: usize| args.get(i).map(PathBuf::from);
-        let kind = text(10)?;
-        let rest: Vec<String> = args
-            .get(11..)?
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let action = match kind.as_str() {
-            "run" => Action::Run {
-                program: rest.first()?.clone(),
-                args: rest[1..].to_vec(),
-            },
-            "delete" => Action::Delete { paths: rest },
-            _ => return None,
-        };
-        Some(Spec {
-            stage: text(0)?,
-            status_fd: text(1)?.parse().ok()?,
-            raw: args.get(2..)?.to_vec(),
-            limit: Duration::from_millis(text(2)?.parse().ok()?),
-            isolation: path(3)?,
-            usr_mode: text(4)?,
-            usr: [path(5)?, path(6)?, path(7)?],
-            etc: path(8)?,
-            etc_writable: text(9)? == "rw",
-            action,
-        })
-    }
-}
-
-/// A status line for the parent.
-struct Line(String);
-
-impl std::fmt::Display for Line {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// "outer": new namespaces, then "init" as PID 1, watched against the time limit.
-fn outer(spec: &Spec) -> Option<Line> {
-    // The parent may have died between fork and prctl.
-    if rustix::process::getppid().is_none() {
-        return Some(Line("setup parent: mossfs is gone".into()));
-    }
-    let flags = rustix::thread::UnshareFlags::NEWNS
-        | rustix::thread::UnshareFlags::NEWPID
-        | rustix::thread::UnshareFlags::NEWIPC
-        | rustix::thread::UnshareFlags::NEWUTS
-        | rustix::thread::UnshareFlags::NEWNET;
-    // SAFETY: this process is single-threaded (fresh from execve) and the flags do not
-    // include FILES, the case `unshare_unsafe` warns about.
-    if let Err(e) = unsafe { rustix::thread::unshare_unsafe(flags) } {
-        return Some(Line(format!(
-            "setup unshare (mount, PID, IPC, UTS, network namespaces): {e}"
-        )));
-    }
-    let mut command = Command::new("/proc/self/exe");
-    command
-        .arg(HELPER_ARG)
-        .arg("init")
-        .arg(spec.status_fd.to_string());
-    command.args(&spec.raw);
-    // SAFETY: only prctl between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            Ok(())
-        });
-    }
-    let child = match command.spawn() {
-        Ok(child) => child,
-        Err(e) => return Some(Line(format!("setup spawn init: {e}"))),
-    };
-    match wait_limited(child, spec.limit) {
-        // "init" wrote its own line.
-        Outcome::Exited(_) => None,
-        Outcome::TimedOut(limit) => Some(Line(format!("timeout {}", limit.as_millis()))),
-        other => Some(Line(format!("setup init: {other}"))),
-    }
-}
-
-fn step(what: &str) -> impl Fn(rustix::io::Errno) -> String + '_ {
-    move |e| format!("setup {what}: {e}")
-}
-
-/// "init": PID 1. Builds the root, runs the action, reaps, reports.
-fn init(spec: &Spec, status: &File) -> Option<Line> {
-    match build_root(spec) {
-        Ok(()) => {}
-        Err(line) => return Some(Line(line)),
-    }
-    match &spec.action {
-        Action::Delete { paths } => {
-            let mut log = std::io::stderr();
-            Some(Line(status_line(&delete_paths(
-                Path::new("/"),
-                paths,
-                &mut log,
-            ))))
-        }
-        Action::Run { program, args } => {
-            if let Err(e) = drop_capabilities() {
-                return Some(Line(format!("setup drop capabilities: {e}")));
-            }
-            if let Err(e) = rustix::io::fcntl_setfd(status.as_fd(), rustix::io::FdFlags::CLOEXEC) {
-                return Some(Line(format!("setup close status pipe: {e}")));
-            }
-            rustix::process::umask(Mode::from_raw_mode(0o022));
-            let child = Command::new(program)
-                .args(args)
-                .env_clear()
-                .env("PATH", "/usr/sbin:/usr/bin")
-                .env("LANG", "C")
-                .current_dir("/")
-                .stdin(Stdio::null())
-                .spawn();
-            let child = match child {
-                Ok(child) => child,
-                Err(e) => return Some(Line(format!("notstarted {program}: {e}"))),
-            };
-            let pid = rustix::process::Pid::from_child(&child);
-            // As PID 1, reap everything until the trigger itself ends.
-            loop {
-                match rustix::process::waitpid(None, rustix::process::WaitOptions::empty()) {
-                    Ok(Some((reaped, st))) if reaped == pid => {
-                        let outcome = if let Some(code) = st.exit_status() {
-                            Outcome::Exited(code)
-                        } else if let Some(sig) = st.terminating_signal() {
-                            Outcome::Signaled(sig)
-                        } else {
-                            Outcome::Setup("unexpected wait status".into())
-                        };
-                        return Some(Line(status_line(&outcome)));
-                    }
-                    Ok(_) => continue,
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => return Some(Line(format!("setup wait: {e}"))),
-                }
-            }
-        }
-    }
-}
-
-fn status_line(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Exited(code) => format!("exit {code}"),
-        Outcome::Signaled(sig) => format!("signal {sig}"),
-        Outcome::TimedOut(limit) => format!("timeout {}", limit.as_millis()),
-        Outcome::NotStarted(why) => format!("notstarted {why}"),
-        Outcome::Setup(why) => format!("setup {why}"),
-    }
-}
-
-fn build_root(spec: &Spec) -> Result<(), String> {
-    let iso = &spec.isolation;
-    let at = |rel: &str| iso.join(rel);
-    rustix::mount::mount_change(
-        "/",
-        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-    )
-    .map_err(step("make the mount tree private"))?;
-    rustix::mount::mount(
-        "mossfs",
-        iso,
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV,
-        Some(c"mode=0755,size=4m"),
-    )
-    .map_err(step("mount the root tmpfs"))?;
-    for dir in ["usr", "etc", "proc", "tmp", "dev"] {
-        rustix::fs::mkdir(at(dir), Mode::from_raw_mode(0o755))
-            .map_err(step("create a root folder"))?;
-    }
-    for (name, target) in ROOT_LINKS {
-        rustix::fs::symlink(target, at(name)).map_err(step("create a root link"))?;
-    }
-    match spec.usr_mode.as_str() {
-        "overlay" => {
-            let [lower, upper, work] = &spec.usr;
-            let mut data = OsString::from("lowerdir=");
-            data.push(lower);
-            data.push(",upperdir=");
-            data.push(upper);
-            data.push(",workdir=");
-            data.push(work);
-            data.push(",redirect_dir=off,index=off,metacopy=off,xino=off");
-            let data = std::ffi::CString::new(data.as_bytes())
-                .map_err(|_| "setup mount the /usr overlay: a path holds a NUL byte".to_owned())?;
-            rustix::mount::mount(
-                "overlay",
-                at("usr"),
-                "overlay",
-                MountFlags::empty(),
-                Some(data.as_c_str()),
-            )
-            .map_err(step("mount the /usr overlay"))?;
-        }
-        _ => {
-            rustix::mount::mount_bind(&spec.usr[0], at("usr")).map_err(step("bind /usr"))?;
-            rustix::mount::mount_remount(
-                at("usr"),
-                MountFlags::BIND | MountFlags::RDONLY | MountFlags::NODEV,
-                "",
-            )
-            .map_err(step("make /usr read-only"))?;
-        }
-    }
-    if spec.etc.is_dir() {
-        rustix::mount::mount_bind(&spec.etc, at("etc")).map_err(step("bind /etc"))?;
-        if !spec.etc_writable {
-            rustix::mount::mount_remount(
-                at("etc"),
-                MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-                "",
-            )
-            .map_err(step("make /etc read-only"))?;
-        }
-    }
-    rustix::mount::mount(
-        "proc",
-        at("proc"),
-        "proc",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        None,
-    )
-    .map_err(step("mount /proc"))?;
-    for rel in ["proc/sys", "proc/sysrq-trigger"] {
-        // A kernel without magic SysRq has no sysrq-trigger.
-        if !at(rel).exists() {
-            continue;
-        }
-        rustix::mount::mount_bind(at(rel), at(rel)).map_err(step("bind /proc/sys"))?;
-        rustix::mount::mount_remount(
-            at(rel),
-            MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-            "",
-        )
-        .map_err(step("make /proc/sys read-only"))?;
-    }
-    rustix::mount::mount(
-        "tmpfs",
-        at("tmp"),
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NODEV,
-        Some(c"mode=1777"),
-    )
-    .map_err(step("mount /tmp"))?;
-    rustix::mount::mount(
-        "tmpfs",
-        at("dev"),
-        "tmpfs",
-        MountFlags::NOSUID | MountFlags::NOEXEC,
-        Some(c"mode=0755,size=64k"),
-    )
-    .map_err(step("mount /dev"))?;
-    for dev in DEVICES {
-        let target = at(&format!("dev/{dev}"));
-        File::create(&target).map_err(|e| format!("setup create /dev/{dev}: {e}"))?;
-        rustix::mount::mount_bind(format!("/dev/{dev}"), &target).map_err(step("bind a device"))?;
-    }
-    for (name, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        rustix::fs::symlink(target, at(&format!("dev/{name}")))
-            .map_err(step("create a /dev link"))?;
-    }
-    rustix::system::sethostname(b"mossfs-trigger").map_err(step("set the host name"))?;
-    rustix::process::chdir(iso).map_err(step("enter the new root"))?;
-    rustix::process::pivot_root(".", ".").map_err(step("pivot_root"))?;
-    rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(step("detach the host root"))?;
-    rustix::process::chdir("/").map_err(step("enter /"))?;
-    rustix::mount::mount_remount(
-        "/",
-        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-        "",
-    )
-    .map_err(step("make the root read-only"))?;
-    Ok(())
-}
-
-/// Capabilities the trigger must not have: each could undo or see past the container.
-fn drop_capabilities() -> rustix::io::Result<()> {
-    use rustix::thread::CapabilitySet as C;
-    for cap in [
-        C::SYS_ADMIN,
-        C::MKNOD,
-        C::SYS_MODULE,
-        C::SYS_RAWIO,
-        C::SYS_PTRACE,
-        C::SYS_TIME,
-        C::SYS_BOOT,
-        C::NET_ADMIN,
-    ] {
-        rustix::thread::remove_capability_from_bounding_set(cap)?;
-    }
-    Ok(())
-}
-
 /// A `delete` handler: removes each path below `root` (files, links, or whole folders).
 /// A path that is already gone is not an error.
 fn delete_paths(root: &Path, paths: &[String], log: &mut dyn Write) -> Outcome {
@@ -729,6 +367,7 @@ fn delete_paths(root: &Path, paths: &[String], log: &mut dyn Write) -> Outcome {
 
 #[cfg(test)]
 mod tests {
+    use super::helper::status_line;
     use super::*;
 
     #[test]
