@@ -44,3 +44,32 @@ impl Store {
         Ok((hash, size))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_file_becomes_an_asset_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join(".moss")).expect("store");
+        let file = dir.path().join("ld.so.cache");
+        std::fs::write(&file, b"cache bytes").expect("write");
+        let (hash, size) = store.put_file(&file).expect("put");
+        assert_eq!((hash, size), (AssetHash::of(b"cache bytes"), 11));
+        assert_eq!(
+            std::fs::read(store.asset_path(hash)).expect("asset"),
+            b"cache bytes"
+        );
+        // Again: the asset there stays, with its inode.
+        let inode =
+            |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).expect("stat"));
+        let before = inode(&store.asset_path(hash));
+        assert_eq!(store.put_file(&file).expect("put again"), (hash, size));
+        assert_eq!(inode(&store.asset_path(hash)), before);
+        assert!(matches!(
+            store.put_file(&dir.path().join("missing")),
+            Err(StoreError::ReadAsset { .. })
+        ));
+    }
+}
