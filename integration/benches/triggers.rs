@@ -202,11 +202,11 @@ fn one_change(work: &Path, entries: usize, runs: usize) -> Result<()> {
         )],
         FAST,
     )?;
-    let mut rows = Vec::new();
-    for (name, with_trigger) in [
-        ("without triggers", false),
-        ("with the ldconfig trigger", true),
-    ] {
+    // Both roots are set up first and measured in alternation, round by round, so that
+    // whatever else runs on the machine weighs on both alike.
+    let names = ["without triggers", "with the ldconfig trigger"];
+    let mut roots = Vec::new();
+    for with_trigger in [false, true] {
         let root = work.join(format!("b-root-{with_trigger}"));
         std::fs::create_dir_all(&root)?;
         let mut args: Vec<&OsStr> = vec!["install".as_ref()];
@@ -215,22 +215,33 @@ fn one_change(work: &Path, entries: usize, runs: usize) -> Result<()> {
             args.push(trigger.as_os_str());
         }
         mossfs(&root, &args)?;
-        let install: [&OsStr; 2] = ["install".as_ref(), hello.as_os_str()];
-        let remove: [&OsStr; 2] = ["remove".as_ref(), "hello".as_ref()];
-        let (mut ins, mut rem) = (Vec::new(), Vec::new());
-        for round in 0..=runs {
-            let a = mossfs(&root, &install)?.0;
-            let b = mossfs(&root, &remove)?.0;
+        roots.push(root);
+    }
+    let install: [&OsStr; 2] = ["install".as_ref(), hello.as_os_str()];
+    let remove: [&OsStr; 2] = ["remove".as_ref(), "hello".as_ref()];
+    let mut times: [[Vec<Duration>; 2]; 2] = Default::default();
+    for round in 0..=runs {
+        for (r, root) in roots.iter().enumerate() {
+            let a = mossfs(root, &install)?.0;
+            let b = mossfs(root, &remove)?.0;
             if round > 0 {
-                ins.push(a);
-                rem.push(b);
+                times[r][0].push(a);
+                times[r][1].push(b);
             }
         }
-        if with_trigger && !root.join("usr/lib/ld.so.cache").exists() {
-            return Err("the ldconfig trigger wrote no cache".into());
-        }
-        rows.push((name, stats(ins), stats(rem)));
-        std::fs::remove_dir_all(&root)?;
+    }
+    // Every change ran the trigger: one log per state, each with ldconfig's run.
+    let logs = std::fs::read_dir(roots[1].join(".moss/triggers"))?.count();
+    if logs < 2 * (runs + 1) || !roots[1].join("usr/lib/ld.so.cache").exists() {
+        return Err(
+            format!("the ldconfig trigger did not run on every change ({logs} logs)").into(),
+        );
+    }
+    let mut rows = Vec::new();
+    for (r, root) in roots.iter().enumerate() {
+        let [ins, rem] = std::mem::take(&mut times[r]);
+        rows.push((names[r], stats(ins), stats(rem)));
+        std::fs::remove_dir_all(root)?;
     }
     println!();
     println!(
