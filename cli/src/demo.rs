@@ -251,6 +251,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         stage,
         allow_conflicts: false,
         dry_run: false,
+        take_over_usr: false,
         root: root_arg(),
     };
     install::install(&install_args(&v1, false), out)?;
@@ -320,6 +321,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         &install::CommitArgs {
             triggers: Default::default(),
             id: None,
+            take_over_usr: false,
             root: root_arg(),
         },
         out,
@@ -337,6 +339,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         &state::StateCommand::Activate {
             triggers: Default::default(),
             id: 1,
+            take_over_usr: false,
             root: root_arg(),
         },
         out,

@@ -90,6 +90,9 @@ pub enum CliError {
         /// The field.
         field: &'static str,
     },
+    /// The package name breaks the naming rule, which the message states.
+    #[error(transparent)]
+    BadName(#[from] mossfs_format::meta::NameError),
     /// A metadata value is invalid.
     #[error("invalid {field} `{value}`: {reason}")]
     BadMeta {
@@ -144,6 +147,12 @@ pub enum CliError {
     /// `mount` or `umount` failed.
     #[error(transparent)]
     Mount(#[from] crate::commands::mount::MountCommandError),
+    /// `mossfs man` could not write a page.
+    #[error(transparent)]
+    Man(#[from] crate::docs::ManError),
+    /// `--log` or `MOSSFS_LOG` is not a filter.
+    #[error(transparent)]
+    Log(#[from] crate::ui::LogFilterError),
 }
 
 fn payload_note(payload: &Option<&'static str>) -> String {
@@ -172,6 +181,17 @@ impl CliError {
             e.downcast_ref::<io::Error>()
                 .is_some_and(|io| kinds.contains(&io.kind()))
         })
+    }
+
+    /// Lines that explain the error below its one-line report: why no set of packages
+    /// satisfies a request.
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            CliError::Engine(crate::engine::EngineError::Unsolvable { explanation, .. }) => {
+                Some(explanation)
+            }
+            _ => None,
+        }
     }
 
     /// What to do about it, when there is something better than "read the message".
@@ -247,7 +267,15 @@ pub fn report(err: &CliError) -> String {
         line.push_str("; ");
         line.push_str(hint);
     }
-    line.replace('\n', " ")
+    // Names inside messages come from outside: a newline or an escape sequence in one must
+    // neither start a second line nor reach the terminal.
+    let mut report = crate::quote::text(&line.replace('\n', " ")).into_owned();
+    // An explanation that takes several lines follows, each indented and quoted alike.
+    for detail in err.details().into_iter().flat_map(str::lines) {
+        report.push_str("\n  ");
+        report.push_str(&crate::quote::text(detail));
+    }
+    report
 }
 
 #[cfg(test)]

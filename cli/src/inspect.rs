@@ -10,11 +10,13 @@ mod json;
 
 use std::fs::File;
 use std::io::{BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mossfs_format::{EntryKind, Reader, Stone};
 
 use crate::error::CliError;
+use crate::quote;
 
 /// Arguments of `mossfs inspect`.
 #[derive(Debug, clap::Args)]
@@ -75,7 +77,7 @@ pub fn load(path: &Path, check: bool) -> Result<Stone, CliError> {
 }
 
 fn text(out: &mut dyn Write, path: &Path, stone: &Stone, checked: bool) -> Result<(), CliError> {
-    writeln!(out, "file: {}", path.display())?;
+    writeln!(out, "file: {}", quote::name(path.as_os_str().as_bytes()))?;
     if let Some(header) = stone.header {
         writeln!(
             out,
@@ -105,7 +107,12 @@ fn text(out: &mut dyn Write, path: &Path, stone: &Stone, checked: bool) -> Resul
     }
     writeln!(out, "meta:")?;
     for record in &stone.meta {
-        writeln!(out, "  {}: {}", record.tag.name(), record.value)?;
+        writeln!(
+            out,
+            "  {}: {}",
+            record.tag.name(),
+            quote::text(&record.value.to_string())
+        )?;
     }
     writeln!(out, "layout: {} entries", stone.layout.len())?;
     for entry in &stone.layout {
@@ -116,11 +123,11 @@ fn text(out: &mut dyn Write, path: &Path, stone: &Stone, checked: bool) -> Resul
             entry.mode,
             entry.uid,
             entry.gid,
-            entry.path
+            quote::name(entry.path.as_bytes())
         )?;
         match &entry.kind {
             EntryKind::Regular(hash) => writeln!(out, " {hash}")?,
-            EntryKind::Symlink(target) => writeln!(out, " -> {}", String::from_utf8_lossy(target))?,
+            EntryKind::Symlink(target) => writeln!(out, " -> {}", quote::name(target))?,
             _ => writeln!(out)?,
         }
     }

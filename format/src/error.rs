@@ -218,6 +218,36 @@ pub enum DecodeError {
         /// The missing asset.
         hash: AssetHash,
     },
+    /// A binary package lacks a payload it needs, so it cannot be whole
+    /// ([`crate::Stone::check_structure`]).
+    #[error("the package has no {kind} payload, but {because}; the stone is damaged")]
+    MissingPayload {
+        /// The payload that is missing.
+        kind: PayloadKind,
+        /// Why the package needs it.
+        because: &'static str,
+    },
+    /// A payload the package needs uses a compression this reader does not know, so its
+    /// records would be skipped.
+    #[error(
+        "{kind} payload at offset {offset}: unknown compression {compression}; the package cannot be read without this payload"
+    )]
+    UnknownCompression {
+        /// The payload's kind.
+        kind: PayloadKind,
+        /// Offset of its header.
+        offset: u64,
+        /// The compression byte found.
+        compression: u8,
+    },
+    /// An index entry that no layout entry uses: the layout lost records.
+    #[error("{}the index lists asset {hash}, which no layout entry uses", package_prefix(.package))]
+    UnusedAsset {
+        /// The package's name, when known.
+        package: Option<String>,
+        /// The asset.
+        hash: AssetHash,
+    },
     /// Reading failed underneath.
     #[error("read failed: {0}")]
     Io(#[from] io::Error),

@@ -26,7 +26,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{DecodeError, RecordError};
 use crate::hash::AssetHasher;
-use crate::header::{self, ArchiveHeader};
+use crate::header::{self, ArchiveHeader, FileType};
 use crate::index::{self, IndexEntry};
 use crate::layout::{self, EntryKind, LayoutEntry};
 use crate::meta::{self, Meta, MetaRecord};
@@ -81,9 +81,78 @@ impl Stone {
         })
     }
 
+    /// Checks that a binary package is whole before anything trusts it: every reader of a
+    /// package (install, extract, the store, `inspect --check`) calls this after
+    /// [`Reader::read_metadata`].
+    ///
+    /// Payload kind and compression bytes are covered by no checksum, so one flipped byte
+    /// can turn the layout into an "unknown" payload that is skipped, and the package
+    /// would install as empty (and an upgrade to it would delete the package's files).
+    /// So a binary package must have exactly one meta payload; an index or content
+    /// needs a layout; an index needs content and content an index; every layout file
+    /// needs an index entry and every index entry a layout file; and a payload of a kind
+    /// the package needs must use a compression this reader knows. A package with no
+    /// files at all legitimately has only its meta: upstream omits an empty layout.
+    /// Other file types (indexes, deltas) have rules of their own and pass through.
+    pub fn check_structure(&self) -> Result<(), DecodeError> {
+        if self.header.is_none_or(|h| h.file_type != FileType::Binary) {
+            return Ok(());
+        }
+        for info in &self.payloads {
+            let needed = matches!(
+                info.header.kind,
+                PayloadKind::Meta | PayloadKind::Layout | PayloadKind::Index | PayloadKind::Content
+            );
+            if let (true, Compression::Unknown(byte)) = (needed, info.header.compression) {
+                return Err(DecodeError::UnknownCompression {
+                    kind: info.header.kind,
+                    offset: info.offset,
+                    compression: byte,
+                });
+            }
+        }
+        let has = |kind| self.payloads.iter().any(|p| p.header.kind == kind);
+        let missing = |kind, because| DecodeError::MissingPayload { kind, because };
+        if !has(PayloadKind::Meta) {
+            return Err(missing(
+                PayloadKind::Meta,
+                "every package carries exactly one",
+            ));
+        }
+        let (index, content) = (has(PayloadKind::Index), has(PayloadKind::Content));
+        if (index || content) && !has(PayloadKind::Layout) {
+            return Err(missing(
+                PayloadKind::Layout,
+                "it has an index or content, which only a layout can place",
+            ));
+        }
+        if index && !content {
+            return Err(missing(PayloadKind::Content, "it has an index"));
+        }
+        if content && !index {
+            return Err(missing(PayloadKind::Index, "it has content"));
+        }
+        self.check_assets()?;
+        let used: std::collections::HashSet<_> = self
+            .layout
+            .iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Regular(hash) => Some(hash),
+                _ => None,
+            })
+            .collect();
+        if let Some(entry) = self.index.iter().find(|e| !used.contains(&e.digest)) {
+            return Err(DecodeError::UnusedAsset {
+                package: self.name().map(str::to_owned),
+                hash: entry.digest,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks that every regular file in the layout has an index entry, so that unpacking
-    /// the content yields every asset the layout needs.
-    pub fn check_assets(&self) -> Result<(), DecodeError> {
+    /// the content yields every asset the layout needs. Part of [`Stone::check_structure`].
+    fn check_assets(&self) -> Result<(), DecodeError> {
         let listed: std::collections::HashSet<_> = self.index.iter().map(|e| e.digest).collect();
         for entry in &self.layout {
             if let EntryKind::Regular(hash) = entry.kind
@@ -763,12 +832,12 @@ impl<R: Read> Read for Asset<'_, '_, R> {
     }
 }
 
-/// Reads a whole stone and verifies everything, every asset digest included, without
-/// keeping the content. Returns the decoded metadata.
+/// Reads a whole stone and verifies everything, its structure
+/// ([`Stone::check_structure`]) and every asset digest included, without keeping the
+/// content. Returns the decoded metadata.
 pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
     let mut reader = Reader::new(inner)?;
     let stone = reader.read_metadata()?;
-    stone.check_assets()?;
     if let Some(mut content) = reader.content(&stone)? {
         while let Some(asset) = content.next_asset()? {
             asset.finish()?;
@@ -776,5 +845,8 @@ pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
         content.finish()?;
     }
     reader.finish()?;
+    // Last, so that a framing fault (a payload after the content, a wrong payload count)
+    // is named as such rather than as the payload it hid.
+    stone.check_structure()?;
     Ok(stone)
 }

@@ -12,6 +12,7 @@
 //! - [`payloads`]: unknown kinds and compressions, misplaced and repeated payloads.
 //! - [`records`]: record counts and the meta, layout and index decoders.
 //! - [`bombs`]: zstd bombs in metadata and content.
+//! - [`structure`]: packages missing a payload they need, or with assets no file uses.
 
 // A test crate root looks for modules beside itself; these live in `malformed/`.
 #[path = "malformed/bombs.rs"]
@@ -26,3 +27,5 @@ mod payloads;
 mod records;
 #[path = "malformed/sizes.rs"]
 mod sizes;
+#[path = "malformed/structure.rs"]
+mod structure;

@@ -25,7 +25,9 @@
 //!
 //! [`blit`] never removes anything and never prints. On error the target is left as it
 //! is; the transaction engine removes staging with [`remove_tree`], which also prunes
-//! archived trees (module `remove`).
+//! archived trees (module `remove`). [`unowned`] lists what a blitted tree holds that its
+//! state does not, for `verify` and for the engine before it reuses an archived tree
+//! (module `unowned`).
 //!
 //! This module does not use the [`crate::dirfd::DirFd`] type: the blit creates only what it
 //! plans, inside directories it has just made, and reports paths as they are in the state
@@ -37,6 +39,7 @@ mod apply;
 mod create;
 mod plan;
 mod remove;
+mod unowned;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -52,6 +55,7 @@ use rustix::fs::{Mode, OFlags};
 
 pub use apply::{apply, same_on_disk};
 pub use remove::{RemoveError, remove_tree};
+pub use unowned::{Unowned, unowned};
 
 /// Mode of the blitted root itself (`/usr`), which no directory object describes.
 pub const ROOT_MODE: u32 = 0o755;
@@ -156,6 +160,10 @@ pub enum Op {
     Chmod,
     /// `unlinkat` of an entry the new state no longer has.
     Unlink,
+    /// `fstat` / `fstatat`.
+    Stat,
+    /// `getdents` of a directory.
+    List,
 }
 
 impl fmt::Display for Op {
@@ -171,6 +179,8 @@ impl fmt::Display for Op {
             Op::Chown => "change owner of",
             Op::Chmod => "change mode of",
             Op::Unlink => "remove",
+            Op::Stat => "inspect",
+            Op::List => "list",
         })
     }
 }

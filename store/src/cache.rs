@@ -40,6 +40,30 @@ pub struct PendingStone<'s> {
     pub size: u64,
 }
 
+/// The package id (sha256) and size of the stone at `path`, read once and written
+/// nowhere: what a dry run needs to name a package without touching the cache.
+pub fn stone_id(path: &Path) -> Result<(PackageId, u64)> {
+    let read_error = |source| StoreError::ReadStone {
+        path: path.to_owned(),
+        source,
+    };
+    let mut source = File::open(path).map_err(read_error)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut size = 0u64;
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((PackageId(hasher.finalize().into()), size))
+}
+
 impl Store {
     /// Copies the stone at `path` into the cache, returning its package id. The copy goes
     /// through a temp file and is renamed into place, so a cached stone is always whole. A

@@ -242,7 +242,7 @@ impl Store {
         let error = |source| stone_error(*id, &path, source);
         let mut reader = Reader::new(BufReader::with_capacity(64 * 1024, file)).map_err(error)?;
         let stone = reader.read_metadata().map_err(error)?;
-        stone.check_assets().map_err(error)?;
+        stone.check_structure().map_err(error)?;
         Ok(OpenStone {
             id: *id,
             path,

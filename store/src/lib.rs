@@ -68,7 +68,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-pub use cache::{CachedStone, PendingStone};
+pub use cache::{CachedStone, PendingStone, stone_id};
 pub use error::StoreError;
 pub use gc::GcStats;
 pub use ingest::IngestStats;
@@ -135,6 +135,31 @@ impl Store {
             cache_tmp_dir,
             is_root: rustix::process::geteuid().is_root(),
             recovered,
+            shards: shard::Shards::new(),
+            draft_kind: draft::DraftKind::new(),
+        })
+    }
+
+    /// Opens an existing store without creating, writing or recovering anything: for
+    /// commands that only read, which must work on a read-only root and leave no trace.
+    /// Temp files of a killed writer are left to the next [`Store::open`]. The store can
+    /// still unpack packages (a mount does, lazily) where its file system allows writes.
+    pub fn open_read(moss_dir: &Path) -> Result<Store> {
+        let assets_dir = moss_dir.join("assets");
+        let cache_dir = moss_dir.join("cache");
+        let assets_tmp_dir = assets_dir.join(TMP);
+        let cache_tmp_dir = cache_dir.join(TMP);
+        Ok(Store {
+            assets: open_dir(&assets_dir)?,
+            cache: open_dir(&cache_dir)?,
+            assets_tmp: open_dir(&assets_tmp_dir)?,
+            cache_tmp: open_dir(&cache_tmp_dir)?,
+            assets_dir,
+            cache_dir,
+            assets_tmp_dir,
+            cache_tmp_dir,
+            is_root: rustix::process::geteuid().is_root(),
+            recovered: 0,
             shards: shard::Shards::new(),
             draft_kind: draft::DraftKind::new(),
         })

@@ -196,11 +196,23 @@ fn a_stone_without_content_but_with_index_entries_is_refused() {
     let count = u16::from_be_bytes([stone[4], stone[5]]) - 1;
     stone[4..6].copy_from_slice(&count.to_be_bytes());
     let cached = cache_bytes(&store, dir.path(), "hollow.stone", &stone);
+    // The stone's structure is checked before its content is looked for (issue 7,
+    // defect 11).
     match store.ingest(&cached.id) {
-        Err(StoreError::NoContent { id, missing, .. }) => {
-            assert_eq!((id, missing), (cached.id, 1));
+        Err(StoreError::Stone { id, source, .. }) => {
+            assert_eq!(id, cached.id);
+            assert!(
+                matches!(
+                    *source,
+                    mossfs_format::DecodeError::MissingPayload {
+                        kind: mossfs_format::PayloadKind::Content,
+                        ..
+                    }
+                ),
+                "{source:?}"
+            );
         }
-        other => panic!("expected NoContent, got {other:?}"),
+        other => panic!("expected a missing content payload, got {other:?}"),
     }
     assert!(store.list_assets().unwrap().is_empty());
 }

@@ -169,6 +169,7 @@ fn mount_inner(
     out: &mut dyn Write,
 ) -> Result<()> {
     let root = Root::open_read(&args.root.root)?;
+    super::report_recovery(&root);
     let target = resolve_state(&root, args)?;
     fuse::check_available()?;
     let mountpoint = fuse::check_mountpoint(&args.mountpoint)?;
@@ -178,8 +179,11 @@ fn mount_inner(
     let Root { db, store, .. } = root;
     let label = mountpoint.display().to_string();
     let pid = std::process::id();
-    let log: fuse::Log =
-        Arc::new(move |error| eprintln!("mossfs[{pid}] {label}: {}", one_line(error)));
+    // Through tracing like every diagnostic, so MOSSFS_LOG and --log reach the server's
+    // log (ROOT/.moss/mounts/mount.log in the background) too.
+    let log: fuse::Log = Arc::new(move |error| {
+        tracing::warn!("mossfs[{pid}] {label}: {}", one_line(error));
+    });
     let options = FsOptions {
         debug_view: args.debug_view,
         log: Some(log),
@@ -227,7 +231,7 @@ pub fn umount(args: &UmountArgs, out: &mut dyn Write) -> Result<()> {
 
 fn resolve_state(root: &Root, args: &MountArgs) -> Result<Target> {
     let txn = root.db.read().map_err(EngineError::from)?;
-    let active = txn.active().map_err(EngineError::from)?;
+    let active = root.live_state(&txn)?;
     let id = match (args.state, args.candidate) {
         (Some(id), _) => StateId(id),
         (None, true) => txn
@@ -252,6 +256,7 @@ fn resolve_state(root: &Root, args: &MountArgs) -> Result<Target> {
     let what = match state.status {
         _ if active == Some(id) => "active",
         Status::Candidate => "candidate",
+        Status::InFlight => "being committed",
         Status::Committed => "archived",
     };
     // Transaction triggers run when a state is committed; until then nothing of theirs is

@@ -167,12 +167,13 @@ fn tail(log: &mut File, lines: usize) -> String {
 
 /// Runs `state`'s transaction triggers over the staging tree and folds what they wrote
 /// into it. Returns the state's new tree (root, entries) when they wrote anything.
-/// Only a candidate runs them: a committed state's tree already holds their output.
+/// Only a state never committed (a candidate, or the in-flight state of an `install` or
+/// `remove`) runs them: a committed state's tree already holds their output.
 pub fn before_exchange(root: &Root, state: &State, options: Options) -> Result<Option<Output>> {
     // A candidate with generated files already ran its triggers on this very tree, and a
     // kill came before the swap: their output is in its tree, and running them again on
     // top of it would apply them twice (`echo x >> file`).
-    if options.skip || state.status != Status::Candidate || !state.generated.is_empty() {
+    if options.skip || state.status == Status::Committed || !state.generated.is_empty() {
         return Ok(None);
     }
     let staging = root.staging();

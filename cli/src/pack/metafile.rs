@@ -178,8 +178,10 @@ impl MetaFields {
                 })
                 .collect()
         };
+        let name = required(self.name, "name")?;
+        mossfs_format::meta::check_name(&name)?;
         Ok(Meta {
-            name: required(self.name, "name")?,
+            name,
             version: required(self.version, "version")?,
             release: self.release.unwrap_or(1),
             build_release: self.build_release.unwrap_or(1),
