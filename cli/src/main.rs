@@ -88,6 +88,9 @@ enum Command {
     Mount(commands::mount::MountArgs),
     /// Unmount a mossfs mount, even one whose server died.
     Umount(commands::mount::UmountArgs),
+    /// Run system triggers again, or one command in the trigger container.
+    #[command(subcommand)]
+    Triggers(commands::triggers::TriggersCommand),
     /// Print the version; --full adds the commit, compiler, target and features.
     Version(version::Args),
     /// Print a shell completion script: `source <(mossfs completions bash)`.
@@ -109,6 +112,7 @@ impl Command {
                 | Command::Gc(_)
                 | Command::Mount(_)
                 | Command::Umount(_)
+                | Command::Triggers(_)
                 | Command::Completions(_)
                 | Command::Man(_)
         )
@@ -125,6 +129,10 @@ impl Command {
 }
 
 fn main() -> ExitCode {
+    // The trigger container's helpers are this binary, started again (DESIGN.md §10).
+    if let Some(code) = mossfs_triggers::helper_main() {
+        return code;
+    }
     ui::start_clock();
     let cli = Cli::parse();
     ui::set(cli.globals.clone());
@@ -178,6 +186,7 @@ fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Gc(args) => commands::gc::gc(args, out).map_err(CliError::from),
         Command::Mount(args) => commands::mount::mount(args, out).map_err(CliError::from),
         Command::Umount(args) => commands::mount::umount(args, out).map_err(CliError::from),
+        Command::Triggers(command) => commands::triggers::run(command, out).map_err(CliError::from),
         Command::Version(args) => version::run(args, out).map_err(CliError::from),
         Command::Completions(args) => {
             docs::completions(Cli::command(), args, out);
@@ -232,6 +241,7 @@ mod tests {
         &["gc"],
         &["mount", "--state", "2", "/mnt"],
         &["umount", "/mnt"],
+        &["triggers", "run", "--trigger-timeout", "5"],
         &["inspect", "a.stone"],
         &["extract", "a.stone", "-o", "out"],
         &["delta", "a.stone", "b.stone", "-o", "d.stone"],
@@ -271,7 +281,7 @@ mod tests {
                 assert_eq!(parse(&after), expected, "{after:?}");
             }
             // Between a nested command's two words, too.
-            if command.len() > 1 && matches!(command[0], "state" | "list") {
+            if command.len() > 1 && matches!(command[0], "state" | "list" | "triggers") {
                 let mut between = vec![command[0], "-D", "/r"];
                 between.extend(&command[1..]);
                 assert_eq!(parse(&between), expected, "{between:?}");

@@ -30,7 +30,7 @@ use heed::types::{Bytes, Str, U64};
 use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
-pub use state::{Conflict, Reason, Selection, State, StateId, Status};
+pub use state::{Conflict, Generated, Reason, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
 /// The schema this build reads and writes. Bump it when a record shape changes.

@@ -113,6 +113,16 @@ pub struct Conflict {
     pub contenders: Vec<Node>,
 }
 
+/// A file that a transaction trigger wrote into a state's tree (DESIGN.md §10): its tree
+/// entry has no package owner, and this says which trigger made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The path below `/usr`.
+    pub path: Vec<u8>,
+    /// The trigger's name.
+    pub trigger: String,
+}
+
 /// A recorded state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
@@ -134,6 +144,8 @@ pub struct State {
     pub entries: u64,
     /// Conflicts found when the tree was built. A state with any can never be committed.
     pub conflicts: Vec<Conflict>,
+    /// Files its transaction triggers wrote, sorted by path; empty until it is committed.
+    pub generated: Vec<Generated>,
 }
 
 impl State {
@@ -172,6 +184,13 @@ impl State {
                 })
                 .collect();
             put_bytes(&mut out, &crate::tree::encode(&entries));
+        }
+        // Added after version 1 records were first written: an older record simply ends
+        // here, and reads back with nothing generated.
+        out.extend_from_slice(&(self.generated.len() as u32).to_be_bytes());
+        for g in &self.generated {
+            put_bytes(&mut out, &g.path);
+            put_bytes(&mut out, g.trigger.as_bytes());
         }
         out
     }
@@ -227,6 +246,16 @@ impl State {
                 .collect();
             conflicts.push(Conflict { path, contenders });
         }
+        let mut generated = Vec::new();
+        if !r.0.is_empty() {
+            let count = r.u32()? as usize;
+            generated.reserve(count.min(r.0.len() / 8));
+            for _ in 0..count {
+                let path = r.bytes()?.to_vec();
+                let trigger = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+                generated.push(Generated { path, trigger });
+            }
+        }
         Some(State {
             id,
             created,
@@ -237,6 +266,7 @@ impl State {
             root,
             entries,
             conflicts,
+            generated,
         })
     }
 }
@@ -256,6 +286,10 @@ mod tests {
             root: TreeHash(9),
             entries: 4,
             conflicts: Vec::new(),
+            generated: vec![Generated {
+                path: b"lib/ld.so.cache".to_vec(),
+                trigger: "ldconfig".into(),
+            }],
         }
     }
 
@@ -286,9 +320,12 @@ mod tests {
     #[test]
     fn a_version_1_record_reads_with_unknown_reasons() {
         let mut bytes = state(Vec::new()).encode();
-        // Rewrite as version 1: the same layout without reasons.
+        // Rewrite as version 1: the same layout without reasons, and without the generated
+        // files that later records end with (selection count, conflict count, one
+        // generated entry: its count and two length-prefixed strings).
         bytes[0] = 1;
-        let count_at = bytes.len() - 8;
+        let generated = 4 + (4 + b"lib/ld.so.cache".len()) + (4 + b"ldconfig".len());
+        let count_at = bytes.len() - generated - 8;
         bytes[count_at..count_at + 4].copy_from_slice(&1u32.to_be_bytes());
         bytes.truncate(count_at + 4);
         bytes.extend_from_slice(&[5; 32]); // package id
@@ -303,5 +340,6 @@ mod tests {
                 reason: Reason::Unknown,
             }]
         );
+        assert!(decoded.generated.is_empty());
     }
 }

@@ -134,6 +134,10 @@ fn states_trees_and_lookup() {
             path: b"bin/tool".to_vec(),
             contenders: vec![file.clone(), file.clone()],
         }],
+        generated: vec![mossfs_db::Generated {
+            path: b"lib/ld.so.cache".to_vec(),
+            trigger: "ldconfig".into(),
+        }],
     };
     txn.put_state(&state).unwrap();
     txn.set_active(Some(id)).unwrap();
@@ -244,6 +248,7 @@ fn a_read_only_open_creates_nothing_writes_nothing_and_sees_every_state() {
             root,
             entries: 0,
             conflicts: Vec::new(),
+            generated: Vec::new(),
         })
         .unwrap();
         txn.commit().unwrap();

@@ -64,6 +64,7 @@ mod draft;
 pub mod durable;
 pub mod error;
 mod gc;
+mod generated;
 mod ingest;
 mod shard;
 mod stats;

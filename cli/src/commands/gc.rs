@@ -31,6 +31,8 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
         .collect();
 
     let mut reachable = HashSet::new();
+    // Assets named by a tree: transaction triggers' output belongs to no package.
+    let mut keep_assets = HashSet::new();
     let mut stack: Vec<_> = states.iter().map(|s| s.root).collect();
     while let Some(hash) = stack.pop() {
         if !reachable.insert(hash) {
@@ -38,8 +40,12 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
         }
         let view = txn.tree(hash)?;
         for entry in view.entries(hash)? {
-            if let NodeKind::Directory(child) = entry.node.kind {
-                stack.push(child);
+            match entry.node.kind {
+                NodeKind::Directory(child) => stack.push(child),
+                NodeKind::Regular { asset, .. } if entry.node.owner.is_none() => {
+                    keep_assets.insert(asset);
+                }
+                _ => {}
             }
         }
     }
@@ -57,7 +63,6 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
             trees_removed += 1;
         }
     }
-    let mut keep_assets = HashSet::new();
     for id in &selected {
         keep_assets.extend(txn.index(id)?.into_iter().map(|e| e.digest));
     }

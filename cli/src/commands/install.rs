@@ -44,6 +44,8 @@ pub struct InstallArgs {
     #[arg(long)]
     pub take_over_usr: bool,
     #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
+    #[command(flatten)]
     pub root: RootArg,
 }
 
@@ -63,6 +65,8 @@ pub struct RemoveArgs {
     #[arg(long)]
     pub take_over_usr: bool,
     #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
+    #[command(flatten)]
     pub root: RootArg,
 }
 
@@ -74,6 +78,8 @@ pub struct CommitArgs {
     /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
     #[arg(long)]
     pub take_over_usr: bool,
+    #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -208,6 +214,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     let mut root = Root::create(&args.root.root)?;
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
+    root.triggers = args.triggers.options();
     crate::ui::step("open root");
     let sizes: u64 = paths
         .iter()
@@ -251,6 +258,7 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     let mut root = Root::open_write(&args.root.root)?;
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
+    root.triggers = args.triggers.options();
     crate::ui::step("open root");
     let plan = plan_remove(&base(&root)?, &args.names, crate::ui::yes_all())?;
     crate::ui::step("plan");
@@ -474,6 +482,7 @@ pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
     let mut root = Root::open_write(&args.root.root)?;
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
+    root.triggers = args.triggers.options();
     let snapshot = root.db.read()?;
     let id = match args.id {
         Some(id) => mossfs_db::StateId(id),

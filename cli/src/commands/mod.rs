@@ -8,6 +8,7 @@ pub mod mount;
 pub mod query;
 pub mod search_file;
 pub mod state;
+pub mod triggers;
 pub mod verify;
 
 use std::io::Write;

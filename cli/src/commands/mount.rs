@@ -145,6 +145,8 @@ type Result<T, E = MountCommandError> = std::result::Result<T, E>;
 struct Target {
     id: StateId,
     what: &'static str,
+    /// Said last: a candidate with transaction triggers does not show their output yet.
+    note: Option<String>,
 }
 
 /// Runs `mossfs mount`.
@@ -209,6 +211,9 @@ fn mount_inner(
                 "serving in the foreground; Ctrl-C or 'mossfs umount {}' unmounts",
                 mountpoint.display()
             )?;
+            if let Some(note) = &target.note {
+                writeln!(out, "{note}")?;
+            }
             out.flush()
         });
     })?;
@@ -254,7 +259,22 @@ fn resolve_state(root: &Root, args: &MountArgs) -> Result<Target> {
         Status::InFlight => "being committed",
         Status::Committed => "archived",
     };
-    Ok(Target { id, what })
+    // Transaction triggers run when a state is committed; until then nothing of theirs is
+    // in its tree (DESIGN.md §10).
+    let has_triggers = mossfs_format::RelPath::new("share/moss/triggers/tx.d")
+        .ok()
+        .map(|dir| txn.lookup(state.root, &dir))
+        .transpose()
+        .map_err(EngineError::from)?
+        .flatten()
+        .is_some();
+    let note = (state.status == Status::Candidate && has_triggers && state.generated.is_empty())
+        .then(|| {
+        format!(
+            "note: state {id} is a candidate: its transaction triggers run when it is committed, so no file they generate is shown yet"
+        )
+    });
+    Ok(Target { id, what, note })
 }
 
 fn announce(
@@ -346,6 +366,9 @@ fn background(
             let pid = words.get(2).copied().unwrap_or("?");
             writeln!(out, "server: pid {pid}, log {}", log_path.display())?;
             writeln!(out, "unmount with: mossfs umount {}", mountpoint.display())?;
+            if let Some(note) = &target.note {
+                writeln!(out, "{note}")?;
+            }
             Ok(())
         }
         Ok(_) if line.starts_with("error ") => {

@@ -44,6 +44,8 @@ pub enum StateCommand {
         #[arg(long)]
         take_over_usr: bool,
         #[command(flatten)]
+        triggers: super::triggers::TriggerArgs,
+        #[command(flatten)]
         root: RootArg,
     },
     /// Remove old committed states, keeping the newest ones and the active one; or, with
@@ -92,11 +94,13 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
         StateCommand::Activate {
             id,
             take_over_usr,
+            triggers,
             root,
         } => {
             let mut root = Root::open_write(&root.root)?;
             root.take_over_usr = *take_over_usr;
             report_recovery(&root);
+            root.triggers = triggers.options();
             let summary = format!("activate state {id}");
             // What was active, for the document; the state itself is read after the
             // commit, so that its refusals come first, as without --json.

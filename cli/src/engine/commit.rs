@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `ingest` | packages unpacked, their assets synced | the old state active; assets are garbage at worst |
 //! | `blit` | staging/usr written, `.stateID` in it, what the blit wrote synced | the old state active; staging is removed at next start |
+//! | `triggers` | transaction triggers ran in their container; their output is in staging, the store and the state's tree | the old state active; staging is removed at next start |
 //! | `exchange` | `renameat2(RENAME_EXCHANGE)` of staging/usr and usr | **the new state live**: the next start marks it active in the DB and archives the old tree |
 //! | `archive` | old tree moved to `.moss/root/<old>/usr` (a taken-over `usr` to `unmanaged-N/usr`) | the new state live; the DB is brought in line at next start, and the old tree archived or kept |
 //! | `db` | state marked committed and active | done, but root links may be missing; next start makes them |
@@ -82,6 +83,7 @@ pub fn record_state(
         root: built.root,
         entries: built.entries,
         conflicts: built.conflicts,
+        generated: Vec::new(),
     };
     txn.put_state(&state)?;
     txn.commit()?;
@@ -298,6 +300,18 @@ pub fn commit_state(
     };
     fault_point("blit");
 
+    // Transaction triggers, on the staging tree (DESIGN.md §10). Their output is in the
+    // state's tree before the commit point, so recovery after a kill finds it there.
+    if let Some(output) = super::triggers::before_exchange(root, &state, root.triggers)? {
+        state.root = output.root;
+        state.entries = output.entries;
+        state.generated = output.files;
+        let mut txn = root.db.write()?;
+        txn.put_state(&state)?;
+        txn.commit()?;
+    }
+    fault_point("triggers");
+
     // The commit point.
     sysroot::exchange(&staged, &root.usr())?;
     fault_point("exchange");
@@ -326,6 +340,11 @@ pub fn commit_state(
     fault_point("db");
 
     let links = sysroot::ensure_root_links(&root.path)?;
+    // System triggers: after the swap, which they cannot undo.
+    if mode == Mode::Switch {
+        super::triggers::after_exchange(root, id, root.triggers)?;
+        crate::ui::step("system triggers");
+    }
     Ok(CommitReport {
         id,
         blitted,

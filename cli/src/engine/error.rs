@@ -269,6 +269,24 @@ pub enum EngineError {
     /// path as given, quoted for people.
     #[error("{0} is not below /usr, and packages ship files only there")]
     OutsideUsr(String),
+    /// A trigger file of the new tree is unusable: nothing was swapped.
+    #[error("cannot use the triggers of the new tree")]
+    TriggerFile(#[from] mossfs_triggers::TriggerError),
+    /// A trigger could not be started at all.
+    #[error("cannot run a trigger")]
+    TriggerRun(#[from] mossfs_triggers::RunError),
+    /// A trigger failed. A transaction trigger refuses the commit; a system trigger ran
+    /// after the swap, which stays.
+    #[error("{0}")]
+    TriggerFailed(Box<TriggerFailure>),
+    /// A trigger wrote something a state cannot hold.
+    #[error("a transaction trigger made /usr/{path}: {reason}; the commit was refused")]
+    TriggerOutput {
+        /// Relative to `/usr`.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Printing failed (a closed pipe is not reported as a failure).
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
@@ -294,3 +312,45 @@ pub enum EngineError {
 
 /// The engine's result type.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// A trigger that failed, for [`EngineError::TriggerFailed`].
+#[derive(Debug)]
+pub struct TriggerFailure {
+    /// `transaction`, `system`, or `exec`.
+    pub scope: &'static str,
+    /// The trigger's name.
+    pub trigger: String,
+    /// The command as run.
+    pub command: String,
+    /// How it ended.
+    pub outcome: String,
+    /// Where its output is.
+    pub log: PathBuf,
+    /// The log's last lines.
+    pub tail: String,
+}
+
+impl std::fmt::Display for TriggerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let consequence = match self.scope {
+            "transaction" => "the commit was refused and the previous state stays active",
+            "system" => {
+                "the new state is active; run the system triggers again with 'mossfs triggers run'"
+            }
+            _ => "nothing was kept",
+        };
+        write!(
+            f,
+            "{} trigger '{}' failed: '{}' ended with {}; {consequence}; its output is in {}",
+            self.scope,
+            self.trigger,
+            self.command,
+            self.outcome,
+            self.log.display()
+        )?;
+        if !self.tail.is_empty() {
+            write!(f, ", ending:\n{}", self.tail)?;
+        }
+        Ok(())
+    }
+}

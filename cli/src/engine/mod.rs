@@ -10,6 +10,7 @@ pub mod mounts;
 pub mod plan;
 pub mod root;
 pub mod solve;
+pub mod triggers;
 pub mod unpack;
 
 pub use commit::{CommitReport, Mode, check_commit, commit_state, forget_unreached, record_state};

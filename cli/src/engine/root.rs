@@ -110,6 +110,8 @@ pub struct Root {
     pub store: Store,
     /// What recovery did when the root was opened, for people.
     pub recovered: Vec<String>,
+    /// Whether and how commits run triggers; commands set it from their flags.
+    pub triggers: super::triggers::Options,
     /// The user asked to take over a `usr` that mossfs does not manage
     /// (`--take-over-usr`); without it a commit refuses to replace one (DESIGN.md §6.7).
     pub take_over_usr: bool,
@@ -171,6 +173,7 @@ impl Root {
             store: Store::open_read(&moss)?,
             recovered: Vec::new(),
             take_over_usr: false,
+            triggers: super::triggers::Options::default(),
             pending: None,
             _lock: None,
         };
@@ -227,6 +230,7 @@ impl Root {
             store,
             recovered,
             take_over_usr: false,
+            triggers: super::triggers::Options::default(),
             pending: None,
             _lock: Some(lock),
         })

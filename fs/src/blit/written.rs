@@ -65,8 +65,9 @@ impl Written {
         f(&mut ledger);
     }
 
-    /// A directory whose entries or own metadata changed.
-    pub(super) fn dir(&self, path: &Path) {
+    /// A directory whose entries or own metadata changed (by the blit, or by whoever edits
+    /// the tree after it, such as the triggers' output being folded in).
+    pub fn dir(&self, path: &Path) {
         self.with(|l| l.dirs.push(path.to_owned()));
     }
 
@@ -76,7 +77,7 @@ impl Written {
     }
 
     /// Entries that cannot be opened, so cannot be synced one by one.
-    pub(super) fn unopenable(&self, count: u64) {
+    pub fn unopenable(&self, count: u64) {
         self.with(|l| l.unopenable += count);
     }
 

@@ -45,6 +45,7 @@
 //!   depends on package order.
 
 mod conflict;
+mod edit;
 mod input;
 mod merge;
 mod place;
@@ -53,6 +54,7 @@ mod resolve;
 use mossfs_db::{Conflict, DbError, Node, NodeKind, TreeHash, WriteTxn};
 use mossfs_format::{AssetHash, PackageId, RelPath};
 
+pub use edit::{Edit, edit};
 pub use resolve::{MAX_HOPS, MAX_RESOLVED_LEN};
 
 /// Mode of a directory that no package ships a record for.

@@ -106,6 +106,7 @@ impl Root {
             root: built.root,
             entries: built.entries,
             conflicts: built.conflicts,
+            generated: Vec::new(),
         })
         .unwrap();
         txn.commit().unwrap();
