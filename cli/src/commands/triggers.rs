@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use mossfs_triggers::{Action, Container, UsrView};
+use mossfs_triggers::Action;
 
 use mossfs_db::Query;
 
@@ -91,29 +91,8 @@ pub fn run(command: &TriggersCommand, out: &mut dyn Write) -> Result<()> {
             let root = Root::open_write(&root.root)?;
             report_recovery(&root);
             let scratch = root.staging();
-            let (upper, work) = (scratch.join("upper"), scratch.join("work"));
-            let isolation = root.path.join(".moss/root/isolation");
-            for dir in [&upper, &work, &isolation] {
-                std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
-            }
-            let container = Container {
-                helper: std::env::current_exe().map_err(|source| EngineError::Io {
-                    path: "/proc/self/exe".into(),
-                    source,
-                })?,
-                isolation,
-                usr: UsrView::Overlay {
-                    lower: root.usr(),
-                    upper,
-                    work,
-                },
-                etc: root.path.join("etc"),
-                etc_writable: false,
-                time_limit: t.options().time_limit,
-            };
+            let (container, _) =
+                triggers::overlay_container(&root, root.usr(), &scratch, t.options().time_limit)?;
             let action = Action::Run {
                 program: command[0].clone(),
                 args: command[1..].to_vec(),

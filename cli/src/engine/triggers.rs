@@ -83,6 +83,66 @@ fn helper() -> Result<PathBuf> {
     })
 }
 
+/// Opens the log of state `id` for the triggers of `scope` and notes the skipped ones;
+/// `None` when nothing is to run, so that a change without triggers writes no log. The
+/// transaction triggers start the log, the system triggers add to it.
+fn start_log(
+    root: &Root,
+    id: StateId,
+    scope: Scope,
+    plan: &mossfs_triggers::Plan,
+) -> Result<Option<File>> {
+    if plan.jobs.is_empty() && plan.skipped.is_empty() {
+        return Ok(None);
+    }
+    let kind = match scope {
+        Scope::Transaction => "transaction",
+        Scope::System => "system",
+    };
+    let mut log = open_log(root, id, scope == Scope::System)?;
+    for skipped in &plan.skipped {
+        let _ = writeln!(
+            log,
+            "== {kind} trigger {} skipped: {}",
+            skipped.trigger, skipped.because
+        );
+    }
+    Ok((!plan.jobs.is_empty()).then_some(log))
+}
+
+/// A container whose `/usr` is an overlay of `lower`, writes landing in `scratch/upper`
+/// (returned), so that nothing a trigger does reaches `lower`'s files, which are
+/// hardlinks into the store.
+pub fn overlay_container(
+    root: &Root,
+    lower: PathBuf,
+    scratch: &Path,
+    time_limit: Duration,
+) -> Result<(Container, PathBuf)> {
+    let upper = scratch.join("upper");
+    let work = scratch.join("work");
+    let isolation = root.path.join(".moss/root/isolation");
+    for dir in [&upper, &work, &isolation] {
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let container = Container {
+        helper: helper()?,
+        isolation,
+        usr: UsrView::Overlay {
+            lower,
+            upper: upper.clone(),
+            work,
+        },
+        etc: root.path.join("etc"),
+        etc_writable: false,
+        time_limit,
+    };
+    Ok((container, upper))
+}
+
 /// Plans the triggers of `scope` for the tree below `tree_root` (the directory holding
 /// `usr`); inhibitor paths outside `/usr` are looked up on the managed root.
 fn plan_for(root: &Root, tree_root: &Path, scope: Scope) -> Result<mossfs_triggers::Plan> {
@@ -194,41 +254,11 @@ fn run_transaction(
     staging: &Path,
 ) -> Result<Option<Output>> {
     let plan = plan_for(root, staging, Scope::Transaction)?;
-    if plan.jobs.is_empty() && plan.skipped.is_empty() {
+    let Some(mut log) = start_log(root, state.id, Scope::Transaction, &plan)? else {
         return Ok(None);
-    }
-    let mut log = open_log(root, state.id, false)?;
-    for skipped in &plan.skipped {
-        let _ = writeln!(
-            log,
-            "== transaction trigger {} skipped: {}",
-            skipped.trigger, skipped.because
-        );
-    }
-    if plan.jobs.is_empty() {
-        return Ok(None);
-    }
-    let upper = staging.join("upper");
-    let work = staging.join("work");
-    let isolation = root.path.join(".moss/root/isolation");
-    for dir in [&upper, &work, &isolation] {
-        std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-    }
-    let container = Container {
-        helper: helper()?,
-        isolation,
-        usr: UsrView::Overlay {
-            lower: root.staging_usr(),
-            upper: upper.clone(),
-            work,
-        },
-        etc: root.path.join("etc"),
-        etc_writable: false,
-        time_limit: options.time_limit,
     };
+    let (container, upper) =
+        overlay_container(root, root.staging_usr(), staging, options.time_limit)?;
     // Which trigger wrote each path: the last one whose run changed it in the upper layer.
     let mut seen = signatures(&upper)?;
     let mut writer: BTreeMap<Vec<u8>, String> = BTreeMap::new();
@@ -437,20 +467,9 @@ pub fn after_exchange(root: &Root, id: StateId, options: Options) -> Result<()> 
         return Ok(());
     }
     let plan = plan_for(root, &root.path, Scope::System)?;
-    if plan.jobs.is_empty() && plan.skipped.is_empty() {
+    let Some(mut log) = start_log(root, id, Scope::System, &plan)? else {
         return Ok(());
-    }
-    let mut log = open_log(root, id, true)?;
-    for skipped in &plan.skipped {
-        let _ = writeln!(
-            log,
-            "== system trigger {} skipped: {}",
-            skipped.trigger, skipped.because
-        );
-    }
-    if plan.jobs.is_empty() {
-        return Ok(());
-    }
+    };
     let on_host = root.path.canonicalize().is_ok_and(|p| p == Path::new("/"));
     if on_host {
         return run_jobs(
