@@ -4,7 +4,8 @@
 //! duplicate file, an empty file, an empty directory and a private one), then runs the real
 //! commands on it, one printed step at a time: `pack`, `inspect --check`, `extract`, and a
 //! comparison of the extracted tree with the sample. Then the whole story of a managed root,
-//! in a sandbox root: install version 1, stage version 2 as a candidate, mount the candidate
+//! in a sandbox root: install version 1, make a delta from version 1 to version 2 and stage
+//! version 2 from it as a candidate, mount the candidate
 //! and compare it with the live `/usr`, commit it, roll back, and unmount. Nothing outside
 //! the sandbox (a fresh temporary directory) is touched.
 
@@ -129,7 +130,7 @@ fn sample_pack_args(dir: &Path, output: &Path, version: &str) -> pack::Args {
 }
 
 /// Steps in the whole demo.
-const STEPS: usize = 14;
+const STEPS: usize = 15;
 
 fn step(out: &mut dyn Write, n: usize, what: &str) -> Result<(), CliError> {
     writeln!(out, "\n[{n}/{STEPS}] {what}")?;
@@ -256,10 +257,34 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     };
     install::install(&install_args(&v1, false), out)?;
 
-    step(out, 8, "mossfs install --stage hello-2.0-1-1.stone")?;
-    install::install(&install_args(&v2, true), out)?;
+    step(
+        out,
+        8,
+        "mossfs delta hello-1.0-1-1.stone hello-2.0-1-1.stone -o hello-1.0-to-2.0.stone",
+    )?;
+    let delta = sandbox.join("hello-1.0-to-2.0.stone");
+    crate::delta::run(
+        &crate::delta::Args {
+            old: v1.clone(),
+            new: v2.clone(),
+            output: delta.clone(),
+            level: mossfs_format::delta::make::DEFAULT_LEVEL,
+            pair_limit: mossfs_format::delta::make::DEFAULT_PAIR_LIMIT >> 20,
+            threads: None,
+        },
+        out,
+    )?;
 
-    step(out, 9, "mossfs mount --candidate mnt")?;
+    // The delta stands for version 2.0: its new assets are rebuilt from version 1.0's in
+    // the store, so the full stone is never needed.
+    step(
+        out,
+        9,
+        "mossfs install --stage hello-1.0-to-2.0.stone (the delta)",
+    )?;
+    install::install(&install_args(&delta, true), out)?;
+
+    step(out, 10, "mossfs mount --candidate mnt")?;
     let mount_args = mount::MountArgs {
         state: None,
         candidate: true,
@@ -280,7 +305,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         }
     };
 
-    step(out, 10, "compare the live /usr with the mounted candidate")?;
+    step(out, 11, "compare the live /usr with the mounted candidate")?;
     state::run(
         &state::StateCommand::Diff {
             a: 1,
@@ -316,7 +341,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         }
     }
 
-    step(out, 11, "mossfs commit")?;
+    step(out, 12, "mossfs commit")?;
     install::commit(
         &install::CommitArgs {
             triggers: Default::default(),
@@ -334,7 +359,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         ));
     }
 
-    step(out, 12, "mossfs state activate 1 (roll back)")?;
+    step(out, 13, "mossfs state activate 1 (roll back)")?;
     state::run(
         &state::StateCommand::Activate {
             triggers: Default::default(),
@@ -346,13 +371,13 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
     show_live(out)?;
 
-    step(out, 13, "mossfs state list")?;
+    step(out, 14, "mossfs state list")?;
     state::run(
         &state::StateCommand::List(state::RootOnly { root: root_arg() }),
         out,
     )?;
 
-    step(out, 14, "mossfs umount mnt")?;
+    step(out, 15, "mossfs umount mnt")?;
     match mounted {
         Some(guard) => {
             // The guard's own unmount, when it drops, then finds nothing to do.
