@@ -181,6 +181,72 @@ impl<R: Read> Reader<R> {
         Ok(stone)
     }
 
+    /// Reads a repository index (file type 3): every meta payload, one per package, in
+    /// archive order. Other known kinds and unknown kinds are skipped by their size; a content
+    /// payload is refused, since an index never carries one. `plain_limit` bounds the sum of
+    /// the declared plain sizes, so a hostile index cannot make the reader hold more than the
+    /// caller allows, whatever its payload count says.
+    pub fn read_index(&mut self, plain_limit: u64) -> Result<Vec<Vec<MetaRecord>>, DecodeError> {
+        let mut packages = Vec::new();
+        let mut plain_total: u64 = 0;
+        while let Some(info) = self.next_payload_header()? {
+            let header = info.header;
+            match header.kind {
+                PayloadKind::Content => {
+                    return Err(DecodeError::ContentInIndex {
+                        offset: info.offset,
+                    });
+                }
+                PayloadKind::Meta if !matches!(header.compression, Compression::Unknown(_)) => {}
+                _ => {
+                    self.skip_body(info)?;
+                    continue;
+                }
+            }
+            plain_total = plain_total.saturating_add(header.plain_size);
+            for size in [header.stored_size, plain_total] {
+                if size > plain_limit.min(MAX_METADATA_SIZE) {
+                    return Err(DecodeError::PayloadTooLarge {
+                        kind: PayloadKind::Meta,
+                        offset: info.offset,
+                        size,
+                        limit: plain_limit.min(MAX_METADATA_SIZE),
+                    });
+                }
+            }
+            if header.version != 1 {
+                return Err(DecodeError::UnsupportedPayloadVersion {
+                    kind: PayloadKind::Meta,
+                    offset: info.offset,
+                    version: header.version,
+                });
+            }
+            let body = self.read_body(info)?;
+            let plain = decompress(&body, info)?;
+            let records =
+                meta::decode_all(&plain).map_err(|(index, reason)| DecodeError::BadRecord {
+                    kind: PayloadKind::Meta,
+                    index,
+                    package: None,
+                    reason,
+                })?;
+            if records.len() as u64 != u64::from(header.records) {
+                return Err(DecodeError::RecordCount {
+                    kind: PayloadKind::Meta,
+                    offset: info.offset,
+                    declared: header.records,
+                    found: records.len() as u64,
+                });
+            }
+            packages.push(records);
+        }
+        let mut probe = [0u8; 1];
+        if read_full(&mut self.inner, &mut probe)? != 0 {
+            return Err(DecodeError::TrailingData { extra: 1 });
+        }
+        Ok(packages)
+    }
+
     fn read_metadata_payload(
         &mut self,
         info: PayloadInfo,
