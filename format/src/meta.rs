@@ -589,13 +589,14 @@ impl Meta {
     /// The records to write, in the order upstream's writer uses. Every field in
     /// [`UPSTREAM_REQUIRED`] is written, even when empty.
     pub fn to_records(&self) -> Vec<MetaRecord> {
-        let mut out = Vec::new();
         // Upstream's reader refuses a package without any of these, even an empty one, so
         // they are always written.
-        out.push(MetaRecord::string(MetaTag::Name, self.name.as_str()));
-        out.push(MetaRecord::string(MetaTag::Version, self.version.as_str()));
-        out.push(MetaRecord::u64(MetaTag::Release, self.release));
-        out.push(MetaRecord::u64(MetaTag::BuildRelease, self.build_release));
+        let mut out = vec![
+            MetaRecord::string(MetaTag::Name, self.name.as_str()),
+            MetaRecord::string(MetaTag::Version, self.version.as_str()),
+            MetaRecord::u64(MetaTag::Release, self.release),
+            MetaRecord::u64(MetaTag::BuildRelease, self.build_release),
+        ];
         for (tag, value) in [
             (MetaTag::Architecture, &self.architecture),
             (MetaTag::Summary, &self.summary),
