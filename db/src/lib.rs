@@ -17,8 +17,10 @@
 //! | `providers` | `kind(target)` | package ids (sorted duplicates) |
 //! | `states` | state id (u64 BE) | [`State`] |
 //! | `trees` | tree hash | directory object ([`tree`]) |
+//! | `available`, `available_providers`, `repositories` | see [`available`] | |
 #![deny(missing_docs)]
 
+mod available;
 mod codec;
 pub mod state;
 pub mod tree;
@@ -30,6 +32,7 @@ use heed::types::{Bytes, Str, U64};
 use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
+pub use available::{Available, AvailableQuery, RepoSeen};
 pub use state::{Conflict, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
@@ -146,6 +149,7 @@ pub struct Db {
     providers: Database<'static, Bytes, Bytes>,
     states: Database<'static, U64<BigEndian>, Bytes>,
     trees: Database<'static, Bytes, Bytes>,
+    available: available::Tables,
 }
 
 impl Db {
@@ -198,6 +202,7 @@ impl Db {
             })
             .map_err(open_err)?
             .unwrap_commit();
+        let available = available::Tables::open(&env).map_err(open_err)?;
         let db = Db {
             env,
             meta,
@@ -207,6 +212,7 @@ impl Db {
             providers,
             states,
             trees,
+            available,
         };
         let mut txn = db.write()?;
         match txn.meta_u64("schema")? {

@@ -111,7 +111,10 @@ pub enum ChecksumError {
 
 impl Checksum {
     fn encode_body(&self) -> Vec<u8> {
-        let mut body = vec![self.digest.algorithm.to_byte(), self.digest.bytes.len() as u8];
+        let mut body = vec![
+            self.digest.algorithm.to_byte(),
+            self.digest.bytes.len() as u8,
+        ];
         body.extend_from_slice(&self.digest.bytes);
         body.extend_from_slice(&self.size.to_be_bytes());
         body.extend_from_slice(&self.version.to_be_bytes());
@@ -314,7 +317,10 @@ mod tests {
         assert_eq!(signed.checksum, sample());
         assert_eq!(signed.verify(&key.verifying_key()), Ok(()));
         let other = SigningKey::from_bytes(&[8u8; 32]).verifying_key();
-        assert!(matches!(signed.verify(&other), Err(SignatureProblem::OtherKey(_))));
+        assert!(matches!(
+            signed.verify(&other),
+            Err(SignatureProblem::OtherKey(_))
+        ));
         assert_eq!(plain.verify(&other), Err(SignatureProblem::Unsigned));
     }
 

@@ -75,7 +75,13 @@ pub struct Repo {
 /// Upstream's id mapping.
 pub fn make_id(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -103,9 +109,9 @@ impl Fields {
             (None, Some(base_uri)) => Source::Root {
                 base_uri,
                 channel: self.channel.unwrap_or_else(|| "main".into()),
-                version: self
-                    .version
-                    .ok_or_else(|| bad("base-uri needs a version (stream/NAME, tag/NAME or history/ID)".into()))?,
+                version: self.version.ok_or_else(|| {
+                    bad("base-uri needs a version (stream/NAME, tag/NAME or history/ID)".into())
+                })?,
                 arch: self.arch.unwrap_or_else(|| "x86_64".into()),
             },
             (Some(_), Some(_)) => return Err(bad("give uri or base-uri, not both".into())),
@@ -137,7 +143,9 @@ impl Fields {
             "key" => self.key = Some(text(value)?),
             "priority" => match value {
                 Value::Int(n) => {
-                    self.priority = Some(u64::try_from(n).map_err(|_| "priority must be 0 or more".to_string())?)
+                    self.priority = Some(
+                        u64::try_from(n).map_err(|_| "priority must be 0 or more".to_string())?,
+                    )
                 }
                 _ => return Err("priority must be a whole number".into()),
             },
@@ -190,7 +198,8 @@ fn parse_yaml(text: &str, origin: &Path) -> Result<Vec<Repo>, RepoError> {
         path: origin.to_owned(),
         reason,
     };
-    let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| bad(format!("not YAML: {e}")))?;
+    let docs =
+        yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| bad(format!("not YAML: {e}")))?;
     let mut out = Vec::new();
     for doc in docs {
         let Yaml::Hash(map) = doc else {
@@ -246,7 +255,9 @@ fn files_by_stem(dir: &Path) -> Result<BTreeMap<String, PathBuf>, RepoError> {
                 out.insert(stem, path);
             }
             Some("yaml" | "yml") => {
-                let kdl = out.get(&stem).is_some_and(|p| p.extension().is_some_and(|e| e == "kdl"));
+                let kdl = out
+                    .get(&stem)
+                    .is_some_and(|p| p.extension().is_some_and(|e| e == "kdl"));
                 if !kdl {
                     out.insert(stem, path);
                 }
@@ -315,7 +326,10 @@ pub fn to_kdl(repo: &Repo) -> String {
         }
     }
     line("priority", repo.priority.to_string());
-    line("active", if repo.active { "#true" } else { "#false" }.into());
+    line(
+        "active",
+        if repo.active { "#true" } else { "#false" }.into(),
+    );
     if let Some(key) = &repo.key {
         line("key", quote(key));
     }
@@ -375,7 +389,9 @@ mod tests {
                 uri: "file:///b/stone.index".into()
             }
         );
-        assert!(matches!(&repos[1].source, Source::Root { channel, arch, .. } if channel == "main" && arch == "x86_64"));
+        assert!(
+            matches!(&repos[1].source, Source::Root { channel, arch, .. } if channel == "main" && arch == "x86_64")
+        );
         // What save writes reads back the same.
         let path = save(root.path(), &repos[1]).unwrap();
         let again = parse_kdl(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();

@@ -129,13 +129,17 @@ pub enum RepoError {
         source: ChecksumError,
     },
     /// A key is configured and the checksum file is not signed.
-    #[error("repository {repo} is unsigned but a key is configured for it; refused, the previous index stays in use")]
+    #[error(
+        "repository {repo} is unsigned but a key is configured for it; refused, the previous index stays in use"
+    )]
     Unsigned {
         /// The repository.
         repo: String,
     },
     /// Signed, but not by the configured key.
-    #[error("repository {repo} is signed by key {found}, not the configured one; refused, the previous index stays in use")]
+    #[error(
+        "repository {repo} is signed by key {found}, not the configured one; refused, the previous index stays in use"
+    )]
     OtherKey {
         /// The repository.
         repo: String,
@@ -149,7 +153,9 @@ pub enum RepoError {
         repo: String,
     },
     /// A version lower than one already seen: a replayed old index.
-    #[error("repository {repo} offers version {found}, older than version {seen} already seen (a rollback); refused, the previous index stays in use")]
+    #[error(
+        "repository {repo} offers version {found}, older than version {seen} already seen (a rollback); refused, the previous index stays in use"
+    )]
     Rollback {
         /// The repository.
         repo: String,
@@ -159,7 +165,9 @@ pub enum RepoError {
         found: u64,
     },
     /// An expired checksum file: a frozen mirror.
-    #[error("repository {repo} expired at {expired} (unix time {expires}); the mirror is stale or frozen: try again later or ask its publisher to re-sign it")]
+    #[error(
+        "repository {repo} expired at {expired} (unix time {expires}); the mirror is stale or frozen: try again later or ask its publisher to re-sign it"
+    )]
     Expired {
         /// The repository.
         repo: String,
@@ -169,7 +177,9 @@ pub enum RepoError {
         expired: String,
     },
     /// The index's bytes do not match its checksum file.
-    #[error("repository {repo}: the index does not match its checksum file ({what}); refused, the previous index stays in use")]
+    #[error(
+        "repository {repo}: the index does not match its checksum file ({what}); refused, the previous index stays in use"
+    )]
     IndexMismatch {
         /// The repository.
         repo: String,
@@ -196,10 +206,14 @@ pub enum RepoError {
         reason: String,
     },
     /// A package no enabled repository offers.
-    #[error("no enabled repository offers {0}; run 'mossfs repo update' or see 'mossfs list available'")]
+    #[error(
+        "no enabled repository offers {0}; run 'mossfs repo update' or see 'mossfs list available'"
+    )]
     NotAvailable(String),
     /// A downloaded stone whose sha256 is not the index's.
-    #[error("{name}: the download's sha256 is {found}, but the index says {expected}; nothing was kept")]
+    #[error(
+        "{name}: the download's sha256 is {found}, but the index says {expected}; nothing was kept"
+    )]
     HashMismatch {
         /// The package.
         name: String,
@@ -209,7 +223,9 @@ pub enum RepoError {
         found: String,
     },
     /// A downloaded stone of the wrong size.
-    #[error("{name}: the download is {found} bytes, but the index says {expected}; nothing was kept")]
+    #[error(
+        "{name}: the download is {found} bytes, but the index says {expected}; nothing was kept"
+    )]
     SizeMismatch {
         /// The package.
         name: String,

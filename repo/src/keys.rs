@@ -30,7 +30,11 @@ pub fn generate(secret: &Path, public: &Path) -> Result<VerifyingKey, RepoError>
             })
     };
     write(secret, format!("{}\n", crate::hex(&key.to_bytes())), 0o600)?;
-    write(public, format!("{}\n", crate::hex(key.verifying_key().as_bytes())), 0o644)?;
+    write(
+        public,
+        format!("{}\n", crate::hex(key.verifying_key().as_bytes())),
+        0o644,
+    )?;
     Ok(key.verifying_key())
 }
 

@@ -20,9 +20,9 @@ use ed25519_dalek::SigningKey;
 use mossfs_format::{FileType, Meta, Reader, Writer, WriterOptions};
 use sha2::{Digest, Sha256};
 
+use crate::RepoError;
 use crate::checksum::{self, Checksum, ChecksumFile};
 use crate::root_index::{self, RootIndex};
-use crate::RepoError;
 
 /// The index's file name, as upstream names it.
 pub const INDEX_NAME: &str = "stone.index";
@@ -90,7 +90,11 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
     let index_dir = match &options.history {
         None => out.clone(),
         Some(h) => {
-            for (what, value) in [("history id", &h.id), ("channel", &h.channel), ("arch", &h.arch)] {
+            for (what, value) in [
+                ("history id", &h.id),
+                ("channel", &h.channel),
+                ("arch", &h.arch),
+            ] {
                 if !root_index::valid_id(value) {
                     return Err(RepoError::BadUri {
                         uri: value.clone(),
@@ -98,7 +102,11 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
                     });
                 }
             }
-            let index_dir = out.join(&h.channel).join("history").join(&h.id).join(&h.arch);
+            let index_dir = out
+                .join(&h.channel)
+                .join("history")
+                .join(&h.id)
+                .join(&h.arch);
             let existing = index_dir.join(INDEX_NAME);
             if existing.exists() || root_has_history(&out.join(&h.channel), &h.id)? {
                 return Err(RepoError::HistoryExists {
@@ -149,7 +157,9 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
         meta.uri = Some(relative(&index_dir, &found.path));
         meta.hash = Some(found.sha256.clone());
         meta.size = Some(found.size);
-        writer.add_meta(&meta.to_records()).map_err(io(&index_path))?;
+        writer
+            .add_meta(&meta.to_records())
+            .map_err(io(&index_path))?;
     }
     writer.finish().map_err(io(&index_path))?;
     let bytes = bytes.into_inner();
@@ -309,7 +319,10 @@ mod tests {
 
     #[test]
     fn relative_paths() {
-        assert_eq!(relative(Path::new("/a/b"), Path::new("/a/b/c/d.stone")), "c/d.stone");
+        assert_eq!(
+            relative(Path::new("/a/b"), Path::new("/a/b/c/d.stone")),
+            "c/d.stone"
+        );
         assert_eq!(
             relative(Path::new("/a/m/h/1/x"), Path::new("/a/pool/d.stone")),
             "../../../../pool/d.stone"

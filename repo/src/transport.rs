@@ -171,7 +171,10 @@ impl Transport {
 }
 
 fn io_error(e: io::Error, idle: Duration) -> TransportError {
-    if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    ) {
         return TransportError::Timeout(idle);
     }
     // ureq wraps its own errors (a timeout among them) in io::Error when reading a body.
