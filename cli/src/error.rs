@@ -144,6 +144,9 @@ pub enum CliError {
     /// `mount` or `umount` failed.
     #[error(transparent)]
     Mount(#[from] crate::commands::mount::MountCommandError),
+    /// A repository command failed; the previous index stays in use.
+    #[error(transparent)]
+    Repo(#[from] mossfs_repo::RepoError),
 }
 
 fn payload_note(payload: &Option<&'static str>) -> String {

@@ -64,6 +64,17 @@ enum Command {
     Mount(commands::mount::MountArgs),
     /// Unmount a mossfs mount, even one whose server died.
     Umount(commands::mount::UmountArgs),
+    /// Publish a repository: index the stones under DIR into a (signed) stone.index.
+    Index(commands::repo::IndexArgs),
+    /// Make an Ed25519 key pair for signing repository indexes.
+    Keygen(commands::repo::KeygenArgs),
+    /// Add, list, remove, enable, disable and update repositories.
+    #[command(subcommand)]
+    Repo(commands::repo::RepoCommand),
+    /// Search installed and available packages by name and summary, or by provider.
+    Search(commands::repo::SearchArgs),
+    /// Download stones from the repositories into the stone cache (or -o DIR).
+    Fetch(commands::repo::FetchArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,13 +91,18 @@ fn main() -> ExitCode {
         Command::Remove(args) => commands::install::remove(args, &mut out).map_err(CliError::from),
         Command::Commit(args) => commands::install::commit(args, &mut out).map_err(CliError::from),
         Command::State(command) => commands::state::run(command, &mut out).map_err(CliError::from),
-        Command::List(command) => commands::query::list(command, &mut out).map_err(CliError::from),
-        Command::Info(args) => commands::query::info(args, &mut out).map_err(CliError::from),
+        Command::List(command) => commands::query::list(command, &mut out),
+        Command::Info(args) => commands::query::info(args, &mut out),
         Command::Owner(args) => commands::query::owner(args, &mut out).map_err(CliError::from),
         Command::Verify(args) => commands::verify::verify(args, &mut out).map_err(CliError::from),
         Command::Gc(args) => commands::gc::gc(args, &mut out).map_err(CliError::from),
         Command::Mount(args) => commands::mount::mount(args, &mut out).map_err(CliError::from),
         Command::Umount(args) => commands::mount::umount(args, &mut out).map_err(CliError::from),
+        Command::Index(args) => commands::repo::index(args, &mut out),
+        Command::Keygen(args) => commands::repo::keygen(args, &mut out),
+        Command::Repo(command) => commands::repo::repo(command, &mut out),
+        Command::Search(args) => commands::repo::search(args, &mut out),
+        Command::Fetch(args) => commands::repo::fetch(args, &mut out),
     }
     .and_then(|()| out.flush().map_err(CliError::Output));
     match result {

@@ -1,1 +1,260 @@
-//! todo
+//! Downloading stones (DESIGN.md §6.1, §8).
+//!
+//! Each download streams into `<dest>/.partial/<sha256>.part` while its sha256 is computed,
+//! and is renamed to its final name only when its size and sha256 match the index: a stone
+//! under its final name is always whole and verified. A partial file survives a killed run
+//! and the next run resumes it with a Range request, re-hashing what it already has. A body
+//! cut short, a timeout, a dropped connection and a 5xx are retried a few times with
+//! backoff (resuming each time); a wrong hash is never retried, and its bytes are deleted.
+//! A failed write (a full disk) deletes the partial file too, so nothing is left behind.
+//!
+//! Downloads run on a bounded number of threads; progress goes to a callback.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::RepoError;
+use crate::transport::{Sink, Transport, TransportError};
+
+/// The folder of partial downloads, inside the destination.
+pub const PARTIAL_DIR: &str = ".partial";
+
+/// One stone to download.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The package name, for messages.
+    pub name: String,
+    /// Its absolute URI.
+    pub uri: String,
+    /// Its sha256, lowercase hex.
+    pub sha256: String,
+    /// Its size.
+    pub size: u64,
+    /// Where it goes when verified.
+    pub dest: PathBuf,
+}
+
+/// How downloads behave.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Downloads at once.
+    pub parallel: usize,
+    /// Attempts per download, the first included.
+    pub attempts: u32,
+    /// The first retry's delay; each later one doubles it.
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            parallel: 4,
+            attempts: 4,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Progress of one download, reported as bytes arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Which job.
+    pub job: &'a Job,
+    /// Bytes held so far, resumed ones included.
+    pub done: u64,
+}
+
+/// Downloads every job; the result of each, in job order.
+pub fn fetch_all(
+    jobs: &[Job],
+    transport: &Transport,
+    options: &Options,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Vec<Result<PathBuf, RepoError>> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<PathBuf, RepoError>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..options.parallel.clamp(1, jobs.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else { break };
+                    let result = fetch_one(job, transport, options, progress);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(result);
+                    }
+                }
+            });
+        }
+    });
+    // An emptied partial folder is debris; one still holding a resumable download is not.
+    for job in jobs {
+        if let Some(dir) = partial_path(job).parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(RepoError::Io {
+                    path: PathBuf::new(),
+                    source: io::Error::other("a download thread died"),
+                })
+            })
+        })
+        .collect()
+}
+
+/// The partial file of a job.
+pub fn partial_path(job: &Job) -> PathBuf {
+    let dir = job.dest.parent().unwrap_or(Path::new("."));
+    dir.join(PARTIAL_DIR).join(format!("{}.part", job.sha256))
+}
+
+struct PartSink<'a> {
+    file: File,
+    hasher: Sha256,
+    have: u64,
+    job: &'a Job,
+    progress: &'a (dyn Fn(Progress) + Sync),
+}
+
+impl Sink for PartSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.have += bytes.len() as u64;
+        (self.progress)(Progress {
+            job: self.job,
+            done: self.have,
+        });
+        Ok(())
+    }
+    fn restart(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
+        self.hasher = Sha256::new();
+        self.have = 0;
+        Ok(())
+    }
+}
+
+fn fetch_one(
+    job: &Job,
+    transport: &Transport,
+    options: &Options,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<PathBuf, RepoError> {
+    if job.dest.is_file() {
+        return Ok(job.dest.clone());
+    }
+    let part = partial_path(job);
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| RepoError::Io { path, source }
+    };
+    let part_dir = part.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(part_dir).map_err(io_err(part_dir))?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut sink = open_part(&part, job, progress).map_err(io_err(&part))?;
+        let result = transport.download(&job.uri, sink.have, job.size, &mut sink);
+        match result {
+            Ok(total) if total == job.size => {
+                let found = crate::hex(&sink.hasher.clone().finalize());
+                if found != job.sha256 {
+                    drop(sink);
+                    let _ = std::fs::remove_file(&part);
+                    return Err(RepoError::HashMismatch {
+                        name: job.name.clone(),
+                        expected: job.sha256.clone(),
+                        found,
+                    });
+                }
+                sink.file.sync_all().map_err(io_err(&part))?;
+                drop(sink);
+                std::fs::rename(&part, &job.dest).map_err(io_err(&job.dest))?;
+                if let Some(dir) = job.dest.parent().and_then(|d| File::open(d).ok()) {
+                    let _ = dir.sync_all();
+                }
+                return Ok(job.dest.clone());
+            }
+            Ok(short) if attempt >= options.attempts => {
+                return Err(RepoError::SizeMismatch {
+                    name: job.name.clone(),
+                    expected: job.size,
+                    found: short,
+                });
+            }
+            Ok(_) => {}
+            Err(TransportError::TooLong { .. }) => {
+                drop(sink);
+                let _ = std::fs::remove_file(&part);
+                return Err(RepoError::SizeMismatch {
+                    name: job.name.clone(),
+                    expected: job.size,
+                    found: job.size.saturating_add(1),
+                });
+            }
+            Err(TransportError::Write(source)) => {
+                drop(sink);
+                let _ = std::fs::remove_file(&part);
+                return Err(RepoError::Io { path: part, source });
+            }
+            Err(source) if !source.is_transient() || attempt >= options.attempts => {
+                return Err(RepoError::Fetch {
+                    uri: job.uri.clone(),
+                    source,
+                });
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(options.backoff * 2u32.saturating_pow(attempt - 1));
+    }
+}
+
+/// Opens the partial file for appending and hashes what it already holds; a partial file
+/// longer than the package is started over.
+fn open_part<'a>(
+    part: &Path,
+    job: &'a Job,
+    progress: &'a (dyn Fn(Progress) + Sync),
+) -> io::Result<PartSink<'a>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(part)?;
+    let mut hasher = Sha256::new();
+    let mut have = 0u64;
+    if file.metadata()?.len() > job.size {
+        file.set_len(0)?;
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        have += n as u64;
+    }
+    file.seek(SeekFrom::Start(have))?;
+    Ok(PartSink {
+        file,
+        hasher,
+        have,
+        job,
+        progress,
+    })
+}

@@ -55,7 +55,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Parses lowercase or uppercase hex; `None` on any other character or an odd length.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

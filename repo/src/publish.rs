@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
@@ -236,6 +237,10 @@ fn publish_checksum(file: &Path, bytes: &[u8], options: &Options) -> Result<u64,
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    // A repository is served by a web server running as another user.
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io(path))?;
     temp.write_all(bytes).map_err(io(path))?;
     temp.as_file().sync_all().map_err(io(path))?;
     temp.persist(path).map_err(|e| io(path)(e.error))?;

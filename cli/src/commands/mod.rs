@@ -5,6 +5,7 @@ pub mod gc;
 pub mod install;
 pub mod mount;
 pub mod query;
+pub mod repo;
 pub mod state;
 pub mod verify;
 

@@ -8,12 +8,18 @@ use mossfs_format::{EntryKind, PackageId, RelPath};
 
 use super::RootArg;
 use crate::engine::{EngineError, Result, Root};
+use crate::error::CliError;
 
 /// `mossfs list ...`.
 #[derive(clap::Subcommand, Debug)]
 pub enum ListCommand {
     /// Packages in the active state.
     Installed {
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Packages the enabled repositories offer, best repository first.
+    Available {
         #[command(flatten)]
         root: RootArg,
     },
@@ -45,9 +51,15 @@ fn active_state(snapshot: &ReadTxn) -> Result<State> {
     Ok(snapshot.state(id)?)
 }
 
-/// Runs `mossfs list installed`.
-pub fn list(command: &ListCommand, out: &mut dyn Write) -> Result<()> {
-    let ListCommand::Installed { root } = command;
+/// Runs `mossfs list installed` or `mossfs list available`.
+pub fn list(command: &ListCommand, out: &mut dyn Write) -> std::result::Result<(), CliError> {
+    match command {
+        ListCommand::Installed { root } => list_installed(root, out).map_err(CliError::from),
+        ListCommand::Available { root } => super::repo::list_available(root, out),
+    }
+}
+
+fn list_installed(root: &RootArg, out: &mut dyn Write) -> Result<()> {
     let root = Root::open_read(&root.root)?;
     let snapshot = root.db.read()?;
     let state = active_state(&snapshot)?;
@@ -83,9 +95,27 @@ fn find_installed(snapshot: &ReadTxn, state: &State, name: &str) -> Result<Packa
     })
 }
 
-/// Runs `mossfs info`.
-pub fn info(args: &InfoArgs, out: &mut dyn Write) -> Result<()> {
+/// Runs `mossfs info`: the installed package, then what the repositories offer of it.
+pub fn info(args: &InfoArgs, out: &mut dyn Write) -> std::result::Result<(), CliError> {
     let root = Root::open_read(&args.root.root)?;
+    let installed = info_installed(args, &root, out);
+    match installed {
+        Err(EngineError::NotInstalled { .. } | EngineError::NoActiveState) => {
+            if super::repo::print_available(&root.db, &args.name, out)? {
+                Ok(())
+            } else {
+                Err(installed.expect_err("matched an error").into())
+            }
+        }
+        Err(e) => Err(e.into()),
+        Ok(()) => {
+            super::repo::print_available(&root.db, &args.name, out)?;
+            Ok(())
+        }
+    }
+}
+
+fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
     let state = active_state(&snapshot)?;
     let id = find_installed(&snapshot, &state, &args.name)?;

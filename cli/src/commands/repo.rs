@@ -1,0 +1,654 @@
+//! The repository commands (DESIGN.md §8): `index` and `keygen` for publishers; `repo`,
+//! `list available`, `search`, `fetch` and the available half of `info` for clients. Each
+//! parses, asks `mossfs-repo`, and prints; trust decisions live in that crate.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mossfs_db::{Available, AvailableQuery, Db, Query};
+use mossfs_format::PackageId;
+use mossfs_repo::config::{self, Repo, Source};
+use mossfs_repo::fetch::{self, Job};
+use mossfs_repo::refresh::{self, Outcome};
+use mossfs_repo::transport::{self, Transport};
+use mossfs_repo::{RepoError, keys, publish};
+
+use super::RootArg;
+use crate::engine::Root;
+use crate::error::CliError;
+use crate::units::bytes as human;
+
+type Result<T = ()> = std::result::Result<T, CliError>;
+
+impl From<mossfs_db::DbError> for CliError {
+    fn from(e: mossfs_db::DbError) -> Self {
+        CliError::Repo(RepoError::Db(e))
+    }
+}
+
+/// Arguments of `mossfs index`.
+#[derive(clap::Args, Debug)]
+pub struct IndexArgs {
+    /// The folder whose stones (found recursively) make the repository.
+    pub dir: PathBuf,
+    /// Where to write stone.index and its checksum file (default: DIR). With --history, the
+    /// repository's base folder.
+    #[arg(short = 'o', long = "output-dir", value_name = "OUT")]
+    pub out: Option<PathBuf>,
+    /// Publish as an immutable history ID under OUT/CHANNEL/, listed in its
+    /// moss-root-index.json (upstream uses unix timestamps as ids).
+    #[arg(long, value_name = "ID")]
+    pub history: Option<String>,
+    /// The channel of a history.
+    #[arg(long, default_value = "main", requires = "history")]
+    pub channel: String,
+    /// The architecture folder of a history.
+    #[arg(long, default_value = "x86_64", requires = "history")]
+    pub arch: String,
+    /// Point this stream at the new history (e.g. unstable).
+    #[arg(long, requires = "history")]
+    pub stream: Option<String>,
+    /// Sign the checksum files with this secret key (from `mossfs keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// Days until the checksum files expire; clients refuse an expired one.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub expires: u64,
+}
+
+/// Arguments of `mossfs keygen`.
+#[derive(clap::Args, Debug)]
+pub struct KeygenArgs {
+    /// Writes NAME.key (secret, mode 0600) and NAME.pub.
+    pub name: PathBuf,
+}
+
+/// `mossfs repo ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Add a repository: URI is a stone.index, or a root-index base with --version.
+    Add {
+        /// Its name.
+        name: String,
+        /// A stone.index URI (file://, http://, https://), or a base URI with --version.
+        uri: String,
+        /// Higher wins; equal priorities go by name.
+        #[arg(long, default_value_t = 0)]
+        priority: u64,
+        /// The Ed25519 public key (hex, or a .pub file) its checksum files must carry.
+        #[arg(long, value_name = "PUBKEY")]
+        key: Option<String>,
+        /// A description.
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// With a root index: the channel.
+        #[arg(long, default_value = "main")]
+        channel: String,
+        /// With a root index: stream/NAME, tag/NAME or history/ID.
+        #[arg(long)]
+        version: Option<String>,
+        /// With a root index: the architecture.
+        #[arg(long, default_value = "x86_64")]
+        arch: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// List the repositories, in priority order, with what the last update saw.
+    List {
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Remove a repository and forget what it offered.
+    Remove {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Use a repository again.
+    Enable {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Stop using a repository; what it offered is forgotten.
+    Disable {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Refresh every enabled repository, or one.
+    Update {
+        /// Only this one.
+        name: Option<String>,
+        #[command(flatten)]
+        root: RootArg,
+    },
+}
+
+/// Arguments of `mossfs search`.
+#[derive(clap::Args, Debug)]
+pub struct SearchArgs {
+    /// Matched against names and summaries (or providers, with --provides).
+    pub keyword: String,
+    /// Match providers instead, e.g. `--provides` or `--provides=binary`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "KIND")]
+    pub provides: Option<String>,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+/// Arguments of `mossfs fetch`.
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    /// Package names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Download into this folder instead of the stone cache.
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Downloads at once.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+/// Runs `mossfs index`.
+pub fn index(args: &IndexArgs, out: &mut dyn Write) -> Result {
+    let started = Instant::now();
+    let key = args.sign.as_deref().map(keys::read_secret).transpose()?;
+    let options = publish::Options {
+        key,
+        expires_in: args.expires.saturating_mul(86_400),
+        history: args.history.as_ref().map(|id| publish::History {
+            id: id.clone(),
+            channel: args.channel.clone(),
+            arch: args.arch.clone(),
+            stream: args.stream.clone(),
+        }),
+    };
+    let dest = args.out.clone().unwrap_or_else(|| args.dir.clone());
+    let report = publish::index(&args.dir, &dest, &options)?;
+    writeln!(
+        out,
+        "indexed {} packages into {} ({}, version {}{}) in {}ms",
+        report.packages,
+        report.index.display(),
+        human(report.index_size),
+        report.version,
+        if args.sign.is_some() {
+            ", signed"
+        } else {
+            ", unsigned"
+        },
+        started.elapsed().as_millis()
+    )?;
+    for path in &report.superseded {
+        writeln!(
+            out,
+            "left out {}: a higher release is indexed",
+            path.display()
+        )?;
+    }
+    if let Some(root) = &report.root_index {
+        writeln!(out, "listed history in {}", root.display())?;
+    }
+    Ok(())
+}
+
+/// Runs `mossfs keygen`.
+pub fn keygen(args: &KeygenArgs, out: &mut dyn Write) -> Result {
+    let with = |ext: &str| {
+        let mut name = args.name.clone().into_os_string();
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    let (secret, public) = (with(".key"), with(".pub"));
+    let key = keys::generate(&secret, &public)?;
+    writeln!(
+        out,
+        "wrote {} (secret) and {} (public key {})",
+        secret.display(),
+        public.display(),
+        mossfs_repo::hex(key.as_bytes())
+    )?;
+    Ok(())
+}
+
+fn find(root: &Path, name: &str) -> Result<Repo> {
+    let id = config::make_id(name);
+    config::load(root)?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| RepoError::UnknownRepo(name.to_owned()).into())
+}
+
+/// Runs `mossfs repo ...`.
+pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
+    match command {
+        RepoCommand::Add {
+            name,
+            uri,
+            priority,
+            key,
+            comment,
+            channel,
+            version,
+            arch,
+            root,
+        } => {
+            let id = config::make_id(name);
+            if config::load(&root.root)?.iter().any(|r| r.id == id) {
+                return Err(RepoError::RepoExists(id).into());
+            }
+            check_scheme(uri)?;
+            let key = key
+                .as_deref()
+                .map(|k| keys::parse_public(k).map(|k| mossfs_repo::hex(k.as_bytes())))
+                .transpose()?;
+            let source = match version {
+                None => Source::Direct { uri: uri.clone() },
+                Some(version) => Source::Root {
+                    base_uri: uri.clone(),
+                    channel: channel.clone(),
+                    version: version.clone(),
+                    arch: arch.clone(),
+                },
+            };
+            let repo = Repo {
+                id: id.clone(),
+                description: comment.clone(),
+                priority: *priority,
+                active: true,
+                source,
+                key,
+                origin: PathBuf::new(),
+            };
+            let path = config::save(&root.root, &repo)?;
+            writeln!(
+                out,
+                "added repository {id} (priority {priority}) in {}; run 'mossfs repo update' to use it",
+                path.display()
+            )?;
+        }
+        RepoCommand::List { root } => {
+            let repos = config::load(&root.root)?;
+            let db = open_db_read(&root.root)?;
+            for repo in repos {
+                let seen = match &db {
+                    Some(db) => db.read()?.repo_seen(&repo.id)?,
+                    None => None,
+                };
+                let uri = match &repo.source {
+                    Source::Direct { uri } => uri.clone(),
+                    Source::Root {
+                        base_uri,
+                        channel,
+                        version,
+                        arch,
+                    } => format!("{base_uri} ({channel} {version} {arch})"),
+                };
+                let trust = if repo.key.is_some() {
+                    "signed"
+                } else {
+                    "unsigned"
+                };
+                let state = if repo.active { "enabled" } else { "disabled" };
+                let seen = match seen {
+                    Some(s) => format!(
+                        "version {}, expires {}",
+                        s.version,
+                        refresh::utc_date(s.expires)
+                    ),
+                    None => "never updated".into(),
+                };
+                writeln!(
+                    out,
+                    "{} priority {} {state} {trust} {uri}  [{seen}]",
+                    repo.id, repo.priority
+                )?;
+            }
+        }
+        RepoCommand::Remove { name, root } => {
+            let repo = find(&root.root, name)?;
+            if !repo.origin.starts_with(root.root.join(config::ADMIN_DIR)) {
+                return Err(RepoError::Config {
+                    path: repo.origin,
+                    reason: format!(
+                        "repository {} is a vendor default; use 'mossfs repo disable {}' instead",
+                        repo.id, repo.id
+                    ),
+                }
+                .into());
+            }
+            let opened = Root::open_write(&root.root)?;
+            refresh::forget(&root.root, &opened.db, &repo.id)?;
+            remove_file(&repo.origin)?;
+            writeln!(out, "removed repository {}", repo.id)?;
+        }
+        RepoCommand::Enable { name, root } | RepoCommand::Disable { name, root } => {
+            let active = matches!(command, RepoCommand::Enable { .. });
+            let mut repo = find(&root.root, name)?;
+            repo.active = active;
+            if !active {
+                let opened = Root::open_write(&root.root)?;
+                refresh::forget(&root.root, &opened.db, &repo.id)?;
+            }
+            config::save(&root.root, &repo)?;
+            writeln!(
+                out,
+                "{} repository {}{}",
+                if active { "enabled" } else { "disabled" },
+                repo.id,
+                if active {
+                    "; run 'mossfs repo update' to use it"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        RepoCommand::Update { name, root } => {
+            let repos: Vec<Repo> = match name {
+                Some(name) => vec![find(&root.root, name)?],
+                None => config::load(&root.root)?
+                    .into_iter()
+                    .filter(|r| r.active)
+                    .collect(),
+            };
+            let opened = Root::open_write(&root.root)?;
+            let transport = Transport::new(transport::default_idle());
+            for repo in repos {
+                let started = Instant::now();
+                match refresh::refresh(&root.root, &opened.db, &repo, &transport)? {
+                    Outcome::Unchanged { version } => {
+                        writeln!(out, "{}: up to date (version {version})", repo.id)?
+                    }
+                    Outcome::Updated { version, packages } => writeln!(
+                        out,
+                        "{}: updated to version {version}, {packages} packages, in {}ms",
+                        repo.id,
+                        started.elapsed().as_millis()
+                    )?,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_scheme(uri: &str) -> Result {
+    if ["file:///", "http://", "https://"]
+        .iter()
+        .any(|s| uri.starts_with(s))
+    {
+        Ok(())
+    } else {
+        Err(RepoError::BadUri {
+            uri: uri.to_owned(),
+            reason: "use file:///ABSOLUTE/PATH, http:// or https://".into(),
+        }
+        .into())
+    }
+}
+
+fn remove_file(path: &Path) -> Result {
+    std::fs::remove_file(path).map_err(|source| {
+        RepoError::Io {
+            path: path.to_owned(),
+            source,
+        }
+        .into()
+    })
+}
+
+/// The database of a root, if it has one; reading never creates it.
+fn open_db_read(root: &Path) -> Result<Option<Db>> {
+    if !root.join(".moss/db").is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(Root::open_read(root)?.db))
+}
+
+/// Prints `mossfs list available`.
+pub fn list_available(root: &RootArg, out: &mut dyn Write) -> Result {
+    let Some(db) = open_db_read(&root.root)? else {
+        return Ok(());
+    };
+    for item in db.read()?.all_available()? {
+        row(&item, out)?;
+    }
+    Ok(())
+}
+
+fn row(item: &Available, out: &mut dyn Write) -> Result {
+    let meta = &item.meta;
+    writeln!(
+        out,
+        "{} {}-{} [{}]  {}",
+        meta.name, meta.version, meta.release, item.repo, meta.summary
+    )?;
+    Ok(())
+}
+
+/// Runs `mossfs search`.
+pub fn search(args: &SearchArgs, out: &mut dyn Write) -> Result {
+    let Some(db) = open_db_read(&args.root.root)? else {
+        return Ok(());
+    };
+    let snapshot = db.read()?;
+    let keyword = args.keyword.to_lowercase();
+    let matches = |meta: &mossfs_format::Meta| match &args.provides {
+        None => {
+            meta.name.to_lowercase().contains(&keyword)
+                || meta.summary.to_lowercase().contains(&keyword)
+        }
+        Some(kind) => meta.all_provides().any(|p| {
+            (kind.is_empty() || p.to_string().starts_with(&format!("{kind}(")))
+                && p.target.to_lowercase().contains(&keyword)
+        }),
+    };
+    let mut installed_ids = Vec::new();
+    if let Some(active) = snapshot.active()? {
+        installed_ids = snapshot
+            .state(active)?
+            .selections
+            .iter()
+            .map(|s| s.package)
+            .collect();
+    }
+    for id in installed_ids {
+        if let Some(record) = snapshot.package(&id)?
+            && matches(&record.meta)
+        {
+            let meta = &record.meta;
+            writeln!(
+                out,
+                "{} {}-{} [installed]  {}",
+                meta.name, meta.version, meta.release, meta.summary
+            )?;
+        }
+    }
+    for item in snapshot.all_available()? {
+        if matches(&item.meta) {
+            row(&item, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the repositories that offer `name` (for `mossfs info`); false if none does.
+pub fn print_available(db: &Db, name: &str, out: &mut dyn Write) -> Result<bool> {
+    let offers = db.read()?.available(name)?;
+    for (i, item) in offers.iter().enumerate() {
+        let meta = &item.meta;
+        if i == 0 {
+            writeln!(out, "available:")?;
+        }
+        writeln!(
+            out,
+            "  {}-{} (build {}) from {} (priority {}), download {}",
+            meta.version,
+            meta.release,
+            meta.build_release,
+            item.repo,
+            item.priority,
+            human(meta.size.unwrap_or(0))
+        )?;
+        if i == 0 {
+            writeln!(out, "  summary     {}", meta.summary)?;
+            writeln!(out, "  uri         {}", meta.uri.as_deref().unwrap_or(""))?;
+            writeln!(out, "  sha256      {}", meta.hash.as_deref().unwrap_or(""))?;
+        }
+    }
+    Ok(!offers.is_empty())
+}
+
+/// Runs `mossfs fetch`.
+pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
+    let root = Root::open_write(&args.root.root)?;
+    let snapshot = root.db.read()?;
+    let mut jobs = Vec::new();
+    for name in &args.names {
+        let best = snapshot
+            .available(name)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| RepoError::NotAvailable(name.clone()))?;
+        let meta = best.meta;
+        let (Some(uri), Some(sha256), Some(size)) = (meta.uri, meta.hash, meta.size) else {
+            return Err(RepoError::NotAvailable(name.clone()).into());
+        };
+        let dest = match &args.out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| RepoError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let file = uri.rsplit('/').next().unwrap_or(name.as_str());
+                dir.join(file)
+            }
+            None => {
+                let bytes = mossfs_repo::unhex(&sha256)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| RepoError::NotAvailable(name.clone()))?;
+                root.store.cached_path(&PackageId(bytes))
+            }
+        };
+        jobs.push(Job {
+            name: name.clone(),
+            uri,
+            sha256,
+            size,
+            dest,
+        });
+    }
+    drop(snapshot);
+    let transport = Transport::new(transport::default_idle());
+    let options = fetch::Options {
+        parallel: args.jobs.max(1),
+        ..fetch::Options::default()
+    };
+    let started = Instant::now();
+    let total: u64 = jobs.iter().map(|j| j.size).sum();
+    let meter = Meter::new(&jobs);
+    let report = |p: fetch::Progress| meter.update(p);
+    let results = fetch::fetch_all(&jobs, &transport, &options, &report);
+    meter.clear();
+    let mut errors = Vec::new();
+    for (job, result) in jobs.iter().zip(results) {
+        match result {
+            Ok(path) => writeln!(
+                out,
+                "fetched {} ({}) to {}",
+                job.name,
+                human(job.size),
+                path.display()
+            )?,
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut errors = errors.into_iter();
+    if let Some(first) = errors.next() {
+        // Every failure is shown; the first one is the command's own error line.
+        for other in errors {
+            eprintln!("{}", crate::error::report(&CliError::from(other)));
+        }
+        return Err(first.into());
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-6);
+    writeln!(
+        out,
+        "fetched {} packages, {} in {:.2}s ({}/s)",
+        jobs.len(),
+        human(total),
+        secs,
+        human((total as f64 / secs) as u64)
+    )?;
+    Ok(())
+}
+
+/// Progress on a terminal: per package and in total, bytes, rate and time left.
+struct Meter {
+    on: bool,
+    started: Instant,
+    state: Mutex<(Vec<u64>, Instant)>,
+    sizes: Vec<(String, u64)>,
+}
+
+impl Meter {
+    fn new(jobs: &[Job]) -> Meter {
+        Meter {
+            on: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            state: Mutex::new((vec![0; jobs.len()], Instant::now())),
+            sizes: jobs.iter().map(|j| (j.uri.clone(), j.size)).collect(),
+        }
+    }
+
+    fn update(&self, p: fetch::Progress) {
+        if !self.on {
+            return;
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let Some(i) = self.sizes.iter().position(|(u, _)| *u == p.job.uri) else {
+            return;
+        };
+        state.0[i] = p.done;
+        if state.1.elapsed() < Duration::from_millis(100) && p.done != p.job.size {
+            return;
+        }
+        state.1 = Instant::now();
+        let done: u64 = state.0.iter().sum();
+        let total: u64 = self.sizes.iter().map(|(_, s)| s).sum();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = done as f64 / secs;
+        let left = if rate > 0.0 {
+            (total.saturating_sub(done)) as f64 / rate
+        } else {
+            0.0
+        };
+        eprint!(
+            "\r\x1b[K{} {}/{}  total {}/{}  {}/s  {:.0}s left",
+            p.job.name,
+            human(p.done),
+            human(p.job.size),
+            human(done),
+            human(total),
+            human(rate as u64),
+            left
+        );
+    }
+
+    fn clear(&self) {
+        if self.on {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
