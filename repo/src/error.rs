@@ -224,7 +224,7 @@ pub enum RepoError {
     },
     /// A downloaded stone of the wrong size.
     #[error(
-        "{name}: the download is {found} bytes, but the index says {expected}; nothing was kept"
+        "{name}: the download is {found} bytes, but the index says {expected}; nothing unverified was kept under its name"
     )]
     SizeMismatch {
         /// The package.

@@ -211,6 +211,8 @@ fn fetch_one(
                 return Err(RepoError::Io { path: part, source });
             }
             Err(source) if !source.is_transient() || attempt >= options.attempts => {
+                drop(sink);
+                remove_if_empty(&part);
                 return Err(RepoError::Fetch {
                     uri: job.uri.clone(),
                     source,
@@ -219,6 +221,13 @@ fn fetch_one(
             Err(_) => {}
         }
         std::thread::sleep(options.backoff * 2u32.saturating_pow(attempt - 1));
+    }
+}
+
+/// A partial file with nothing in it is no help to a resume.
+fn remove_if_empty(part: &Path) {
+    if std::fs::metadata(part).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(part);
     }
 }
 

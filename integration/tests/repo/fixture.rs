@@ -52,7 +52,7 @@ impl Repo {
     pub fn publish(&self, extra: &[&str]) -> String {
         let mut args: Vec<&std::ffi::OsStr> = vec!["index".as_ref(), self.served.as_os_str()];
         args.extend(["--sign".as_ref(), self.key.as_os_str()]);
-        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         let out = run_bare(&args);
         assert!(out.status.success(), "index: {}", text(&out.stderr));
         text(&out.stdout)
