@@ -333,3 +333,140 @@ fn upstream_stones_are_indexed_and_a_stone_lacking_a_field_is_refused() {
         "{err}"
     );
 }
+
+/// Makes a CA and a certificate for 127.0.0.1 signed by it; (CA, cert, key) paths.
+fn test_ca(
+    dir: &std::path::Path,
+) -> Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    let openssl = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+    };
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=mossfs test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    ];
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    for args in steps {
+        match openssl(args) {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => panic!("openssl {args:?}: {}", text(&out.stderr)),
+            Err(e) => {
+                assert!(
+                    !mossfs_integration::nginx::in_ci(),
+                    "openssl is missing ({e}); CI must run this test"
+                );
+                eprintln!("skipped: openssl is missing ({e})");
+                return None;
+            }
+        }
+    }
+    Some((
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    ))
+}
+
+#[test]
+fn https_with_a_certificate_the_system_trusts() {
+    let repo = Repo::new();
+    let stone = repo.stone("hello", "1", 1, b"over tls\n");
+    repo.publish(&[]);
+    let Some((ca, cert, key)) = test_ca(&repo.root.scratch("tls")) else {
+        return;
+    };
+    let tls = mossfs_integration::nginx::Tls {
+        cert: &cert,
+        key: &key,
+    };
+    let Some(nginx) = mossfs_integration::nginx::Nginx::start_tls(&repo.served, "", tls) else {
+        return;
+    };
+    let url = nginx.url("stone.index");
+    assert!(url.starts_with("https://127.0.0.1:"));
+    repo.add("secure", &url, 1);
+    // Not trusted: the system store does not know the test CA.
+    let untrusted = repo
+        .root
+        .command(&["repo", "update"])
+        .env("SSL_CERT_FILE", &cert.with_file_name("ext.cnf"))
+        .output()
+        .unwrap();
+    let err = crate::common::error_line(&untrusted);
+    assert!(err.contains("cannot fetch https://"), "{err}");
+    assert!(repo.available().is_empty());
+    // Trusted through the system's certificate store (SSL_CERT_FILE names it).
+    let out = repo
+        .root
+        .command(&["repo", "update"])
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = repo.root.scratch("got");
+    let out = repo
+        .root
+        .command(&["fetch", "hello", "-o", dir.to_str().unwrap()])
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(sha256(&dir.join("hello-1-1.stone")), sha256(&stone));
+}
