@@ -446,7 +446,7 @@ fn https_with_a_certificate_the_system_trusts() {
     let untrusted = repo
         .root
         .command(&["repo", "update"])
-        .env("SSL_CERT_FILE", &cert.with_file_name("ext.cnf"))
+        .env("SSL_CERT_FILE", cert.with_file_name("ext.cnf"))
         .output()
         .unwrap();
     let err = crate::common::error_line(&untrusted);
