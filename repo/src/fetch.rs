@@ -153,7 +153,9 @@ fn fetch_one(
     options: &Options,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<PathBuf, RepoError> {
-    if job.dest.is_file() {
+    // A file already there counts only if it is the stone the index names; otherwise it
+    // is replaced by the verified download.
+    if job.dest.is_file() && file_sha256(&job.dest).is_ok_and(|h| h == job.sha256) {
         return Ok(job.dest.clone());
     }
     let part = partial_path(job);
@@ -222,6 +224,13 @@ fn fetch_one(
         }
         std::thread::sleep(options.backoff * 2u32.saturating_pow(attempt - 1));
     }
+}
+
+fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher)?;
+    Ok(crate::hex(&hasher.finalize()))
 }
 
 /// A partial file with nothing in it is no help to a resume.

@@ -490,3 +490,21 @@ fn a_full_disk_during_a_download_leaves_nothing_behind() {
     repo.root.ok(&["fetch", "small"]);
     assert_eq!(cached_names(&repo), [format!("{}.stone", sha256(&small))]);
 }
+
+#[test]
+fn a_wrong_file_in_the_output_folder_is_replaced_by_the_verified_stone() {
+    let repo = Repo::new();
+    let stone = repo.stone("hello", "1", 1, b"right\n");
+    repo.publish(&[]);
+    repo.add(
+        "main",
+        &format!("file://{}/stone.index", repo.served.display()),
+        1,
+    );
+    repo.root.ok(&["repo", "update"]);
+    let out = repo.root.scratch("out");
+    fs::write(out.join("hello-1-1.stone"), b"not the stone").unwrap();
+    repo.root
+        .ok(&["fetch", "hello", "-o", out.to_str().unwrap()]);
+    assert_eq!(sha256(&out.join("hello-1-1.stone")), sha256(&stone));
+}
