@@ -19,15 +19,7 @@ use crate::fixture::*;
 
 /// Incompressible bytes, so a stone is as big as its content.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    mossfs_integration::corpus::noise(seed, len)
 }
 
 fn cached_names(repo: &Repo) -> Vec<String> {
