@@ -12,6 +12,7 @@
 //! - [`payloads`]: unknown kinds and compressions, misplaced and repeated payloads.
 //! - [`records`]: record counts and the meta, layout and index decoders.
 //! - [`bombs`]: zstd bombs in metadata and content.
+//! - [`index`]: repository indexes and the fields upstream requires.
 
 // A test crate root looks for modules beside itself; these live in `malformed/`.
 #[path = "malformed/bombs.rs"]
@@ -20,6 +21,8 @@ mod bombs;
 mod forge;
 #[path = "malformed/framing.rs"]
 mod framing;
+#[path = "malformed/index.rs"]
+mod index;
 #[path = "malformed/payloads.rs"]
 mod payloads;
 #[path = "malformed/records.rs"]

@@ -79,7 +79,8 @@ pub fn refresh(
     let dir = state_dir(root, &repo.id);
     match &repo.source {
         Source::Direct { uri } => {
-            let sum = trusted_checksum(transport, repo, uri, key.as_ref(), seen.as_ref(), true)?;
+            let (sum, sum_bytes) =
+                trusted_checksum(transport, repo, uri, key.as_ref(), seen.as_ref(), true)?;
             if unchanged(&sum, seen.as_ref(), &dir.join(INDEX_FILE)) {
                 return Ok(Outcome::Unchanged {
                     version: sum.checksum.version,
@@ -87,7 +88,12 @@ pub fn refresh(
             }
             let index = fetch_checked(repo, transport, uri, &sum)?;
             let packages = decode_index(repo, uri, base_of(uri), &index)?;
-            commit(db, repo, &dir, &sum, &index, None, &packages, key.is_some())
+            let kept = Kept {
+                index: &index,
+                checksum: &sum_bytes,
+                root_index: None,
+            };
+            commit(db, repo, &dir, &sum, kept, &packages, key.is_some())
         }
         Source::Root {
             base_uri,
@@ -97,7 +103,7 @@ pub fn refresh(
         } => {
             let base = base_uri.trim_end_matches('/');
             let root_uri = format!("{base}/{channel}/{}", root_index::FILE_NAME);
-            let sum = trusted_checksum(
+            let (sum, sum_bytes) = trusted_checksum(
                 transport,
                 repo,
                 &root_uri,
@@ -131,20 +137,16 @@ pub fn refresh(
                 resolved.history,
                 crate::publish::INDEX_NAME
             );
-            let index_sum =
+            let (index_sum, _) =
                 trusted_checksum(transport, repo, &index_uri, key.as_ref(), None, false)?;
             let index = fetch_checked(repo, transport, &index_uri, &index_sum)?;
             let packages = decode_index(repo, &index_uri, format!("{base}/"), &index)?;
-            commit(
-                db,
-                repo,
-                &dir,
-                &sum,
-                &index,
-                Some(&root_bytes),
-                &packages,
-                key.is_some(),
-            )
+            let kept = Kept {
+                index: &index,
+                checksum: &sum_bytes,
+                root_index: Some(&root_bytes),
+            };
+            commit(db, repo, &dir, &sum, kept, &packages, key.is_some())
         }
     }
 }
@@ -168,7 +170,7 @@ fn trusted_checksum(
     key: Option<&VerifyingKey>,
     seen: Option<&RepoSeen>,
     fresh: bool,
-) -> Result<ChecksumFile, RepoError> {
+) -> Result<(ChecksumFile, Vec<u8>), RepoError> {
     let sum_uri = checksum_uri(uri);
     let bytes = transport
         .get(&sum_uri, CHECKSUM_LIMIT)
@@ -210,7 +212,7 @@ fn trusted_checksum(
             found: sum.checksum.version,
         });
     }
-    Ok(sum)
+    Ok((sum, bytes))
 }
 
 /// The checksum file's URI next to `uri`.
@@ -371,15 +373,21 @@ fn decode_index(
     Ok(out)
 }
 
-/// Step 8.
-#[allow(clippy::too_many_arguments)]
+/// The verified files a refresh keeps in `.moss/repo/<id>/`.
+struct Kept<'a> {
+    index: &'a [u8],
+    /// The checksum file that was checked first (the root index's, for a root index).
+    checksum: &'a [u8],
+    root_index: Option<&'a [u8]>,
+}
+
+/// Step 8. The checksum file is written last: what it names is already in place.
 fn commit(
     db: &Db,
     repo: &Repo,
     dir: &Path,
     sum: &ChecksumFile,
-    index: &[u8],
-    root_index: Option<&[u8]>,
+    kept: Kept<'_>,
     packages: &[Meta],
     signed: bool,
 ) -> Result<Outcome, RepoError> {
@@ -387,10 +395,15 @@ fn commit(
         path: dir.to_owned(),
         source,
     })?;
-    crate::publish::write_atomic(&dir.join(INDEX_FILE), index)?;
-    if let Some(bytes) = root_index {
-        crate::publish::write_atomic(&dir.join(root_index::FILE_NAME), bytes)?;
-    }
+    crate::publish::write_atomic(&dir.join(INDEX_FILE), kept.index)?;
+    let first = match kept.root_index {
+        Some(bytes) => {
+            crate::publish::write_atomic(&dir.join(root_index::FILE_NAME), bytes)?;
+            root_index::FILE_NAME
+        }
+        None => INDEX_FILE,
+    };
+    crate::publish::write_atomic(&dir.join(checksum::file_name(first)), kept.checksum)?;
     let mut txn = db.write()?;
     txn.replace_available(&repo.id, repo.priority, packages)?;
     txn.set_repo_seen(
