@@ -5,6 +5,8 @@
 //! (the platform verifier, which honours `SSL_CERT_FILE`). Every read is bounded: a caller
 //! names the most bytes it will accept, and a body longer than that is an error, not a
 //! bigger buffer. A server that stops sending for [`Transport::idle`] is a timeout.
+//! Redirects are not followed: every URI was checked to stay inside its repository, and a
+//! redirect would take the request somewhere that check never saw.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -97,6 +99,8 @@ impl Transport {
         let agent = ureq::Agent::config_builder()
             .tls_config(tls)
             .http_status_as_error(false)
+            // A redirect could lead off the repository's host; a mirror must serve in place.
+            .max_redirects(0)
             .timeout_connect(Some(idle))
             .timeout_recv_response(Some(idle))
             .timeout_per_read(Some(idle))

@@ -354,7 +354,20 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
         }
         RepoCommand::Update { name, root } => {
             let repos: Vec<Repo> = match name {
-                Some(name) => vec![find(&root.root, name)?],
+                Some(name) => {
+                    let repo = find(&root.root, name)?;
+                    if !repo.active {
+                        return Err(RepoError::Config {
+                            path: repo.origin,
+                            reason: format!(
+                                "repository {} is disabled; run 'mossfs repo enable {}' first",
+                                repo.id, repo.id
+                            ),
+                        }
+                        .into());
+                    }
+                    vec![repo]
+                }
                 None => config::load(&root.root)?
                     .into_iter()
                     .filter(|r| r.active)
@@ -512,8 +525,11 @@ pub fn print_available(db: &Db, name: &str, out: &mut dyn Write) -> Result<bool>
 pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
     let root = Root::open_write(&args.root.root)?;
     let snapshot = root.db.read()?;
-    let mut jobs = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     for name in &args.names {
+        if jobs.iter().any(|j| j.name == *name) {
+            continue;
+        }
         let best = snapshot
             .available(name)?
             .into_iter()
