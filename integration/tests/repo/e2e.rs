@@ -126,8 +126,11 @@ fn priorities_decide_and_disabled_or_removed_repositories_are_forgotten() {
         .collect();
     assert_eq!(order, ["zz-high", "aa-low"]);
     let out = high.root.scratch("o1");
-    high.root
-        .ok(&["fetch", "tool", "-o", out.to_str().unwrap()]);
+    // A name given twice is fetched once.
+    let fetched = high
+        .root
+        .ok(&["fetch", "tool", "tool", "-o", out.to_str().unwrap()]);
+    assert!(fetched.contains("fetched 1 packages"), "{fetched}");
     assert!(out.join("tool-2.0-2.stone").is_file());
 
     high.root.ok(&["repo", "disable", "zz-high"]);
@@ -137,8 +140,13 @@ fn priorities_decide_and_disabled_or_removed_repositories_are_forgotten() {
             .ok(&["repo", "list"])
             .contains("zz-high priority 50 disabled")
     );
-    // A disabled repository is not refreshed by a plain update.
+    // A disabled repository is not refreshed by a plain update, nor by name.
     high.root.ok(&["repo", "update"]);
+    let err = high.fail(&["repo", "update", "zz-high"]);
+    assert!(
+        err.contains("is disabled; run 'mossfs repo enable zz-high' first"),
+        "{err}"
+    );
     assert_eq!(high.available(), ["extra [aa-low]", "tool [aa-low]"]);
     high.root.ok(&["repo", "enable", "zz-high"]);
     high.root.ok(&["repo", "update"]);
