@@ -7,6 +7,8 @@
 //! cut short, a timeout, a dropped connection and a 5xx are retried a few times with
 //! backoff (resuming each time); a wrong hash is never retried, and its bytes are deleted.
 //! A failed write (a full disk) deletes the partial file too, so nothing is left behind.
+//! Stones are not fsynced one by one: like the store's files, they become durable with
+//! the one sync of the commit that installs them (DESIGN.md §6.2).
 //!
 //! Downloads run on a bounded number of threads; progress goes to a callback.
 
@@ -182,12 +184,11 @@ fn fetch_one(
                         found,
                     });
                 }
-                sink.file.sync_all().map_err(io_err(&part))?;
                 drop(sink);
+                // No fsync per stone, as the store does for its files (DESIGN §6.2): the
+                // commit that installs it syncs once. A per-stone fsync cost a quarter of
+                // the download throughput on the benchmark.
                 std::fs::rename(&part, &job.dest).map_err(io_err(&job.dest))?;
-                if let Some(dir) = job.dest.parent().and_then(|d| File::open(d).ok()) {
-                    let _ = dir.sync_all();
-                }
                 return Ok(job.dest.clone());
             }
             Ok(short) if attempt >= options.attempts => {
