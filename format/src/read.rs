@@ -188,6 +188,8 @@ impl<R: Read> Reader<R> {
     /// caller allows, whatever its payload count says.
     pub fn read_index(&mut self, plain_limit: u64) -> Result<Vec<Vec<MetaRecord>>, DecodeError> {
         let mut packages = Vec::new();
+        // One decompression context for every payload (one per package).
+        let mut decompressor = None;
         let mut plain_total: u64 = 0;
         while let Some(info) = self.next_payload_header()? {
             let header = info.header;
@@ -222,7 +224,7 @@ impl<R: Read> Reader<R> {
                 });
             }
             let body = self.read_body(info)?;
-            let plain = decompress(&body, info)?;
+            let plain = decompress_with(&mut decompressor, &body, info)?;
             let records =
                 meta::decode_all(&plain).map_err(|(index, reason)| DecodeError::BadRecord {
                     kind: PayloadKind::Meta,
@@ -460,6 +462,45 @@ fn decompress(body: &[u8], info: PayloadInfo) -> Result<Vec<u8>, DecodeError> {
             offset,
             source,
         })?;
+    if plain.len() as u64 != header.plain_size {
+        return Err(DecodeError::PlainSizeMismatch {
+            kind,
+            offset,
+            declared: header.plain_size,
+            found: plain.len() as u64,
+        });
+    }
+    Ok(plain)
+}
+
+/// Like [`decompress`], reusing one bulk context (made on first use) across payloads. The
+/// output buffer is the declared plain size, which the caller has bounded.
+fn decompress_with(
+    context: &mut Option<zstd::bulk::Decompressor<'static>>,
+    body: &[u8],
+    info: PayloadInfo,
+) -> Result<Vec<u8>, DecodeError> {
+    let PayloadInfo { offset, header } = info;
+    let kind = header.kind;
+    if header.compression == Compression::None {
+        return Ok(body.to_vec());
+    }
+    let error = |source| DecodeError::Decompress {
+        kind,
+        offset,
+        source,
+    };
+    let decompressor = match context {
+        Some(d) => d,
+        None => {
+            let mut d = zstd::bulk::Decompressor::new().map_err(error)?;
+            d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(MAX_WINDOW_LOG))
+                .map_err(error)?;
+            context.insert(d)
+        }
+    };
+    let capacity = usize::try_from(header.plain_size).unwrap_or(usize::MAX);
+    let plain = decompressor.decompress(body, capacity).map_err(error)?;
     if plain.len() as u64 != header.plain_size {
         return Err(DecodeError::PlainSizeMismatch {
             kind,

@@ -19,6 +19,7 @@ use std::path::{Component, Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use mossfs_format::{FileType, Meta, Reader, Writer, WriterOptions};
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::RepoError;
@@ -123,8 +124,13 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
     paths.sort();
     let mut chosen: BTreeMap<String, Found> = BTreeMap::new();
     let mut superseded = Vec::new();
-    for path in paths {
-        let found = read_stone(&path)?;
+    // Hashing and reading are per stone, so they run on every core; the choice below goes
+    // in path order, so the result never depends on scheduling.
+    let found: Vec<Found> = paths
+        .par_iter()
+        .map(|path| read_stone(path))
+        .collect::<Result<_, _>>()?;
+    for found in found {
         match chosen.get(&found.meta.name) {
             None => {}
             Some(prev) if prev.meta.release == found.meta.release => {
