@@ -246,10 +246,12 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         ),
     )?;
     let install_args = |stone: &Path, stage: bool| install::InstallArgs {
+        triggers: Default::default(),
         stones: vec![stone.to_owned()],
         stage,
         allow_conflicts: false,
         dry_run: false,
+        take_over_usr: false,
         root: root_arg(),
     };
     install::install(&install_args(&v1, false), out)?;
@@ -317,7 +319,9 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     step(out, 11, "mossfs commit")?;
     install::commit(
         &install::CommitArgs {
+            triggers: Default::default(),
             id: None,
+            take_over_usr: false,
             root: root_arg(),
         },
         out,
@@ -333,7 +337,9 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     step(out, 12, "mossfs state activate 1 (roll back)")?;
     state::run(
         &state::StateCommand::Activate {
+            triggers: Default::default(),
             id: 1,
+            take_over_usr: false,
             root: root_arg(),
         },
         out,

@@ -90,6 +90,9 @@ pub enum CliError {
         /// The field.
         field: &'static str,
     },
+    /// The package name breaks the naming rule, which the message states.
+    #[error(transparent)]
+    BadName(#[from] mossfs_format::meta::NameError),
     /// A metadata value is invalid.
     #[error("invalid {field} `{value}`: {reason}")]
     BadMeta {
@@ -141,9 +144,18 @@ pub enum CliError {
     /// `verify` found damage, or could not finish.
     #[error(transparent)]
     Verify(#[from] crate::commands::verify::VerifyError),
+    /// `delta` cannot make a delta from these stones.
+    #[error(transparent)]
+    Delta(#[from] crate::delta::DeltaError),
     /// `mount` or `umount` failed.
     #[error(transparent)]
     Mount(#[from] crate::commands::mount::MountCommandError),
+    /// `mossfs man` could not write a page.
+    #[error(transparent)]
+    Man(#[from] crate::docs::ManError),
+    /// `--log` or `MOSSFS_LOG` is not a filter.
+    #[error(transparent)]
+    Log(#[from] crate::ui::LogFilterError),
     /// A repository command failed; the previous index stays in use.
     #[error(transparent)]
     Repo(#[from] mossfs_repo::RepoError),
@@ -177,6 +189,17 @@ impl CliError {
         })
     }
 
+    /// Lines that explain the error below its one-line report: why no set of packages
+    /// satisfies a request.
+    pub fn details(&self) -> Option<&str> {
+        match self {
+            CliError::Engine(crate::engine::EngineError::Unsolvable { explanation, .. }) => {
+                Some(explanation)
+            }
+            _ => None,
+        }
+    }
+
     /// What to do about it, when there is something better than "read the message".
     pub fn hint(&self) -> Option<&'static str> {
         // Whatever was being written, a full disk is what the person must fix.
@@ -195,6 +218,11 @@ impl CliError {
             } => Some("is it a .stone file?"),
             CliError::Read { .. } | CliError::Check { .. } => {
                 Some("the file is damaged or was cut short; fetch or build it again")
+            }
+            CliError::Engine(crate::engine::EngineError::Store(e))
+                if e.falls_back_to_full_stone() =>
+            {
+                Some("install the package's full stone instead; nothing was changed")
             }
             CliError::MetaFile { .. } => Some("see \"Metadata file\" in README.md"),
             CliError::MissingMeta { field: "name" } => {
@@ -250,7 +278,15 @@ pub fn report(err: &CliError) -> String {
         line.push_str("; ");
         line.push_str(hint);
     }
-    line.replace('\n', " ")
+    // Names inside messages come from outside: a newline or an escape sequence in one must
+    // neither start a second line nor reach the terminal.
+    let mut report = crate::quote::text(&line.replace('\n', " ")).into_owned();
+    // An explanation that takes several lines follows, each indented and quoted alike.
+    for detail in err.details().into_iter().flat_map(str::lines) {
+        report.push_str("\n  ");
+        report.push_str(&crate::quote::text(detail));
+    }
+    report
 }
 
 #[cfg(test)]

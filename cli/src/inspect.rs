@@ -6,15 +6,18 @@
 //! form is printed stone by stone; `--json` prints one document for the whole invocation, an
 //! array with one object per stone (see [`json`]).
 
+mod delta;
 mod json;
 
 use std::fs::File;
 use std::io::{BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mossfs_format::{EntryKind, Reader, Stone};
 
 use crate::error::CliError;
+use crate::quote;
 
 /// Arguments of `mossfs inspect`.
 #[derive(Debug, clap::Args)]
@@ -35,13 +38,24 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
     let mut documents = Vec::new();
     for (n, path) in args.files.iter().enumerate() {
         let stone = load(path, args.check)?;
+        let records = delta::read(path, &stone)?;
         if args.json {
-            documents.push(json::stone(path, &stone, args.check));
+            let mut document = json::stone(path, &stone, args.check);
+            document["delta"] = records
+                .as_ref()
+                .map_or(serde_json::Value::Null, delta::json);
+            documents.push(document);
         } else {
             if n > 0 {
                 writeln!(out)?;
             }
-            text(out, path, &stone, args.check)?;
+            text(out, path, &stone)?;
+            if let Some(records) = &records {
+                delta::text(out, records)?;
+            }
+            if args.check {
+                check_line(out, &stone, records.as_ref())?;
+            }
         }
     }
     if args.json {
@@ -74,8 +88,8 @@ pub fn load(path: &Path, check: bool) -> Result<Stone, CliError> {
     }
 }
 
-fn text(out: &mut dyn Write, path: &Path, stone: &Stone, checked: bool) -> Result<(), CliError> {
-    writeln!(out, "file: {}", path.display())?;
+fn text(out: &mut dyn Write, path: &Path, stone: &Stone) -> Result<(), CliError> {
+    writeln!(out, "file: {}", quote::name(path.as_os_str().as_bytes()))?;
     if let Some(header) = stone.header {
         writeln!(
             out,
@@ -105,7 +119,12 @@ fn text(out: &mut dyn Write, path: &Path, stone: &Stone, checked: bool) -> Resul
     }
     writeln!(out, "meta:")?;
     for record in &stone.meta {
-        writeln!(out, "  {}: {}", record.tag.name(), record.value)?;
+        writeln!(
+            out,
+            "  {}: {}",
+            record.tag.name(),
+            quote::text(&record.value.to_string())
+        )?;
     }
     writeln!(out, "layout: {} entries", stone.layout.len())?;
     for entry in &stone.layout {
@@ -116,20 +135,43 @@ fn text(out: &mut dyn Write, path: &Path, stone: &Stone, checked: bool) -> Resul
             entry.mode,
             entry.uid,
             entry.gid,
-            entry.path
+            quote::name(entry.path.as_bytes())
         )?;
         match &entry.kind {
             EntryKind::Regular(hash) => writeln!(out, " {hash}")?,
-            EntryKind::Symlink(target) => writeln!(out, " -> {}", String::from_utf8_lossy(target))?,
+            EntryKind::Symlink(target) => writeln!(out, " -> {}", quote::name(target))?,
             _ => writeln!(out)?,
         }
     }
-    if checked {
-        writeln!(
+    Ok(())
+}
+
+fn check_line(
+    out: &mut dyn Write,
+    stone: &Stone,
+    records: Option<&delta::Records>,
+) -> Result<(), CliError> {
+    match records {
+        None => writeln!(
             out,
             "check: ok (every payload checksum and {} asset digests verified)",
             stone.index.len()
-        )?;
+        )?,
+        Some(delta) => {
+            let whole = delta
+                .records
+                .iter()
+                .filter(|r| r.method == mossfs_format::Method::Whole)
+                .count();
+            writeln!(
+                out,
+                "check: ok (every payload checksum and {} delta records verified: {whole} whole \
+                 records decoded and hashed; {} patches declare their target's size and are \
+                 checked against their bases when applied)",
+                delta.records.len(),
+                delta.records.len() - whole
+            )?
+        }
     }
     Ok(())
 }

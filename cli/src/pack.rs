@@ -101,7 +101,7 @@ struct Package {
 
 impl Package {
     /// Layout records for every file and symlink, and for directories that are empty or
-    /// not `0755`; the index holds each unique file once, largest first, so the empty file
+    /// not `0755` and owned by root; the index holds each unique file once, largest first, so the empty file
     /// comes last, as upstream's boulder orders it.
     fn new(root: &Path, entries: &[Entry]) -> Package {
         let mut layout = Vec::with_capacity(entries.len());
@@ -118,7 +118,10 @@ impl Package {
                 }
                 Kind::Symlink(target) => EntryKind::Symlink(target.clone()),
                 Kind::Dir { empty } => {
-                    if !*empty && entry.mode & 0o7777 == 0o755 {
+                    // Only what an implied directory would be anyway may be left out:
+                    // 0755 and owned by root (issue 7, defect 16).
+                    let implied = entry.mode & 0o7777 == 0o755 && (entry.uid, entry.gid) == (0, 0);
+                    if !*empty && implied {
                         continue;
                     }
                     EntryKind::Directory

@@ -26,6 +26,15 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// `1 path`, `2 paths`: a count with its noun, for sentences.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

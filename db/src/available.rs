@@ -56,6 +56,47 @@ impl Tables {
             repositories,
         })
     }
+
+    /// The tables of a database opened for reading only; `None` if no writer of a build
+    /// that knows repositories has opened it yet, which reads as nothing available.
+    pub(crate) fn open_existing(env: &Env<WithoutTls>) -> heed::Result<Option<Tables>> {
+        let rtxn = env.read_txn()?;
+        type Dbs = (
+            Option<Database<'static, Bytes, Bytes>>,
+            Option<Database<'static, Bytes, Bytes>>,
+            Option<Database<'static, Bytes, Bytes>>,
+        );
+        let opened: Dbs = env
+            .open_databases_and_commit(rtxn, |opener, rtxn| -> heed::Result<_> {
+                let providers = opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name("available_providers")
+                    .flags(DatabaseFlags::DUP_SORT)
+                    .open(rtxn)?;
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    opener.open_database(rtxn, Some("available"))?,
+                    providers,
+                    opener.open_database(rtxn, Some("repositories"))?,
+                )))
+            })?
+            .unwrap_commit();
+        Ok(match opened {
+            (Some(available), Some(providers), Some(repositories)) => Some(Tables {
+                available,
+                providers,
+                repositories,
+            }),
+            _ => None,
+        })
+    }
+}
+
+/// The tables for a write; every writer's open creates them.
+fn tables_for_write(db: &crate::Db) -> Result<Tables> {
+    db.available
+        .clone()
+        .ok_or_else(|| corrupt("the available tables of a database opened for reading"))
 }
 
 /// A package a repository offers.
@@ -134,7 +175,9 @@ fn order(list: &mut [Available]) {
 pub trait AvailableQuery: Query {
     /// Every repository's offer of package `name`, best first.
     fn available(&self, name: &str) -> Result<Vec<Available>> {
-        let tables = &self.db().available;
+        let Some(tables) = &self.db().available else {
+            return Ok(Vec::new());
+        };
         let mut prefix = name.as_bytes().to_vec();
         prefix.push(0);
         let mut out = Vec::new();
@@ -152,7 +195,9 @@ pub trait AvailableQuery: Query {
 
     /// Every available package, by name, best repository first within a name.
     fn all_available(&self) -> Result<Vec<Available>> {
-        let tables = &self.db().available;
+        let Some(tables) = &self.db().available else {
+            return Ok(Vec::new());
+        };
         let mut out = Vec::new();
         for item in tables
             .available
@@ -174,7 +219,9 @@ pub trait AvailableQuery: Query {
 
     /// The available packages that provide `relation` (`kind(target)`), best first.
     fn available_providers(&self, relation: &str) -> Result<Vec<Available>> {
-        let tables = &self.db().available;
+        let Some(tables) = &self.db().available else {
+            return Ok(Vec::new());
+        };
         let Some(iter) = tables
             .providers
             .get_duplicates(self.txn(), relation.as_bytes())
@@ -199,9 +246,10 @@ pub trait AvailableQuery: Query {
 
     /// What the last refresh of `repo` saw.
     fn repo_seen(&self, repo: &str) -> Result<Option<RepoSeen>> {
-        let Some(bytes) = self
-            .db()
-            .available
+        let Some(tables) = &self.db().available else {
+            return Ok(None);
+        };
+        let Some(bytes) = tables
             .repositories
             .get(self.txn(), repo.as_bytes())
             .map_err(lmdb("read repositories"))?
@@ -238,7 +286,7 @@ impl WriteTxn<'_> {
         priority: u64,
         packages: &[Meta],
     ) -> Result<()> {
-        let tables = self.db.available.clone();
+        let tables = tables_for_write(self.db)?;
         let mut suffix = vec![0];
         suffix.extend_from_slice(repo.as_bytes());
         let mut old = Vec::new();
@@ -292,7 +340,7 @@ impl WriteTxn<'_> {
 
     /// Records what a refresh of `repo` saw; `None` forgets it.
     pub fn set_repo_seen(&mut self, repo: &str, seen: Option<&RepoSeen>) -> Result<()> {
-        let table = self.db.available.repositories;
+        let table = tables_for_write(self.db)?.repositories;
         match seen {
             None => {
                 table

@@ -33,11 +33,13 @@ use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, R
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
 pub use available::{Available, AvailableQuery, RepoSeen};
-pub use state::{Conflict, Selection, State, StateId, Status};
+pub use state::{Conflict, Generated, Reason, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
 /// The schema this build reads and writes. Bump it when a record shape changes.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2: states record why each package is selected ([`Reason`]); version 1 records are
+/// still read, so an older database is moved up on the first write open.
+pub const SCHEMA_VERSION: u64 = 2;
 
 const MAP_SIZE: usize = 1 << 36;
 
@@ -91,12 +93,85 @@ pub enum DbError {
     /// A state that is not recorded.
     #[error("state {0} does not exist; see 'mossfs state list'")]
     NoState(StateId),
+    /// The file system holding the database is full, so a write could not be made
+    /// durable; nothing of the transaction was kept.
+    #[error("cannot write the database at {path}: {source}")]
+    Full {
+        /// The database directory.
+        path: PathBuf,
+        /// The kernel's word for it: always "no space left on device" (LMDB reports a
+        /// write cut short by a full disk as EIO, which says nothing useful).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The root is read-only, or the database may not be written by this user, and the
+    /// command needs to write.
+    #[error("cannot write the database at {path}: {source}")]
+    ReadOnly {
+        /// The database directory.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 type Result<T, E = DbError> = std::result::Result<T, E>;
 
 fn lmdb(operation: &'static str) -> impl FnOnce(heed::Error) -> DbError {
     move |source| DbError::Lmdb { operation, source }
+}
+
+/// Below this much free space, an I/O error while writing the database is a full disk.
+/// LMDB turns a write cut short into EIO, and a write is cut short when the disk fills
+/// up, so after one the file system has less than one write's worth (a few pages) left.
+const NEARLY_FULL: u64 = 1 << 20;
+
+/// Says whether a failed write of the database at `dir` was a full disk: ENOSPC or EDQUOT
+/// outright, or EIO on a file system that has (almost) no space left.
+fn full_disk(dir: &Path, source: &heed::Error) -> bool {
+    let heed::Error::Io(io) = source else {
+        return false;
+    };
+    match io.raw_os_error() {
+        Some(code) if code == rustix::io::Errno::NOSPC.raw_os_error() => true,
+        Some(code) if code == rustix::io::Errno::DQUOT.raw_os_error() => true,
+        Some(code) if code == rustix::io::Errno::IO.raw_os_error() => {
+            rustix::fs::statvfs(dir).is_ok_and(|stat| {
+                // Root may use the blocks reserved for it; others may not.
+                let blocks = if rustix::process::geteuid().is_root() {
+                    stat.f_bfree
+                } else {
+                    stat.f_bavail
+                };
+                blocks.saturating_mul(stat.f_frsize) < NEARLY_FULL
+            })
+        }
+        _ => false,
+    }
+}
+
+/// Turns a failed write (a commit) into [`DbError::Full`] when the disk is full, and into
+/// [`DbError::ReadOnly`] on a read-only file system.
+fn write_error(dir: &Path, operation: &'static str) -> impl FnOnce(heed::Error) -> DbError {
+    move |source| {
+        if full_disk(dir, &source) {
+            return DbError::Full {
+                path: dir.to_owned(),
+                source: std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error()),
+            };
+        }
+        let denied = [rustix::io::Errno::ROFS, rustix::io::Errno::ACCESS].map(|e| e.raw_os_error());
+        match &source {
+            heed::Error::Io(io) if io.raw_os_error().is_some_and(|c| denied.contains(&c)) => {
+                DbError::ReadOnly {
+                    path: dir.to_owned(),
+                    source: std::io::Error::new(io.kind(), io.to_string()),
+                }
+            }
+            _ => DbError::Lmdb { operation, source },
+        }
+    }
 }
 
 /// A recorded package.
@@ -141,6 +216,8 @@ impl PackageRecord {
 /// The open database. Cheap to clone: the environment is shared.
 #[derive(Clone)]
 pub struct Db {
+    /// The environment's directory, to name in errors and to ask how full its disk is.
+    dir: PathBuf,
     env: Env<WithoutTls>,
     meta: Database<'static, Str, Bytes>,
     packages: Database<'static, Bytes, Bytes>,
@@ -149,7 +226,8 @@ pub struct Db {
     providers: Database<'static, Bytes, Bytes>,
     states: Database<'static, U64<BigEndian>, Bytes>,
     trees: Database<'static, Bytes, Bytes>,
-    available: available::Tables,
+    /// `None` only when opened for reading before any writer made them.
+    available: Option<available::Tables>,
 }
 
 impl Db {
@@ -173,6 +251,10 @@ impl Db {
         .map_err(open_err)?;
         let _ = env.clear_stale_readers();
         let wtxn = env.write_txn().map_err(open_err)?;
+        let commit_err = |source| match write_error(dir, "open")(source) {
+            DbError::Lmdb { source, .. } => open_err(source),
+            other => other,
+        };
         type Dbs = (
             Database<'static, Str, Bytes>,
             Database<'static, Bytes, Bytes>,
@@ -200,10 +282,11 @@ impl Db {
                     opener.create_database(wtxn, Some("trees"))?,
                 )))
             })
-            .map_err(open_err)?
+            .map_err(commit_err)?
             .unwrap_commit();
-        let available = available::Tables::open(&env).map_err(open_err)?;
+        let available = Some(available::Tables::open(&env).map_err(open_err)?);
         let db = Db {
+            dir: dir.to_owned(),
             env,
             meta,
             packages,
@@ -223,10 +306,104 @@ impl Db {
                     found,
                 });
             }
+            Some(found) if found < SCHEMA_VERSION => txn.set_meta_u64("schema", SCHEMA_VERSION)?,
             Some(_) => {}
         }
         txn.commit()?;
         Ok(db)
+    }
+
+    /// Opens the existing environment in `dir` for reading only, and writes nothing to it.
+    /// LMDB still registers the reader in its shared lock file, so that a writer in
+    /// another process never reuses pages this snapshot reads; on a read-only file system
+    /// it reads without one, which is safe because nothing can write there either. This
+    /// is what every command that only reads uses, so that it works on a read-only root
+    /// and a dry run leaves no trace.
+    pub fn open_read(dir: &Path) -> Result<Db> {
+        let open_err = |source| DbError::Open {
+            path: dir.to_owned(),
+            source,
+        };
+        if !dir.join("data.mdb").is_file() {
+            return Err(open_err(heed::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::NotFound,
+            ))));
+        }
+        // SAFETY: as in `open`; READ_ONLY only narrows what this process may do.
+        let env = unsafe {
+            EnvOpenOptions::new()
+                .read_txn_without_tls()
+                .map_size(MAP_SIZE)
+                .max_dbs(16)
+                .max_readers(1024)
+                .flags(heed::EnvFlags::READ_ONLY)
+                .open(dir)
+        }
+        .map_err(open_err)?;
+        let rtxn = env.read_txn().map_err(open_err)?;
+        type Dbs = (
+            Option<Database<'static, Str, Bytes>>,
+            Option<Database<'static, Bytes, Bytes>>,
+            Option<Database<'static, Bytes, Bytes>>,
+            Option<Database<'static, Bytes, Bytes>>,
+            Option<Database<'static, Bytes, Bytes>>,
+            Option<Database<'static, U64<BigEndian>, Bytes>>,
+            Option<Database<'static, Bytes, Bytes>>,
+        );
+        let opened: Dbs = env
+            .open_databases_and_commit(rtxn, |opener, rtxn| -> heed::Result<_> {
+                let providers = opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name("providers")
+                    .flags(DatabaseFlags::DUP_SORT)
+                    .open(rtxn)?;
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    opener.open_database(rtxn, Some("meta"))?,
+                    opener.open_database(rtxn, Some("packages"))?,
+                    opener.open_database(rtxn, Some("layouts"))?,
+                    opener.open_database(rtxn, Some("indexes"))?,
+                    providers,
+                    opener.open_database(rtxn, Some("states"))?,
+                    opener.open_database(rtxn, Some("trees"))?,
+                )))
+            })
+            .map_err(open_err)?
+            .unwrap_commit();
+        let (
+            Some(meta),
+            Some(packages),
+            Some(layouts),
+            Some(indexes),
+            Some(providers),
+            Some(states),
+            Some(trees),
+        ) = opened
+        else {
+            return Err(DbError::Corrupt {
+                what: format!("the table list of {}", dir.display()),
+            });
+        };
+        let available = available::Tables::open_existing(&env).map_err(open_err)?;
+        let db = Db {
+            dir: dir.to_owned(),
+            env,
+            meta,
+            packages,
+            layouts,
+            indexes,
+            providers,
+            states,
+            trees,
+            available,
+        };
+        match db.read()?.meta_u64("schema")? {
+            Some(found) if found > SCHEMA_VERSION => Err(DbError::NewerSchema {
+                path: dir.to_owned(),
+                found,
+            }),
+            _ => Ok(db),
+        }
     }
 
     /// A consistent snapshot for reading. It never blocks and may be held by another
@@ -241,7 +418,10 @@ impl Db {
 
     /// The one write transaction; waits for any other writer, in any process.
     pub fn write(&self) -> Result<WriteTxn<'_>> {
-        let txn = self.env.write_txn().map_err(lmdb("write"))?;
+        let txn = self
+            .env
+            .write_txn()
+            .map_err(write_error(&self.dir, "write"))?;
         Ok(WriteTxn { db: self, txn })
     }
 }
@@ -484,8 +664,11 @@ impl Query for WriteTxn<'_> {
 
 impl WriteTxn<'_> {
     /// Makes every change durable and visible at once.
+    /// A full disk is [`DbError::Full`], and nothing of the transaction is kept.
     pub fn commit(self) -> Result<()> {
-        self.txn.commit().map_err(lmdb("commit"))
+        self.txn
+            .commit()
+            .map_err(write_error(&self.db.dir, "commit"))
     }
 
     fn set_meta_u64(&mut self, key: &str, value: u64) -> Result<()> {

@@ -22,15 +22,86 @@ pub enum Status {
     Candidate,
     /// Committed at least once. Whether it is the active one is kept separately.
     Committed,
+    /// Recorded by an `install` or `remove` that is committing it right now. It is no one
+    /// else's candidate: if that command dies before the exchange, the next writer drops
+    /// it, so a killed command never leaves a state behind that a later `commit` applies.
+    InFlight,
 }
 
 /// One package in a state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Selection {
     /// The package.
     pub package: PackageId,
-    /// Asked for by name, as opposed to pulled in as a dependency.
+    /// Asked for by name, as opposed to pulled in as a dependency. `remove` drops the
+    /// packages that are not explicit once nothing needs them (orphans), and `sync`
+    /// re-solves from the explicit ones (DESIGN.md §9).
     pub explicit: bool,
+    /// Why the package is there, for people.
+    pub reason: Reason,
+}
+
+/// Why a package is in a state.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// Asked for: the words the request gave, such as `nano`, `binary(nano)` or a stone's
+    /// file name.
+    Requested(String),
+    /// Pulled in: the package that needs it, and the dependency it satisfies.
+    Needed {
+        /// The package that depends on it, by name.
+        by: String,
+        /// The dependency, `kind(target)`.
+        relation: String,
+    },
+    /// Kept although nothing needs it now: the change that recorded the state does not
+    /// remove packages (an `install`); the next `remove` or `sync` drops it.
+    Unneeded,
+    /// Recorded before states kept reasons (record version 1).
+    Unknown,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Requested(words) => write!(f, "requested as {words}"),
+            Reason::Needed { by, relation } => write!(f, "needed by {by} for {relation}"),
+            Reason::Unneeded => write!(f, "nothing needs it any more"),
+            Reason::Unknown => write!(f, "no reason recorded"),
+        }
+    }
+}
+
+impl Reason {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Reason::Unknown => out.push(0),
+            Reason::Requested(words) => {
+                out.push(1);
+                put_bytes(out, words.as_bytes());
+            }
+            Reason::Needed { by, relation } => {
+                out.push(2);
+                put_bytes(out, by.as_bytes());
+                put_bytes(out, relation.as_bytes());
+            }
+            Reason::Unneeded => out.push(3),
+        }
+    }
+
+    fn decode(r: &mut Reader) -> Option<Reason> {
+        let text = |r: &mut Reader| String::from_utf8(r.bytes()?.to_vec()).ok();
+        Some(match r.u8()? {
+            0 => Reason::Unknown,
+            1 => Reason::Requested(text(r)?),
+            2 => Reason::Needed {
+                by: text(r)?,
+                relation: text(r)?,
+            },
+            3 => Reason::Unneeded,
+            _ => return None,
+        })
+    }
 }
 
 /// Two or more packages that want different things at one path.
@@ -40,6 +111,16 @@ pub struct Conflict {
     pub path: Vec<u8>,
     /// Each contender's entry, the one the tree shows first.
     pub contenders: Vec<Node>,
+}
+
+/// A file that a transaction trigger wrote into a state's tree (DESIGN.md §10): its tree
+/// entry has no package owner, and this says which trigger made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The path below `/usr`.
+    pub path: Vec<u8>,
+    /// The trigger's name.
+    pub trigger: String,
 }
 
 /// A recorded state.
@@ -63,18 +144,21 @@ pub struct State {
     pub entries: u64,
     /// Conflicts found when the tree was built. A state with any can never be committed.
     pub conflicts: Vec<Conflict>,
+    /// Files its transaction triggers wrote, sorted by path; empty until it is committed.
+    pub generated: Vec<Generated>,
 }
 
 impl State {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.push(1); // record version
+        out.push(2); // record version: 2 adds each selection's reason
         out.extend_from_slice(&self.id.0.to_be_bytes());
         out.extend_from_slice(&self.created.to_be_bytes());
         put_bytes(&mut out, self.summary.as_bytes());
         out.push(match self.status {
             Status::Candidate => 0,
             Status::Committed => 1,
+            Status::InFlight => 2,
         });
         out.extend_from_slice(&self.parent.map_or(u64::MAX, |p| p.0).to_be_bytes());
         out.extend_from_slice(&self.root.0.to_be_bytes());
@@ -83,6 +167,7 @@ impl State {
         for s in &self.selections {
             out.extend_from_slice(&s.package.0);
             out.push(u8::from(s.explicit));
+            s.reason.encode(&mut out);
         }
         out.extend_from_slice(&(self.conflicts.len() as u32).to_be_bytes());
         for c in &self.conflicts {
@@ -100,12 +185,20 @@ impl State {
                 .collect();
             put_bytes(&mut out, &crate::tree::encode(&entries));
         }
+        // Added after version 1 records were first written: an older record simply ends
+        // here, and reads back with nothing generated.
+        out.extend_from_slice(&(self.generated.len() as u32).to_be_bytes());
+        for g in &self.generated {
+            put_bytes(&mut out, &g.path);
+            put_bytes(&mut out, g.trigger.as_bytes());
+        }
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<State> {
         let mut r = Reader(bytes);
-        if r.u8()? != 1 {
+        let version = r.u8()?;
+        if !(1..=2).contains(&version) {
             return None;
         }
         let id = StateId(r.u64()?);
@@ -113,7 +206,9 @@ impl State {
         let summary = String::from_utf8(r.bytes()?.to_vec()).ok()?;
         let status = match r.u8()? {
             0 => Status::Candidate,
-            _ => Status::Committed,
+            1 => Status::Committed,
+            2 => Status::InFlight,
+            _ => return None,
         };
         let parent = match r.u64()? {
             u64::MAX => None,
@@ -125,9 +220,15 @@ impl State {
         let mut selections = Vec::with_capacity(count.min(bytes.len() / 33));
         for _ in 0..count {
             let package = PackageId(r.take(32)?.try_into().ok()?);
+            let explicit = r.u8()? != 0;
+            let reason = match version {
+                1 => Reason::Unknown,
+                _ => Reason::decode(&mut r)?,
+            };
             selections.push(Selection {
                 package,
-                explicit: r.u8()? != 0,
+                explicit,
+                reason,
             });
         }
         let count = r.u32()? as usize;
@@ -145,6 +246,16 @@ impl State {
                 .collect();
             conflicts.push(Conflict { path, contenders });
         }
+        let mut generated = Vec::new();
+        if !r.0.is_empty() {
+            let count = r.u32()? as usize;
+            generated.reserve(count.min(r.0.len() / 8));
+            for _ in 0..count {
+                let path = r.bytes()?.to_vec();
+                let trigger = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+                generated.push(Generated { path, trigger });
+            }
+        }
         Some(State {
             id,
             created,
@@ -155,6 +266,80 @@ impl State {
             root,
             entries,
             conflicts,
+            generated,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(selections: Vec<Selection>) -> State {
+        State {
+            id: StateId(3),
+            created: 7,
+            summary: "install nano".into(),
+            status: Status::Committed,
+            parent: Some(StateId(2)),
+            selections,
+            root: TreeHash(9),
+            entries: 4,
+            conflicts: Vec::new(),
+            generated: vec![Generated {
+                path: b"lib/ld.so.cache".to_vec(),
+                trigger: "ldconfig".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn every_reason_survives_a_round_trip() {
+        let reasons = [
+            Reason::Requested("binary(nano)".into()),
+            Reason::Needed {
+                by: "nano".into(),
+                relation: "soname(libncursesw.so.6(x86_64))".into(),
+            },
+            Reason::Unneeded,
+            Reason::Unknown,
+        ];
+        let selections = reasons
+            .iter()
+            .enumerate()
+            .map(|(i, reason)| Selection {
+                package: PackageId([i as u8; 32]),
+                explicit: i == 0,
+                reason: reason.clone(),
+            })
+            .collect();
+        let state = state(selections);
+        assert_eq!(State::decode(&state.encode()), Some(state));
+    }
+
+    #[test]
+    fn a_version_1_record_reads_with_unknown_reasons() {
+        let mut bytes = state(Vec::new()).encode();
+        // Rewrite as version 1: the same layout without reasons, and without the generated
+        // files that later records end with (selection count, conflict count, one
+        // generated entry: its count and two length-prefixed strings).
+        bytes[0] = 1;
+        let generated = 4 + (4 + b"lib/ld.so.cache".len()) + (4 + b"ldconfig".len());
+        let count_at = bytes.len() - generated - 8;
+        bytes[count_at..count_at + 4].copy_from_slice(&1u32.to_be_bytes());
+        bytes.truncate(count_at + 4);
+        bytes.extend_from_slice(&[5; 32]); // package id
+        bytes.push(1); // explicit
+        bytes.extend_from_slice(&0u32.to_be_bytes()); // no conflicts
+        let decoded = State::decode(&bytes).expect("a version 1 record decodes");
+        assert_eq!(
+            decoded.selections,
+            [Selection {
+                package: PackageId([5; 32]),
+                explicit: true,
+                reason: Reason::Unknown,
+            }]
+        );
+        assert!(decoded.generated.is_empty());
     }
 }

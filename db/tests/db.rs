@@ -126,12 +126,17 @@ fn states_trees_and_lookup() {
         selections: vec![Selection {
             package: PackageId([1; 32]),
             explicit: true,
+            reason: mossfs_db::Reason::Unknown,
         }],
         root,
         entries: 2,
         conflicts: vec![Conflict {
             path: b"bin/tool".to_vec(),
             contenders: vec![file.clone(), file.clone()],
+        }],
+        generated: vec![mossfs_db::Generated {
+            path: b"lib/ld.so.cache".to_vec(),
+            trigger: "ldconfig".into(),
         }],
     };
     txn.put_state(&state).unwrap();
@@ -199,4 +204,58 @@ fn a_newer_schema_is_refused_clearly() {
         matches!(err, DbError::NewerSchema { found, .. } if found == mossfs_db::SCHEMA_VERSION + 1)
     );
     assert!(err.to_string().contains("use a newer mossfs"), "{err}");
+}
+
+#[test]
+fn an_older_schema_is_moved_up_by_a_writer_and_left_alone_by_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Db::open(dir.path()).unwrap();
+        let mut txn = db.write().unwrap();
+        // A database from before states kept reasons.
+        txn.set_schema_for_test(1).unwrap();
+        txn.commit().unwrap();
+    }
+    {
+        let db = Db::open_read(dir.path()).unwrap();
+        assert_eq!(db.read().unwrap().meta_u64("schema").unwrap(), Some(1));
+    }
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(
+        db.read().unwrap().meta_u64("schema").unwrap(),
+        Some(mossfs_db::SCHEMA_VERSION)
+    );
+}
+
+#[test]
+fn a_read_only_open_creates_nothing_writes_nothing_and_sees_every_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("db");
+    assert!(matches!(Db::open_read(&missing), Err(DbError::Open { .. })));
+    assert!(!missing.exists(), "a reader created the database folder");
+    {
+        let db = Db::open(&missing).unwrap();
+        let mut txn = db.write().unwrap();
+        let root = txn.put_tree(&tree::encode(&[])).unwrap();
+        let id = txn.next_state_id().unwrap();
+        txn.put_state(&State {
+            id,
+            created: 7,
+            summary: "install a".into(),
+            status: Status::InFlight,
+            parent: None,
+            selections: Vec::new(),
+            root,
+            entries: 0,
+            conflicts: Vec::new(),
+            generated: Vec::new(),
+        })
+        .unwrap();
+        txn.commit().unwrap();
+    }
+    let db = Db::open_read(&missing).unwrap();
+    let states = db.read().unwrap().states().unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].status, Status::InFlight);
+    assert!(matches!(db.write().err(), Some(DbError::ReadOnly { .. })));
 }

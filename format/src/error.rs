@@ -224,6 +224,73 @@ pub enum DecodeError {
         /// The missing asset.
         hash: AssetHash,
     },
+    /// A delta record that does not rebuild its asset.
+    #[error("delta record {index}: {source}")]
+    Delta {
+        /// The record's position, from 0.
+        index: u64,
+        /// What is wrong with it.
+        #[source]
+        source: Box<crate::delta::ApplyError>,
+    },
+    /// A delta record rebuilds an asset the stone's index does not list.
+    #[error("delta record {index} rebuilds asset {hash}, which the index does not list")]
+    DeltaNotIndexed {
+        /// The record's position, from 0.
+        index: u64,
+        /// The asset.
+        hash: AssetHash,
+    },
+    /// Two delta records rebuild the same asset.
+    #[error("delta record {index} rebuilds asset {hash} a second time")]
+    DeltaDuplicate {
+        /// The record's position, from 0.
+        index: u64,
+        /// The asset.
+        hash: AssetHash,
+    },
+    /// A delta payload holds bytes after its declared records.
+    #[error(
+        "delta payload at offset {offset}: {extra} bytes follow its {records} declared records"
+    )]
+    DeltaTrailing {
+        /// Offset of its header.
+        offset: u64,
+        /// The declared record count.
+        records: u32,
+        /// Bytes left over.
+        extra: u64,
+    },
+    /// A binary package lacks a payload it needs, so it cannot be whole
+    /// ([`crate::Stone::check_structure`]).
+    #[error("the package has no {kind} payload, but {because}; the stone is damaged")]
+    MissingPayload {
+        /// The payload that is missing.
+        kind: PayloadKind,
+        /// Why the package needs it.
+        because: &'static str,
+    },
+    /// A payload the package needs uses a compression this reader does not know, so its
+    /// records would be skipped.
+    #[error(
+        "{kind} payload at offset {offset}: unknown compression {compression}; the package cannot be read without this payload"
+    )]
+    UnknownCompression {
+        /// The payload's kind.
+        kind: PayloadKind,
+        /// Offset of its header.
+        offset: u64,
+        /// The compression byte found.
+        compression: u8,
+    },
+    /// An index entry that no layout entry uses: the layout lost records.
+    #[error("{}the index lists asset {hash}, which no layout entry uses", package_prefix(.package))]
+    UnusedAsset {
+        /// The package's name, when known.
+        package: Option<String>,
+        /// The asset.
+        hash: AssetHash,
+    },
     /// Reading failed underneath.
     #[error("read failed: {0}")]
     Io(#[from] io::Error),
@@ -298,4 +365,26 @@ pub enum RecordError {
     /// A dependency or provider record without its NUL-terminated text.
     #[error("a dependency or provider needs a kind byte and text")]
     BadRelation,
+    /// A delta record's method is neither patch (1) nor whole (2).
+    #[error("unknown delta method {0} (known: 1 patch, 2 whole)")]
+    DeltaMethod(u8),
+    /// A delta record's window log is outside what zstd allows.
+    #[error("window log {log} is outside 10..={max}")]
+    DeltaWindowLog {
+        /// The declared log.
+        log: u8,
+        /// The largest allowed.
+        max: u8,
+    },
+    /// A delta record declares more bytes than a reader will rebuild.
+    #[error("declares {size} bytes, more than the limit of {limit}")]
+    DeltaTooLarge {
+        /// The declared size (for a patch: base plus target).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Bytes that must be zero are not: reserved bytes, or a base named by a whole record.
+    #[error("reserved bytes are not zero (or a whole record names a base)")]
+    DeltaReserved,
 }

@@ -21,12 +21,14 @@
 //! - [`header`]: the archive header and its file type.
 //! - [`payload`]: payload headers, kinds and compression.
 //! - [`meta`], [`layout`], [`index`]: one module per record kind, each with `decode`/`encode`.
+//! - [`delta`]: delta records: their bytes, applying them, and making them.
 //! - [`path`]: [`RelPath`], the only way a layout path enters the program.
 //! - [`read`]: [`Reader`], which yields the metadata and then streams the content as assets.
 //! - [`write`]: [`Writer`], which emits payloads in upstream's order.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs)]
 
+pub mod delta;
 pub mod error;
 pub mod hash;
 pub mod header;
@@ -39,6 +41,7 @@ pub mod read;
 mod record;
 pub mod write;
 
+pub use delta::{ApplyError, DeltaRecord, Method, Preamble, RecordHeader};
 pub use error::{DecodeError, RecordError};
 pub use hash::{AssetHash, AssetHasher, PackageId};
 pub use header::{ArchiveHeader, FileType};
@@ -47,5 +50,5 @@ pub use layout::{EntryKind, LayoutEntry};
 pub use meta::{Meta, MetaRecord, MetaTag, MetaValue, Relation, RelationKind};
 pub use path::{PathError, RelPath};
 pub use payload::{Compression, PayloadHeader, PayloadKind};
-pub use read::{Asset, Content, Reader, Stone};
+pub use read::{Asset, Content, Deltas, Reader, Stone};
 pub use write::{ContentSource, DEFAULT_LEVEL, Writer, WriterOptions, layout_index};

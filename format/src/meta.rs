@@ -516,6 +516,66 @@ pub struct Meta {
     pub extra: Vec<MetaRecord>,
 }
 
+/// The longest package name: one file name, since names become file names (the
+/// `--debug-view` folders of a mount, cached stones people look at).
+pub const MAX_NAME_LEN: usize = 255;
+
+/// The rule [`check_name`] enforces, in words, for error messages.
+pub const NAME_RULE: &str = "a package name is 1 to 255 bytes, not `.` or `..`, \
+     with no `/`, whitespace or control characters";
+
+/// Why a package name is refused ([`check_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty.
+    #[error("package name is empty ({NAME_RULE})")]
+    Empty,
+    /// Longer than [`MAX_NAME_LEN`].
+    #[error("package name {name:?} is {len} bytes long ({NAME_RULE})")]
+    TooLong {
+        /// The name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// `.`, `..`, or a name holding a `/`, a space, or a control character: none of them
+    /// can be one file name shown on one line.
+    #[error("package name {name:?} is refused ({NAME_RULE})")]
+    Forbidden {
+        /// The name.
+        name: String,
+    },
+}
+
+/// Checks a package name wherever one comes in (pack, install, the reader's typed meta).
+///
+/// Names end up as file names and on lines of output: `..` or `a/b` would walk out of a
+/// `--debug-view` folder, and a newline or an escape sequence could forge lines or recolour
+/// a terminal. Upstream's names are letters, digits and `+ - . _`, far inside this rule.
+pub fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong {
+            name: name.chars().take(40).collect::<String>() + "…",
+            len: name.len(),
+        });
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(NameError::Forbidden {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Why records do not make a [`Meta`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -523,6 +583,9 @@ pub enum MetaError {
     /// No name record.
     #[error("the meta payload has no package name")]
     NoName,
+    /// The name breaks [`check_name`]'s rule.
+    #[error(transparent)]
+    BadName(#[from] NameError),
     /// A tag with a value of the wrong type.
     #[error("meta tag {tag} has a value of the wrong type ({value})")]
     WrongType {
@@ -583,6 +646,7 @@ impl Meta {
         if !has_name {
             return Err(MetaError::NoName);
         }
+        check_name(&meta.name)?;
         Ok(meta)
     }
 
@@ -787,5 +851,64 @@ mod tests {
         let body = encode_all(&meta.to_records());
         let back = Meta::from_records(&decode_all(&body).unwrap()).unwrap();
         assert_eq!(back, meta);
+    }
+
+    /// Issue 7, defect 13: `..`, `.`, `a/b`, a newline and 300 bytes were all accepted.
+    #[test]
+    fn defect_13_package_names_are_checked() {
+        for good in [
+            "nano",
+            "bash-completion",
+            "libstdc++",
+            "python3.12",
+            "a",
+            "x_y",
+        ] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        assert_eq!(check_name(&"n".repeat(255)), Ok(()));
+        assert_eq!(check_name(""), Err(NameError::Empty));
+        for bad in [
+            ".",
+            "..",
+            "a/b",
+            "a\nb",
+            "a b",
+            "tab\t",
+            "esc\u{1b}[31m",
+            "nbsp\u{a0}x",
+        ] {
+            assert_eq!(
+                check_name(bad),
+                Err(NameError::Forbidden {
+                    name: bad.to_owned()
+                }),
+                "{bad:?}"
+            );
+        }
+        let long = "n".repeat(300);
+        assert!(matches!(
+            check_name(&long),
+            Err(NameError::TooLong { len: 300, .. })
+        ));
+        // The rule is in the message, and the name is quoted so it cannot forge a line.
+        let text = check_name("a\nb").unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "package name \"a\\nb\" is refused (a package name is 1 to 255 bytes, not `.` \
+             or `..`, with no `/`, whitespace or control characters)"
+        );
+        // The reader's typed meta refuses it as well.
+        let mut meta = Meta {
+            name: "..".into(),
+            version: "1".into(),
+            ..Meta::default()
+        };
+        assert!(matches!(
+            Meta::from_records(&meta.to_records()),
+            Err(MetaError::BadName(NameError::Forbidden { .. }))
+        ));
+        meta.name = "ok".into();
+        assert!(Meta::from_records(&meta.to_records()).is_ok());
     }
 }

@@ -4,6 +4,10 @@
 //! defence is here. A path from a layout becomes a `RelPath` only through
 //! [`RelPath::new`], which rejects absolute paths, `..`, `.`, NUL and empty components, so
 //! every later layer can join it below a directory fd without checking again.
+//!
+//! It also refuses the one path mossfs keeps for itself, [`RESERVED`]: `usr/.stateID`
+//! names the state a tree belongs to, so a package that shipped it could make a tree lie
+//! about its state, and would collide with the file every commit writes.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -11,6 +15,10 @@ use std::os::unix::ffi::OsStrExt;
 
 /// The longest path we accept. Linux's `PATH_MAX` is 4096, including the NUL.
 pub const MAX_PATH_LEN: usize = 4095;
+
+/// The path below `/usr` that names the state a tree belongs to (DESIGN.md §4). No
+/// package may ship it.
+pub const RESERVED: &[u8] = b".stateID";
 
 /// A path relative to `/usr`, made of normal components only. Paths are bytes, not UTF-8.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,6 +48,11 @@ pub enum PathError {
     /// Longer than [`MAX_PATH_LEN`].
     #[error("the path is longer than {MAX_PATH_LEN} bytes")]
     TooLong,
+    /// [`RESERVED`]: the state marker that every commit writes itself.
+    #[error(
+        "usr/.stateID is reserved for the id of the state a tree belongs to; no package may ship it"
+    )]
+    Reserved,
 }
 
 impl RelPath {
@@ -70,6 +83,9 @@ impl RelPath {
                 b".." => return Err(PathError::ParentDir),
                 _ => {}
             }
+        }
+        if bytes == RESERVED {
+            return Err(PathError::Reserved);
         }
         Ok(())
     }
@@ -169,6 +185,21 @@ mod tests {
         assert_eq!(RelPath::new("a/b/"), Err(PathError::EmptyComponent));
         assert_eq!(RelPath::new(b"a\0b".to_vec()), Err(PathError::Nul));
         assert_eq!(RelPath::new(vec![b'a'; 5000]), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn the_state_marker_is_reserved_only_at_the_top() {
+        assert_eq!(RelPath::new(".stateID"), Err(PathError::Reserved));
+        assert!(RelPath::new("share/.stateID").is_ok());
+        assert!(RelPath::new(".stateIDs").is_ok());
+        assert_eq!(
+            RelPath::new("share")
+                .unwrap()
+                .join(b".stateID")
+                .unwrap()
+                .as_bytes(),
+            b"share/.stateID"
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum PayloadKind {
     Index,
     /// Attributes, kept as opaque bytes.
     Attributes,
+    /// Delta records (kind 7, DESIGN.md §11): how a delta stone rebuilds its assets.
+    Delta,
     /// A kind this reader does not know; skipped by its stored size.
     Unknown(u8),
 }
@@ -31,6 +33,7 @@ impl PayloadKind {
             PayloadKind::Layout => 3,
             PayloadKind::Index => 4,
             PayloadKind::Attributes => 5,
+            PayloadKind::Delta => 7,
             PayloadKind::Unknown(b) => b,
         }
     }
@@ -43,6 +46,7 @@ impl PayloadKind {
             3 => PayloadKind::Layout,
             4 => PayloadKind::Index,
             5 => PayloadKind::Attributes,
+            7 => PayloadKind::Delta,
             other => PayloadKind::Unknown(other),
         }
     }
@@ -56,6 +60,7 @@ impl fmt::Display for PayloadKind {
             PayloadKind::Layout => f.write_str("layout"),
             PayloadKind::Index => f.write_str("index"),
             PayloadKind::Attributes => f.write_str("attributes"),
+            PayloadKind::Delta => f.write_str("delta"),
             PayloadKind::Unknown(b) => write!(f, "unknown({b})"),
         }
     }

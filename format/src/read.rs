@@ -24,9 +24,12 @@ use std::io::{self, BufReader, Read};
 
 use xxhash_rust::xxh3::Xxh3;
 
+use std::collections::HashSet;
+
+use crate::delta::{self, DeltaRecord, Method, Preamble, RecordHeader};
 use crate::error::{DecodeError, RecordError};
-use crate::hash::AssetHasher;
-use crate::header::{self, ArchiveHeader};
+use crate::hash::{AssetHash, AssetHasher};
+use crate::header::{self, ArchiveHeader, FileType};
 use crate::index::{self, IndexEntry};
 use crate::layout::{self, EntryKind, LayoutEntry};
 use crate::meta::{self, Meta, MetaRecord};
@@ -65,6 +68,9 @@ pub struct Stone {
     pub attributes: Option<Vec<u8>>,
     /// The content payload's header, if the stone has one.
     pub content: Option<PayloadInfo>,
+    /// The delta payload's header, if this is a delta stone (DESIGN.md §11). It takes the
+    /// content's place: last, streamed, never held whole in memory.
+    pub delta: Option<PayloadInfo>,
 }
 
 impl Stone {
@@ -81,8 +87,78 @@ impl Stone {
         })
     }
 
+    /// Checks that a binary package is whole before anything trusts it: every reader of a
+    /// package (install, extract, the store, `inspect --check`) calls this after
+    /// [`Reader::read_metadata`].
+    ///
+    /// Payload kind and compression bytes are covered by no checksum, so one flipped byte
+    /// can turn the layout into an "unknown" payload that is skipped, and the package
+    /// would install as empty (and an upgrade to it would delete the package's files).
+    /// So a binary package must have exactly one meta payload; an index or content
+    /// needs a layout; an index needs content and content an index; every layout file
+    /// needs an index entry and every index entry a layout file; and a payload of a kind
+    /// the package needs must use a compression this reader knows. A package with no
+    /// files at all legitimately has only its meta: upstream omits an empty layout.
+    /// Other file types (indexes, deltas) have rules of their own and pass through.
+    pub fn check_structure(&self) -> Result<(), DecodeError> {
+        if self.header.is_none_or(|h| h.file_type != FileType::Binary) {
+            return Ok(());
+        }
+        for info in &self.payloads {
+            let needed = matches!(
+                info.header.kind,
+                PayloadKind::Meta | PayloadKind::Layout | PayloadKind::Index | PayloadKind::Content
+            );
+            if let (true, Compression::Unknown(byte)) = (needed, info.header.compression) {
+                return Err(DecodeError::UnknownCompression {
+                    kind: info.header.kind,
+                    offset: info.offset,
+                    compression: byte,
+                });
+            }
+        }
+        let has = |kind| self.payloads.iter().any(|p| p.header.kind == kind);
+        let missing = |kind, because| DecodeError::MissingPayload { kind, because };
+        if !has(PayloadKind::Meta) {
+            return Err(missing(
+                PayloadKind::Meta,
+                "every package carries exactly one",
+            ));
+        }
+        let (index, content) = (has(PayloadKind::Index), has(PayloadKind::Content));
+        if (index || content) && !has(PayloadKind::Layout) {
+            return Err(missing(
+                PayloadKind::Layout,
+                "it has an index or content, which only a layout can place",
+            ));
+        }
+        if index && !content {
+            return Err(missing(PayloadKind::Content, "it has an index"));
+        }
+        if content && !index {
+            return Err(missing(PayloadKind::Index, "it has content"));
+        }
+        self.check_assets()?;
+        let used: std::collections::HashSet<_> = self
+            .layout
+            .iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Regular(hash) => Some(hash),
+                _ => None,
+            })
+            .collect();
+        if let Some(entry) = self.index.iter().find(|e| !used.contains(&e.digest)) {
+            return Err(DecodeError::UnusedAsset {
+                package: self.name().map(str::to_owned),
+                hash: entry.digest,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks that every regular file in the layout has an index entry, so that unpacking
-    /// the content yields every asset the layout needs.
+    /// the content yields every asset the layout needs. Part of [`Stone::check_structure`];
+    /// on its own for a delta stone, whose structure that check leaves to the delta reader.
     pub fn check_assets(&self) -> Result<(), DecodeError> {
         let listed: std::collections::HashSet<_> = self.index.iter().map(|e| e.digest).collect();
         for entry in &self.layout {
@@ -159,6 +235,10 @@ impl<R: Read> Reader<R> {
             let kind = info.header.kind;
             if kind == PayloadKind::Content {
                 stone.content = Some(info);
+                return Ok(stone);
+            }
+            if kind == PayloadKind::Delta {
+                stone.delta = Some(info);
                 return Ok(stone);
             }
             if matches!(
@@ -331,15 +411,29 @@ impl<R: Read> Reader<R> {
         Content::new(self, info, &stone.index).map(Some)
     }
 
+    /// Returns the delta records as a stream, positioned at the delta payload's body, or
+    /// `None` if the stone has none. `stone` must be what [`Reader::read_metadata`]
+    /// returned.
+    pub fn deltas(&mut self, stone: &Stone) -> Result<Option<Deltas<'_, R>>, DecodeError> {
+        let Some(info) = stone.delta else {
+            return Ok(None);
+        };
+        if self.content_taken {
+            return Ok(None);
+        }
+        self.content_taken = true;
+        Deltas::new(self, info, stone).map(Some)
+    }
+
     /// Reads the rest of the archive after the content: only payloads that do not matter
     /// (unknown kinds) may follow. Checks the declared payload count and trailing bytes.
     pub fn finish(mut self) -> Result<(), DecodeError> {
         while let Some(info) = self.next_payload_header()? {
             match info.header.kind {
                 PayloadKind::Unknown(_) => self.skip_body(info)?,
-                PayloadKind::Content => {
+                kind @ (PayloadKind::Content | PayloadKind::Delta) => {
                     return Err(DecodeError::DuplicatePayload {
-                        kind: PayloadKind::Content,
+                        kind,
                         offset: info.offset,
                     });
                 }
@@ -870,18 +964,185 @@ impl<R: Read> Read for Asset<'_, '_, R> {
     }
 }
 
-/// Reads a whole stone and verifies everything, every asset digest included, without
-/// keeping the content. Returns the decoded metadata.
+/// Reads a whole stone and verifies everything, its structure
+/// ([`Stone::check_structure`]) and every asset digest included, without keeping the
+/// content. Returns the decoded metadata.
+///
+/// For a delta stone, every record is checked: its fixed part, that its frame declares the
+/// record's target size, and for a whole record that it decodes to its target's hash. A
+/// patch can only be applied against its base, which a stone alone does not carry.
 pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
     let mut reader = Reader::new(inner)?;
     let stone = reader.read_metadata()?;
-    stone.check_assets()?;
     if let Some(mut content) = reader.content(&stone)? {
         while let Some(asset) = content.next_asset()? {
             asset.finish()?;
         }
         content.finish()?;
     }
+    if let Some(mut deltas) = reader.deltas(&stone)? {
+        let mut index = 0;
+        while let Some(record) = deltas.next_record()? {
+            let checked = match record.header.method {
+                Method::Whole => record.apply(None, &mut io::sink()),
+                Method::Patch { .. } => record.check_frame(),
+            };
+            checked.map_err(|source| DecodeError::Delta {
+                index,
+                source: Box::new(source),
+            })?;
+            index += 1;
+        }
+        deltas.finish()?;
+    }
     reader.finish()?;
+    // Last, so that a framing fault (a payload after the content, a wrong payload count)
+    // is named as such rather than as the payload it hid.
+    stone.check_structure()?;
     Ok(stone)
+}
+
+/// The delta payload, streamed record by record (DESIGN.md §11, layout in
+/// [`crate::delta`]). Each record's frame is read into memory, bounded by what remains of
+/// the payload; nothing is allocated from a declared size before the bytes arrive.
+pub struct Deltas<'r, R: Read> {
+    body: StoredBody<'r, R>,
+    info: PayloadInfo,
+    preamble: Preamble,
+    indexed: HashSet<AssetHash>,
+    seen: HashSet<AssetHash>,
+    read: u32,
+    package: Option<String>,
+}
+
+impl<'r, R: Read> Deltas<'r, R> {
+    fn new(
+        reader: &'r mut Reader<R>,
+        info: PayloadInfo,
+        stone: &Stone,
+    ) -> Result<Self, DecodeError> {
+        let PayloadInfo { offset, header } = info;
+        let kind = PayloadKind::Delta;
+        if header.version != 1 {
+            return Err(DecodeError::UnsupportedPayloadVersion {
+                kind,
+                offset,
+                version: header.version,
+            });
+        }
+        if header.compression != Compression::None {
+            return Err(DecodeError::Decompress {
+                kind,
+                offset,
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a delta payload is stored uncompressed; its frames are compressed",
+                ),
+            });
+        }
+        reader.offset = reader.offset.saturating_add(header.stored_size);
+        let mut body = Checksummed {
+            inner: (&mut reader.inner).take(header.stored_size),
+            hasher: Xxh3::new(),
+            count: 0,
+        };
+        let mut bytes = [0u8; delta::PREAMBLE_LEN];
+        let found = read_full(&mut body, &mut bytes)?;
+        if found < delta::PREAMBLE_LEN {
+            return Err(truncated_body(info, found as u64));
+        }
+        Ok(Deltas {
+            body,
+            info,
+            preamble: Preamble::decode(&bytes),
+            indexed: stone.index.iter().map(|e| e.digest).collect(),
+            seen: HashSet::new(),
+            read: 0,
+            package: stone.name().map(str::to_owned),
+        })
+    }
+
+    /// Which package the delta starts from and which it stands for.
+    pub fn preamble(&self) -> Preamble {
+        self.preamble
+    }
+
+    /// The delta payload's header.
+    pub fn info(&self) -> PayloadInfo {
+        self.info
+    }
+
+    /// The next record, checked: known method, sane window and sizes, a frame that fits in
+    /// the payload, a target the index lists and no other record rebuilds.
+    pub fn next_record(&mut self) -> Result<Option<DeltaRecord>, DecodeError> {
+        if self.read == self.info.header.records {
+            return Ok(None);
+        }
+        let index = u64::from(self.read);
+        let mut fixed = [0u8; delta::RECORD_HEADER_LEN];
+        let found = read_full(&mut self.body, &mut fixed)?;
+        if found < delta::RECORD_HEADER_LEN {
+            return Err(self.truncated());
+        }
+        let left = self.info.header.stored_size - self.body.count;
+        let bad = |reason| DecodeError::BadRecord {
+            kind: PayloadKind::Delta,
+            index,
+            package: self.package.clone(),
+            reason,
+        };
+        let header = RecordHeader::decode(&fixed, left).map_err(bad)?;
+        if !self.indexed.contains(&header.target) {
+            return Err(DecodeError::DeltaNotIndexed {
+                index,
+                hash: header.target,
+            });
+        }
+        if !self.seen.insert(header.target) {
+            return Err(DecodeError::DeltaDuplicate {
+                index,
+                hash: header.target,
+            });
+        }
+        let mut frame = Vec::with_capacity(header.frame_len.min(1 << 20) as usize);
+        let got = (&mut self.body)
+            .take(header.frame_len)
+            .read_to_end(&mut frame)? as u64;
+        if got < header.frame_len {
+            return Err(self.truncated());
+        }
+        self.read += 1;
+        Ok(Some(DeltaRecord { header, frame }))
+    }
+
+    fn truncated(&self) -> DecodeError {
+        truncated_body(self.info, self.body.count)
+    }
+
+    /// Checks that every declared record was read, nothing follows them, and the payload
+    /// checksum matches.
+    pub fn finish(mut self) -> Result<(), DecodeError> {
+        while self.next_record()?.is_some() {}
+        let extra = io::copy(&mut self.body, &mut io::sink())?;
+        if extra > 0 {
+            return Err(DecodeError::DeltaTrailing {
+                offset: self.info.offset,
+                records: self.info.header.records,
+                extra,
+            });
+        }
+        if self.body.count < self.info.header.stored_size {
+            return Err(self.truncated());
+        }
+        let computed = self.body.hasher.digest();
+        if computed != self.info.header.checksum {
+            return Err(DecodeError::BadChecksum {
+                kind: PayloadKind::Delta,
+                offset: self.info.offset,
+                expected: self.info.header.checksum,
+                computed,
+            });
+        }
+        Ok(())
+    }
 }

@@ -17,6 +17,10 @@ impl<'a> Cursor<'a> {
         self.bytes.is_empty()
     }
 
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         if n > self.bytes.len() {
             return Err(RecordError::Short {

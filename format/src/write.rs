@@ -7,6 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::delta::{DeltaRecord, Preamble, RecordHeader};
 use crate::hash::AssetHasher;
 use crate::header::{self, ArchiveHeader, FileType};
 use crate::index::{self, IndexEntry};
@@ -212,6 +213,45 @@ impl<W: Write + Seek> Writer<W> {
         self.out.seek(SeekFrom::Start(header_at))?;
         self.out.write_all(&header.encode())?;
         self.out.seek(SeekFrom::Start(end))?;
+        self.bump()
+    }
+
+    /// Adds the delta payload of a delta stone (DESIGN.md §11): the preamble and the
+    /// records, stored uncompressed since every frame already is. Goes last, in place of
+    /// the content.
+    pub fn add_delta(&mut self, preamble: &Preamble, records: &[DeltaRecord]) -> io::Result<()> {
+        let preamble = preamble.encode();
+        let mut hasher = Xxh3::new();
+        hasher.update(&preamble);
+        let mut size = preamble.len() as u64;
+        let mut fixed = Vec::with_capacity(records.len());
+        for record in records {
+            let header = RecordHeader {
+                frame_len: record.frame.len() as u64,
+                ..record.header
+            }
+            .encode();
+            hasher.update(&header);
+            hasher.update(&record.frame);
+            size += (header.len() + record.frame.len()) as u64;
+            fixed.push(header);
+        }
+        let header = PayloadHeader {
+            stored_size: size,
+            plain_size: size,
+            checksum: hasher.digest(),
+            records: u32::try_from(records.len())
+                .map_err(|_| io::Error::other("more than 2^32 records"))?,
+            version: 1,
+            kind: PayloadKind::Delta,
+            compression: Compression::None,
+        };
+        self.out.write_all(&header.encode())?;
+        self.out.write_all(&preamble)?;
+        for (header, record) in fixed.iter().zip(records) {
+            self.out.write_all(header)?;
+            self.out.write_all(&record.frame)?;
+        }
         self.bump()
     }
 

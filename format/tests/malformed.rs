@@ -12,6 +12,7 @@
 //! - [`payloads`]: unknown kinds and compressions, misplaced and repeated payloads.
 //! - [`records`]: record counts and the meta, layout and index decoders.
 //! - [`bombs`]: zstd bombs in metadata and content.
+//! - [`structure`]: packages missing a payload they need, or with assets no file uses.
 //! - [`index`]: repository indexes and the fields upstream requires.
 
 // A test crate root looks for modules beside itself; these live in `malformed/`.
@@ -29,3 +30,5 @@ mod payloads;
 mod records;
 #[path = "malformed/sizes.rs"]
 mod sizes;
+#[path = "malformed/structure.rs"]
+mod structure;

@@ -123,7 +123,7 @@ fn bash_completion_decodes_exactly() {
     assert_eq!(ranges.last().unwrap().1, 872_279);
     assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0));
     // Every regular file's hash is in the index.
-    stone.check_assets().unwrap();
+    stone.check_structure().unwrap();
 }
 
 /// The README gives pineapple's layout "as italian-pizza", but its path is four bytes

@@ -1,7 +1,7 @@
 //! The blit: turning a state's tree into a real directory of hardlinks (DESIGN.md §1, §6).
 //!
 //! A commit writes the next `/usr` into `ROOT/.moss/root/staging/usr` with [`blit`], makes
-//! it durable with [`sync_tree`], and only then swaps it in. Because the state's tree is
+//! exactly what it wrote durable with [`sync_tree`], and only then swaps it in. Because the state's tree is
 //! already built (content-addressed directory objects, DESIGN.md §5), the blit is a plain
 //! walk: no layout is read, no path is resolved, nothing is decided here.
 //!
@@ -25,7 +25,9 @@
 //!
 //! [`blit`] never removes anything and never prints. On error the target is left as it
 //! is; the transaction engine removes staging with [`remove_tree`], which also prunes
-//! archived trees (module `remove`).
+//! archived trees (module `remove`). [`unowned`] lists what a blitted tree holds that its
+//! state does not, for `verify` and for the engine before it reuses an archived tree
+//! (module `unowned`).
 //!
 //! This module does not use the [`crate::dirfd::DirFd`] type: the blit creates only what it
 //! plans, inside directories it has just made, and reports paths as they are in the state
@@ -37,6 +39,8 @@ mod apply;
 mod create;
 mod plan;
 mod remove;
+mod unowned;
+mod written;
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -48,10 +52,11 @@ use std::path::{Path, PathBuf};
 use mossfs_db::{DbError, Query, TreeHash};
 use mossfs_format::AssetHash;
 use mossfs_store::{Store, StoreError};
-use rustix::fs::{Mode, OFlags};
 
 pub use apply::{apply, same_on_disk};
 pub use remove::{RemoveError, remove_tree};
+pub use unowned::{Unowned, unowned};
+pub use written::{TreeSync, Written, sync_tree};
 
 /// Mode of the blitted root itself (`/usr`), which no directory object describes.
 pub const ROOT_MODE: u32 = 0o755;
@@ -74,6 +79,9 @@ pub struct BlitOptions<'a> {
     /// Called now and then from worker threads while the blit runs, and once at the end
     /// with `done == total`. It should be cheap: it runs on the blit's threads.
     pub progress: Option<&'a (dyn Fn(BlitProgress) + Sync)>,
+    /// Where to record what the blit wrote, for [`sync_tree`] to make exactly that
+    /// durable. `None` records nothing.
+    pub written: Option<&'a Written>,
 }
 
 impl Default for BlitOptions<'_> {
@@ -81,6 +89,7 @@ impl Default for BlitOptions<'_> {
         BlitOptions {
             set_owner: rustix::process::geteuid().is_root(),
             progress: None,
+            written: None,
         }
     }
 }
@@ -90,6 +99,7 @@ impl fmt::Debug for BlitOptions<'_> {
         f.debug_struct("BlitOptions")
             .field("set_owner", &self.set_owner)
             .field("progress", &self.progress.is_some())
+            .field("written", &self.written.is_some())
             .finish()
     }
 }
@@ -156,6 +166,10 @@ pub enum Op {
     Chmod,
     /// `unlinkat` of an entry the new state no longer has.
     Unlink,
+    /// `fstat` / `fstatat`.
+    Stat,
+    /// `getdents` of a directory.
+    List,
 }
 
 impl fmt::Display for Op {
@@ -171,6 +185,8 @@ impl fmt::Display for Op {
             Op::Chown => "change owner of",
             Op::Chmod => "change mode of",
             Op::Unlink => "remove",
+            Op::Stat => "inspect",
+            Op::List => "list",
         })
     }
 }
@@ -268,10 +284,10 @@ pub enum BlitError {
     /// A subtree the new state no longer has could not be removed.
     #[error(transparent)]
     Remove(#[from] RemoveError),
-    /// `syncfs` failed: the blitted tree may not be durable.
+    /// A file or directory of the blitted tree could not be made durable.
     #[error("cannot sync {} to disk", path.display())]
     Sync {
-        /// The tree.
+        /// The file, directory or tree.
         path: PathBuf,
         /// What the kernel said.
         #[source]
@@ -295,7 +311,7 @@ fn child_path(parent: &Path, name: &[u8]) -> PathBuf {
 /// Creates `target`, which must not exist, and fills it with the tree `root` read through
 /// `q`, linking files from `store`.
 ///
-/// The store's assets must be durable already (DESIGN.md §6.2: `Store::sync` first), and
+/// The store's assets must be durable already (DESIGN.md §6.2: `Store::sync_assets` first), and
 /// the result is not durable until [`sync_tree`]. On error, whatever was created stays;
 /// remove it with [`remove_tree`]. Nothing is created when the tree itself is unreadable
 /// or damaged.
@@ -308,20 +324,4 @@ pub fn blit(
 ) -> Result<BlitStats, BlitError> {
     let plan = plan::Plan::read(q, root)?;
     create::Blitter::new(&plan, store, options).run(target)
-}
-
-/// Makes a blitted tree durable with one `syncfs` on its file system, instead of an fsync
-/// per file. DESIGN.md §6.2: call it after [`blit`] and before the exchange.
-pub fn sync_tree(target: &Path) -> Result<(), BlitError> {
-    let sync_error = |e: rustix::io::Errno| BlitError::Sync {
-        path: target.to_owned(),
-        source: e.into(),
-    };
-    let fd = rustix::fs::open(
-        target,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(sync_error)?;
-    rustix::fs::syncfs(&fd).map_err(sync_error)
 }

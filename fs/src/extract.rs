@@ -124,7 +124,7 @@ pub fn extract<R: Read>(
 ) -> Result<ExtractStats, ExtractError> {
     let mut reader = Reader::new(input)?;
     let stone = reader.read_metadata()?;
-    stone.check_assets()?;
+    stone.check_structure()?;
     let plan = Plan::new(&stone)?;
     let mut stats = ExtractStats {
         package: stone.name().map(str::to_owned),

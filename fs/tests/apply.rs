@@ -8,7 +8,7 @@ mod fixture;
 
 use fixture::{Fixture, check_tree, dir, file, symlink};
 use mossfs_db::Node;
-use mossfs_fs::blit::{BlitOptions, apply};
+use mossfs_fs::blit::{BlitOptions, Written, apply};
 
 const ASSETS: [&[u8]; 4] = [b"alpha\n", b"beta beta\n", b"", b"#!/bin/sh\necho gamma\n"];
 
@@ -75,6 +75,41 @@ fn files_added_removed_and_changed() {
     );
     check_transition(&a, &b);
     check_transition(&b, &a);
+}
+
+#[test]
+fn apply_records_exactly_the_directories_whose_entries_changed() {
+    let a = base();
+    let b = with(
+        &with(
+            &without(&a, "share/doc/a"),
+            file("bin/new", 0o755, (0, 0), ASSETS[1]),
+        ),
+        file("opt/x/file", 0o644, (0, 0), ASSETS[0]),
+    );
+    let fixture = Fixture::new();
+    fixture.add_assets(&assets());
+    let (root_a, root_b) = (fixture.tree(&a), fixture.tree(&b));
+    let target = fixture.staging();
+    fixture.blit(root_a, &target).unwrap();
+    let written = Written::new();
+    let options = BlitOptions {
+        written: Some(&written),
+        ..BlitOptions::default()
+    };
+    let q = fixture.db.read().unwrap();
+    apply(&q, root_a, root_b, &fixture.store, &target, &options).unwrap();
+    check_tree(&fixture, &target, &b);
+    let recorded: Vec<String> = written
+        .dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    // Not lib, share or share/empty: nothing in them changed.
+    assert_eq!(
+        recorded,
+        ["usr", "usr/bin", "usr/opt", "usr/opt/x", "usr/share/doc"]
+    );
 }
 
 #[test]

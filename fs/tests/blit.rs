@@ -11,8 +11,10 @@ use std::sync::Mutex;
 use mossfs_db::{DbError, DirEntry, Node, NodeKind, TreeHash, tree};
 use mossfs_format::{AssetHash, EntryKind, Reader};
 use mossfs_fs::blit::{
-    BlitError, BlitOptions, BlitProgress, BlitStats, Op, blit, remove_tree, sync_tree,
+    BlitError, BlitOptions, BlitProgress, BlitStats, Op, TreeSync, Written, blit, remove_tree,
+    sync_tree,
 };
+use mossfs_store::durable::FsKind;
 
 #[path = "blit/bench.rs"]
 mod bench;
@@ -34,6 +36,7 @@ fn blits_every_kind_with_its_mode_and_owner() {
     let options = BlitOptions {
         set_owner: true,
         progress: Some(&progress),
+        written: None,
     };
     let target = fixture.staging();
     let q = fixture.db.read().unwrap();
@@ -346,14 +349,87 @@ fn a_deep_and_wide_tree_comes_out_whole() {
     assert_eq!(stats.dirs, 1 + 1 + 120 + 2);
 }
 
+/// The kind of file system the test's temp dir is on, which decides how a tree is synced.
+fn fs_kind(path: &Path) -> FsKind {
+    FsKind::of(std::fs::File::open(path).unwrap())
+}
+
 #[test]
-fn sync_tree_syncs_and_names_a_missing_tree() {
+fn sync_tree_syncs_exactly_what_the_blit_wrote() {
     let fixture = Fixture::new();
-    let root = fixture.tree(&[file("f", 0o644, (0, 0), b"")]);
-    fixture.blit(root, &fixture.staging()).unwrap();
-    sync_tree(&fixture.staging()).unwrap();
+    // Without symlinks or nodes every file system is synced entry by entry: the root,
+    // a, a/b and c (4 directories), and the two empty files (fresh inodes); the linked
+    // file needs nothing of its own.
+    let entries = [
+        file("a/b/empty", 0o644, (0, 0), b""),
+        file("a/linked", 0o644, (0, 0), b"linked bytes"),
+        file("c/empty", 0o600, (0, 0), b""),
+    ];
+    fixture.add_assets(&assets_of(&entries, &[b"linked bytes"]));
+    let root = fixture.tree(&entries);
+    let written = Written::new();
+    let options = BlitOptions {
+        written: Some(&written),
+        ..BlitOptions::default()
+    };
+    let target = fixture.staging();
+    let q = fixture.db.read().unwrap();
+    blit(&q, root, &fixture.store, &target, &options).unwrap();
+    drop(q);
+    let recorded: Vec<String> = written
+        .dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    assert_eq!(recorded, ["usr", "usr/a", "usr/a/b", "usr/c"]);
+    let kind = fs_kind(&target);
+    let expected = match kind {
+        FsKind::Volatile => TreeSync::Nothing,
+        FsKind::Journaled => TreeSync::Journal { files: 2 },
+        FsKind::Logged | FsKind::Unjournaled => TreeSync::Each { dirs: 4, files: 2 },
+    };
+    assert_eq!(sync_tree(&target, &written).unwrap(), expected);
+    // The ledger is spent: a second sync only has the target itself left.
+    let again = match kind {
+        FsKind::Volatile => TreeSync::Nothing,
+        FsKind::Journaled => TreeSync::Journal { files: 0 },
+        FsKind::Logged | FsKind::Unjournaled => TreeSync::Each { dirs: 1, files: 0 },
+    };
+    assert_eq!(sync_tree(&target, &written).unwrap(), again);
+}
+
+#[test]
+fn a_tree_with_symlinks_needs_syncfs_only_without_a_journal() {
+    let fixture = Fixture::new();
+    let entries = [
+        file("bin/tool", 0o755, (0, 0), b"tool"),
+        symlink("bin/alias", "tool", (0, 0)),
+    ];
+    fixture.add_assets(&assets_of(&entries, &[b"tool"]));
+    let root = fixture.tree(&entries);
+    let written = Written::new();
+    let options = BlitOptions {
+        written: Some(&written),
+        ..BlitOptions::default()
+    };
+    let target = fixture.staging();
+    let q = fixture.db.read().unwrap();
+    blit(&q, root, &fixture.store, &target, &options).unwrap();
+    drop(q);
+    let expected = match fs_kind(&target) {
+        FsKind::Volatile => TreeSync::Nothing,
+        FsKind::Unjournaled => TreeSync::WholeFileSystem,
+        FsKind::Journaled => TreeSync::Journal { files: 0 },
+        FsKind::Logged => TreeSync::Each { dirs: 2, files: 0 },
+    };
+    assert_eq!(sync_tree(&target, &written).unwrap(), expected);
+}
+
+#[test]
+fn sync_tree_names_a_missing_tree() {
+    let fixture = Fixture::new();
     let missing = fixture.dir.path().join("nope");
-    match sync_tree(&missing).unwrap_err() {
+    match sync_tree(&missing, &Written::new()).unwrap_err() {
         BlitError::Sync { path, source } => {
             assert_eq!(path, missing);
             assert_eq!(source.kind(), std::io::ErrorKind::NotFound);

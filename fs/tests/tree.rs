@@ -376,8 +376,8 @@ fn entries_below_a_symlink_that_leaves_the_tree_conflict() {
     let a = fx.package(
         1,
         &[
-            Link("lib64", "/lib"),
-            Link("up", "../outside"),
+            Link("etc", "/etc"),
+            Link("up", "../../outside"),
             Link("loop1", "loop2"),
             Link("loop2", "loop1"),
         ],
@@ -385,38 +385,44 @@ fn entries_below_a_symlink_that_leaves_the_tree_conflict() {
     let b = fx.package(
         2,
         &[
-            File("lib64/libfoo.so", b"foo"),
+            File("etc/passwd", b"foo"),
             File("up/x/file", b"x"),
             File("loop1/f", b"f"),
             File("bin/fine", b"ok"),
         ],
     );
-    let c = fx.package(3, &[File("lib64/libfoo.so", b"other")]);
+    let c = fx.package(3, &[File("etc/passwd", b"other")]);
     let built = fx.build(&[a, b, c]);
-    assert_eq!(
-        conflict_paths(&built),
-        ["lib64/libfoo.so", "loop1/f", "up/x/file"]
-    );
-    assert_eq!(
-        built.conflicts[0],
-        Conflict {
-            path: b"lib64/libfoo.so".to_vec(),
-            contenders: vec![
-                link_node("/lib", a),
-                file_node(b"foo", 0o100644, b),
-                file_node(b"other", 0o100644, c)
-            ],
-        }
-    );
-    assert_eq!(
-        built.conflicts[2].contenders,
-        [link_node("../outside", a), file_node(b"x", 0o100644, b)]
-    );
+    // Issue 7, defect 15: each conflict is where the symlink is, not where the records
+    // below it would have been.
+    assert_eq!(conflict_paths(&built), ["etc", "loop1", "up"]);
+    let etc = &built.conflicts[0];
+    assert_eq!(etc.contenders.len(), 3, "{etc:?}");
+    assert_eq!(etc.contenders[0], link_node("/etc", a));
+    // Each other package needs a directory there, holding what it ships below.
+    for (node, owner, bytes) in [
+        (&etc.contenders[1], b, &b"foo"[..]),
+        (&etc.contenders[2], c, &b"other"[..]),
+    ] {
+        assert_eq!(node.owner, Some(owner));
+        let NodeKind::Directory(hash) = node.kind else {
+            panic!("a directory: {node:?}")
+        };
+        let below = fx.listing(hash);
+        assert_eq!(paths(&below), ["passwd"]);
+        assert_eq!(below["passwd"], file_node(bytes, 0o100644, owner));
+    }
+    let up = &built.conflicts[2];
+    assert_eq!(up.contenders[0], link_node("../../outside", a));
+    let NodeKind::Directory(hash) = up.contenders[1].kind else {
+        panic!("a directory: {up:?}")
+    };
+    assert_eq!(paths(&fx.listing(hash)), ["x", "x/file"]);
     // The tree holds the symlinks, never anything beneath them.
     let listing = fx.listing(built.root);
     assert_eq!(
         paths(&listing),
-        ["bin", "bin/fine", "lib64", "loop1", "loop2", "up"]
+        ["bin", "bin/fine", "etc", "loop1", "loop2", "up"]
     );
     assert_eq!(built.entries, 6);
 }

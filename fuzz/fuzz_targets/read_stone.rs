@@ -12,6 +12,6 @@ use mossfs_format::read;
 fuzz_target!(|data: &[u8]| {
     if let Ok(stone) = read::verify(data) {
         let _ = stone.typed_meta();
-        let _ = stone.check_assets();
+        let _ = stone.check_structure();
     }
 });

@@ -20,7 +20,8 @@
 //!   under 0.25 s at 48,000.
 //! - **(c) Fresh install** of `--debian` (200) of this machine's Debian packages
 //!   (`corpus::debian`, or `--debian-dir` to reuse a corpus made by `mkcorpus debian`),
-//!   against one `zstd -d -c` process over the same packages' content streams, cut out of
+//!   against one `zstd -d --long=31 -c` process (upstream writes a window log of 31) over
+//!   the same packages' content streams, cut out of
 //!   the stones, writing to `/dev/null`.
 //!
 //! Page caches cannot be dropped reliably here, so every command runs once as a warm-up and

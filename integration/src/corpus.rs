@@ -20,7 +20,7 @@ pub mod debian;
 pub mod pack;
 pub mod synthetic;
 
-pub use debian::debian;
+pub use debian::{debian, debian_packages};
 pub use pack::{SourceEntry, SourceKind, is_valid_name, pack_entries};
 pub use synthetic::{SyntheticSpec, small_package, synthetic};
 

@@ -9,8 +9,12 @@
 //!   next install works.
 //!
 //! Readers do not recover (they never take the lock), so `state list` right after a kill
-//! shows what the dead process left, and `gc` (a writer that changes nothing here) is the
-//! "next command".
+//! shows what the dead process left: the state it was committing is "in-flight", or, once
+//! `usr` was exchanged, already the active one, since readers take the live state from
+//! `usr/.stateID` (issue 7, defect 10). `gc` (a writer that changes nothing here) is the
+//! "next command". The in-flight state of a command killed before the exchange is dropped
+//! then: nobody staged it, and committing it later would undo whatever changed since
+//! (issue 7, defect 8); the install is simply run again.
 
 mod common;
 
@@ -132,10 +136,7 @@ fn assert_recovered(root: &TestRoot, store_before: &BTreeSet<PathBuf>, what: &st
     let lost: Vec<_> = store_before.difference(&now).collect();
     assert!(lost.is_empty(), "{what}: store files lost: {lost:?}");
     let out = root.ok(&["verify"]);
-    assert!(
-        out.ends_with(": 0 damaged asset(s), 0 damaged path(s)\n"),
-        "{what}: {out}"
-    );
+    assert!(out.ends_with(": no damage\n"), "{what}: {out}");
     for name in ["bin", "sbin", "lib", "lib64"] {
         assert!(
             fs::symlink_metadata(root.path().join(name))
@@ -171,23 +172,29 @@ fn a_kill_at_each_step_of_a_commit_loses_nothing() {
         );
 
         // What the dead process left, seen by a reader (which does not recover).
-        let rows = root.states();
+        let listed = root.run(&["state", "list", "--json"]);
+        assert!(listed.status.success(), "{step}: {listed:?}");
+        let rows = common::parse_states(&text(&listed.stdout));
         if after_exchange(step) {
             assert_eq!(root.state_id_file().as_deref(), Some("3"), "{step}");
             assert_tree_matches(&root.usr(), &[&scene.a, &scene.b, &scene.c]);
-            // Only the last step marks state 3 active in the database.
-            let expected = if step == "db" {
-                [(1, "committed"), (2, "committed"), (3, "active")]
-            } else {
-                [(1, "committed"), (2, "active"), (3, "candidate")]
-            };
-            assert_eq!(statuses(&rows), expected, "{step}");
+            // State 3 is live; before the last step only `usr` says so, and the reader
+            // says the database is behind.
+            assert_eq!(
+                statuses(&rows),
+                [(1, "committed"), (2, "committed"), (3, "active")],
+                "{step}"
+            );
+            let behind = text(&listed.stderr).starts_with(
+                "note: usr/.stateID says state 3 is live, but the database still records state 2 as active",
+            );
+            assert_eq!(behind, step != "db", "{step}: {listed:?}");
         } else {
             assert_eq!(root.state_id_file().as_deref(), Some("2"), "{step}");
             assert_same(&system, &root.system(), step);
             assert_eq!(
                 statuses(&rows),
-                [(1, "committed"), (2, "active"), (3, "candidate")],
+                [(1, "committed"), (2, "active"), (3, "in-flight")],
                 "{step}"
             );
         }
@@ -207,7 +214,14 @@ fn a_kill_at_each_step_of_a_commit_loses_nothing() {
                 "{step}"
             ),
             "blit" => assert_eq!(
-                notes, "recovered: removed an unfinished staging tree\n",
+                notes,
+                "recovered: removed an unfinished staging tree\n\
+                 recovered: removed state 3, which an interrupted install or remove left uncommitted\n",
+                "{step}"
+            ),
+            "ingest" => assert_eq!(
+                notes,
+                "recovered: removed state 3, which an interrupted install or remove left uncommitted\n",
                 "{step}"
             ),
             _ => assert_eq!(notes, "", "{step}"),
@@ -229,17 +243,28 @@ fn a_kill_at_each_step_of_a_commit_loses_nothing() {
             root.ok(&["state", "activate", "3"]);
         } else {
             assert_same(&system, &root.system(), step);
-            // The candidate the dead process recorded can still be committed.
-            let out = root.ok(&["commit", "3"]);
+            assert_eq!(
+                statuses(&root.states()),
+                [(1, "committed"), (2, "active")],
+                "{step}"
+            );
+            // Nothing is left to commit; the install runs again, as state 4.
+            let line = root.fail(&["commit"]);
             assert!(
-                out.starts_with("state 3 active (install c-1-1): "),
+                line.contains("there is no candidate state"),
+                "{step}: {line}"
+            );
+            let out = root.install(&[&scene.c]);
+            assert!(
+                out.starts_with("state 4 active (install c-1-1): "),
                 "{step}: {out}"
             );
         }
         assert_tree_matches(&root.usr(), &[&scene.a, &scene.b, &scene.c]);
+        let next = if after_exchange(step) { 4 } else { 5 };
         let out = root.install(&[&scene.d]);
         assert!(
-            out.starts_with("state 4 active (install d-1-1): "),
+            out.starts_with(&format!("state {next} active (install d-1-1): ")),
             "{step}: {out}"
         );
         assert_tree_matches(&root.usr(), &[&scene.a, &scene.b, &scene.c, &scene.d]);
@@ -299,10 +324,12 @@ fn an_outside_kill_while_unpacking_leaves_no_temp_file_behind() {
     let output = root.run(&["gc"]);
     assert!(output.status.success(), "{output:?}");
     assert_recovered(root, &store_before, "killed while unpacking");
-    // The candidate can still be committed: the half-unpacked package is unpacked again.
-    let out = root.ok(&["commit"]);
+    // The dead install's state is gone; run again, the half-unpacked package is unpacked
+    // again.
+    assert_eq!(statuses(&root.states()), [(1, "committed"), (2, "active")]);
+    let out = root.install(&[&big]);
     assert!(
-        out.starts_with("state 3 active (install big-1-1): "),
+        out.starts_with("state 4 active (install big-1-1): "),
         "{out}"
     );
     assert_tree_matches(&root.usr(), &[&scene.a, &scene.b, &big]);
@@ -343,9 +370,14 @@ fn an_outside_kill_while_blitting_a_larger_tree_loses_nothing() {
     let output = root.run(&["gc"]);
     assert!(output.status.success(), "{output:?}");
     assert_recovered(root, &store_before, "killed while blitting");
-    if live.as_deref() == Some("2") {
-        root.ok(&["commit", "3"]);
-    }
-    assert_eq!(root.active(), Some(3));
+    let active = if live.as_deref() == Some("2") {
+        // The dead install's state is gone; it runs again.
+        assert_eq!(statuses(&root.states()), [(1, "committed"), (2, "active")]);
+        root.install(&[&many]);
+        4
+    } else {
+        3
+    };
+    assert_eq!(root.active(), Some(active));
     assert_tree_matches(&root.usr(), &[&scene.a, &scene.b, &many]);
 }

@@ -154,7 +154,10 @@ fn a_mounted_candidate_survives_another_commit_and_gc_and_unpacks_on_first_read(
         assert!(store.has_asset(*hash), "reading c did not unpack {hash}");
     }
 
-    // The mounted candidate itself can be committed; the mount does not notice.
+    // The mounted candidate itself can be committed, once the state it was staged on is
+    // active again (committed on top of d, it would silently drop d); the mount does not
+    // notice.
+    root.ok(&["state".as_ref(), "activate".as_ref(), "1".as_ref()]);
     let committed = root.ok(&["commit".as_ref(), "2".as_ref()]);
     assert!(committed.starts_with("state 2 active"), "{committed}");
     assert_shows(&mounted.at.join("usr"), &shipped);

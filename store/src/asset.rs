@@ -181,6 +181,10 @@ impl Store {
         }
         temp.set_metadata(meta.perm, owner)
             .map_err(write_error(temp.path()))?;
+        // Durable before it has a name: a commit links this inode into its tree, and only
+        // syncs that tree's directories (DESIGN.md §6.2).
+        self.sync_data(temp.file_ref())
+            .map_err(write_error(temp.path()))?;
         temp.place(&self.assets, variant, replace)
             .map_err(write_error(self.assets_dir.join(variant)))?;
         Ok(())

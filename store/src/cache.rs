@@ -40,6 +40,30 @@ pub struct PendingStone<'s> {
     pub size: u64,
 }
 
+/// The package id (sha256) and size of the stone at `path`, read once and written
+/// nowhere: what a dry run needs to name a package without touching the cache.
+pub fn stone_id(path: &Path) -> Result<(PackageId, u64)> {
+    let read_error = |source| StoreError::ReadStone {
+        path: path.to_owned(),
+        source,
+    };
+    let mut source = File::open(path).map_err(read_error)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut size = 0u64;
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((PackageId(hasher.finalize().into()), size))
+}
+
 impl Store {
     /// Copies the stone at `path` into the cache, returning its package id. The copy goes
     /// through a temp file and is renamed into place, so a cached stone is always whole. A
@@ -126,8 +150,14 @@ impl PendingStone<'_> {
         self.temp.file_ref()
     }
 
+    /// Where the copy is, until it is kept or dropped.
+    pub fn path(&self) -> PathBuf {
+        self.temp.path()
+    }
+
     /// Puts the copy in the cache. A stone already cached is left as it is: the same
-    /// sha256 is the same stone.
+    /// sha256 is the same stone. A delta cached under this id (it has another size) is
+    /// replaced.
     pub fn keep(self) -> Result<CachedStone> {
         let PendingStone {
             store,
@@ -143,8 +173,18 @@ impl PendingStone<'_> {
         let name = file_name(id);
         let dest = store.cache_dir.join(&name);
         temp.set_metadata(0o644, None).map_err(error(temp.path()))?;
-        temp.place(&store.cache, &name, false)
+        // The bytes are durable before the name, and the name before the state that needs
+        // the stone is recorded (DESIGN.md §6.1, §6.2): one fdatasync of this stone only.
+        store
+            .sync_data(temp.file_ref())
+            .map_err(error(temp.path()))?;
+        // A file of another size under this name is not this stone: a package installed
+        // from a delta caches the delta under the full stone's id. The full stone, once
+        // given, takes its place, since only it can restore every asset on its own.
+        let other_size = fs::symlink_metadata(&dest).is_ok_and(|m| m.len() != size);
+        temp.place(&store.cache, &name, other_size)
             .map_err(error(dest.clone()))?;
+        store.sync_dir(&store.cache, &store.cache_dir)?;
         Ok(CachedStone {
             id,
             path: dest,

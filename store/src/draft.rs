@@ -246,7 +246,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::ingest::IngestStats;
+    use crate::stats::IngestStats;
 
     /// A fresh store; with `named`, one that makes named temp files only, as it does where
     /// `O_TMPFILE` is missing.

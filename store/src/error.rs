@@ -148,13 +148,81 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// `syncfs` failed: data written so far may not be durable.
+    /// A file or folder could not be made durable: what was written may not survive a
+    /// crash, so nothing may depend on it yet.
     #[error("cannot sync {} to disk", path.display())]
     Sync {
-        /// The folder whose file system was synced.
+        /// The file or folder.
         path: PathBuf,
         /// Why.
         #[source]
         source: io::Error,
     },
+    /// A delta stone is malformed or cannot be read. Fall back to the full stone.
+    #[error("delta {} is unusable", path.display())]
+    Delta {
+        /// The delta stone.
+        path: PathBuf,
+        /// What the reader found.
+        #[source]
+        source: Box<DecodeError>,
+    },
+    /// A stone given as a delta is some other kind of stone.
+    #[error("{} is not a delta stone", path.display())]
+    NotADelta {
+        /// The stone.
+        path: PathBuf,
+    },
+    /// A patch's base asset is not in the store. Fall back to the full stone.
+    #[error("delta {} patches asset {target} from asset {base}, which the store does not hold", path.display())]
+    DeltaBaseMissing {
+        /// The delta stone.
+        path: PathBuf,
+        /// The missing base.
+        base: AssetHash,
+        /// The asset it would rebuild.
+        target: AssetHash,
+    },
+    /// A base asset in the store no longer hashes to its name. Fall back to the full
+    /// stone, and run `verify --repair`.
+    #[error("base asset {base} at {} is damaged (its bytes hash to {computed})", path.display())]
+    DeltaBaseDamaged {
+        /// The store file.
+        path: PathBuf,
+        /// Its name.
+        base: AssetHash,
+        /// What its bytes hash to.
+        computed: AssetHash,
+    },
+    /// The new package needs assets that neither the delta nor the store has: the delta
+    /// starts from a package that is not here. Fall back to the full stone.
+    #[error("delta {} cannot rebuild asset {missing} ({count} assets in all): it has no record for it and the store does not hold it", path.display())]
+    DeltaIncomplete {
+        /// The delta stone.
+        path: PathBuf,
+        /// The first missing asset.
+        missing: AssetHash,
+        /// How many are missing.
+        count: usize,
+    },
+    /// A record did not rebuild its asset. Fall back to the full stone.
+    #[error("delta {} does not rebuild asset {target}", path.display())]
+    DeltaRecord {
+        /// The delta stone.
+        path: PathBuf,
+        /// The asset.
+        target: AssetHash,
+        /// Why.
+        #[source]
+        source: Box<mossfs_format::ApplyError>,
+    },
+}
+
+impl From<crate::durable::SyncError> for StoreError {
+    fn from(e: crate::durable::SyncError) -> StoreError {
+        StoreError::Sync {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }

@@ -11,46 +11,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
-use std::ops::{Add, AddAssign};
 use std::path::{Path, PathBuf};
 
 use mossfs_format::{Asset, AssetHash, DecodeError, EntryKind, PackageId, Reader, Stone};
 use rayon::prelude::*;
 
 use crate::asset::{AssetMeta, rel_path};
+use crate::stats::IngestStats;
 use crate::temp::TempFile;
-use crate::unpack::{BUFFER, Plan, unpack};
+use crate::unpack::budget::BUFFER;
+use crate::unpack::{Plan, unpack};
 use crate::{BUF_SIZE, Result, Store, StoreError};
-
-/// What an ingest did. For each stone, `written + present` is the number of unique assets
-/// its index lists.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IngestStats {
-    /// Assets this call placed in the store.
-    pub written: u64,
-    /// Assets that were already there (or that a concurrent writer placed first).
-    pub present: u64,
-    /// Bytes of the assets this call placed.
-    pub bytes_written: u64,
-}
-
-impl Add for IngestStats {
-    type Output = IngestStats;
-
-    fn add(self, other: IngestStats) -> IngestStats {
-        IngestStats {
-            written: self.written + other.written,
-            present: self.present + other.present,
-            bytes_written: self.bytes_written + other.bytes_written,
-        }
-    }
-}
-
-impl AddAssign for IngestStats {
-    fn add_assign(&mut self, other: IngestStats) {
-        *self = *self + other;
-    }
-}
 
 /// A cached stone opened for unpacking, its metadata read and checked.
 struct OpenStone {
@@ -98,7 +69,8 @@ fn stone_error(id: PackageId, path: &Path, source: DecodeError) -> StoreError {
 }
 
 impl Store {
-    /// Unpacks every asset of the cached stone `id` that the store lacks.
+    /// Unpacks every asset of the cached stone `id` that the store lacks. A cached delta
+    /// stone is applied instead ([`Store::apply_delta`]).
     ///
     /// The whole stone is verified on the way: every asset's digest, the content's size and
     /// the payload checksum. On error, no asset is left under its final name unless it
@@ -142,6 +114,17 @@ impl Store {
             mut reader,
             stone,
         } = open;
+        // A delta stone cached as its package's stone (an install from a delta) is rebuilt
+        // from the store's own assets instead.
+        if stone.delta.is_some() {
+            drop(reader);
+            let applied = self.apply_delta(&path)?;
+            return Ok(IngestStats {
+                written: applied.written,
+                present: applied.present,
+                bytes_written: applied.bytes_written,
+            });
+        }
         let error = |source| stone_error(id, &path, source);
         let Some(content) = reader.content(&stone).map_err(error)? else {
             return Err(StoreError::NoContent {
@@ -186,6 +169,12 @@ impl Store {
             return self.remove_variants(hash, true);
         }
         let open = self.open_stone(from)?;
+        if open.stone.delta.is_some() {
+            let meta = current.as_ref().map(AssetMeta::of);
+            let path = open.path.clone();
+            drop(open);
+            return self.repair_from_delta(hash, *from, &path, meta);
+        }
         if !open.stone.index.iter().any(|e| e.digest == hash) {
             return Err(StoreError::AssetNotInStone {
                 hash,
@@ -242,7 +231,7 @@ impl Store {
         let error = |source| stone_error(*id, &path, source);
         let mut reader = Reader::new(BufReader::with_capacity(64 * 1024, file)).map_err(error)?;
         let stone = reader.read_metadata().map_err(error)?;
-        stone.check_assets().map_err(error)?;
+        stone.check_structure().map_err(error)?;
         Ok(OpenStone {
             id: *id,
             path,
@@ -282,21 +271,25 @@ impl Store {
     }
 
     /// Moves a repaired asset over the bad one (the one case where a file under its final
-    /// name is replaced).
-    fn replace_asset(&self, temp: TempFile<'_>, hash: AssetHash) -> Result<()> {
+    /// name is replaced). Its bytes are durable before they get the name, and the name
+    /// before this returns: links made from here on may be committed.
+    pub(crate) fn replace_asset(&self, temp: TempFile<'_>, hash: AssetHash) -> Result<()> {
         let rel = rel_path(hash);
-        temp.place(&self.assets, &rel, true)
-            .map_err(|source| StoreError::WriteAsset {
-                hash,
-                path: self.assets_dir.join(&rel),
-                source,
-            })?;
+        let error = |source| StoreError::WriteAsset {
+            hash,
+            path: self.assets_dir.join(&rel),
+            source,
+        };
+        self.sync_data(temp.file_ref()).map_err(error)?;
+        temp.place(&self.assets, &rel, true).map_err(error)?;
+        let shard = self.assets_dir.join(crate::asset::shard(hash));
+        crate::durable::sync_dirs(&[shard])?;
         Ok(())
     }
 
     /// Removes the variants of `hash`: all of them, or with `only_bad` those whose bytes
     /// no longer hash to `hash`. [`Store::linkable`] makes them again on demand.
-    fn remove_variants(&self, hash: AssetHash, only_bad: bool) -> Result<()> {
+    pub(crate) fn remove_variants(&self, hash: AssetHash, only_bad: bool) -> Result<()> {
         for variant in self.variants(hash)? {
             if only_bad && self.hash_file(hash, &variant)? == hash {
                 continue;

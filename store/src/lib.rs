@@ -27,7 +27,10 @@
 //!   trees hardlink to it. Links and renames into place refuse to replace (`linkat`,
 //!   `RENAME_NOREPLACE`); only [`Store::repair_asset`] replaces a file, and only one that
 //!   failed its hash.
-//! - **No per-file fsync.** Durability comes from one [`Store::sync`] before a commit (§6.2).
+//! - **Durable by what was written** (§6.2). A commit makes exactly the assets of the
+//!   packages it unpacked durable with [`Store::sync_assets`], many `fdatasync`s at once, and
+//!   never the whole file system (see [`durable`]). Files written one at a time (cached
+//!   stones, variants, repairs) are synced before they get their name.
 //! - **Many writers may share a store.** Temp names are unique per process, thread and call,
 //!   and recovery only removes temp files whose writer no longer holds their lock.
 //!
@@ -40,8 +43,12 @@
 //! - [`error`]: the error type, [`StoreError`].
 //! - `asset`: asset names, lookups, variants and listing.
 //! - `cache`: the stone cache.
+//! - [`durable`]: making exactly what a change wrote durable, per file system.
 //! - `ingest`: unpacking stones into assets, and repairing one asset.
-//! - `unpack`: the pipeline behind ingest: one thread decompresses, others write.
+//! - `unpack`: the pipeline behind ingest: one thread decompresses, others write; its
+//!   `budget` of buffers.
+//! - `stats`: what an ingest did ([`IngestStats`]).
+//! - `delta`: rebuilding a package's assets from a delta stone, with its fallback rule.
 //! - `draft`: new asset files before they have a name, and publishing them.
 //! - `shard`: the 256 shard folders, and which of them exist.
 //! - `verify`: re-hashing assets.
@@ -52,11 +59,15 @@
 
 mod asset;
 mod cache;
+mod delta;
 mod draft;
+pub mod durable;
 pub mod error;
 mod gc;
+mod generated;
 mod ingest;
 mod shard;
+mod stats;
 mod temp;
 mod unpack;
 mod verify;
@@ -64,13 +75,18 @@ mod verify;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use mossfs_format::AssetHash;
 use rustix::fs::{Mode, OFlags};
 
-pub use cache::{CachedStone, PendingStone};
+use durable::FsKind;
+
+pub use cache::{CachedStone, PendingStone, stone_id};
+pub use delta::DeltaApplied;
 pub use error::StoreError;
 pub use gc::GcStats;
-pub use ingest::IngestStats;
+pub use stats::IngestStats;
 pub use verify::AssetCheck;
 
 /// Results of this crate.
@@ -102,6 +118,8 @@ pub struct Store {
     shards: shard::Shards,
     /// Whether new assets are anonymous or named temp files.
     draft_kind: draft::DraftKind,
+    /// The kind of the store's file system, found on first use.
+    fs_kind: OnceLock<FsKind>,
 }
 
 impl Store {
@@ -136,6 +154,33 @@ impl Store {
             recovered,
             shards: shard::Shards::new(),
             draft_kind: draft::DraftKind::new(),
+            fs_kind: OnceLock::new(),
+        })
+    }
+
+    /// Opens an existing store without creating, writing or recovering anything: for
+    /// commands that only read, which must work on a read-only root and leave no trace.
+    /// Temp files of a killed writer are left to the next [`Store::open`]. The store can
+    /// still unpack packages (a mount does, lazily) where its file system allows writes.
+    pub fn open_read(moss_dir: &Path) -> Result<Store> {
+        let assets_dir = moss_dir.join("assets");
+        let cache_dir = moss_dir.join("cache");
+        let assets_tmp_dir = assets_dir.join(TMP);
+        let cache_tmp_dir = cache_dir.join(TMP);
+        Ok(Store {
+            assets: open_dir(&assets_dir)?,
+            cache: open_dir(&cache_dir)?,
+            assets_tmp: open_dir(&assets_tmp_dir)?,
+            cache_tmp: open_dir(&cache_tmp_dir)?,
+            assets_dir,
+            cache_dir,
+            assets_tmp_dir,
+            cache_tmp_dir,
+            is_root: rustix::process::geteuid().is_root(),
+            recovered: 0,
+            shards: shard::Shards::new(),
+            draft_kind: draft::DraftKind::new(),
+            fs_kind: OnceLock::new(),
         })
     }
 
@@ -154,20 +199,53 @@ impl Store {
         &self.cache_dir
     }
 
-    /// Makes every asset and cached stone written so far durable, with `syncfs` on the
-    /// file systems holding them. DESIGN.md §6.2: call it before a commit blits a tree that
-    /// links to these assets; it replaces an fsync per file.
-    pub fn sync(&self) -> Result<()> {
-        for (fd, path) in [
-            (&self.assets, &self.assets_dir),
-            (&self.cache, &self.cache_dir),
-        ] {
-            rustix::fs::syncfs(fd).map_err(|e| StoreError::Sync {
-                path: path.clone(),
-                source: e.into(),
-            })?;
+    /// Makes the canonical files of `hashes` durable, with their names (their shard
+    /// folders and `assets/`), many at a time, as [`durable::sync_change`] does on the
+    /// store's file system.
+    /// DESIGN.md §6.2: a commit calls it with the assets of the packages it unpacked, before
+    /// it blits a tree that links to them and before it records them as unpacked. Whoever
+    /// wrote them (this process, or a mount that unpacked them lazily), only they are
+    /// waited for, never the rest of the file system.
+    pub fn sync_assets(&self, hashes: &[AssetHash]) -> Result<()> {
+        if self.fs_kind() == FsKind::Volatile || hashes.is_empty() {
+            return Ok(());
         }
+        let mut hashes = hashes.to_vec();
+        hashes.sort_unstable();
+        hashes.dedup();
+        let files: Vec<PathBuf> = hashes.iter().map(|&h| self.asset_path(h)).collect();
+        let mut dirs: Vec<PathBuf> = hashes
+            .iter()
+            .map(|&h| self.assets_dir.join(asset::shard(h)))
+            .collect();
+        dirs.dedup();
+        dirs.push(self.assets_dir.clone());
+        durable::sync_change(self.fs_kind(), &files, &dirs, &self.assets_dir)?;
         Ok(())
+    }
+
+    /// The kind of file system the store is on, which says how to make writes durable.
+    pub(crate) fn fs_kind(&self) -> FsKind {
+        *self.fs_kind.get_or_init(|| FsKind::of(&self.assets))
+    }
+
+    /// `fdatasync` of a file about to get its name, unless nothing survives a reboot here.
+    pub(crate) fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+        if self.fs_kind() == FsKind::Volatile {
+            return Ok(());
+        }
+        file.sync_data()
+    }
+
+    /// `fsync` of a store folder whose entries changed.
+    pub(crate) fn sync_dir(&self, dir: &OwnedFd, path: &Path) -> Result<()> {
+        if self.fs_kind() == FsKind::Volatile {
+            return Ok(());
+        }
+        rustix::fs::fsync(dir).map_err(|e| StoreError::Sync {
+            path: path.to_owned(),
+            source: e.into(),
+        })
     }
 }
 

@@ -21,6 +21,7 @@
 //!   published leave nothing: anonymous ones vanish on close, named ones are removed on
 //!   drop.
 
+pub(crate) mod budget;
 mod queue;
 
 use std::collections::{HashMap, HashSet};
@@ -30,9 +31,9 @@ use std::sync::Arc;
 use mossfs_format::{Asset, AssetHash, Content, DecodeError};
 
 use crate::asset::AssetMeta;
-use crate::ingest::IngestStats;
+use crate::stats::IngestStats;
 use crate::{Result, Store, StoreError};
-pub(crate) use queue::BUFFER;
+use budget::BUFFER;
 use queue::{CloseOnDrop, Job, Large, Piece, Queue, Stop, Target};
 
 /// At most this many assets per batch, so that many tiny files still spread over writers.

@@ -64,6 +64,27 @@ fn bash_completion_ingests_474_verified_assets_with_first_entry_metadata() {
 }
 
 #[test]
+fn sync_assets_syncs_exactly_the_named_assets_and_names_a_missing_one() {
+    let (_dir, store) = store();
+    let cached = store.cache_stone(&upstream(BASH_COMPLETION)).unwrap();
+    store.ingest(&cached.id).unwrap();
+    let assets = index_of(&upstream(BASH_COMPLETION));
+    store.sync_assets(&assets).unwrap();
+    store.sync_assets(&[]).unwrap();
+    // An asset the store does not have cannot be made durable: the commit must stop.
+    let absent = AssetHash::of(b"not in this store");
+    let mut with_absent = assets.clone();
+    with_absent.push(absent);
+    match store.sync_assets(&with_absent).unwrap_err() {
+        StoreError::Sync { path, source } => {
+            assert_eq!(path, store.asset_path(absent));
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected Sync, got {other:?}"),
+    }
+}
+
+#[test]
 fn tiny_upstream_stones_share_the_empty_asset() {
     let (_dir, store) = store();
     let pizza = store.cache_stone(&upstream(ITALIAN_PIZZA)).unwrap();
@@ -196,11 +217,23 @@ fn a_stone_without_content_but_with_index_entries_is_refused() {
     let count = u16::from_be_bytes([stone[4], stone[5]]) - 1;
     stone[4..6].copy_from_slice(&count.to_be_bytes());
     let cached = cache_bytes(&store, dir.path(), "hollow.stone", &stone);
+    // The stone's structure is checked before its content is looked for (issue 7,
+    // defect 11).
     match store.ingest(&cached.id) {
-        Err(StoreError::NoContent { id, missing, .. }) => {
-            assert_eq!((id, missing), (cached.id, 1));
+        Err(StoreError::Stone { id, source, .. }) => {
+            assert_eq!(id, cached.id);
+            assert!(
+                matches!(
+                    *source,
+                    mossfs_format::DecodeError::MissingPayload {
+                        kind: mossfs_format::PayloadKind::Content,
+                        ..
+                    }
+                ),
+                "{source:?}"
+            );
         }
-        other => panic!("expected NoContent, got {other:?}"),
+        other => panic!("expected a missing content payload, got {other:?}"),
     }
     assert!(store.list_assets().unwrap().is_empty());
 }

@@ -85,6 +85,30 @@ fn open_removes_temp_files_left_by_a_killed_writer_but_not_a_live_ones() {
     assert!(temp_files(&reopened).is_empty());
 }
 
+#[test]
+fn a_read_only_open_creates_nothing_and_recovers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let moss = dir.path().join(".moss");
+    assert!(matches!(
+        Store::open_read(&moss),
+        Err(StoreError::OpenDir { .. })
+    ));
+    assert!(!moss.exists(), "a reader created the store");
+
+    let store = Store::open(&moss).unwrap();
+    let stale = store.assets_dir().join(".tmp/4242-4242-0");
+    std::fs::write(&stale, b"half an asset").unwrap();
+    let reader = Store::open_read(&moss).unwrap();
+    assert_eq!(reader.recovered_temp_files(), 0);
+    assert!(stale.exists(), "only a writer's open recovers");
+
+    // A dry run names a stone as the cache would, without caching it.
+    let (id, size) = mossfs_store::stone_id(&upstream(BASH_COMPLETION)).unwrap();
+    assert_eq!(id, BASH_COMPLETION_ID.parse().unwrap());
+    assert_eq!(size, 168_864);
+    assert!(!reader.is_cached(&id));
+}
+
 /// Overwrites the first bytes of `path` in place, so its links see the damage too.
 fn damage(path: &std::path::Path) {
     let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
@@ -256,11 +280,5 @@ fn gc_removes_exactly_what_is_not_kept() {
             )
         }
     );
-    store.sync().unwrap();
-}
-
-#[test]
-fn sync_succeeds_on_a_fresh_store() {
-    let (_dir, store) = store();
-    store.sync().unwrap();
+    store.sync_assets(&[]).unwrap();
 }

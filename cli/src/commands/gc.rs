@@ -9,6 +9,7 @@ use mossfs_db::{NodeKind, Query};
 
 use super::RootArg;
 use crate::engine::{Result, Root};
+use crate::progress::Bar;
 
 /// Arguments of `mossfs gc`.
 #[derive(clap::Args, Debug)]
@@ -21,6 +22,7 @@ pub struct GcArgs {
 pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
     let root = Root::open_write(&args.root.root)?;
     super::report_recovery(&root);
+    let spinner = Bar::spinner("gc", "finding what no state references");
     let mut txn = root.db.write()?;
     let states = txn.states()?;
     let selected: HashSet<_> = states
@@ -29,6 +31,8 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
         .collect();
 
     let mut reachable = HashSet::new();
+    // Assets named by a tree: transaction triggers' output belongs to no package.
+    let mut keep_assets = HashSet::new();
     let mut stack: Vec<_> = states.iter().map(|s| s.root).collect();
     while let Some(hash) = stack.pop() {
         if !reachable.insert(hash) {
@@ -36,8 +40,12 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
         }
         let view = txn.tree(hash)?;
         for entry in view.entries(hash)? {
-            if let NodeKind::Directory(child) = entry.node.kind {
-                stack.push(child);
+            match entry.node.kind {
+                NodeKind::Directory(child) => stack.push(child),
+                NodeKind::Regular { asset, .. } if entry.node.owner.is_none() => {
+                    keep_assets.insert(asset);
+                }
+                _ => {}
             }
         }
     }
@@ -55,13 +63,26 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
             trees_removed += 1;
         }
     }
-    let mut keep_assets = HashSet::new();
     for id in &selected {
         keep_assets.extend(txn.index(id)?.into_iter().map(|e| e.digest));
     }
+    if packages_removed + trees_removed > 0
+        && !crate::ui::confirm(&format!(
+            "gc forgets {packages_removed} packages and {trees_removed} directory objects no state uses, and deletes their files; continue?"
+        ))?
+    {
+        // Dropping the transaction undoes it.
+        return Err(crate::engine::EngineError::Cancelled);
+    }
     txn.commit()?;
 
+    // Trees first, so the bytes the store reports freed are really free.
+    for note in super::state::remove_orphans(&root)? {
+        writeln!(out, "{note}")?;
+    }
+    spinner.message("deleting unreferenced assets and stones");
     let stats = root.store.gc(&keep_assets, &selected)?;
+    drop(spinner);
     writeln!(
         out,
         "gc: {packages_removed} packages and {trees_removed} directory objects forgotten, {} assets and {} stones removed, {} reclaimed",

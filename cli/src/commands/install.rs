@@ -1,24 +1,35 @@
 //! `mossfs install`, `mossfs remove` and `mossfs commit`.
 
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::{BufRead, IsTerminal, Write};
 
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use mossfs_db::{Query, Status};
+use mossfs_format::Relation;
+use mossfs_fs::sysroot;
 use mossfs_store::StoreError;
 
+use super::documents::{ChangeDoc, CommitDoc, Package, StateChange};
 use super::{RootArg, print_commit, progress, report_recovery};
+use crate::engine::change::Verb;
+use crate::engine::plan::installed;
+use crate::engine::solve::{self, Installed, Request, Want};
 use crate::engine::{
-    EngineError, LoadedStone, Mode, Plan, Result, Root, commit_state, forget_unreached,
-    record_state,
+    EngineError, LiveUsr, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
+    forget_unreached, record_state,
 };
+use crate::progress::{Bar, Unit};
+use crate::quote;
 
 /// Arguments of `mossfs install`.
 #[derive(clap::Args, Debug)]
 pub struct InstallArgs {
-    /// Local `.stone` files. A stone whose package name is installed replaces it.
-    #[arg(required = true, value_name = "FILE.stone")]
+    /// Local `.stone` files (a stone whose package name is installed replaces it), and
+    /// package names or providers (`nano`, `binary(nano)`, `soname(libz.so.1(x86_64))`)
+    /// that the stones given, or the installed packages, provide.
+    #[arg(required = true, value_name = "NAME|PROVIDER|FILE.stone")]
     pub stones: Vec<PathBuf>,
     /// Record a candidate state without writing any tree; see `mossfs mount` and `commit`.
     #[arg(long)]
@@ -29,6 +40,11 @@ pub struct InstallArgs {
     /// Show what would happen and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
+    #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -45,6 +61,11 @@ pub struct RemoveArgs {
     /// Show what would happen and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
+    #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -54,93 +75,365 @@ pub struct RemoveArgs {
 pub struct CommitArgs {
     /// The candidate state; the newest candidate if omitted.
     pub id: Option<u64>,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
+    #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
     #[command(flatten)]
     pub root: RootArg,
 }
 
-fn base_plan(root: &Root) -> Result<Plan> {
+/// The packages of the live state: what a change starts from.
+fn base(root: &Root) -> Result<Vec<Installed>> {
     let snapshot = root.db.read()?;
-    match snapshot.active()? {
-        Some(id) => Plan::from_selections(&snapshot, &snapshot.state(id)?.selections),
-        None => Ok(Plan::from_selections(&snapshot, &[])?),
+    match root.live_state(&snapshot)? {
+        Some(id) => installed(&snapshot, &snapshot.state(id)?.selections),
+        None => Ok(Vec::new()),
     }
+}
+
+/// The base of a dry run: the root opened read-only, or nothing where there is no root
+/// yet. A dry run writes nothing at all (DESIGN.md §6.7): no lock, no `.moss`, no cache.
+fn dry_run_base(path: &Path) -> Result<(Vec<Installed>, Option<Root>)> {
+    match Root::open_read(path) {
+        Ok(root) => {
+            report_recovery(&root);
+            Ok((base(&root)?, Some(root)))
+        }
+        Err(EngineError::NotARoot(_)) => Ok((Vec::new(), None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Splits `install`'s arguments into stones (a name ending in `.stone`, or a path) and
+/// requests by name or provider.
+fn split_targets(targets: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Request>)> {
+    let mut stones = Vec::new();
+    let mut requests = Vec::new();
+    for target in targets {
+        let text = target.to_string_lossy();
+        // `interpreter(/usr/lib64/ld-linux-x86-64.so.2)` has a slash too, but a path
+        // never looks like `kind(target)`.
+        let is_stone = target.extension().is_some_and(|e| e == "stone")
+            || (text.contains('/') && !text.ends_with(')'));
+        if is_stone {
+            stones.push(target.clone());
+            continue;
+        }
+        let relation = Relation::parse(&text).map_err(|problem| EngineError::BadRequest {
+            words: text.clone().into_owned(),
+            problem,
+        })?;
+        requests.push(Request {
+            want: Want::Provider(relation),
+            words: text.into_owned(),
+        });
+    }
+    Ok((stones, requests))
+}
+
+/// The refusals a real run would give before recording anything, given by a dry run
+/// too: a mount in the trees, or a `usr` mossfs did not make (and, if the user asked to
+/// take it over, where it would be kept).
+fn dry_run_check(
+    root: Option<Root>,
+    path: &Path,
+    take_over_usr: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let (live, kept) = match root {
+        Some(mut root) => {
+            root.take_over_usr = take_over_usr;
+            (check_commit(&root)?, root.unmanaged_slot())
+        }
+        // No database: any `usr` with something in it is not one mossfs made.
+        None => {
+            let usr = path.join("usr");
+            if let Some(mountpoint) = sysroot::mounts_below(&usr)?.into_iter().next() {
+                return Err(EngineError::MountedBelow {
+                    mountpoint,
+                    tree: usr,
+                });
+            }
+            let kept = path.join(".moss/root/unmanaged-1/usr");
+            let live = match std::fs::read_dir(&usr) {
+                Ok(mut entries) => match entries.next() {
+                    Some(_) => LiveUsr::Unmanaged("it has no .stateID"),
+                    None => LiveUsr::Empty,
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => LiveUsr::Absent,
+                Err(_) => LiveUsr::Unmanaged("it is not a directory"),
+            };
+            if let LiveUsr::Unmanaged(why) = live
+                && !take_over_usr
+            {
+                return Err(EngineError::UnmanagedUsr { usr, why, kept });
+            }
+            (live, kept)
+        }
+    };
+    if let LiveUsr::Unmanaged(why) = live {
+        let line = format!(
+            "would take over {} ({why}), keeping its tree in {}",
+            path.join("usr").display(),
+            kept.display()
+        );
+        // stdout holds only the document under --json.
+        if crate::ui::json() {
+            eprintln!("note: {line}");
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `mossfs install`.
 pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
+    let (paths, requests) = split_targets(&args.stones)?;
     // A missing or broken stone is refused before the root is touched. Each stone is
     // independent of the others: one per core.
-    args.stones
+    paths
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
-    let root = Root::open_write(&args.root.root)?;
+    crate::ui::step("check stones");
+    if args.dry_run {
+        let (installed, root) = dry_run_base(&args.root.root)?;
+        let store = root.as_ref().map(|root| &root.store);
+        let stones = paths
+            .par_iter()
+            .map(|path| LoadedStone::inspect(path, store))
+            .collect::<Result<Vec<_>>>()?;
+        let plan = Plan::install(&installed, &stones, &requests, &[])?;
+        if !args.stage {
+            dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
+        }
+        return print_plan("install", &plan, out);
+    }
+    let mut root = Root::create(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
-    let mut stones = args
-        .stones
+    root.triggers = args.triggers.options();
+    crate::ui::step("open root");
+    let sizes: u64 = paths
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = Bar::new("cache", sizes, Unit::Bytes);
+    let mut stones = paths
         .par_iter()
-        .map(|path| LoadedStone::load(path, &root.store))
+        .map(|path| {
+            let stone = LoadedStone::load(path, &root.store)?;
+            bar.inc(stone.size);
+            Ok(stone)
+        })
         .collect::<Result<Vec<_>>>()?;
-    let mut plan = base_plan(&root)?;
-    plan.install(&stones)?;
-    plan.check(&[])?;
+    drop(bar);
+    crate::ui::step("hash and copy stones");
+    let plan = Plan::install(&base(&root)?, &stones, &requests, &[])?;
+    crate::ui::step("plan");
     finish(
         &root,
+        "install",
         plan,
         &mut stones,
         args.stage,
         args.allow_conflicts,
-        args.dry_run,
         out,
     )
 }
 
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_write(&args.root.root)?;
+    if args.dry_run {
+        let (installed, root) = dry_run_base(&args.root.root)?;
+        let plan = plan_remove(&installed, &args.names, true)?;
+        if !args.stage {
+            dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
+        }
+        return print_plan("remove", &plan, out);
+    }
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
-    let mut plan = base_plan(&root)?;
-    let removed = plan.remove(&args.names)?;
-    plan.check(&removed)?;
-    finish(&root, plan, &mut [], args.stage, false, args.dry_run, out)
+    root.triggers = args.triggers.options();
+    crate::ui::step("open root");
+    let plan = plan_remove(&base(&root)?, &args.names, crate::ui::yes_all())?;
+    crate::ui::step("plan");
+    finish(&root, "remove", plan, &mut [], args.stage, false, out)
+}
+
+/// Plans a removal. The packages that need the named ones go too, once the person agrees:
+/// they are shown, and asked about on a terminal; `yes` (`-y/--yes-all`, or a dry run, which
+/// changes nothing) agrees without asking; without a terminal the command refuses.
+fn plan_remove(installed: &[Installed], names: &[String], yes: bool) -> Result<Plan> {
+    let named: HashSet<String> = names.iter().cloned().collect();
+    let dependents = solve::dependents(installed, &named);
+    if !dependents.is_empty() {
+        let asked = names.join(", ");
+        let listed: Vec<String> = dependents
+            .iter()
+            .map(|(package, relation, from)| format!("{package} (needs {relation} from {from})"))
+            .collect();
+        if !yes {
+            // The question goes where the person is: a terminal on stdin and stderr.
+            if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+                return Err(EngineError::RemoveNeedsConfirmation {
+                    asked,
+                    count: dependents.len(),
+                    dependents: quote::text(&listed.join(", ")).into_owned(),
+                });
+            }
+            let mut tty = std::io::stderr().lock();
+            writeln!(
+                tty,
+                "removing {} also removes the packages that need it:",
+                quote::text(&asked)
+            )?;
+            for line in &listed {
+                writeln!(tty, "  {}", quote::text(line))?;
+            }
+            write!(tty, "remove them too? [y/N] ")?;
+            tty.flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                return Err(EngineError::RemoveDeclined { asked });
+            }
+        }
+    }
+    let also: Vec<String> = dependents
+        .into_iter()
+        .map(|(package, _, _)| package)
+        .collect();
+    Plan::remove(installed, names, &also)
+}
+
+/// The `--json` document of a plan, before anything is recorded.
+fn plan_document(action: &'static str, plan: &Plan, applied: bool, stage: bool) -> StateChange {
+    StateChange {
+        action,
+        applied,
+        summary: plan.summary.clone(),
+        changes: plan.changes.iter().map(ChangeDoc::from).collect(),
+        packages: plan
+            .packages
+            .values()
+            .map(|chosen| {
+                Package::planned(
+                    &chosen.candidate.id,
+                    &chosen.candidate.meta,
+                    chosen.explicit,
+                )
+            })
+            .collect(),
+        state: None,
+        staged: stage,
+        conflict_paths: Vec::new(),
+        commit: None,
+    }
+}
+
+/// What a dry run prints: the state that would be recorded, what changes, and why each
+/// package is there.
+fn print_plan(action: &'static str, plan: &Plan, out: &mut dyn Write) -> Result<()> {
+    if crate::ui::json() {
+        crate::ui::print_json(out, &plan_document(action, plan, false, false))?;
+        return Ok(());
+    }
+    writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
+    for (name, chosen) in &plan.packages {
+        let how = if chosen.explicit {
+            "explicit"
+        } else {
+            "dependency"
+        };
+        writeln!(
+            out,
+            "  {} {}-{} ({how}, {}, {})",
+            quote::text(name),
+            quote::text(&chosen.candidate.meta.version),
+            chosen.candidate.meta.release,
+            quote::text(&chosen.reason.to_string()),
+            chosen.candidate.id
+        )?;
+    }
+    if !plan.changes.is_empty() {
+        writeln!(out, "changes:")?;
+    }
+    for change in &plan.changes {
+        let version = |v: &Option<String>| quote::text(v.as_deref().unwrap_or("")).into_owned();
+        let name = quote::text(&change.name);
+        let line = match change.verb {
+            Verb::Install | Verb::Reinstall => {
+                format!("{} {name}-{}", change.verb.word(), version(&change.to))
+            }
+            Verb::Remove => format!("remove {name}-{}", version(&change.from)),
+            Verb::Upgrade | Verb::Downgrade => format!(
+                "{} {name} {} -> {}",
+                change.verb.word(),
+                version(&change.from),
+                version(&change.to)
+            ),
+        };
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
 }
 
 fn finish(
     root: &Root,
+    action: &'static str,
     plan: Plan,
     stones: &mut [LoadedStone],
     stage: bool,
     allow_conflicts: bool,
-    dry_run: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    if dry_run {
-        writeln!(out, "would record a state: {}", plan.summary)?;
-        for (name, (id, meta, explicit)) in &plan.packages {
-            let how = if *explicit { "explicit" } else { "dependency" };
-            writeln!(
-                out,
-                "  {name} {}-{} ({how}, {id})",
-                meta.version, meta.release
-            )?;
-        }
+    // A refusal of the commit comes before anything is recorded.
+    if !stage {
+        check_commit(root)?;
+    }
+    let status = if stage {
+        Status::Candidate
+    } else {
+        Status::InFlight
+    };
+    let state = record_state(root, &plan, stones, allow_conflicts, status)?;
+    crate::ui::step("record state");
+    let mut document = plan_document(action, &plan, true, stage);
+    document.state = Some(state.id.0);
+    if stage && crate::ui::json() {
+        let snapshot = root.db.read()?;
+        document.conflict_paths = super::documents::conflicts(&snapshot, &state.conflicts)?;
+        crate::ui::print_json(out, &document)?;
         return Ok(());
     }
-    let state = record_state(root, &plan, stones, allow_conflicts)?;
     if stage {
-        writeln!(
-            out,
-            "staged state {} ({}): {} entries; browse it with 'mossfs mount --state {} DIR', commit it with 'mossfs commit {}'",
-            state.id, state.summary, state.entries, state.id, state.id
-        )?;
-        if !state.conflicts.is_empty() {
-            let snapshot = root.db.read()?;
-            super::state::print_conflicts(&snapshot, &state.conflicts, out)?;
+        let summary = quote::text(&state.summary);
+        if state.conflicts.is_empty() {
             writeln!(
                 out,
-                "state {} has conflicts and cannot be committed",
-                state.id
+                "staged state {} ({summary}): {} entries; browse it with 'mossfs mount --state {} DIR', commit it with 'mossfs commit {}'",
+                state.id, state.entries, state.id, state.id
             )?;
+            return Ok(());
         }
+        // A candidate with conflicts is for inspection only: never suggest committing it.
+        writeln!(
+            out,
+            "staged state {} ({summary}): {} entries, with conflicts",
+            state.id, state.entries
+        )?;
+        let snapshot = root.db.read()?;
+        super::state::print_conflicts(&snapshot, &state.conflicts, out)?;
+        writeln!(
+            out,
+            "state {id} has conflicts and cannot be committed; inspect them with 'mossfs mount --state {id} --debug-view DIR', drop it with 'mossfs state remove {id}'",
+            id = state.id
+        )?;
         return Ok(());
     }
     let progress = progress("blit");
@@ -152,7 +445,13 @@ fn finish(
             return Err(name_stone(error, stones));
         }
     };
-    print_commit(out, &report, &state.summary)?;
+    if crate::ui::json() {
+        super::commit_notes(&report);
+        document.commit = Some(CommitDoc::from(&report));
+        crate::ui::print_json(out, &document)?;
+    } else {
+        print_commit(out, &report, &state.summary)?;
+    }
     Ok(())
 }
 
@@ -180,8 +479,10 @@ fn name_stone(error: EngineError, stones: &[LoadedStone]) -> EngineError {
 
 /// Runs `mossfs commit`.
 pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_write(&args.root.root)?;
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
+    root.triggers = args.triggers.options();
     let snapshot = root.db.read()?;
     let id = match args.id {
         Some(id) => mossfs_db::StateId(id),
@@ -194,12 +495,25 @@ pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
             .ok_or(EngineError::NoCandidate)?,
     };
     let state = snapshot.state(id)?;
-    if !state.conflicts.is_empty() {
+    // `commit` is for candidates; the active state is checked (and reported) by the
+    // commit itself.
+    if state.status == Status::Committed && snapshot.active()? != Some(id) {
+        return Err(EngineError::CommitCommitted(id));
+    }
+    if !state.conflicts.is_empty() && !crate::ui::json() {
         super::state::print_conflicts(&snapshot, &state.conflicts, out)?;
     }
+    let previous = super::documents::active_selections(&snapshot)?;
     drop(snapshot);
     let progress = progress("blit");
     let report = commit_state(&root, id, Mode::Switch, progress.as_deref())?;
-    print_commit(out, &report, &state.summary)?;
+    if crate::ui::json() {
+        super::commit_notes(&report);
+        let snapshot = root.db.read()?;
+        let document = super::documents::switch(&snapshot, "commit", &state, &previous, &report)?;
+        crate::ui::print_json(out, &document)?;
+    } else {
+        print_commit(out, &report, &state.summary)?;
+    }
     Ok(())
 }

@@ -1,44 +1,83 @@
 //! The root-managing commands. Each one opens the root, asks the engine, and prints; none
 //! of them decides durability or order, which is the engine's job.
 
+pub mod documents;
 pub mod gc;
 pub mod install;
 pub mod mount;
 pub mod query;
 pub mod repo;
+pub mod search_file;
 pub mod state;
+pub mod triggers;
 pub mod verify;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use mossfs_fs::blit::BlitProgress;
 
 use crate::engine::{CommitReport, Root};
+use crate::progress::{Bar, Unit};
 
-/// The option every root command takes.
-#[derive(clap::Args, Debug, Clone)]
+/// The option every root command takes. It is global: `mossfs --root R install x` and
+/// `mossfs install x --root R` mean the same, and `-D/--directory` is upstream moss's
+/// spelling of it. The top-level command flattens it too, so every subcommand accepts it
+/// (clap hands the value typed anywhere to every level that declares it).
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct RootArg {
     /// The system root to manage.
-    #[arg(long, global = true, default_value = "/", value_name = "DIR")]
+    #[arg(
+        long,
+        short = 'D',
+        visible_alias = "directory",
+        global = true,
+        default_value = "/",
+        value_name = "DIR",
+        value_hint = clap::ValueHint::DirPath
+    )]
     pub root: PathBuf,
 }
 
-/// Prints what recovery did when the root was opened.
+/// Prints what recovery did when the root was opened, or, for a reader, what the
+/// database has not caught up with yet.
 pub fn report_recovery(root: &Root) {
     for note in &root.recovered {
         eprintln!("recovered: {note}");
     }
+    if let Some(note) = &root.pending {
+        eprintln!("note: {note}");
+    }
 }
 
-/// A progress callback for long steps, drawn on stderr only when it is a terminal.
+/// A progress callback for the blit: a bar of entries and their rate, drawn on stderr only
+/// when it is a terminal, and cleared when the callback is dropped.
 pub fn progress(label: &'static str) -> Option<Box<dyn Fn(BlitProgress) + Sync>> {
-    if !std::io::stderr().is_terminal() {
+    if !crate::progress::enabled() {
         return None;
     }
+    // Made at the first report, which brings the total, and cleared at the last, so that
+    // the steps after the blit do not show a finished bar.
+    let bar: Mutex<Option<Bar>> = Mutex::new(None);
     Some(Box::new(move |p: BlitProgress| {
-        eprint!("\r{label}: {}/{} entries", p.done, p.total)
+        let mut bar = bar.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if p.done >= p.total {
+            *bar = None;
+            return;
+        }
+        bar.get_or_insert_with(|| Bar::new(label, p.total, Unit::Items("entries")))
+            .set(p.done);
     }))
+}
+
+/// Tells on stderr what the commit noticed about the root links; `--json` runs print
+/// these too, since they go to stderr.
+pub fn commit_notes(report: &CommitReport) {
+    for note in &report.links {
+        let label = if note.is_warning() { "warning" } else { "note" };
+        eprintln!("{label}: {note}");
+    }
 }
 
 /// The one-line summary of a state change.
@@ -47,9 +86,14 @@ pub fn print_commit(
     report: &CommitReport,
     summary: &str,
 ) -> std::io::Result<()> {
-    if std::io::stderr().is_terminal() {
-        eprint!("\r\x1b[K");
+    if let Some(kept) = &report.took_over {
+        writeln!(
+            out,
+            "took over the usr that mossfs did not make: it is kept in {} (see 'Taking over a usr' in README.md)",
+            kept.display()
+        )?;
     }
+    commit_notes(report);
     let how = match (report.reused_archive, report.base) {
         (true, _) => "archived tree reused".to_owned(),
         (false, Some(base)) => format!(
@@ -64,8 +108,9 @@ pub fn print_commit(
     };
     writeln!(
         out,
-        "state {} active ({summary}): {how}{unpacked} in {:.2} s",
+        "state {} active ({}): {how}{unpacked} in {:.2} s",
         report.id,
+        crate::quote::text(summary),
         report.elapsed.as_secs_f64()
     )
 }

@@ -145,6 +145,8 @@ type Result<T, E = MountCommandError> = std::result::Result<T, E>;
 struct Target {
     id: StateId,
     what: &'static str,
+    /// Said last: a candidate with transaction triggers does not show their output yet.
+    note: Option<String>,
 }
 
 /// Runs `mossfs mount`.
@@ -167,6 +169,7 @@ fn mount_inner(
     out: &mut dyn Write,
 ) -> Result<()> {
     let root = Root::open_read(&args.root.root)?;
+    super::report_recovery(&root);
     let target = resolve_state(&root, args)?;
     fuse::check_available()?;
     let mountpoint = fuse::check_mountpoint(&args.mountpoint)?;
@@ -176,8 +179,11 @@ fn mount_inner(
     let Root { db, store, .. } = root;
     let label = mountpoint.display().to_string();
     let pid = std::process::id();
-    let log: fuse::Log =
-        Arc::new(move |error| eprintln!("mossfs[{pid}] {label}: {}", one_line(error)));
+    // Through tracing like every diagnostic, so MOSSFS_LOG and --log reach the server's
+    // log (ROOT/.moss/mounts/mount.log in the background) too.
+    let log: fuse::Log = Arc::new(move |error| {
+        tracing::warn!("mossfs[{pid}] {label}: {}", one_line(error));
+    });
     let options = FsOptions {
         debug_view: args.debug_view,
         log: Some(log),
@@ -205,6 +211,9 @@ fn mount_inner(
                 "serving in the foreground; Ctrl-C or 'mossfs umount {}' unmounts",
                 mountpoint.display()
             )?;
+            if let Some(note) = &target.note {
+                writeln!(out, "{note}")?;
+            }
             out.flush()
         });
     })?;
@@ -222,7 +231,7 @@ pub fn umount(args: &UmountArgs, out: &mut dyn Write) -> Result<()> {
 
 fn resolve_state(root: &Root, args: &MountArgs) -> Result<Target> {
     let txn = root.db.read().map_err(EngineError::from)?;
-    let active = txn.active().map_err(EngineError::from)?;
+    let active = root.live_state(&txn)?;
     let id = match (args.state, args.candidate) {
         (Some(id), _) => StateId(id),
         (None, true) => txn
@@ -247,9 +256,25 @@ fn resolve_state(root: &Root, args: &MountArgs) -> Result<Target> {
     let what = match state.status {
         _ if active == Some(id) => "active",
         Status::Candidate => "candidate",
+        Status::InFlight => "being committed",
         Status::Committed => "archived",
     };
-    Ok(Target { id, what })
+    // Transaction triggers run when a state is committed; until then nothing of theirs is
+    // in its tree (DESIGN.md §10).
+    let has_triggers = mossfs_format::RelPath::new("share/moss/triggers/tx.d")
+        .ok()
+        .map(|dir| txn.lookup(state.root, &dir))
+        .transpose()
+        .map_err(EngineError::from)?
+        .flatten()
+        .is_some();
+    let note = (state.status == Status::Candidate && has_triggers && state.generated.is_empty())
+        .then(|| {
+        format!(
+            "note: state {id} is a candidate: its transaction triggers run when it is committed, so no file they generate is shown yet"
+        )
+    });
+    Ok(Target { id, what, note })
 }
 
 fn announce(
@@ -341,6 +366,9 @@ fn background(
             let pid = words.get(2).copied().unwrap_or("?");
             writeln!(out, "server: pid {pid}, log {}", log_path.display())?;
             writeln!(out, "unmount with: mossfs umount {}", mountpoint.display())?;
+            if let Some(note) = &target.note {
+                writeln!(out, "{note}")?;
+            }
             Ok(())
         }
         Ok(_) if line.starts_with("error ") => {

@@ -1,28 +1,48 @@
 //! `mossfs list installed`, `mossfs info NAME` and `mossfs owner PATH`: questions about
-//! the active state, answered from the database alone.
+//! the active state, answered from the database; `owner` also reads the root's own links
+//! (`/lib64`), which are not in any state's tree.
 
+use std::collections::VecDeque;
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use mossfs_db::{DirEntry, NodeKind, Query, ReadTxn, State, TreeHash};
 use mossfs_format::{EntryKind, PackageId, RelPath};
+use mossfs_fs::tree::MAX_HOPS;
 
-use super::RootArg;
+use super::documents::Package;
+use super::{RootArg, report_recovery};
 use crate::engine::{EngineError, Result, Root};
 use crate::error::CliError;
+use crate::quote;
 
 /// `mossfs list ...`.
 #[derive(clap::Subcommand, Debug)]
 pub enum ListCommand {
     /// Packages in the active state.
-    Installed {
-        #[command(flatten)]
-        root: RootArg,
-    },
+    #[command(visible_alias = "li")]
+    Installed(ListInstalledArgs),
     /// Packages the enabled repositories offer, best repository first.
-    Available {
-        #[command(flatten)]
-        root: RootArg,
-    },
+    Available(ListAvailableArgs),
+}
+
+/// Arguments of `mossfs list installed` (also `mossfs li`).
+#[derive(clap::Args, Debug)]
+pub struct ListInstalledArgs {
+    /// Only the packages that were asked for, not those pulled in as dependencies.
+    #[arg(short, long)]
+    pub explicit: bool,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+/// Arguments of `mossfs list available`.
+#[derive(clap::Args, Debug)]
+pub struct ListAvailableArgs {
+    #[command(flatten)]
+    pub root: RootArg,
 }
 
 /// Arguments of `mossfs info`.
@@ -40,43 +60,59 @@ pub struct InfoArgs {
 /// Arguments of `mossfs owner`.
 #[derive(clap::Args, Debug)]
 pub struct OwnerArgs {
-    /// A path, such as /usr/bin/nano or bin/nano.
-    pub path: String,
+    /// A path, such as /usr/bin/nano, /bin/nano or bin/nano (below /usr); any bytes.
+    pub path: PathBuf,
     #[command(flatten)]
     pub root: RootArg,
 }
 
-fn active_state(snapshot: &ReadTxn) -> Result<State> {
-    let id = snapshot.active()?.ok_or(EngineError::NoActiveState)?;
+/// The live state (see [`Root::live_state`]).
+fn active_state(root: &Root, snapshot: &ReadTxn) -> Result<State> {
+    let id = root
+        .live_state(snapshot)?
+        .ok_or(EngineError::NoActiveState)?;
     Ok(snapshot.state(id)?)
+}
+
+/// Opens the root for a question, and says if the database is behind `usr`.
+fn open(path: &std::path::Path) -> Result<Root> {
+    let root = Root::open_read(path)?;
+    report_recovery(&root);
+    Ok(root)
 }
 
 /// Runs `mossfs list installed` or `mossfs list available`.
 pub fn list(command: &ListCommand, out: &mut dyn Write) -> std::result::Result<(), CliError> {
     match command {
-        ListCommand::Installed { root } => list_installed(root, out).map_err(CliError::from),
-        ListCommand::Available { root } => super::repo::list_available(root, out),
+        ListCommand::Installed(args) => list_installed(args, out).map_err(CliError::from),
+        ListCommand::Available(args) => super::repo::list_available(&args.root, out),
     }
 }
 
-fn list_installed(root: &RootArg, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_read(&root.root)?;
+fn list_installed(args: &ListInstalledArgs, out: &mut dyn Write) -> Result<()> {
+    let root = open(&args.root.root)?;
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
-    let mut rows = Vec::new();
-    for s in &state.selections {
-        let record = snapshot
-            .package(&s.package)?
-            .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
-        rows.push((
-            record.meta.name.clone(),
-            format!("{}-{}", record.meta.version, record.meta.release),
-            record.meta.summary,
-        ));
+    let state = active_state(&root, &snapshot)?;
+    let selections: Vec<_> = state
+        .selections
+        .iter()
+        .filter(|s| s.explicit || !args.explicit)
+        .cloned()
+        .collect();
+    let packages = Package::all(&snapshot, &selections)?;
+    if crate::ui::json() {
+        crate::ui::print_json(out, &packages)?;
+        return Ok(());
     }
-    rows.sort();
-    for (name, version, summary) in rows {
-        writeln!(out, "{name} {version}  {summary}")?;
+    for p in packages {
+        writeln!(
+            out,
+            "{} {}-{}  {}",
+            quote::text(&p.name),
+            quote::text(&p.version),
+            p.release,
+            quote::text(&p.summary)
+        )?;
     }
     Ok(())
 }
@@ -97,8 +133,12 @@ fn find_installed(snapshot: &ReadTxn, state: &State, name: &str) -> Result<Packa
 
 /// Runs `mossfs info`: the installed package, then what the repositories offer of it.
 pub fn info(args: &InfoArgs, out: &mut dyn Write) -> std::result::Result<(), CliError> {
-    let root = Root::open_read(&args.root.root)?;
+    let root = open(&args.root.root)?;
     let installed = info_installed(args, &root, out);
+    if crate::ui::json() {
+        // The document is the installed package's; `search --json` covers the offers.
+        return installed.map_err(CliError::from);
+    }
     match installed {
         Err(EngineError::NotInstalled { .. } | EngineError::NoActiveState) => {
             if super::repo::print_available(&root.db, &args.name, out)? {
@@ -117,17 +157,59 @@ pub fn info(args: &InfoArgs, out: &mut dyn Write) -> std::result::Result<(), Cli
 
 fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
+    let state = active_state(root, &snapshot)?;
     let id = find_installed(&snapshot, &state, &args.name)?;
     let record = snapshot
         .package(&id)?
         .ok_or(mossfs_db::DbError::NoPackage(id))?;
     let meta = &record.meta;
-    writeln!(out, "name          {}", meta.name)?;
+    if crate::ui::json() {
+        let files = if args.files {
+            let mut layout = snapshot.layout(&id)?;
+            layout.sort_by(|a, b| a.path.cmp(&b.path));
+            Some(
+                layout
+                    .iter()
+                    .map(|entry| FileDoc {
+                        path: super::documents::usr_path(entry.path.as_bytes()),
+                        target: match &entry.kind {
+                            EntryKind::Symlink(text) => Some(quote::json(text)),
+                            _ => None,
+                        },
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let strings =
+            |list: &[mossfs_format::Relation]| list.iter().map(|r| r.to_string()).collect();
+        let explicit = state
+            .selections
+            .iter()
+            .any(|s| s.package == id && s.explicit);
+        let document = InfoDoc {
+            package: Package::new(&record, explicit),
+            build_release: meta.build_release,
+            homepage: meta.homepage.clone(),
+            architecture: meta.architecture.clone(),
+            licenses: meta.licenses.clone(),
+            depends: strings(&meta.depends),
+            provides: strings(&meta.provides),
+            conflicts: strings(&meta.conflicts),
+            stone_size: record.stone_size,
+            files,
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
+    writeln!(out, "name          {}", quote::text(&meta.name))?;
     writeln!(
         out,
         "version       {}-{} (build {})",
-        meta.version, meta.release, meta.build_release
+        quote::text(&meta.version),
+        meta.release,
+        meta.build_release
     )?;
     for (label, value) in [
         ("summary", &meta.summary),
@@ -135,11 +217,15 @@ fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<(
         ("architecture", &meta.architecture),
     ] {
         if !value.is_empty() {
-            writeln!(out, "{label:<13} {value}")?;
+            writeln!(out, "{label:<13} {}", quote::text(value))?;
         }
     }
     if !meta.licenses.is_empty() {
-        writeln!(out, "license       {}", meta.licenses.join(", "))?;
+        writeln!(
+            out,
+            "license       {}",
+            quote::text(&meta.licenses.join(", "))
+        )?;
     }
     for (label, list) in [
         ("depends", &meta.depends),
@@ -147,7 +233,7 @@ fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<(
         ("conflicts", &meta.conflicts),
     ] {
         for relation in list.iter() {
-            writeln!(out, "{label:<13} {relation}")?;
+            writeln!(out, "{label:<13} {}", quote::text(&relation.to_string()))?;
         }
     }
     writeln!(out, "package id    {id}")?;
@@ -156,14 +242,12 @@ fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<(
         let mut layout = snapshot.layout(&id)?;
         layout.sort_by(|a, b| a.path.cmp(&b.path));
         for entry in layout {
+            let shown = [b"/usr/", entry.path.as_bytes()].concat();
             match &entry.kind {
-                EntryKind::Symlink(text) => writeln!(
-                    out,
-                    "/usr/{} -> {}",
-                    entry.path,
-                    String::from_utf8_lossy(text)
-                )?,
-                _ => writeln!(out, "/usr/{}", entry.path)?,
+                EntryKind::Symlink(text) => {
+                    writeln!(out, "{} -> {}", quote::name(&shown), quote::name(text))?
+                }
+                _ => writeln!(out, "{}", quote::name(&shown))?,
             }
         }
     }
@@ -172,75 +256,214 @@ fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<(
 
 /// Runs `mossfs owner`.
 pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
-    let root = Root::open_read(&args.root.root)?;
+    let root = open(&args.root.root)?;
     let snapshot = root.db.read()?;
-    let state = active_state(&snapshot)?;
-    let text = args.path.trim_start_matches('/');
-    let text = text.strip_prefix("usr/").unwrap_or(text);
-    let path = RelPath::new(text).map_err(|_| EngineError::NoOwner(args.path.clone()))?;
-    let (path, entry) = resolve(&snapshot, state.root, &path)?
-        .ok_or_else(|| EngineError::NoOwner(args.path.clone()))?;
-    let owner = entry
-        .node
-        .owner
-        .ok_or_else(|| EngineError::NoOwner(args.path.clone()))?;
+    let state = active_state(&root, &snapshot)?;
+    let asked = || quote::name(args.path.as_os_str().as_bytes()).into_owned();
+    let (path, entry) = match locate(&snapshot, state.root, &root.path, &args.path)? {
+        Located::Found(path, entry) => (path, entry),
+        Located::Missing => return Err(EngineError::NoOwner(asked())),
+        Located::OutsideUsr => return Err(EngineError::OutsideUsr(asked())),
+    };
+    let shown = [b"/usr/", path.as_bytes()].concat();
+    let Some(owner) = entry.node.owner else {
+        // A file a transaction trigger wrote belongs to the state, by way of its trigger.
+        let generated = state.generated.iter().find(|g| g.path == path.as_bytes());
+        let Some(generated) = generated else {
+            return Err(EngineError::NoOwner(asked()));
+        };
+        if crate::ui::json() {
+            let document = GeneratedDoc {
+                path: quote::json(&shown),
+                asked: quote::json(args.path.as_os_str().as_bytes()),
+                trigger: generated.trigger.clone(),
+                state: state.id.0,
+            };
+            crate::ui::print_json(out, &document)?;
+            return Ok(());
+        }
+        writeln!(
+            out,
+            "{} was generated by transaction trigger {} of state {}",
+            quote::name(&shown),
+            quote::text(&generated.trigger),
+            state.id
+        )?;
+        return Ok(());
+    };
     let record = snapshot
         .package(&owner)?
         .ok_or(mossfs_db::DbError::NoPackage(owner))?;
-    writeln!(out, "/usr/{path} is owned by {}", record.meta.full_name())?;
+    if crate::ui::json() {
+        let document = OwnerDoc {
+            path: quote::json(&shown),
+            asked: quote::json(args.path.as_os_str().as_bytes()),
+            package: record.meta.name.clone(),
+            full_name: record.meta.full_name(),
+            id: owner.to_string(),
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} is owned by {}",
+        quote::name(&shown),
+        quote::text(&record.meta.full_name())
+    )?;
     Ok(())
 }
 
-/// Looks `path` up in a tree, following symlinked directories on the way (`lib64/x` when
-/// `lib64 -> lib`) but not a final symlink, as `ls -l` would show it. Returns the path
-/// where the entry really is.
-fn resolve(q: &impl Query, root: TreeHash, path: &RelPath) -> Result<Option<(RelPath, DirEntry)>> {
-    let mut parts: Vec<Vec<u8>> = path.components().map(<[u8]>::to_vec).collect();
-    let mut i = 0;
+/// `info --json`: the package's fields as `list installed --json` has them, and the rest
+/// of its metadata.
+#[derive(Debug, serde::Serialize)]
+struct InfoDoc {
+    #[serde(flatten)]
+    package: Package,
+    build_release: u64,
+    homepage: String,
+    architecture: String,
+    licenses: Vec<String>,
+    depends: Vec<String>,
+    provides: Vec<String>,
+    conflicts: Vec<String>,
+    stone_size: u64,
+    /// With `--files`: every path of its layout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<Vec<FileDoc>>,
+}
+
+/// One path of a package's layout.
+#[derive(Debug, serde::Serialize)]
+struct FileDoc {
+    path: serde_json::Value,
+    /// For a symlink, its text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<serde_json::Value>,
+}
+
+/// `owner --json`.
+#[derive(Debug, serde::Serialize)]
+struct OwnerDoc {
+    /// Where the entry really is, symlinked directories resolved.
+    path: serde_json::Value,
+    /// The path as it was asked.
+    asked: serde_json::Value,
+    package: String,
+    full_name: String,
+    id: String,
+}
+
+/// `owner --json` for a file a transaction trigger wrote: no package owns it.
+#[derive(Debug, serde::Serialize)]
+struct GeneratedDoc {
+    /// Where the entry really is, symlinked directories resolved.
+    path: serde_json::Value,
+    /// The path as it was asked.
+    asked: serde_json::Value,
+    /// The transaction trigger that wrote it.
+    trigger: String,
+    /// The state whose commit ran the trigger.
+    state: u64,
+}
+
+/// Where a path lands, as far as the active state's tree can tell.
+enum Located {
+    /// The entry, and where it really is below `/usr`.
+    Found(RelPath, DirEntry),
+    /// The path leads into `/usr`, but the tree has nothing there.
+    Missing,
+    /// The path leads somewhere other than `/usr`.
+    OutsideUsr,
+}
+
+/// Looks `path` up as the kernel would walk it in the root, without touching `/usr` on
+/// disk: `/usr` comes from the state's tree, the links at the top of the root (`/lib64`,
+/// `/bin`) are read where they are, `.`, `..` and repeated slashes mean what they mean in
+/// a walk, and symlinked directories are followed on the way (`lib64/x` when
+/// `lib64 -> lib`), but not a final symlink, as `ls -l` shows it. A relative path is taken
+/// below `/usr` (`bin/nano`), unless it starts with `usr/`.
+fn locate(q: &impl Query, tree: TreeHash, root: &Path, path: &Path) -> Result<Located> {
+    let bytes = path.as_os_str().as_bytes();
+    let mut todo: VecDeque<Vec<u8>> = split(bytes).collect();
+    if !bytes.starts_with(b"/") && todo.front().is_none_or(|first| first != b"usr") {
+        todo.push_front(b"usr".to_vec());
+    }
+    // The walk so far, from `/`: empty at the top, then `usr` and what lies below it.
+    let mut at: Vec<Vec<u8>> = Vec::new();
     let mut hops = 0;
-    loop {
-        let Ok(prefix) = RelPath::new(parts[..=i].join(&b'/')) else {
-            return Ok(None);
-        };
-        let Some(entry) = q.lookup(root, &prefix)? else {
-            return Ok(None);
-        };
-        if i + 1 == parts.len() {
-            return Ok(Some((prefix, entry)));
-        }
-        match &entry.node.kind {
-            NodeKind::Directory(_) => i += 1,
-            NodeKind::Symlink(text) if hops < 40 => {
-                hops += 1;
-                let mut joined: Vec<Vec<u8>> = match text.strip_prefix(b"/usr/") {
-                    Some(inside) => inside.split(|&b| b == b'/').map(<[u8]>::to_vec).collect(),
-                    None if text.starts_with(b"/") => return Ok(None),
-                    None => parts[..i]
-                        .iter()
-                        .cloned()
-                        .chain(text.split(|&b| b == b'/').map(<[u8]>::to_vec))
-                        .collect(),
-                };
-                joined.extend(parts[i + 1..].iter().cloned());
-                let mut normal: Vec<Vec<u8>> = Vec::new();
-                for part in joined {
-                    match &part[..] {
-                        b"" | b"." => {}
-                        b".." => {
-                            if normal.pop().is_none() {
-                                return Ok(None);
-                            }
-                        }
-                        _ => normal.push(part),
-                    }
-                }
-                if normal.is_empty() {
-                    return Ok(None);
-                }
-                parts = normal;
-                i = 0;
+    while let Some(name) = todo.pop_front() {
+        match &name[..] {
+            b"" | b"." => continue,
+            b".." => {
+                at.pop();
+                continue;
             }
-            _ => return Ok(None),
+            _ => {}
         }
+        if at.is_empty() && name != b"usr" {
+            // Outside `/usr` only the root's own links lead back into it.
+            let Ok(target) = std::fs::read_link(root.join(OsStr::from_bytes(&name))) else {
+                return Ok(Located::OutsideUsr);
+            };
+            hops += 1;
+            if hops > MAX_HOPS {
+                return Ok(Located::Missing);
+            }
+            prepend(&mut todo, target.as_os_str().as_bytes());
+            continue;
+        }
+        at.push(name);
+        if todo.is_empty() || at.len() == 1 {
+            // The last component is not followed; `/usr` itself is a directory.
+            continue;
+        }
+        let Some((_, entry)) = lookup(q, tree, &at)? else {
+            return Ok(Located::Missing);
+        };
+        match entry.node.kind {
+            NodeKind::Directory(_) => {}
+            NodeKind::Symlink(text) => {
+                hops += 1;
+                if hops > MAX_HOPS {
+                    return Ok(Located::Missing);
+                }
+                at.pop();
+                if text.starts_with(b"/") {
+                    at.clear();
+                }
+                prepend(&mut todo, &text);
+            }
+            _ => return Ok(Located::Missing),
+        }
+    }
+    if at.is_empty() {
+        return Ok(Located::OutsideUsr);
+    }
+    Ok(match lookup(q, tree, &at)? {
+        Some((path, entry)) => Located::Found(path, entry),
+        None => Located::Missing,
+    })
+}
+
+/// The entry at `at` (`usr` and the components below it) and its path below `/usr`, if
+/// there is one.
+fn lookup(q: &impl Query, tree: TreeHash, at: &[Vec<u8>]) -> Result<Option<(RelPath, DirEntry)>> {
+    match RelPath::new(at[1..].join(&b'/')) {
+        Ok(path) => Ok(q.lookup(tree, &path)?.map(|entry| (path, entry))),
+        // `/usr` itself, or a name no tree can hold.
+        Err(_) => Ok(None),
+    }
+}
+
+fn split(bytes: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    bytes.split(|&b| b == b'/').map(<[u8]>::to_vec)
+}
+
+/// Puts a symlink's text in front of what is left to walk; an absolute text starts over
+/// from `/` (the caller clears the walk so far).
+fn prepend(todo: &mut VecDeque<Vec<u8>>, text: &[u8]) {
+    for part in split(text).collect::<Vec<_>>().into_iter().rev() {
+        todo.push_front(part);
     }
 }

@@ -3,6 +3,7 @@
 //! parses, asks `mossfs-repo`, and prints; trust decisions live in that crate.
 
 use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,9 +16,10 @@ use mossfs_repo::refresh::{self, Outcome};
 use mossfs_repo::transport::{self, Transport};
 use mossfs_repo::{RepoError, keys, publish};
 
-use super::RootArg;
+use super::{RootArg, report_recovery};
 use crate::engine::Root;
 use crate::error::CliError;
+use crate::quote;
 use crate::units::bytes as human;
 
 type Result<T = ()> = std::result::Result<T, CliError>;
@@ -309,8 +311,10 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
                 };
                 writeln!(
                     out,
-                    "{} priority {} {state} {trust} {uri}  [{seen}]",
-                    repo.id, repo.priority
+                    "{} priority {} {state} {trust} {}  [{seen}]",
+                    quote::text(&repo.id),
+                    repo.priority,
+                    quote::text(&uri)
                 )?;
             }
         }
@@ -326,8 +330,9 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
                 }
                 .into());
             }
-            let opened = Root::open_write(&root.root)?;
-            refresh::forget(&root.root, &opened.db, &repo.id)?;
+            if let Some(opened) = open_write_if_root(&root.root)? {
+                refresh::forget(&root.root, &opened.db, &repo.id)?;
+            }
             remove_file(&repo.origin)?;
             writeln!(out, "removed repository {}", repo.id)?;
         }
@@ -335,8 +340,7 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
             let active = matches!(command, RepoCommand::Enable { .. });
             let mut repo = find(&root.root, name)?;
             repo.active = active;
-            if !active {
-                let opened = Root::open_write(&root.root)?;
+            if !active && let Some(opened) = open_write_if_root(&root.root)? {
                 refresh::forget(&root.root, &opened.db, &repo.id)?;
             }
             config::save(&root.root, &repo)?;
@@ -373,18 +377,32 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
                     .filter(|r| r.active)
                     .collect(),
             };
-            let opened = Root::open_write(&root.root)?;
+            if repos.is_empty() {
+                writeln!(
+                    out,
+                    "no enabled repository to update; add one with 'mossfs repo add NAME URI'"
+                )?;
+                return Ok(());
+            }
+            // The repositories are configured in this root, so an update may make its
+            // database, as a first install does.
+            let opened = Root::create(&root.root)?;
+            report_recovery(&opened);
             let transport = Transport::new(transport::default_idle());
             for repo in repos {
                 let started = Instant::now();
-                match refresh::refresh(&root.root, &opened.db, &repo, &transport)? {
-                    Outcome::Unchanged { version } => {
-                        writeln!(out, "{}: up to date (version {version})", repo.id)?
-                    }
+                let outcome = refresh::refresh(&root.root, &opened.db, &repo, &transport)?;
+                crate::ui::step(&format!("update {}", repo.id));
+                match outcome {
+                    Outcome::Unchanged { version } => writeln!(
+                        out,
+                        "{}: up to date (version {version})",
+                        quote::text(&repo.id)
+                    )?,
                     Outcome::Updated { version, packages } => writeln!(
                         out,
                         "{}: updated to version {version}, {packages} packages, in {}ms",
-                        repo.id,
+                        quote::text(&repo.id),
                         started.elapsed().as_millis()
                     )?,
                 }
@@ -419,12 +437,30 @@ fn remove_file(path: &Path) -> Result {
     })
 }
 
-/// The database of a root, if it has one; reading never creates it.
-fn open_db_read(root: &Path) -> Result<Option<Db>> {
+/// The root opened for reading, if it has a database; reading never creates one.
+fn open_read_if_root(root: &Path) -> Result<Option<Root>> {
     if !root.join(".moss/db").is_dir() {
         return Ok(None);
     }
-    Ok(Some(Root::open_read(root)?.db))
+    let root = Root::open_read(root)?;
+    report_recovery(&root);
+    Ok(Some(root))
+}
+
+/// The root opened for writing, if it has a database: with none, there is nothing a
+/// repository offered to forget.
+fn open_write_if_root(root: &Path) -> Result<Option<Root>> {
+    if !root.join(".moss/db").is_dir() {
+        return Ok(None);
+    }
+    let root = Root::open_write(root)?;
+    report_recovery(&root);
+    Ok(Some(root))
+}
+
+/// The database of a root, if it has one; reading never creates it.
+fn open_db_read(root: &Path) -> Result<Option<Db>> {
+    Ok(open_read_if_root(root)?.map(|root| root.db))
 }
 
 /// Prints `mossfs list available`.
@@ -443,17 +479,21 @@ fn row(item: &Available, out: &mut dyn Write) -> Result {
     writeln!(
         out,
         "{} {}-{} [{}]  {}",
-        meta.name, meta.version, meta.release, item.repo, meta.summary
+        quote::text(&meta.name),
+        quote::text(&meta.version),
+        meta.release,
+        quote::text(&item.repo),
+        quote::text(&meta.summary)
     )?;
     Ok(())
 }
 
 /// Runs `mossfs search`.
 pub fn search(args: &SearchArgs, out: &mut dyn Write) -> Result {
-    let Some(db) = open_db_read(&args.root.root)? else {
+    let Some(root) = open_read_if_root(&args.root.root)? else {
         return Ok(());
     };
-    let snapshot = db.read()?;
+    let snapshot = root.db.read()?;
     let keyword = args.keyword.to_lowercase();
     let matches = |meta: &mossfs_format::Meta| match &args.provides {
         None => {
@@ -466,7 +506,7 @@ pub fn search(args: &SearchArgs, out: &mut dyn Write) -> Result {
         }),
     };
     let mut installed_ids = Vec::new();
-    if let Some(active) = snapshot.active()? {
+    if let Some(active) = root.live_state(&snapshot)? {
         installed_ids = snapshot
             .state(active)?
             .selections
@@ -482,7 +522,10 @@ pub fn search(args: &SearchArgs, out: &mut dyn Write) -> Result {
             writeln!(
                 out,
                 "{} {}-{} [installed]  {}",
-                meta.name, meta.version, meta.release, meta.summary
+                quote::text(&meta.name),
+                quote::text(&meta.version),
+                meta.release,
+                quote::text(&meta.summary)
             )?;
         }
     }
@@ -505,17 +548,25 @@ pub fn print_available(db: &Db, name: &str, out: &mut dyn Write) -> Result<bool>
         writeln!(
             out,
             "  {}-{} (build {}) from {} (priority {}), download {}",
-            meta.version,
+            quote::text(&meta.version),
             meta.release,
             meta.build_release,
-            item.repo,
+            quote::text(&item.repo),
             item.priority,
             human(meta.size.unwrap_or(0))
         )?;
         if i == 0 {
-            writeln!(out, "  summary     {}", meta.summary)?;
-            writeln!(out, "  uri         {}", meta.uri.as_deref().unwrap_or(""))?;
-            writeln!(out, "  sha256      {}", meta.hash.as_deref().unwrap_or(""))?;
+            writeln!(out, "  summary     {}", quote::text(&meta.summary))?;
+            writeln!(
+                out,
+                "  uri         {}",
+                quote::text(meta.uri.as_deref().unwrap_or(""))
+            )?;
+            writeln!(
+                out,
+                "  sha256      {}",
+                quote::text(meta.hash.as_deref().unwrap_or(""))
+            )?;
         }
     }
     Ok(!offers.is_empty())
@@ -524,6 +575,7 @@ pub fn print_available(db: &Db, name: &str, out: &mut dyn Write) -> Result<bool>
 /// Runs `mossfs fetch`.
 pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
     let root = Root::open_write(&args.root.root)?;
+    report_recovery(&root);
     let snapshot = root.db.read()?;
     let mut jobs: Vec<Job> = Vec::new();
     for name in &args.names {
@@ -575,15 +627,16 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
     let report = |p: fetch::Progress| meter.update(p);
     let results = fetch::fetch_all(&jobs, &transport, &options, &report);
     meter.clear();
+    crate::ui::step("download");
     let mut errors = Vec::new();
     for (job, result) in jobs.iter().zip(results) {
         match result {
             Ok(path) => writeln!(
                 out,
                 "fetched {} ({}) to {}",
-                job.name,
+                quote::text(&job.name),
                 human(job.size),
-                path.display()
+                quote::name(path.as_os_str().as_bytes())
             )?,
             Err(e) => errors.push(e),
         }
@@ -652,7 +705,7 @@ impl Meter {
         };
         eprint!(
             "\r\x1b[K{} {}/{}  total {}/{}  {}/s  {:.0}s left",
-            p.job.name,
+            quote::text(&p.job.name),
             human(p.done),
             human(p.job.size),
             human(done),

@@ -1,17 +1,25 @@
 //! `mossfs state list | show | diff | activate | prune | remove`.
 
+use std::collections::HashSet;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use mossfs_db::{Conflict, NodeKind, Query, StateId, Status};
+use mossfs_fs::sysroot;
 
+use super::documents::{self, StateRow};
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state, mounts};
+use crate::progress::{Bar, Unit};
+use crate::quote;
 
 /// `mossfs state ...`.
 #[derive(clap::Subcommand, Debug)]
 pub enum StateCommand {
     /// List every recorded state.
     List(RootOnly),
+    /// Show the active state, as `state show` does.
+    Active(RootOnly),
     /// Show one state: its packages and conflicts.
     Show {
         /// The state.
@@ -32,14 +40,24 @@ pub enum StateCommand {
     Activate {
         /// The state.
         id: u64,
+        /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+        #[arg(long)]
+        take_over_usr: bool,
+        #[command(flatten)]
+        triggers: super::triggers::TriggerArgs,
         #[command(flatten)]
         root: RootArg,
     },
-    /// Remove old committed states, keeping the newest ones and the active one.
+    /// Remove old committed states, keeping the newest ones and the active one; or, with
+    /// --candidates, every candidate instead.
     Prune {
         /// How many committed states to keep besides the active one.
         #[arg(long, default_value_t = 10)]
         keep: usize,
+        /// Remove every candidate state (staged, never committed) and leave committed
+        /// states alone.
+        #[arg(long, conflicts_with = "keep")]
+        candidates: bool,
         #[command(flatten)]
         root: RootArg,
     },
@@ -63,21 +81,50 @@ pub struct RootOnly {
 /// Runs a `state` subcommand.
 pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
     match command {
-        StateCommand::List(args) => list(&Root::open_read(&args.root.root)?, out),
-        StateCommand::Show { id, root } => show(&Root::open_read(&root.root)?, StateId(*id), out),
-        StateCommand::Diff { a, b, root } => {
-            diff(&Root::open_read(&root.root)?, StateId(*a), StateId(*b), out)
+        StateCommand::List(args) => list(&open_read(&args.root.root)?, out),
+        StateCommand::Show { id, root } => show(&open_read(&root.root)?, StateId(*id), out),
+        StateCommand::Active(args) => {
+            let root = open_read(&args.root.root)?;
+            let active = root.live_state(&root.db.read()?)?;
+            show(&root, active.ok_or(EngineError::NoActiveState)?, out)
         }
-        StateCommand::Activate { id, root } => {
-            let root = Root::open_write(&root.root)?;
+        StateCommand::Diff { a, b, root } => {
+            diff(&open_read(&root.root)?, StateId(*a), StateId(*b), out)
+        }
+        StateCommand::Activate {
+            id,
+            take_over_usr,
+            triggers,
+            root,
+        } => {
+            let mut root = Root::open_write(&root.root)?;
+            root.take_over_usr = *take_over_usr;
             report_recovery(&root);
+            root.triggers = triggers.options();
             let summary = format!("activate state {id}");
+            // What was active, for the document; the state itself is read after the
+            // commit, so that its refusals come first, as without --json.
+            let previous = documents::active_selections(&root.db.read()?)?;
             let progress = progress("blit");
             let report = commit_state(&root, StateId(*id), Mode::Switch, progress.as_deref())?;
-            print_commit(out, &report, &summary)?;
+            if crate::ui::json() {
+                super::commit_notes(&report);
+                let snapshot = root.db.read()?;
+                let state = snapshot.state(StateId(*id))?;
+                let mut document =
+                    documents::switch(&snapshot, "activate", &state, &previous, &report)?;
+                document.summary = summary;
+                crate::ui::print_json(out, &document)?;
+            } else {
+                print_commit(out, &report, &summary)?;
+            }
             Ok(())
         }
-        StateCommand::Prune { keep, root } => prune(&Root::open_write(&root.root)?, *keep, out),
+        StateCommand::Prune {
+            keep,
+            candidates,
+            root,
+        } => prune(&Root::open_write(&root.root)?, *keep, *candidates, out),
         StateCommand::Remove { ids, root } => {
             let root = Root::open_write(&root.root)?;
             remove(
@@ -89,31 +136,53 @@ pub fn run(command: &StateCommand, out: &mut dyn Write) -> Result<()> {
     }
 }
 
+/// Opens the root for reading, and says if the database is behind `usr`.
+fn open_read(path: &std::path::Path) -> Result<Root> {
+    let root = Root::open_read(path)?;
+    report_recovery(&root);
+    Ok(root)
+}
+
 fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
-    let active = snapshot.active()?;
+    let active = root.live_state(&snapshot)?;
+    let mounts = mounts::live(&root.path)?;
+    let states = snapshot.states()?;
+    let sizes = documents::own_sizes(&snapshot, &states)?;
+    let rows: Vec<StateRow> = states
+        .iter()
+        .map(|s| StateRow::new(s, active, &mounts, sizes.get(&s.id).copied().unwrap_or(0)))
+        .collect();
+    if crate::ui::json() {
+        crate::ui::print_json(out, &rows)?;
+        return Ok(());
+    }
     writeln!(
         out,
-        "{:>5}  {:<10}  {:>8}  {:>8}  {:<19}  summary",
-        "state", "status", "packages", "entries", "created"
+        "{:>5}  {:<10}  {:>8}  {:>8}  {:>10}  {:<19}  summary",
+        "state", "status", "packages", "entries", "own size", "created"
     )?;
-    for state in snapshot.states()? {
-        let status = match (Some(state.id) == active, state.status) {
-            (true, _) => "active",
-            (false, Status::Committed) => "committed",
-            (false, Status::Candidate) if state.conflicts.is_empty() => "candidate",
-            (false, Status::Candidate) => "conflicts",
-        };
+    for row in &rows {
+        let mark = if row.mounted.is_empty() { "" } else { "*" };
         writeln!(
             out,
-            "{:>5}  {:<10}  {:>8}  {:>8}  {:<19}  {}",
-            state.id.0,
-            status,
-            state.selections.len(),
-            state.entries,
-            format_time(state.created),
-            state.summary
+            "{:>5}  {:<10}  {:>8}  {:>8}  {:>10}  {:<19}  {}",
+            row.id,
+            format!("{}{mark}", row.status),
+            row.packages,
+            row.entries,
+            crate::units::bytes(row.own_size),
+            row.created_utc,
+            quote::text(&row.summary)
         )?;
+    }
+    for row in rows.iter().filter(|r| !r.mounted.is_empty()) {
+        let at: Vec<String> = mounts
+            .iter()
+            .filter(|m| m.state.0 == row.id)
+            .map(|m| quote::name(m.mountpoint.as_os_str().as_bytes()).into_owned())
+            .collect();
+        writeln!(out, "* state {} is mounted at {}", row.id, at.join(", "))?;
     }
     Ok(())
 }
@@ -121,10 +190,26 @@ fn list(root: &Root, out: &mut dyn Write) -> Result<()> {
 fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
     let state = snapshot.state(id)?;
-    let active = snapshot.active()? == Some(id);
+    if crate::ui::json() {
+        let mounts = mounts::live(&root.path)?;
+        let states = snapshot.states()?;
+        let size = documents::own_sizes(&snapshot, &states)?
+            .get(&id)
+            .copied()
+            .unwrap_or(0);
+        let document = documents::StateShow {
+            row: StateRow::new(&state, root.live_state(&snapshot)?, &mounts, size),
+            tree: state.root.to_string(),
+            packages: documents::Package::all(&snapshot, &state.selections)?,
+            conflict_paths: documents::conflicts(&snapshot, &state.conflicts)?,
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
+    let active = root.live_state(&snapshot)? == Some(id);
     writeln!(out, "state {id}{}", if active { " (active)" } else { "" })?;
     writeln!(out, "  created  {}", format_time(state.created))?;
-    writeln!(out, "  summary  {}", state.summary)?;
+    writeln!(out, "  summary  {}", quote::text(&state.summary))?;
     writeln!(out, "  status   {:?}", state.status)?;
     if let Some(parent) = state.parent {
         writeln!(out, "  parent   {parent}")?;
@@ -133,7 +218,16 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "  tree     {}", state.root)?;
     for mount in mounts::live(&root.path)? {
         if mount.state == id {
-            writeln!(out, "  mounted  {}", mount.mountpoint.display())?;
+            let at = quote::name(mount.mountpoint.as_os_str().as_bytes());
+            if mount.attached() {
+                writeln!(out, "  mounted  {at}")?;
+            } else {
+                writeln!(
+                    out,
+                    "  mounted  {at}, detached; its server (pid {}) still serves files that are open",
+                    mount.pid
+                )?;
+            }
         }
     }
     writeln!(out, "  packages ({}):", state.selections.len())?;
@@ -141,11 +235,15 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
         let record = snapshot
             .package(&s.package)?
             .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
-        let how = if s.explicit { "" } else { " (dependency)" };
+        let how = match (s.explicit, &s.reason) {
+            (true, _) => String::new(),
+            (false, mossfs_db::Reason::Unknown) => " (dependency)".to_owned(),
+            (false, reason) => format!(" (dependency: {reason})"),
+        };
         writeln!(
             out,
-            "    {}-{}-{}{how}",
-            record.meta.name, record.meta.version, record.meta.release
+            "    {}",
+            quote::text(&(record.meta.full_name() + &how))
         )?;
     }
     if state.conflicts.is_empty() {
@@ -160,7 +258,8 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
 pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Write) -> Result<()> {
     writeln!(out, "  conflicts ({}):", conflicts.len())?;
     for conflict in conflicts {
-        writeln!(out, "    usr/{}", String::from_utf8_lossy(&conflict.path))?;
+        let path = [b"usr/", &conflict.path[..]].concat();
+        writeln!(out, "    {}", quote::name(&path))?;
         for node in &conflict.contenders {
             let owner = match node.owner {
                 Some(id) => q
@@ -170,7 +269,8 @@ pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Wri
             };
             writeln!(
                 out,
-                "      {owner}: {} {:o}{}",
+                "      {}: {} {:o}{}",
+                quote::text(&owner),
                 node.kind.name(),
                 node.mode & 0o7777,
                 describe(&node.kind)
@@ -183,7 +283,7 @@ pub fn print_conflicts(q: &impl Query, conflicts: &[Conflict], out: &mut dyn Wri
 fn describe(kind: &NodeKind) -> String {
     match kind {
         NodeKind::Regular { asset, size } => format!(" {size} bytes, {asset}"),
-        NodeKind::Symlink(text) => format!(" -> {}", String::from_utf8_lossy(text)),
+        NodeKind::Symlink(text) => format!(" -> {}", quote::name(text)),
         _ => String::new(),
     }
 }
@@ -192,15 +292,18 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
     let snapshot = root.db.read()?;
     let (old, new) = (snapshot.state(a)?, snapshot.state(b)?);
     let changes = mossfs_fs::diff::diff(&snapshot, old.root, new.root)?;
-    let name = |id: Option<mossfs_format::PackageId>| -> Result<String> {
+    // An implicit directory belongs to no package.
+    let name = |id: Option<mossfs_format::PackageId>| -> Result<Option<String>> {
         Ok(match id {
-            Some(id) => snapshot
-                .package(&id)?
-                .map_or_else(|| id.to_string(), |r| r.meta.name),
-            None => "-".to_owned(),
+            Some(id) => Some(
+                snapshot
+                    .package(&id)?
+                    .map_or_else(|| id.to_string(), |r| r.meta.name),
+            ),
+            None => None,
         })
     };
-    let mut shown = 0;
+    let mut rows = Vec::new();
     for change in &changes {
         // A path whose only change is the package that ships it (an upgrade that kept the
         // file as it was) does not differ on disk.
@@ -209,22 +312,55 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
         {
             continue;
         }
-        shown += 1;
-        let path = String::from_utf8_lossy(&change.path);
-        let (mark, owners) = match (&change.old, &change.new) {
-            (None, Some(n)) => ("+", name(n.owner)?),
-            (Some(o), None) => ("-", name(o.owner)?),
-            (Some(o), Some(n)) => {
-                let (before, after) = (name(o.owner)?, name(n.owner)?);
+        let (kind, old_package, new_package) = match (&change.old, &change.new) {
+            (None, Some(n)) => ("added", None, name(n.owner)?),
+            (Some(o), None) => ("removed", name(o.owner)?, None),
+            (Some(o), Some(n)) => ("changed", name(o.owner)?, name(n.owner)?),
+            (None, None) => continue,
+        };
+        rows.push((change.path.clone(), kind, old_package, new_package));
+    }
+    if crate::ui::json() {
+        let document = Diff {
+            from: a.0,
+            to: b.0,
+            count: rows.len(),
+            paths: rows
+                .into_iter()
+                .map(|(path, change, old_package, new_package)| DiffRow {
+                    path: documents::usr_path(&path),
+                    change,
+                    old_package,
+                    new_package,
+                })
+                .collect(),
+        };
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
+    let shown = rows.len();
+    for (path, kind, old_package, new_package) in rows {
+        let dash = "-".to_owned();
+        let (mark, owners) = match kind {
+            "added" => ("+", new_package.unwrap_or(dash)),
+            "removed" => ("-", old_package.unwrap_or(dash)),
+            _ => {
+                let before = old_package.unwrap_or_else(|| dash.clone());
+                let after = new_package.unwrap_or(dash);
                 if before == after {
                     ("~", after)
                 } else {
                     ("~", format!("{before} -> {after}"))
                 }
             }
-            (None, None) => continue,
         };
-        writeln!(out, "{mark} usr/{path}  [{owners}]")?;
+        let path = [b"usr/", &path[..]].concat();
+        writeln!(
+            out,
+            "{mark} {}  [{}]",
+            quote::name(&path),
+            quote::text(&owners)
+        )?;
     }
     writeln!(
         out,
@@ -234,86 +370,233 @@ fn diff(root: &Root, a: StateId, b: StateId, out: &mut dyn Write) -> Result<()> 
     Ok(())
 }
 
-fn prune(root: &Root, keep: usize, out: &mut dyn Write) -> Result<()> {
+/// `state diff --json`.
+#[derive(Debug, serde::Serialize)]
+struct Diff {
+    from: u64,
+    to: u64,
+    count: usize,
+    paths: Vec<DiffRow>,
+}
+
+/// One path of `state diff`.
+#[derive(Debug, serde::Serialize)]
+struct DiffRow {
+    /// `/usr/...`.
+    path: serde_json::Value,
+    /// `added`, `removed` or `changed`.
+    change: &'static str,
+    /// The package that shipped it in the old state (null for an implicit directory).
+    old_package: Option<String>,
+    /// The package that ships it in the new state.
+    new_package: Option<String>,
+}
+
+fn prune(root: &Root, keep: usize, candidates: bool, out: &mut dyn Write) -> Result<()> {
     report_recovery(root);
-    let gate = mounts::Gate::take(&root.path)?;
-    let mounted = gate.live()?;
     let snapshot = root.db.read()?;
     let active = snapshot.active()?;
-    let mut committed: Vec<StateId> = snapshot
+    // With --candidates, every state never committed: staged ones, and (only while it is
+    // mounted, since recovery drops the rest) one an interrupted command left.
+    let (wanted, keep) = if candidates {
+        (Status::Candidate, 0)
+    } else {
+        (Status::Committed, keep)
+    };
+    let mut chosen: Vec<StateId> = snapshot
         .states()?
         .into_iter()
-        .filter(|s| s.status == Status::Committed && Some(s.id) != active)
+        .filter(|s| {
+            Some(s.id) != active
+                && (s.status == wanted || (candidates && s.status == Status::InFlight))
+        })
         .map(|s| s.id)
         .collect();
     drop(snapshot);
-    committed.sort_by(|a, b| b.cmp(a));
+    chosen.sort_by(|a, b| b.cmp(a));
+    let chosen: Vec<StateId> = chosen.into_iter().skip(keep).collect();
+    // Asked before the gate is taken, so that no mount waits on a person. The writer lock
+    // keeps the states as they are; mounts are checked again under the gate.
+    let which = if candidates {
+        "every candidate".to_owned()
+    } else {
+        format!("keeping the active state and the {keep} newest")
+    };
+    if !chosen.is_empty()
+        && !crate::ui::confirm(&format!(
+            "prune removes {} ({which}), except any that is mounted; continue?",
+            name_states(&chosen)
+        ))?
+    {
+        return Err(EngineError::Cancelled);
+    }
+    let gate = mounts::Gate::take(&root.path)?;
+    let mounted = gate.live()?;
+    let mut removal = documents::Removal::default();
     let mut doomed = Vec::new();
-    for id in committed.into_iter().skip(keep) {
+    for id in chosen {
+        let kept = |mountpoint: &std::path::Path, reason: String| documents::Kept {
+            state: id.0,
+            mountpoint: quote::json(mountpoint.as_os_str().as_bytes()),
+            reason,
+        };
         match mounts::mount_of(&mounted, id) {
-            Some(mount) => writeln!(
-                out,
-                "kept state {id}: it is mounted at {}",
-                mount.mountpoint.display()
-            )?,
-            None => doomed.push(id),
+            Some(mount) if mount.attached() => removal.kept.push(kept(
+                &mount.mountpoint,
+                format!(
+                    "it is mounted at {}",
+                    quote::name(mount.mountpoint.as_os_str().as_bytes())
+                ),
+            )),
+            Some(mount) => removal.kept.push(kept(
+                &mount.mountpoint,
+                format!(
+                    "its mount at {} was detached, but its server (pid {}) still serves files that are open",
+                    quote::name(mount.mountpoint.as_os_str().as_bytes()),
+                    mount.pid
+                ),
+            )),
+            None => match sysroot::mounts_below(&root.archive(id))?.first() {
+                Some(point) => removal.kept.push(kept(
+                    point,
+                    format!(
+                        "{} is mounted inside its archived tree; unmount it to prune the state",
+                        quote::name(point.as_os_str().as_bytes())
+                    ),
+                )),
+                None => doomed.push(id),
+            },
         }
     }
-    remove_gated(root, gate, &mounted, &doomed, out)?;
-    if doomed.is_empty() {
-        writeln!(out, "nothing to prune")?;
+    remove_gated(root, gate, &mounted, &doomed)?;
+    removal.removed = doomed.iter().map(|id| id.0).collect();
+    removal.orphans = remove_orphans(root)?;
+    print_removal(&removal, true, out)
+}
+
+/// "state 4", "states 3, 4 and 7".
+fn name_states(ids: &[StateId]) -> String {
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    let words: Vec<String> = sorted.iter().map(ToString::to_string).collect();
+    match words.as_slice() {
+        [one] => format!("state {one}"),
+        [rest @ .., last] => format!("states {} and {last}", rest.join(", ")),
+        [] => "no state".to_owned(),
     }
-    Ok(())
+}
+
+/// Removes the archived trees no state records; a line for each, for people.
+pub fn remove_orphans(root: &Root) -> Result<Vec<String>> {
+    let known: HashSet<StateId> = root.db.read()?.states()?.iter().map(|s| s.id).collect();
+    Ok(root
+        .remove_orphan_trees(&known)?
+        .iter()
+        .map(ToString::to_string)
+        .collect())
 }
 
 fn remove(root: &Root, ids: &[StateId], out: &mut dyn Write) -> Result<()> {
+    if ids.len() > 1 && !crate::ui::confirm(&format!("remove {}?", name_states(ids)))? {
+        return Err(EngineError::Cancelled);
+    }
     let gate = mounts::Gate::take(&root.path)?;
     let mounted = gate.live()?;
-    remove_gated(root, gate, &mounted, ids, out)
+    let removed = remove_gated(root, gate, &mounted, ids)?;
+    let removal = documents::Removal {
+        removed: removed.iter().map(|id| id.0).collect(),
+        ..documents::Removal::default()
+    };
+    print_removal(&removal, false, out)
 }
 
-/// Removes states while `gate` keeps new mounts from registering, so none can join
-/// `mounted` (read under that gate) between the check and the commit; their archived
-/// trees go after that.
-fn remove_gated(
-    root: &Root,
-    gate: mounts::Gate,
-    mounted: &[mounts::LiveMount],
-    ids: &[StateId],
-    out: &mut dyn Write,
-) -> Result<()> {
-    let mut txn = root.db.write()?;
-    let active = txn.active()?;
-    for id in ids {
-        if Some(*id) == active {
-            return Err(EngineError::RemoveActive(*id));
-        }
-        if let Some(mount) = mounts::mount_of(mounted, *id) {
-            return Err(EngineError::RemoveMounted {
-                state: *id,
-                mountpoint: mount.mountpoint.clone(),
-            });
-        }
-        txn.state(*id)?;
-        txn.remove_state(*id)?;
+/// What a removal did, as text or as its `--json` document.
+fn print_removal(removal: &documents::Removal, prune: bool, out: &mut dyn Write) -> Result<()> {
+    if crate::ui::json() {
+        crate::ui::print_json(out, removal)?;
+        return Ok(());
     }
-    txn.commit()?;
-    drop(gate);
-    // Database first, then files (DESIGN.md §6.5).
-    for id in ids {
-        let slot = root.archive(*id);
-        if slot.exists() {
-            mossfs_fs::blit::remove_tree(&slot)?;
-        }
+    for kept in &removal.kept {
+        writeln!(out, "kept state {}: {}", kept.state, kept.reason)?;
+    }
+    for id in &removal.removed {
         writeln!(out, "removed state {id}")?;
     }
-    if !ids.is_empty() {
+    if !removal.removed.is_empty() {
         writeln!(
             out,
             "run 'mossfs gc' to reclaim the space their packages used"
         )?;
     }
+    for note in &removal.orphans {
+        writeln!(out, "{note}")?;
+    }
+    if prune && removal.removed.is_empty() && removal.orphans.is_empty() {
+        writeln!(out, "nothing to prune")?;
+    }
     Ok(())
+}
+
+/// Removes states while `gate` keeps new mounts from registering, so none can join
+/// `mounted` (read under that gate) before the states are gone. Every state is checked
+/// before anything is removed; then each state's archived tree is removed, and only then
+/// the state forgotten (DESIGN.md §6.5), so a tree that cannot be removed keeps its state.
+/// Returns the states removed, each once.
+fn remove_gated(
+    root: &Root,
+    gate: mounts::Gate,
+    mounted: &[mounts::LiveMount],
+    ids: &[StateId],
+) -> Result<Vec<StateId>> {
+    let mut unique = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !unique.contains(id) {
+            unique.push(*id);
+        }
+    }
+    let snapshot = root.db.read()?;
+    let active = snapshot.active()?;
+    for id in &unique {
+        if Some(*id) == active {
+            return Err(EngineError::RemoveActive(*id));
+        }
+        if let Some(mount) = mounts::mount_of(mounted, *id) {
+            return Err(if mount.attached() {
+                EngineError::RemoveMounted {
+                    state: *id,
+                    mountpoint: mount.mountpoint.clone(),
+                }
+            } else {
+                EngineError::RemoveDetached {
+                    state: *id,
+                    mountpoint: mount.mountpoint.clone(),
+                    pid: mount.pid,
+                }
+            });
+        }
+        snapshot.state(*id)?;
+        if let Some(mountpoint) = sysroot::mounts_below(&root.archive(*id))?
+            .into_iter()
+            .next()
+        {
+            return Err(EngineError::ArchiveMounted {
+                state: *id,
+                mountpoint,
+            });
+        }
+    }
+    drop(snapshot);
+    let bar = Bar::new("remove", unique.len() as u64, Unit::Items("states"));
+    for id in &unique {
+        bar.message(format!("state {id}"));
+        root.remove_archive(*id)?;
+        let mut txn = root.db.write()?;
+        txn.remove_state(*id)?;
+        txn.commit()?;
+        bar.inc(1);
+    }
+    drop(gate);
+    Ok(unique)
 }
 
 /// UTC date and time, without pulling in a date library for one format.

@@ -1,27 +1,34 @@
-//! `mossfs verify [--repair]`: re-hash every asset the database references, and check
-//! every path of the active tree on disk against its state.
+//! `mossfs verify [--repair]`: re-hash every asset the database references, check every
+//! path of the active tree on disk against its state, list the paths no package owns, and
+//! check every archived tree the same way (issue 7, defects 5 and 6).
 //!
 //! Repair re-unpacks damaged assets from their cached stones, then re-blits the whole
 //! active state and exchanges it in, because a damaged file in `/usr` may be a hardlink
-//! to a damaged asset that the repair replaced.
+//! to a damaged asset that the repair replaced; the re-blit also leaves out every path no
+//! package owns. Last, every archived tree is checked again: one that still holds a
+//! damaged inode (a repaired asset is a new file, so archives keep the old one) is
+//! removed, and unowned paths are removed from the others, so `state activate` can never
+//! bring the damage back.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
-use mossfs_db::{Node, NodeKind, Query};
-use mossfs_format::{AssetHash, AssetHasher, PackageId};
+use mossfs_db::Query;
+use mossfs_format::{AssetHash, PackageId};
+use mossfs_fs::sysroot;
 use mossfs_store::AssetCheck;
 
 use super::{RootArg, print_commit, progress};
+use crate::engine::audit::{self, ArchiveFate, Audit};
 use crate::engine::{EngineError, Mode, Result, Root, commit_state};
+use crate::progress::{Bar, Unit};
+use crate::units::count;
 
 /// Arguments of `mossfs verify`.
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// Mend what is found: re-unpack damaged assets and re-blit the active tree.
+    /// Mend what is found: re-unpack damaged assets, re-blit the active tree, and remove
+    /// damaged archived trees and paths no package owns.
     #[arg(long)]
     pub repair: bool,
     #[command(flatten)]
@@ -30,12 +37,49 @@ pub struct VerifyArgs {
 
 /// The problems `verify` found.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "verify found {assets} damaged asset(s) and {paths} damaged path(s); run 'mossfs verify --repair'"
-)]
+#[error("verify found {}; run 'mossfs verify --repair'", found(*.assets, *.paths, *.unowned, *.archives))]
 pub struct Damaged {
     assets: usize,
     paths: usize,
+    unowned: usize,
+    archives: usize,
+}
+
+/// "1 damaged asset, 2 damaged paths and 1 path no package owns".
+fn found(assets: usize, paths: usize, unowned: usize, archives: usize) -> String {
+    let mut parts = Vec::new();
+    if assets > 0 {
+        parts.push(count(assets, "damaged asset"));
+    }
+    if paths > 0 {
+        parts.push(count(paths, "damaged path"));
+    }
+    if unowned > 0 {
+        parts.push(format!("{} no package owns", count(unowned, "path")));
+    }
+    if archives > 0 {
+        parts.push(count(archives, "damaged archived tree"));
+    }
+    match parts.len() {
+        0 => "no damage".to_owned(),
+        1 => parts.remove(0),
+        n => {
+            let last = parts.remove(n - 1);
+            format!("{} and {last}", parts.join(", "))
+        }
+    }
+}
+
+/// What an asset check found, in words.
+fn describe_asset(check: &AssetCheck) -> String {
+    match check {
+        AssetCheck::Ok => "intact".to_owned(),
+        AssetCheck::Missing => "is missing from the store".to_owned(),
+        AssetCheck::Corrupt { path, computed } => format!(
+            "is damaged: {} holds other bytes (they hash to {computed})",
+            path.display()
+        ),
+    }
 }
 
 /// Runs `mossfs verify`.
@@ -50,53 +94,97 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), VerifyError>
 
     // Every asset of every recorded, unpacked package, and one cached stone to mend it from.
     let mut sources: HashMap<AssetHash, PackageId> = HashMap::new();
+    // And their sizes, for the progress bar.
+    let mut sizes: HashMap<AssetHash, u64> = HashMap::new();
     for record in snapshot.packages()? {
         if record.unpacked {
             for entry in snapshot.index(&record.id)? {
                 sources.entry(entry.digest).or_insert(record.id);
+                sizes.insert(entry.digest, entry.len());
             }
         }
     }
+    let bar = Bar::new("verify", sizes.values().sum(), Unit::Bytes);
+    // In hash order, so that two runs print the same report.
+    let mut sources: Vec<(AssetHash, PackageId)> = sources.into_iter().collect();
+    sources.sort_unstable_by_key(|&(hash, _)| hash);
     let mut bad_assets = Vec::new();
-    for (hash, package) in &sources {
+    for (n, (hash, package)) in sources.iter().enumerate() {
+        bar.inc(sizes.get(hash).copied().unwrap_or(0));
+        bar.message(format!("{}/{} assets", n + 1, sources.len()));
         match root.store.verify_asset(*hash).map_err(EngineError::from)? {
             AssetCheck::Ok => {}
             problem => {
-                writeln!(out, "asset {hash}: {problem:?}")?;
+                writeln!(out, "asset {hash} {}", describe_asset(&problem))?;
                 bad_assets.push((*hash, *package));
             }
         }
     }
 
-    let mut bad_paths = 0usize;
-    let active = snapshot.active()?;
+    drop(bar);
+    let active = root.live_state(&snapshot)?;
+    let mut live = Audit::default();
     if let Some(id) = active {
         let state = snapshot.state(id)?;
-        let usr = root.usr();
-        mossfs_fs::walk::walk(&snapshot, state.root, |path, node| {
-            if let Some(problem) = check_path(&root, &usr, path, node) {
-                writeln!(out, "usr/{}: {problem}", String::from_utf8_lossy(path))?;
-                bad_paths += 1;
-            }
-            Ok::<(), EngineError>(())
-        })
-        .map_err(VerifyError::Engine)?;
+        live = audit::audit(&root, &snapshot, state.root, &root.usr())?;
+        for damage in &live.damaged {
+            writeln!(out, "usr/{} {}", shown(&damage.path), damage.problem)?;
+        }
+        for stray in &live.unowned {
+            writeln!(
+                out,
+                "usr/{}: {}",
+                shown(&stray.path),
+                audit::describe_unowned(stray)
+            )?;
+        }
     }
-    writeln!(
-        out,
-        "checked {} assets and the tree of state {}: {} damaged asset(s), {bad_paths} damaged path(s)",
-        sources.len(),
-        active.map_or("-".to_owned(), |a| a.to_string()),
-        bad_assets.len()
-    )?;
+    // A mount point is reported, but it is not the tree's damage and repair leaves it.
+    let unowned = live.unowned.iter().filter(|u| !u.mount_point).count();
+
+    // Archived trees, which `state activate` and incremental commits reuse.
+    let mut bad_archives = 0;
+    for state in snapshot.states()? {
+        let usr = root.archive(state.id).join("usr");
+        if Some(state.id) == active || sysroot::read_state_id(&usr) != Some(state.id.0) {
+            continue;
+        }
+        let archived = audit::audit(&root, &snapshot, state.root, &usr)?;
+        if !archived.is_clean() {
+            bad_archives += 1;
+            writeln!(
+                out,
+                "archived tree of state {}: {}, {} no package owns",
+                state.id,
+                count(archived.damaged.len(), "damaged path"),
+                count(archived.unowned.len(), "path")
+            )?;
+        }
+    }
+    let summary = found(bad_assets.len(), live.damaged.len(), unowned, bad_archives);
+    match active {
+        Some(id) => writeln!(
+            out,
+            "checked {} and {} of state {id}: {summary}",
+            count(sources.len(), "asset"),
+            count(live.checked as usize, "path"),
+        )?,
+        None => writeln!(
+            out,
+            "checked {} (no state is active): {summary}",
+            count(sources.len(), "asset")
+        )?,
+    }
     drop(snapshot);
-    if bad_assets.is_empty() && bad_paths == 0 {
+    if bad_assets.is_empty() && live.damaged.is_empty() && unowned == 0 && bad_archives == 0 {
         return Ok(());
     }
     if !args.repair {
         return Err(VerifyError::Damaged(Damaged {
             assets: bad_assets.len(),
-            paths: bad_paths,
+            paths: live.damaged.len(),
+            unowned,
+            archives: bad_archives,
         }));
     }
     for (hash, package) in &bad_assets {
@@ -105,12 +193,56 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), VerifyError>
             .map_err(EngineError::from)?;
         writeln!(out, "repaired asset {hash} from package {package}")?;
     }
-    if let Some(id) = active {
+    if let Some(id) = active
+        && (!bad_assets.is_empty() || !live.damaged.is_empty() || unowned > 0)
+    {
         let progress = progress("re-blit");
         let report = commit_state(&root, id, Mode::Reblit, progress.as_deref())?;
         print_commit(out, &report, "repair").map_err(EngineError::from)?;
     }
+    repair_archives(&root, active, out)?;
     Ok(())
+}
+
+/// Checks every archived tree again, now that the assets are mended: removes the damaged
+/// ones and what no package owns from the others.
+fn repair_archives(
+    root: &Root,
+    active: Option<mossfs_db::StateId>,
+    out: &mut dyn Write,
+) -> Result<(), VerifyError> {
+    let snapshot = root.db.read()?;
+    for state in snapshot.states()? {
+        if Some(state.id) == active {
+            continue;
+        }
+        match audit::prepare_archive(root, &snapshot, &state, true)? {
+            ArchiveFate::Dropped { damaged } => writeln!(
+                out,
+                "removed the archived tree of state {}: {}; activating it will blit it again",
+                state.id,
+                count(damaged, "damaged path")
+            )?,
+            ArchiveFate::Reusable { removed } if removed > 0 => writeln!(
+                out,
+                "removed {} that no package owns from the archived tree of state {}",
+                count(removed, "path"),
+                state.id
+            )?,
+            ArchiveFate::Mounted => writeln!(
+                out,
+                "left the archived tree of state {} alone: a file system is mounted inside it",
+                state.id
+            )?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A tree path for people.
+fn shown(path: &[u8]) -> std::borrow::Cow<'_, str> {
+    crate::quote::name(path)
 }
 
 /// Why verify failed: an error, or damage that was found and not repaired.
@@ -136,69 +268,25 @@ impl From<mossfs_db::DbError> for VerifyError {
     }
 }
 
-/// Compares one path on disk with its tree entry; `None` when it matches.
-fn check_path(root: &Root, usr: &Path, path: &[u8], node: &Node) -> Option<String> {
-    let full = usr.join(std::ffi::OsStr::from_bytes(path));
-    let meta = match std::fs::symlink_metadata(&full) {
-        Ok(m) => m,
-        Err(e) => return Some(format!("missing ({e})")),
-    };
-    if meta.mode() & 0o170000 != node.mode & 0o170000 {
-        return Some(format!(
-            "is a {:o} file type, expected {}",
-            meta.mode() & 0o170000,
-            node.kind.name()
-        ));
-    }
-    let is_symlink = matches!(node.kind, NodeKind::Symlink(_));
-    if !is_symlink && meta.mode() & 0o7777 != node.mode & 0o7777 {
-        return Some(format!(
-            "mode {:o}, expected {:o}",
-            meta.mode() & 0o7777,
-            node.mode & 0o7777
-        ));
-    }
-    if rustix::process::geteuid().is_root() && (meta.uid(), meta.gid()) != (node.uid, node.gid) {
-        return Some(format!(
-            "owner {}:{}, expected {}:{}",
-            meta.uid(),
-            meta.gid(),
-            node.uid,
-            node.gid
-        ));
-    }
-    match &node.kind {
-        NodeKind::Symlink(text) => match std::fs::read_link(&full) {
-            Ok(found) if found.as_os_str().as_encoded_bytes() == text.as_slice() => None,
-            Ok(found) => Some(format!(
-                "links to {}, expected {}",
-                found.display(),
-                String::from_utf8_lossy(text)
-            )),
-            Err(e) => Some(format!("unreadable link ({e})")),
-        },
-        NodeKind::Regular { asset, size } => {
-            if meta.len() != *size {
-                return Some(format!("{} bytes, expected {size}", meta.len()));
-            }
-            // A hardlink to the asset is right by construction (the asset is verified
-            // separately); anything else is re-hashed.
-            let store_ino = std::fs::metadata(root.store.asset_path(*asset))
-                .map(|m| (m.dev(), m.ino()))
-                .ok();
-            if store_ino == Some((meta.dev(), meta.ino())) {
-                return None;
-            }
-            match hash_file(&full) {
-                Ok(found) if found == *asset => None,
-                Ok(found) => Some(format!("content hashes to {found}, expected {asset}")),
-                Err(e) => Some(format!("unreadable ({e})")),
-            }
-        }
-        _ => None,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn hash_file(path: &Path) -> std::io::Result<AssetHash> {
-    AssetHasher::of_reader(std::fs::File::open(path)?, 256 * 1024).map(|(hash, _)| hash)
+    #[test]
+    fn what_verify_found_reads_as_a_sentence() {
+        assert_eq!(found(0, 0, 0, 0), "no damage");
+        assert_eq!(found(1, 0, 0, 0), "1 damaged asset");
+        assert_eq!(
+            found(0, 2, 1, 0),
+            "2 damaged paths and 1 path no package owns"
+        );
+        assert_eq!(
+            found(2, 1, 3, 1),
+            "2 damaged assets, 1 damaged path, 3 paths no package owns and 1 damaged archived tree"
+        );
+        assert_eq!(
+            describe_asset(&AssetCheck::Missing),
+            "is missing from the store"
+        );
+    }
 }

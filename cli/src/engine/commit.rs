@@ -4,11 +4,15 @@
 //!
 //! | step | then | a kill here leaves |
 //! |---|---|---|
-//! | `ingest` | packages unpacked, store synced | the old state active; assets are garbage at worst |
-//! | `blit` | staging/usr written, `.stateID` in it, synced | the old state active; staging is removed at next start |
+//! | `ingest` | packages unpacked, their assets synced | the old state active; assets are garbage at worst |
+//! | `blit` | staging/usr written, `.stateID` in it, what the blit wrote synced | the old state active; staging is removed at next start |
+//! | `triggers` | transaction triggers ran in their container; their output is in staging, the store and the state's tree | the old state active; staging is removed at next start |
 //! | `exchange` | `renameat2(RENAME_EXCHANGE)` of staging/usr and usr | **the new state live**: the next start marks it active in the DB and archives the old tree |
-//! | `archive` | old tree moved to `.moss/root/<old>/usr` | the new state live; the DB is brought in line at next start |
+//! | `archive` | old tree moved to `.moss/root/<old>/usr` (a taken-over `usr` to `unmanaged-N/usr`) | the new state live; the DB is brought in line at next start, and the old tree archived or kept |
 //! | `db` | state marked committed and active | done, but root links may be missing; next start makes them |
+//!
+//! Before the first step, [`check_commit`] refuses a commit that would carry a mount out of
+//! `/usr` or replace a `usr` mossfs did not make (DESIGN.md §6.5, §6.7).
 //!
 //! Setting `MOSSFS_FAULT=<step>` kills the process with SIGKILL right after that step, so
 //! tests can prove every row of this table.
@@ -19,27 +23,37 @@ use mossfs_db::{Query, State, StateId, Status};
 use mossfs_fs::{blit, sysroot, tree};
 use rayon::prelude::*;
 
+use super::audit;
 use super::error::{EngineError, Result};
 use super::plan::{LoadedStone, Plan};
-use super::root::Root;
+use super::root::{LiveUsr, Root};
 
-/// Kills the process with SIGKILL if `MOSSFS_FAULT` names this step: a real crash, with no
-/// destructors and no cleanup, for the crash-safety tests.
+/// Marks the end of a commit step: logged with its time under `-v`, and killed with
+/// SIGKILL here if `MOSSFS_FAULT` names it (a real crash, with no destructors and no
+/// cleanup, for the crash-safety tests).
 pub fn fault_point(step: &'static str) {
+    crate::ui::step(step);
     if std::env::var("MOSSFS_FAULT").is_ok_and(|v| v == step) {
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
 }
 
-/// Records the plan as a candidate state and caches its new stones. With conflicts, the
-/// state is recorded only when `allow_conflicts` is set; otherwise nothing is recorded and
-/// nothing cached: the tree is built, and conflicts found, before any stone is copied.
+/// Records the plan as a state and caches its new stones. With conflicts, the state is
+/// recorded only when `allow_conflicts` is set; otherwise nothing is recorded and nothing
+/// cached: the tree is built, and conflicts found, before any stone is copied.
+///
+/// `status` is [`Status::Candidate`] for a state staged for later, or
+/// [`Status::InFlight`] for one the caller commits right away: if the caller dies before
+/// its commit point, the next writer drops it (`Root` recovery). Either way the state
+/// records the active state it was built on, its parent, and can only be committed while
+/// that is still the active state.
 pub fn record_state(
     root: &Root,
     plan: &Plan,
     stones: &mut [LoadedStone],
     allow_conflicts: bool,
+    status: Status,
 ) -> Result<State> {
     let parent = root.db.read()?.active()?;
     let (selections, order) = plan.selections();
@@ -63,12 +77,13 @@ pub fn record_state(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         summary: plan.summary.clone(),
-        status: Status::Candidate,
+        status,
         parent,
         selections,
         root: built.root,
         entries: built.entries,
         conflicts: built.conflicts,
+        generated: Vec::new(),
     };
     txn.put_state(&state)?;
     txn.commit()?;
@@ -98,6 +113,28 @@ pub fn forget_unreached(root: &Root, id: StateId) -> Result<()> {
     Ok(())
 }
 
+/// What must hold before any commit writes anything: nothing is mounted below
+/// `ROOT/usr` or in the trees a commit rewrites, and `ROOT/usr` is mossfs's own, absent, or
+/// to be taken over as the user asked (DESIGN.md §6.7). Returns what `usr` is now. Install
+/// and remove ask before they record a state, so a refusal leaves nothing behind;
+/// [`commit_state`] asks again.
+pub fn check_commit(root: &Root) -> Result<LiveUsr> {
+    if let Some((mountpoint, tree)) = root.mount_in_trees()? {
+        return Err(EngineError::MountedBelow { mountpoint, tree });
+    }
+    let live = root.live_usr()?;
+    if let LiveUsr::Unmanaged(why) = live
+        && !root.take_over_usr
+    {
+        return Err(EngineError::UnmanagedUsr {
+            usr: root.usr(),
+            why,
+            kept: root.unmanaged_slot(),
+        });
+    }
+    Ok(live)
+}
+
 /// The one-line refusal for a state with file conflicts.
 pub fn conflict_error(
     q: &impl Query,
@@ -118,7 +155,7 @@ pub fn conflict_error(
     }
     Ok(EngineError::FileConflicts {
         count: conflicts.len(),
-        first: String::from_utf8_lossy(&first.path).into_owned(),
+        first: crate::quote::name(&[b"usr/", &first.path[..]].concat()).into_owned(),
         packages: names.join(" and "),
         state,
     })
@@ -137,6 +174,10 @@ pub struct CommitReport {
     pub base: Option<StateId>,
     /// Packages unpacked into the store on the way.
     pub unpacked: usize,
+    /// Where the `usr` that mossfs took over is kept now, when it took one over.
+    pub took_over: Option<std::path::PathBuf>,
+    /// Root links re-pointed for this state, or left alone because mossfs did not make them.
+    pub links: Vec<sysroot::LinkNote>,
     /// Wall time of the whole commit.
     pub elapsed: std::time::Duration,
 }
@@ -159,12 +200,22 @@ pub fn commit_state(
     progress: Option<&(dyn Fn(blit::BlitProgress) + Sync)>,
 ) -> Result<CommitReport> {
     let started = Instant::now();
+    let live = check_commit(root)?;
     let snapshot = root.db.read()?;
     let mut state = snapshot.state(id)?;
     if !state.conflicts.is_empty() {
         return Err(conflict_error(&snapshot, &state.conflicts, Some(id))?);
     }
     let previous = snapshot.active()?;
+    // A state that was never committed holds its parent's packages plus one change; on
+    // any other state it would silently undo everything that happened since.
+    if state.status != Status::Committed && state.parent != previous {
+        return Err(EngineError::StaleCandidate {
+            state: id,
+            base: state.parent,
+            active: previous,
+        });
+    }
     if mode == Mode::Switch
         && previous == Some(id)
         && sysroot::read_state_id(&root.usr()) == Some(id.0)
@@ -181,15 +232,17 @@ pub fn commit_state(
     }
     drop(snapshot);
     if !pending.is_empty() {
-        root.store.ingest_many(&pending)?;
-        check_sizes(root, &pending)?;
+        super::unpack::unpack(root, &pending)?;
+        let assets = check_sizes(root, &pending)?;
+        // Durable before they are recorded as unpacked: exactly these assets, whoever
+        // wrote them, and nothing else on the file system.
+        root.store.sync_assets(&assets)?;
         let mut txn = root.db.write()?;
         for package in &pending {
             txn.set_unpacked(package, true)?;
         }
         txn.commit()?;
     }
-    root.store.sync()?;
     fault_point("ingest");
 
     // The next tree, in staging.
@@ -203,7 +256,10 @@ pub fn commit_state(
     })?;
     let staged = root.staging_usr();
     let archived = root.archive(id).join("usr");
-    let reused_archive = mode == Mode::Switch && sysroot::read_state_id(&archived) == Some(id.0);
+    // An archive is reused only once it is checked whole: `verify --repair` mends the
+    // store, but an archive may still hold a damaged inode or a planted file.
+    let reused_archive = mode == Mode::Switch
+        && audit::prepare_archive(root, &root.db.read()?, &state, true)?.reusable();
     let mut base_id = None;
     let blitted = if reused_archive {
         sysroot::rename_durable(&archived, &staged)?;
@@ -211,8 +267,10 @@ pub fn commit_state(
         0
     } else {
         let snapshot = root.db.read()?;
+        let written = blit::Written::new();
         let options = blit::BlitOptions {
             progress,
+            written: Some(&written),
             ..blit::BlitOptions::default()
         };
         let base = match mode {
@@ -237,21 +295,39 @@ pub fn commit_state(
             None => blit::blit(&snapshot, state.root, &root.store, &staged, &options)?,
         };
         sysroot::write_state_id(&staged, id.0)?;
-        blit::sync_tree(&staged)?;
+        blit::sync_tree(&staged, &written)?;
         stats.entries
     };
     fault_point("blit");
+
+    // Transaction triggers, on the staging tree (DESIGN.md §10). Their output is in the
+    // state's tree before the commit point, so recovery after a kill finds it there.
+    if let Some(output) = super::triggers::before_exchange(root, &state, root.triggers)? {
+        state.root = output.root;
+        state.entries = output.entries;
+        state.generated = output.files;
+        let mut txn = root.db.write()?;
+        txn.put_state(&state)?;
+        txn.commit()?;
+    }
+    fault_point("triggers");
 
     // The commit point.
     sysroot::exchange(&staged, &root.usr())?;
     fault_point("exchange");
 
-    if staged.exists() && mode == Mode::Reblit {
-        blit::remove_tree(&staged)?;
-    } else if staged.exists() {
-        match sysroot::read_state_id(&staged) {
-            Some(old) => root.archive_tree(StateId(old), &staged)?,
-            None => root.archive_unmanaged(&staged)?,
+    let mut took_over = None;
+    if staged.exists() {
+        match live {
+            LiveUsr::Managed(_) if mode == Mode::Reblit => blit::remove_tree(&staged)?,
+            LiveUsr::Managed(old) => root.archive_tree(old, &staged)?,
+            LiveUsr::Empty => std::fs::remove_dir(&staged).map_err(|source| EngineError::Io {
+                path: staged.clone(),
+                source,
+            })?,
+            LiveUsr::Unmanaged(_) | LiveUsr::Absent => {
+                took_over = Some(root.archive_unmanaged(&staged)?);
+            }
         }
     }
     fault_point("archive");
@@ -263,13 +339,20 @@ pub fn commit_state(
     txn.commit()?;
     fault_point("db");
 
-    sysroot::ensure_root_links(&root.path)?;
+    let links = sysroot::ensure_root_links(&root.path)?;
+    // System triggers: after the swap, which they cannot undo.
+    if mode == Mode::Switch {
+        super::triggers::after_exchange(root, id, root.triggers)?;
+        crate::ui::step("system triggers");
+    }
     Ok(CommitReport {
         id,
         blitted,
         reused_archive,
         base: base_id,
         unpacked: pending.len(),
+        links,
+        took_over,
         elapsed: started.elapsed(),
     })
 }
@@ -278,8 +361,13 @@ pub fn commit_state(
 /// the store. Ingest skips the assets the store already has without reading the stone's
 /// content, so an index lying about one of them would otherwise put a size the file does
 /// not have into the tree, and from there into every blit, mount and verify.
-fn check_sizes(root: &Root, packages: &[mossfs_format::PackageId]) -> Result<()> {
+/// Returns every asset it checked, for the commit to make durable.
+fn check_sizes(
+    root: &Root,
+    packages: &[mossfs_format::PackageId],
+) -> Result<Vec<mossfs_format::AssetHash>> {
     let snapshot = root.db.read()?;
+    let mut checked = Vec::new();
     for package in packages {
         for entry in snapshot.index(package)? {
             let path = root.store.asset_path(entry.digest);
@@ -300,14 +388,16 @@ fn check_sizes(root: &Root, packages: &[mossfs_format::PackageId]) -> Result<()>
                     found,
                 });
             }
+            checked.push(entry.digest);
         }
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// The newest intact archived tree other than `id`'s, with its tree root: the base of an
 /// incremental commit. Archived trees are only ever written by a commit, and their
-/// `.stateID` says which state they are.
+/// `.stateID` says which state they are. Whatever no package owns is removed from the
+/// base first, so that the new state never carries it (issue 7, defect 5).
 fn newest_archive(
     root: &Root,
     q: &impl Query,
@@ -315,9 +405,7 @@ fn newest_archive(
 ) -> Result<Option<(StateId, mossfs_db::TreeHash)>> {
     // States come oldest first, by id.
     for state in q.states()?.into_iter().rev() {
-        if state.id != id
-            && sysroot::read_state_id(&root.archive(state.id).join("usr")) == Some(state.id.0)
-        {
+        if state.id != id && audit::prepare_archive(root, q, &state, false)?.reusable() {
             return Ok(Some((state.id, state.root)));
         }
     }

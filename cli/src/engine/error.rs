@@ -77,43 +77,56 @@ pub enum EngineError {
         /// The name.
         name: String,
     },
-    /// A package's dependency has no provider in the new state.
+    /// No set of packages satisfies the request: a dependency nobody provides, or
+    /// packages that cannot be chosen together. The explanation is resolvo's: the chain
+    /// of requirements and the conflict that blocks it, one step a line; the binary
+    /// prints it below the error line.
     #[error(
-        "{package} depends on {relation}, which no package in the new state provides; add a stone that provides it"
+        "cannot {asked}: no set of packages satisfies it, so nothing was changed; why, from what was asked down to what blocks it:"
     )]
-    MissingDependency {
-        /// Who needs it.
-        package: String,
-        /// What is needed.
-        relation: String,
+    Unsolvable {
+        /// The change asked for: `install needy.stone`, `remove libfoo`.
+        asked: String,
+        /// Several lines.
+        explanation: String,
     },
-    /// Removing a package would break another's dependency.
+    /// An `install` argument that is neither a stone nor a name or provider.
     #[error(
-        "cannot remove {removed}: {package} depends on {relation}, which only it provides; remove {package} too"
+        "cannot install `{words}`: {problem}; give a .stone file, a package name, or a provider such as binary(nano)"
     )]
-    NeededBy {
-        /// What is being removed.
-        removed: String,
-        /// Who needs it.
-        package: String,
-        /// What is needed.
-        relation: String,
+    BadRequest {
+        /// The argument.
+        words: String,
+        /// Why it does not parse.
+        problem: String,
     },
-    /// A package declares a conflict with another in the new state.
+    /// The solver stopped without an answer, which only a failing source makes it do.
+    #[error("the solver stopped without an answer")]
+    SolveCancelled,
+    /// `remove` would also remove packages that need the named ones, and there is no
+    /// terminal to ask whether that is all right.
     #[error(
-        "{package} conflicts with {other} (it declares conflicts: {relation}); the two cannot be installed together"
+        "removing {asked} also removes {} that need{} it: {dependents}; run the command again with -y to remove them too, or name them",
+        if *count == 1 { "the package" } else { "the packages" },
+        if *count == 1 { "s" } else { "" }
     )]
-    DeclaredConflict {
-        /// The package declaring the conflict.
-        package: String,
-        /// The package it conflicts with.
-        other: String,
-        /// The declared relation.
-        relation: String,
+    RemoveNeedsConfirmation {
+        /// The packages named, comma-separated.
+        asked: String,
+        /// How many more would go.
+        count: usize,
+        /// Each, with the dependency that ties it to a removed package.
+        dependents: String,
+    },
+    /// The person at the terminal said no.
+    #[error("nothing was removed: you declined to remove the packages that need {asked}")]
+    RemoveDeclined {
+        /// The packages named, comma-separated.
+        asked: String,
     },
     /// Packages ship different things at the same paths.
     #[error(
-        "{count} path{} conflict (first: usr/{first}, shipped by {packages}){}",
+        "{count} path{} conflict (first: {first}, shipped by {packages}){}",
         if *count == 1 { "" } else { "s" },
         match state {
             Some(id) => format!("; inspect it with 'mossfs mount --state {id} DIR'"),
@@ -123,7 +136,7 @@ pub enum EngineError {
     FileConflicts {
         /// How many paths conflict.
         count: usize,
-        /// The first one.
+        /// The first one, `usr/...`, quoted for people.
         first: String,
         /// The packages at the first one.
         packages: String,
@@ -149,6 +162,73 @@ pub enum EngineError {
         /// Where it is mounted.
         mountpoint: PathBuf,
     },
+    /// A state whose mount was detached is still served, for files opened through the
+    /// mount before it was detached; there is no mount point left to unmount.
+    #[error(
+        "state {state} is still in use: its mount at {} was detached, but files opened through it are still open, and its server (pid {pid}) keeps serving them; close them, or stop the server with 'kill {pid}', then try again",
+        .mountpoint.display()
+    )]
+    RemoveDetached {
+        /// The state.
+        state: StateId,
+        /// Where it was mounted.
+        mountpoint: PathBuf,
+        /// The server still serving it.
+        pid: u32,
+    },
+    /// `commit ID` of a state that was committed before: committing is for candidates,
+    /// and going back to an earlier state is `state activate`.
+    #[error(
+        "state {0} is not a candidate: it was committed before; to make it live again, run 'mossfs state activate {0}'"
+    )]
+    CommitCommitted(StateId),
+    /// `ROOT/usr` holds a tree mossfs did not make, and the user did not ask to take it
+    /// over: replacing it would leave the system with only the state's packages.
+    #[error(
+        "{} is not managed by mossfs ({why}); a commit would replace it with a usr holding only the state's packages; if that is what you want, run the command again with --take-over-usr, and the old tree will be kept in {}",
+        .usr.display(),
+        .kept.display()
+    )]
+    UnmanagedUsr {
+        /// `ROOT/usr`.
+        usr: PathBuf,
+        /// Why it is not mossfs's.
+        why: &'static str,
+        /// Where a take-over would keep it.
+        kept: PathBuf,
+    },
+    /// A file system is mounted inside a tree a commit would move or rewrite: the exchange
+    /// would carry it out of `/usr` with the old tree.
+    #[error(
+        "{} is mounted below {}; {}; unmount it (umount {}) and run the command again",
+        .mountpoint.display(),
+        .tree.display(),
+        if .tree.ends_with("usr") {
+            "a commit would move it out of /usr with the old tree"
+        } else {
+            "a commit may rewrite or remove the archived tree it is in"
+        },
+        .mountpoint.display()
+    )]
+    MountedBelow {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// The tree it is in: `ROOT/usr` or `ROOT/.moss/root`.
+        tree: PathBuf,
+    },
+    /// A file system is mounted inside a state's archived tree, so the tree cannot be
+    /// removed without reaching into it; the state is kept.
+    #[error(
+        "cannot remove state {state}: {} is mounted inside its archived tree; unmount it (umount {}) and run the command again",
+        .mountpoint.display(),
+        .mountpoint.display()
+    )]
+    ArchiveMounted {
+        /// The state.
+        state: StateId,
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
     /// The registry of live mounts could not be read or written.
     #[error("cannot use the mount registry {}", .path.display())]
     Mounts {
@@ -158,15 +238,55 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    /// The person answered no to a confirmation; nothing was changed.
+    #[error("cancelled; nothing was changed (pass -y to answer yes without being asked)")]
+    Cancelled,
+    /// A candidate built on a state that is no longer the active one: committing it
+    /// would undo what changed since it was staged.
+    #[error(
+        "state {state} was staged on {}, but {} is active now: committing it would undo what changed since; stage the change again, or drop it with 'mossfs state remove {state}' ('mossfs state prune --candidates' drops every candidate)",
+        .base.map_or("an empty root".to_owned(), |b| format!("state {b}")),
+        .active.map_or("no state".to_owned(), |a| format!("state {a}"))
+    )]
+    StaleCandidate {
+        /// The candidate.
+        state: StateId,
+        /// The state it was built on.
+        base: Option<StateId>,
+        /// The state active now.
+        active: Option<StateId>,
+    },
     /// No candidate to commit.
     #[error("there is no candidate state to commit; stage one with 'mossfs install --stage'")]
     NoCandidate,
     /// No state is active yet.
     #[error("no state is active yet; install something first")]
     NoActiveState,
-    /// A path is not in the tree.
+    /// A path is not in the tree. The path as given, quoted for people.
     #[error("no package ships {0}")]
     NoOwner(String),
+    /// A path leads somewhere other than `/usr`, where no package installs anything. The
+    /// path as given, quoted for people.
+    #[error("{0} is not below /usr, and packages ship files only there")]
+    OutsideUsr(String),
+    /// A trigger file of the new tree is unusable: nothing was swapped.
+    #[error("cannot use the triggers of the new tree")]
+    TriggerFile(#[from] mossfs_triggers::TriggerError),
+    /// A trigger could not be started at all.
+    #[error("cannot run a trigger")]
+    TriggerRun(#[from] mossfs_triggers::RunError),
+    /// A trigger failed. A transaction trigger refuses the commit; a system trigger ran
+    /// after the swap, which stays.
+    #[error("{0}")]
+    TriggerFailed(Box<TriggerFailure>),
+    /// A trigger wrote something a state cannot hold.
+    #[error("a transaction trigger made /usr/{path}: {reason}; the commit was refused")]
+    TriggerOutput {
+        /// Relative to `/usr`.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Printing failed (a closed pipe is not reported as a failure).
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
@@ -192,3 +312,45 @@ pub enum EngineError {
 
 /// The engine's result type.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// A trigger that failed, for [`EngineError::TriggerFailed`].
+#[derive(Debug)]
+pub struct TriggerFailure {
+    /// `transaction`, `system`, or `exec`.
+    pub scope: &'static str,
+    /// The trigger's name.
+    pub trigger: String,
+    /// The command as run.
+    pub command: String,
+    /// How it ended.
+    pub outcome: String,
+    /// Where its output is.
+    pub log: PathBuf,
+    /// The log's last lines.
+    pub tail: String,
+}
+
+impl std::fmt::Display for TriggerFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let consequence = match self.scope {
+            "transaction" => "the commit was refused and the previous state stays active",
+            "system" => {
+                "the new state is active; run the system triggers again with 'mossfs triggers run'"
+            }
+            _ => "nothing was kept",
+        };
+        write!(
+            f,
+            "{} trigger '{}' failed: '{}' ended with {}; {consequence}; its output is in {}",
+            self.scope,
+            self.trigger,
+            self.command,
+            self.outcome,
+            self.log.display()
+        )?;
+        if !self.tail.is_empty() {
+            write!(f, ", ending:\n{}", self.tail)?;
+        }
+        Ok(())
+    }
+}

@@ -2,13 +2,18 @@
 //! the live root in the order DESIGN.md §6.2 sets. Commands in `crate::commands` are thin
 //! layers over this.
 
+pub mod audit;
+pub mod change;
 pub mod commit;
 pub mod error;
 pub mod mounts;
 pub mod plan;
 pub mod root;
+pub mod solve;
+pub mod triggers;
+pub mod unpack;
 
-pub use commit::{CommitReport, Mode, commit_state, forget_unreached, record_state};
+pub use commit::{CommitReport, Mode, check_commit, commit_state, forget_unreached, record_state};
 pub use error::{EngineError, Result};
 pub use plan::{LoadedStone, Plan};
-pub use root::Root;
+pub use root::{LiveUsr, Root};

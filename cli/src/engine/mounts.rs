@@ -18,9 +18,11 @@
 //! reading the registrations until its transaction is committed. Either the removal sees
 //! the mount, or the mount finds the state already gone.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mossfs_db::StateId;
@@ -36,6 +38,18 @@ pub struct LiveMount {
     pub state: StateId,
     /// Where it is mounted.
     pub mountpoint: PathBuf,
+    /// The server's process id.
+    pub pid: u32,
+}
+
+impl LiveMount {
+    /// Whether the mount is still attached at its mount point. A server whose mount was
+    /// detached (`umount -l`, which `mossfs umount` does) keeps serving until the last
+    /// file opened through it is closed, and only killing it ends that sooner.
+    pub fn attached(&self) -> bool {
+        mossfs_fs::fuse::find_mount(&self.mountpoint)
+            .is_ok_and(|entry| entry.is_some_and(|entry| entry.is_mossfs()))
+    }
 }
 
 /// The gate, held until dropped. `None` inside means the root is read-only: nothing can
@@ -86,18 +100,29 @@ impl Gate {
         };
         // A previous server with this pid died without cleaning up: its file is stale.
         let _ = fs::remove_file(&path);
-        let file = File::options()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .map_err(error)?;
+        let file = match File::options().create_new(true).write(true).open(&path) {
+            Ok(file) => file,
+            // A read-only root: nothing can remove a state there, so there is nothing to
+            // guard against.
+            Err(e) if e.kind() == io::ErrorKind::ReadOnlyFilesystem => {
+                return Ok(Registration { path: None });
+            }
+            Err(e) => return Err(error(e)),
+        };
         let registration = Registration {
             path: Some((path.clone(), file)),
         };
         if let Some((_, file)) = &registration.path {
             rustix::fs::flock(file, FlockOperation::LockExclusive).map_err(|e| error(e.into()))?;
             let mut out = file;
-            writeln!(out, "{}\n{}", state.0, mountpoint.display()).map_err(error)?;
+            // The mount point's own bytes: a lossy copy would name another path.
+            let record = [
+                format!("{}\n", state.0).as_bytes(),
+                mountpoint.as_os_str().as_bytes(),
+                b"\n",
+            ]
+            .concat();
+            out.write_all(&record).map_err(error)?;
         }
         Ok(registration)
     }
@@ -162,8 +187,14 @@ fn live_in(dir: &Path, clean: bool) -> Result<Vec<LiveMount>> {
             }
             continue;
         }
-        let text = io::read_to_string(&file).map_err(|e| error(&path, e))?;
-        if let Some(mount) = parse(&text) {
+        let mut text = Vec::new();
+        (&file)
+            .read_to_end(&mut text)
+            .map_err(|e| error(&path, e))?;
+        let pid = path
+            .file_stem()
+            .and_then(|stem| stem.to_str()?.parse().ok());
+        if let Some(mount) = pid.and_then(|pid| parse(&text, pid)) {
             mounts.push(mount);
         }
     }
@@ -185,12 +216,14 @@ fn held(file: &File) -> io::Result<bool> {
 
 /// A registration being written may be incomplete; its server still holds the gate, so
 /// only a display can see it, and skipping it there is right.
-fn parse(text: &str) -> Option<LiveMount> {
-    let (state, rest) = text.split_once('\n')?;
-    let mountpoint = rest.strip_suffix('\n')?;
+fn parse(text: &[u8], pid: u32) -> Option<LiveMount> {
+    let cut = text.iter().position(|&b| b == b'\n')?;
+    let state = std::str::from_utf8(&text[..cut]).ok()?;
+    let mountpoint = text[cut + 1..].strip_suffix(b"\n")?;
     Some(LiveMount {
         state: StateId(state.parse().ok()?),
-        mountpoint: PathBuf::from(mountpoint),
+        mountpoint: PathBuf::from(OsStr::from_bytes(mountpoint)),
+        pid,
     })
 }
 
@@ -206,6 +239,7 @@ mod tests {
         let expected = vec![LiveMount {
             state: StateId(7),
             mountpoint: PathBuf::from("/mnt/x"),
+            pid: std::process::id(),
         }];
         assert_eq!(gate.live().unwrap(), expected);
         assert_eq!(live(root.path()).unwrap(), expected);
@@ -213,6 +247,17 @@ mod tests {
         assert_eq!(gate.live().unwrap(), Vec::new());
         let left = fs::read_dir(root.path().join(".moss/mounts")).unwrap();
         assert_eq!(left.count(), 0);
+    }
+
+    #[test]
+    fn a_mount_point_that_is_not_utf8_is_registered_as_it_is() {
+        let root = tempfile::tempdir().unwrap();
+        let gate = Gate::take(root.path()).unwrap();
+        let at = Path::new(OsStr::from_bytes(b"/mnt/odd\xff\nname"));
+        let _registration = gate.register(StateId(3), at).unwrap();
+        let live = gate.live().unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].mountpoint, at);
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! Planning: from what was asked to the package set of the next state, without side
-//! effects (STYLE.md "plan, then act"). Refusals for missing dependencies and declared
-//! conflicts come from here, before anything is written.
+//! effects (STYLE.md "plan, then act"). Every change is one solve ([`super::solve`]), so
+//! refusals for missing dependencies and declared conflicts come from here, before
+//! anything is written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mossfs_db::{PackageRecord, Query, Selection};
-use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, Reader, Relation};
+use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, Preamble, Reader};
 use mossfs_store::{PendingStone, Store};
 
+use super::change::{Change, Verb, summarize, version_of};
 use super::error::{EngineError, Result};
+use super::solve::{
+    self, Candidate, Installed, Keep, Origin, Policy, Problem, Request, Solution, Source, Want,
+};
 
 /// A stone from the command line, copied next to the cache and read as far as its
 /// metadata. Everything here comes from that copy, so the id, the metadata and the content
@@ -31,6 +37,9 @@ pub struct LoadedStone<'s> {
     pub index: Vec<IndexEntry>,
     /// The copy, until [`LoadedStone::keep`] caches it; dropped, it vanishes.
     copy: Option<PendingStone<'s>>,
+    /// For a delta stone copied into a store, that store: `keep` rebuilds the delta's
+    /// assets there before caching the copy.
+    delta: Option<&'s Store>,
 }
 
 /// The stone's metadata, checked: what [`LoadedStone`] keeps of it.
@@ -38,6 +47,8 @@ struct Metadata {
     meta: Meta,
     layout: Vec<LayoutEntry>,
     index: Vec<IndexEntry>,
+    /// For a delta stone (DESIGN.md §11), which packages it goes between.
+    delta: Option<Preamble>,
 }
 
 impl<'s> LoadedStone<'s> {
@@ -51,10 +62,47 @@ impl<'s> LoadedStone<'s> {
         Self::metadata(path, &file).map(drop)
     }
 
+    /// Reads the stone's metadata and hashes it, writing nothing: what a dry run shows.
+    /// It has no copy, so [`LoadedStone::keep`] does nothing with it. A delta stone is
+    /// checked against `store`, when the root has one, as `load` checks it: a dry run
+    /// refuses a delta whose bases are missing just as the install would.
+    pub fn inspect(path: &Path, store: Option<&Store>) -> Result<LoadedStone<'static>> {
+        let file = File::open(path).map_err(|source| EngineError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let Metadata {
+            meta,
+            layout,
+            index,
+            delta,
+        } = Self::metadata(path, &file)?;
+        // A delta stands for its package's full stone, as in `load`.
+        let (id, size) = match delta {
+            Some(preamble) => {
+                if let Some(store) = store {
+                    store.check_delta(path)?;
+                }
+                (preamble.to, preamble.to_size)
+            }
+            None => mossfs_store::stone_id(path)?,
+        };
+        Ok(LoadedStone {
+            path: path.to_owned(),
+            id,
+            size,
+            meta,
+            layout,
+            index,
+            copy: None,
+            delta: None,
+        })
+    }
+
     /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
     /// reads the metadata from the copy.
     pub fn load(path: &Path, store: &'s Store) -> Result<LoadedStone<'s>> {
-        let copy = store.copy_stone(path)?;
+        let mut copy = store.copy_stone(path)?;
         let mut file = copy.file();
         file.seek(SeekFrom::Start(0))
             .map_err(|source| EngineError::Io {
@@ -65,7 +113,16 @@ impl<'s> LoadedStone<'s> {
             meta,
             layout,
             index,
+            delta,
         } = Self::metadata(path, file)?;
+        if let Some(preamble) = delta {
+            // A delta stone stands for its package's full stone (DESIGN.md §11): it is
+            // recorded and cached under that stone's id and size. Checking it here writes
+            // nothing; its assets are rebuilt by `keep`, once the plan holds.
+            store.check_delta(path)?;
+            copy.id = preamble.to;
+            copy.size = preamble.to_size;
+        }
         Ok(LoadedStone {
             path: path.to_owned(),
             id: copy.id,
@@ -74,12 +131,21 @@ impl<'s> LoadedStone<'s> {
             layout,
             index,
             copy: Some(copy),
+            delta: delta.map(|_| store),
         })
     }
 
     /// Puts the copy in the cache, where commits and lazy unpacking find it.
+    ///
+    /// A delta's assets are rebuilt first, from the copy: one that cannot finish here is
+    /// refused before it is cached or its state is recorded (this runs inside the
+    /// recording transaction), and what it placed are verified assets, garbage for gc at
+    /// worst. The commit then finds every asset present.
     pub fn keep(&mut self) -> Result<()> {
         if let Some(copy) = self.copy.take() {
+            if let Some(store) = self.delta {
+                store.apply_delta(&copy.path())?;
+            }
             copy.keep()?;
         }
         Ok(())
@@ -92,16 +158,30 @@ impl<'s> LoadedStone<'s> {
         };
         let mut reader = Reader::new(BufReader::new(file)).map_err(stone_error)?;
         let stone = reader.read_metadata().map_err(stone_error)?;
-        stone.check_assets().map_err(stone_error)?;
+        stone.check_structure().map_err(stone_error)?;
         let meta = stone.typed_meta().map_err(|source| EngineError::Meta {
             path: path.to_owned(),
             source,
         })?;
+        let delta = reader
+            .deltas(&stone)
+            .map_err(stone_error)?
+            .map(|deltas| deltas.preamble());
         Ok(Metadata {
             meta,
+            delta,
             layout: stone.layout,
             index: stone.index,
         })
+    }
+
+    /// What the solver sees of it.
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            id: self.id,
+            meta: Arc::new(self.meta.clone()),
+            origin: Origin::Local,
+        }
     }
 
     /// The database record for it.
@@ -115,126 +195,186 @@ impl<'s> LoadedStone<'s> {
     }
 }
 
+/// The packages of a state, as a solve starts from them.
+pub fn installed(q: &impl Query, selections: &[Selection]) -> Result<Vec<Installed>> {
+    selections
+        .iter()
+        .map(|s| {
+            let record = q
+                .package(&s.package)?
+                .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
+            Ok(Installed {
+                candidate: Candidate {
+                    id: s.package,
+                    meta: Arc::new(record.meta),
+                    origin: Origin::Installed,
+                },
+                explicit: s.explicit,
+                reason: s.reason.clone(),
+            })
+        })
+        .collect()
+}
+
 /// The next state's package set, and what changed to get there.
 pub struct Plan {
-    /// Every package of the new state, by name.
-    pub packages: BTreeMap<String, (PackageId, Meta, bool)>,
-    /// For people: "install nano", "remove vim".
+    /// Every package of the new state, by name, with why it is there.
+    pub packages: Solution,
+    /// What changes, package by package, relative to the state the plan started from.
+    pub changes: Vec<Change>,
+    /// For people, in one line: "install nano-1-1", "remove vim" (see [`summarize`]).
     pub summary: String,
 }
 
 impl Plan {
-    /// Starts from the packages of a state.
-    pub fn from_selections(q: &impl Query, selections: &[Selection]) -> Result<Plan> {
-        let mut packages = BTreeMap::new();
-        for s in selections {
-            let record = q
-                .package(&s.package)?
-                .ok_or(mossfs_db::DbError::NoPackage(s.package))?;
-            packages.insert(
-                record.meta.name.clone(),
-                (s.package, record.meta, s.explicit),
-            );
+    /// The plan that takes `installed` to `packages`. A package asked for again as it is
+    /// (`reinstalled`) is a change too, so that the state says what was asked.
+    fn new(installed: &[Installed], packages: Solution, reinstalled: &HashSet<PackageId>) -> Plan {
+        let before: HashMap<&str, &Candidate> = installed
+            .iter()
+            .map(|p| (p.candidate.meta.name.as_str(), &p.candidate))
+            .collect();
+        let mut changes = Vec::new();
+        for (name, chosen) in &packages {
+            let after = &chosen.candidate;
+            let (verb, from) = match before.get(name.as_str()) {
+                None => (Verb::Install, None),
+                Some(old) if old.id == after.id && !reinstalled.contains(&after.id) => continue,
+                Some(old) if old.id == after.id => (Verb::Reinstall, Some(&old.meta)),
+                Some(old) => {
+                    // Another build of equal release replaces the old one: an upgrade,
+                    // as installing a newer stone of the same release always was.
+                    let rank = |m: &Meta| (m.release, m.build_release);
+                    if rank(&after.meta) < rank(&old.meta) {
+                        (Verb::Downgrade, Some(&old.meta))
+                    } else {
+                        (Verb::Upgrade, Some(&old.meta))
+                    }
+                }
+            };
+            changes.push(Change {
+                verb,
+                name: name.clone(),
+                from: from.map(|m| version_of(m)),
+                to: Some(version_of(&after.meta)),
+            });
         }
-        Ok(Plan {
+        for p in installed {
+            if !packages.contains_key(&p.candidate.meta.name) {
+                changes.push(Change {
+                    verb: Verb::Remove,
+                    name: p.candidate.meta.name.clone(),
+                    from: Some(version_of(&p.candidate.meta)),
+                    to: None,
+                });
+            }
+        }
+        changes.sort_by(|a, b| a.name.cmp(&b.name));
+        let summary = summarize(&changes);
+        Plan {
             packages,
-            summary: String::new(),
-        })
+            changes,
+            summary,
+        }
     }
 
-    /// Adds stones; a stone whose name is installed replaces it (an upgrade).
-    pub fn install(&mut self, stones: &[LoadedStone]) -> Result<()> {
-        let mut seen = HashMap::new();
-        let mut words = Vec::new();
+    /// Installs `stones` and whatever `requests` name (`nano`, `binary(nano)`), with
+    /// what they need, on top of `installed`, which all stay (DESIGN.md §9: an installed
+    /// package changes only when the request needs it to). `sources` are what else the
+    /// solver may choose from: a repository's available packages.
+    pub fn install(
+        installed: &[Installed],
+        stones: &[LoadedStone],
+        requests: &[Request],
+        sources: &[&dyn Source],
+    ) -> Result<Plan> {
+        let mut seen = HashSet::new();
         for stone in stones {
-            if seen.insert(stone.meta.name.clone(), ()).is_some() {
+            if !seen.insert(stone.meta.name.as_str()) {
                 return Err(EngineError::DuplicateName {
                     name: stone.meta.name.clone(),
                 });
             }
-            let verb = match self.packages.get(&stone.meta.name) {
-                Some((id, _, _)) if *id == stone.id => "reinstall",
-                Some(_) => "upgrade",
-                None => "install",
-            };
-            words.push(format!("{verb} {}", stone.meta.full_name()));
-            self.packages.insert(
-                stone.meta.name.clone(),
-                (stone.id, stone.meta.clone(), true),
+        }
+        let mut local = solve::Packages::new();
+        let mut all: Vec<Request> = Vec::new();
+        for stone in stones {
+            local.add(stone.candidate());
+            let words = stone.path.file_name().map_or_else(
+                || stone.path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
             );
+            all.push(Request {
+                want: Want::Package(stone.candidate()),
+                words,
+            });
         }
-        self.summary = words.join(", ");
-        Ok(())
+        all.extend(requests.iter().cloned());
+        let mut everywhere: Vec<&dyn Source> = vec![&local];
+        everywhere.extend(sources.iter().copied());
+        let forbidden = HashSet::new();
+        let asked = format!(
+            "install {}",
+            all.iter()
+                .map(|r| r.words.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let packages = solve::solve(&Problem {
+            asked: &asked,
+            installed,
+            requests: &all,
+            forbidden: &forbidden,
+            keep: Keep::All,
+            policy: Policy::KeepInstalled,
+            sources: &everywhere,
+        })?;
+        let reinstalled: HashSet<PackageId> = stones
+            .iter()
+            .map(|stone| stone.id)
+            .filter(|id| installed.iter().any(|p| p.candidate.id == *id))
+            .collect();
+        Ok(Plan::new(installed, packages, &reinstalled))
     }
 
-    /// Removes packages by name; each must be present.
-    pub fn remove(&mut self, names: &[String]) -> Result<Vec<Meta>> {
-        let mut removed = Vec::new();
+    /// Removes the packages `names` and `dependents` (those that need them, which the
+    /// caller has shown and had confirmed), and the packages pulled in that nothing needs
+    /// any more (orphans). Nothing new is chosen: the solve sees only `installed`.
+    pub fn remove(
+        installed: &[Installed],
+        names: &[String],
+        dependents: &[String],
+    ) -> Result<Plan> {
         for name in names {
-            let (_, meta, _) = self
-                .packages
-                .remove(name)
-                .ok_or_else(|| EngineError::NotInstalled { name: name.clone() })?;
-            removed.push(meta);
-        }
-        self.summary = format!("remove {}", names.join(", "));
-        Ok(removed)
-    }
-
-    /// Checks dependencies and declared conflicts within the new set. `removed` names
-    /// packages just taken out, so a broken dependency can say who broke it.
-    pub fn check(&self, removed: &[Meta]) -> Result<()> {
-        let mut provided: HashMap<Relation, Vec<&str>> = HashMap::new();
-        for (name, (_, meta, _)) in &self.packages {
-            for relation in meta.all_provides() {
-                provided.entry(relation).or_default().push(name);
+            if !installed.iter().any(|p| &p.candidate.meta.name == name) {
+                return Err(EngineError::NotInstalled { name: name.clone() });
             }
         }
-        for (name, (_, meta, _)) in &self.packages {
-            for relation in &meta.depends {
-                if provided.contains_key(relation) {
-                    continue;
-                }
-                let culprit = removed
-                    .iter()
-                    .find(|m| m.all_provides().any(|p| &p == relation));
-                return Err(match culprit {
-                    Some(gone) => EngineError::NeededBy {
-                        removed: gone.name.clone(),
-                        package: name.clone(),
-                        relation: relation.to_string(),
-                    },
-                    None => EngineError::MissingDependency {
-                        package: name.clone(),
-                        relation: relation.to_string(),
-                    },
-                });
-            }
-            for relation in &meta.conflicts {
-                if let Some(others) = provided.get(relation)
-                    && let Some(other) = others.iter().find(|o| **o != name.as_str())
-                {
-                    return Err(EngineError::DeclaredConflict {
-                        package: name.clone(),
-                        other: (*other).to_owned(),
-                        relation: relation.to_string(),
-                    });
-                }
-            }
-        }
-        Ok(())
+        let forbidden: HashSet<String> = names.iter().chain(dependents).cloned().collect();
+        let asked = format!("remove {}", names.join(" "));
+        let packages = solve::solve(&Problem {
+            asked: &asked,
+            installed,
+            requests: &[],
+            forbidden: &forbidden,
+            keep: Keep::Explicit,
+            policy: Policy::KeepInstalled,
+            sources: &[],
+        })?;
+        Ok(Plan::new(installed, packages, &HashSet::new()))
     }
 
     /// The selections of the new state, sorted by package id, and the package order for
     /// the tree build (by name, so the same set always builds the same tree).
     pub fn selections(&self) -> (Vec<Selection>, Vec<PackageId>) {
-        let order: Vec<PackageId> = self.packages.values().map(|(id, _, _)| *id).collect();
+        let order: Vec<PackageId> = self.packages.values().map(|c| c.candidate.id).collect();
         let mut selections: Vec<Selection> = self
             .packages
             .values()
-            .map(|(id, _, explicit)| Selection {
-                package: *id,
-                explicit: *explicit,
+            .map(|c| Selection {
+                package: c.candidate.id,
+                explicit: c.explicit,
+                reason: c.reason.clone(),
             })
             .collect();
         selections.sort();

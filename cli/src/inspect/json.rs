@@ -10,15 +10,22 @@
 //!   "meta":     [ { "tag", "value" } ],   integers as numbers, relations as "kind(target)"
 //!   "layout":   [ { "type", "mode" (the full st_mode, a number), "uid", "gid", "path",
 //!                   and "hash" (regular files) or "target" (symlinks) } ],
-//!   "index":    [ { "start", "end", "digest" } ] }
+//!   "index":    [ { "start", "end", "digest" } ],
+//!   "delta":    null, or for a delta stone { "from", "to", "records": [ { "method",
+//!               "target", "target_size", "frame_size", "window_log", and for a patch
+//!               "base", "base_size" } ] } }
 //! ```
 //!
-//! Paths and link texts that are not UTF-8 are shown with replacement characters.
+//! A path, link text or file name that is not UTF-8 is `{"bytes": "<hex>"}` instead of a
+//! string, so that every byte survives (see [`crate::quote::json`]).
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use mossfs_format::{EntryKind, MetaValue, Stone};
 use serde_json::{Map, Value, json};
+
+use crate::quote;
 
 /// One stone as a JSON object.
 pub fn stone(path: &Path, stone: &Stone, checked: bool) -> Value {
@@ -60,14 +67,13 @@ pub fn stone(path: &Path, stone: &Stone, checked: bool) -> Value {
             object.insert("mode".into(), e.mode.into());
             object.insert("uid".into(), e.uid.into());
             object.insert("gid".into(), e.gid.into());
-            object.insert("path".into(), e.path.to_string().into());
+            object.insert("path".into(), quote::json(e.path.as_bytes()));
             match &e.kind {
                 EntryKind::Regular(hash) => {
                     object.insert("hash".into(), hash.to_string().into());
                 }
                 EntryKind::Symlink(target) => {
-                    let target = String::from_utf8_lossy(target).into_owned();
-                    object.insert("target".into(), target.into());
+                    object.insert("target".into(), quote::json(target));
                 }
                 _ => {}
             }
@@ -80,7 +86,7 @@ pub fn stone(path: &Path, stone: &Stone, checked: bool) -> Value {
         .map(|e| json!({ "start": e.start, "end": e.end, "digest": e.digest.to_string() }))
         .collect();
     json!({
-        "file": path.display().to_string(),
+        "file": quote::json(path.as_os_str().as_bytes()),
         "checked": checked,
         "header": header,
         "payloads": payloads,

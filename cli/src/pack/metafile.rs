@@ -179,6 +179,7 @@ impl MetaFields {
                 .collect()
         };
         let name = required(self.name, "name")?;
+        mossfs_format::meta::check_name(&name)?;
         // Upstream refuses a package without a summary, description or source id, so each
         // gets a default from what the user did give.
         let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());

@@ -1,8 +1,8 @@
 //! Records that lie: counts, meta values, layout entries and index ranges.
 
 use mossfs_format::{
-    AssetHash, DecodeError, IndexEntry, MetaTag, PathError, PayloadKind, RecordError, index,
-    layout, meta,
+    AssetHash, DecodeError, IndexEntry, MetaTag, PathError, PayloadKind, Reader, RecordError,
+    index, layout, meta,
 };
 
 use super::forge::*;
@@ -508,5 +508,24 @@ fn index_record_cut_short() {
             } if p == NAME
         ),
         "{err:?}"
+    );
+}
+
+/// Issue 7, defect 7: a package that shipped `usr/.stateID` made `verify` report damage
+/// that `--repair` could not fix, and broke every commit from an archived tree.
+#[test]
+fn defect_7_the_reserved_state_marker_is_refused() {
+    refused_target(b".stateID", ".stateID", PathError::Reserved);
+    // Only at the top of /usr: deeper, the name is an ordinary file name.
+    let hash = AssetHash::EMPTY.to_be_bytes();
+    let (stone, _) =
+        stone_with_layout_record(&layout_record(1, 0o100644, &hash, b"share/.stateID"));
+    let read = Reader::new(stone.bytes().as_slice())
+        .and_then(|mut r| r.read_metadata())
+        .expect("an ordinary name deeper down");
+    assert!(
+        read.layout
+            .iter()
+            .any(|e| e.path.as_bytes() == b"share/.stateID")
     );
 }

@@ -108,6 +108,7 @@ pub fn apply(
             continue;
         }
         let dir = dirs.get(parent, &parent_path)?;
+        blitter.record(|w| w.dir(&parent_path));
         if change.old.is_some() {
             if old_is_dir {
                 remove_tree(&target.join(OsStr::from_bytes(&change.path)))?;
@@ -146,6 +147,7 @@ pub fn apply(
         };
         let dir = dirs.get(parent, &parent_path)?;
         let path = usr_path(path);
+        blitter.record(|w| w.dir(&path));
         let fd = open_dir(dir, name).map_err(|e| io_error(Op::OpenDir, &path, None, e))?;
         // The directory already exists with its old owner, so the blit's shortcut (skip the
         // chown when the creator already owns it) does not apply: owner first, then mode.

@@ -29,7 +29,7 @@ use rustix::io::Errno;
 
 use super::plan::Plan;
 use super::{
-    BlitError, BlitOptions, BlitProgress, BlitStats, Op, ROOT_MODE, child_path, state_root,
+    BlitError, BlitOptions, BlitProgress, BlitStats, Op, ROOT_MODE, Written, child_path, state_root,
 };
 use crate::dirfd::{create_child_file, open_child_dir, valid_owner};
 
@@ -55,6 +55,7 @@ pub(super) struct Blitter<'a> {
     /// need no `chown`, which spares one syscall per entry when running as root.
     creator: (u32, u32),
     progress: Option<&'a (dyn Fn(BlitProgress) + Sync)>,
+    pub(super) written: Option<&'a Written>,
     done: AtomicU64,
 }
 
@@ -69,14 +70,23 @@ impl<'a> Blitter<'a> {
                 rustix::process::getegid().as_raw(),
             ),
             progress: options.progress,
+            written: options.written,
             done: AtomicU64::new(0),
         }
     }
 
     /// Creates `target` and the whole tree below it.
+    /// Notes what was written in the caller's ledger, if it keeps one.
+    pub(super) fn record(&self, f: impl FnOnce(&Written)) {
+        if let Some(written) = self.written {
+            f(written);
+        }
+    }
+
     pub fn run(&self, target: &Path) -> Result<BlitStats, BlitError> {
         let root = self.create_target(target)?;
         let path = state_root();
+        self.record(|w| w.dir(&path));
         let mut stats = self.fill(&root, self.plan.root, &path)?;
         self.set_attrs(&root, ROOT_MODE, (0, 0), &path)?;
         stats.entries = stats.dirs + stats.files + stats.symlinks + stats.others;
@@ -173,6 +183,10 @@ impl<'a> Blitter<'a> {
         rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(FILLING_MODE))
             .map_err(|e| io_error(Op::Mkdir, &path, None, e))?;
         let dir = open_dir(parent, name).map_err(|e| io_error(Op::OpenDir, &path, None, e))?;
+        self.record(|w| {
+            w.dir(parent_path);
+            w.dir(&path);
+        });
         let mut stats = self.fill(&dir, hash, &path)?;
         let node = &entry.node;
         self.set_attrs(&dir, node.mode, (node.uid, node.gid), &path)?;
@@ -222,10 +236,12 @@ impl<'a> Blitter<'a> {
                     rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(|e| io_error(Op::Chown, &path(), None, e))?;
                 }
+                self.record(|w| w.unopenable(1));
                 stats.symlinks += 1;
             }
             NodeKind::CharDevice | NodeKind::BlockDevice | NodeKind::Fifo | NodeKind::Socket => {
                 self.mknod(dir, name, node, &path)?;
+                self.record(|w| w.unopenable(1));
                 stats.others += 1;
             }
             NodeKind::Directory(_) => unreachable!("fill() hands directories to subdir()"),
@@ -290,7 +306,9 @@ impl<'a> Blitter<'a> {
             .map(File::from)
             .map_err(|e| error(e.into()))?;
         io::copy(&mut from, &mut to).map_err(error)?;
-        self.set_attrs(&to, node.mode, (node.uid, node.gid), &path())
+        self.set_attrs(&to, node.mode, (node.uid, node.gid), &path())?;
+        self.record(|w| w.file(path()));
+        Ok(())
     }
 
     /// Every package ships empty files; one shared inode would hit the link limit.
@@ -303,7 +321,9 @@ impl<'a> Blitter<'a> {
     ) -> Result<(), BlitError> {
         let file = create_child_file(dir, name, NEW_FILE_MODE)
             .map_err(|e| io_error(Op::CreateFile, &path(), None, e))?;
-        self.set_attrs(&file, node.mode, (node.uid, node.gid), &path())
+        self.set_attrs(&file, node.mode, (node.uid, node.gid), &path())?;
+        self.record(|w| w.file(path()));
+        Ok(())
     }
 
     /// Devices (always `rdev` 0: a tree records no device numbers), fifos and sockets.

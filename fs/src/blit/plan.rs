@@ -68,7 +68,11 @@ impl Plan {
     }
 }
 
-fn read_dir(q: &impl Query, hash: TreeHash, path: &Path) -> Result<Vec<DirEntry>, BlitError> {
+pub(super) fn read_dir(
+    q: &impl Query,
+    hash: TreeHash,
+    path: &Path,
+) -> Result<Vec<DirEntry>, BlitError> {
     let tree_error = |source| BlitError::Tree {
         path: path.to_owned(),
         source,

@@ -6,6 +6,13 @@
 //! followed, and nothing outside the tree is touched. Subdirectories are removed in
 //! parallel, like the blit creates them.
 //!
+//! A removal never leaves its own file system, like `rm --one-file-system`: every directory
+//! it opens must be on the same mount as the directory holding the tree (the same device
+//! and, where the kernel says, the same mount id, so a bind mount of the same file system
+//! counts too). A mount point found inside is [`RemoveError::MountPoint`], and nothing of
+//! the mounted file system is touched. A tree archived before mossfs refused commits with
+//! mounts below `/usr` can hold one (DESIGN.md §6.5).
+//!
 //! Read-only directories (packages ship `0555` ones) need no help when running as root,
 //! which bypasses permission checks. Anyone else can only empty a directory they may
 //! read, search and write, so each directory of the tree is given `0700` before its
@@ -18,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 
 /// What a directory of the tree needs, for its owner, to be emptied.
@@ -26,22 +33,60 @@ const REMOVABLE_MODE: u32 = 0o700;
 
 /// Why a tree could not be removed entirely. What was removed before stays removed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {op} {} while removing a tree", path.display())]
-pub struct RemoveError {
-    /// What was being done, e.g. "remove directory".
-    pub op: &'static str,
-    /// The entry.
-    pub path: PathBuf,
-    /// What the kernel said.
-    #[source]
-    pub source: io::Error,
+#[non_exhaustive]
+pub enum RemoveError {
+    /// A syscall on an entry failed.
+    #[error("cannot {op} {} while removing a tree", path.display())]
+    Io {
+        /// What was being done, e.g. "remove directory".
+        op: &'static str,
+        /// The entry.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// Another file system is mounted inside the tree; the removal stopped there.
+    #[error(
+        "{} is a mount point inside a tree being removed; nothing on that file system was touched; unmount it (umount {}) and run the command again",
+        path.display(),
+        path.display()
+    )]
+    MountPoint {
+        /// The mount point.
+        path: PathBuf,
+    },
 }
 
 fn error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> RemoveError + 'a {
-    move |e| RemoveError {
+    move |e| RemoveError::Io {
         op,
         path: path.to_owned(),
         source: e.into(),
+    }
+}
+
+/// Which mount a directory is on: its device, and the kernel's mount id where it has one
+/// (Linux 5.8), which also tells a bind mount of the same file system apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MountId {
+    dev: (u32, u32),
+    mnt_id: Option<u64>,
+}
+
+impl MountId {
+    fn of(fd: BorrowedFd<'_>, path: &Path) -> Result<MountId, RemoveError> {
+        let stat = rustix::fs::statx(
+            fd,
+            c"",
+            AtFlags::EMPTY_PATH,
+            StatxFlags::TYPE | StatxFlags::MNT_ID,
+        )
+        .map_err(error("stat", path))?;
+        Ok(MountId {
+            dev: (stat.stx_dev_major, stat.stx_dev_minor),
+            mnt_id: (stat.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(stat.stx_mnt_id),
+        })
     }
 }
 
@@ -50,7 +95,7 @@ fn error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> RemoveEr
 /// symlink, the link is removed, not what it points to. Directories leading to `path` are
 /// the caller's and are opened normally.
 pub fn remove_tree(path: &Path) -> Result<(), RemoveError> {
-    let invalid = |why: &str| RemoveError {
+    let invalid = |why: &str| RemoveError::Io {
         op: "remove",
         path: path.to_owned(),
         source: io::Error::new(io::ErrorKind::InvalidInput, why.to_owned()),
@@ -74,6 +119,7 @@ pub fn remove_tree(path: &Path) -> Result<(), RemoveError> {
     };
     let remover = Remover {
         is_root: rustix::process::geteuid().is_root(),
+        mount: MountId::of(parent_fd.as_fd(), parent)?,
     };
     remover.remove_entry(parent_fd.as_fd(), &name, path, None)
 }
@@ -81,6 +127,8 @@ pub fn remove_tree(path: &Path) -> Result<(), RemoveError> {
 struct Remover {
     /// Root bypasses permissions, so never needs to change a mode.
     is_root: bool,
+    /// The mount of the directory holding the tree: every directory removed must be on it.
+    mount: MountId,
 }
 
 impl Remover {
@@ -134,13 +182,16 @@ impl Remover {
                     Mode::empty(),
                 )
                 .map_err(error("open directory", path))?;
+                // Another file system's root keeps its mode.
+                self.same_mount(pinned.as_fd(), path)?;
                 let magic = format!("/proc/self/fd/{}", pinned.as_raw_fd());
                 rustix::fs::chmod(magic.as_str(), Mode::from_raw_mode(REMOVABLE_MODE))
                     .map_err(error("change mode of", path))?;
-                return open().map(Some).map_err(error("open directory", path));
+                open().map_err(error("open directory", path))?
             }
             Err(e) => return Err(error("open directory", path)(e)),
         };
+        self.same_mount(dir.as_fd(), path)?;
         if !self.is_root {
             let stat = rustix::fs::fstat(&dir).map_err(error("stat", path))?;
             if stat.st_mode & REMOVABLE_MODE != REMOVABLE_MODE {
@@ -149,6 +200,17 @@ impl Remover {
             }
         }
         Ok(Some(dir))
+    }
+
+    /// Refuses a directory on another mount than the tree's: a mount point.
+    fn same_mount(&self, dir: BorrowedFd<'_>, path: &Path) -> Result<(), RemoveError> {
+        if MountId::of(dir, path)? == self.mount {
+            Ok(())
+        } else {
+            Err(RemoveError::MountPoint {
+                path: path.to_owned(),
+            })
+        }
     }
 
     /// Removes every entry of `dir`.
@@ -187,6 +249,10 @@ fn unlink(
 ) -> Result<(), RemoveError> {
     match rustix::fs::unlinkat(parent, name, flags) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
+        // Something is mounted on it (a file can be a bind mount's target too).
+        Err(Errno::BUSY) => Err(RemoveError::MountPoint {
+            path: path.to_owned(),
+        }),
         Err(e) if flags.contains(AtFlags::REMOVEDIR) => Err(error("remove directory", path)(e)),
         Err(e) => Err(error("remove", path)(e)),
     }

@@ -35,23 +35,26 @@
 //! - the directory a symlink points at need not be shipped: what lands in it implies it;
 //! - a symlink pointing at a file sends records below that file, which is then a
 //!   file-versus-directory conflict at the file's path;
-//! - a record below a symlink that cannot be followed (a target above the tree, an absolute
-//!   target outside `/usr`, a loop or a chain of more than [`MAX_HOPS`]) is left out of the
-//!   tree and reported as a conflict at its path: the symlink first, then each record;
+//! - a record below a symlink that cannot be followed (a target outside `/usr`, a loop or
+//!   a chain of more than [`MAX_HOPS`]) is left out of the tree and reported as a conflict
+//!   at the symlink's location: the symlink first, then, for each package that ships
+//!   something below it, a directory holding what that package ships there;
 //! - where packages disagree about a symlink, the first one by priority is followed, and
 //!   the disagreement is a conflict; a symlink against a directory record shows the
 //!   directory, while records below still follow the symlink, so that placement never
 //!   depends on package order.
 
 mod conflict;
+mod edit;
 mod input;
 mod merge;
 mod place;
 mod resolve;
 
-use mossfs_db::{Conflict, DbError, Node, NodeKind, TreeHash, WriteTxn, tree};
-use mossfs_format::{AssetHash, EntryKind, PackageId, RelPath};
+use mossfs_db::{Conflict, DbError, Node, NodeKind, TreeHash, WriteTxn};
+use mossfs_format::{AssetHash, PackageId, RelPath};
 
+pub use edit::{Edit, edit};
 pub use resolve::{MAX_HOPS, MAX_RESOLVED_LEN};
 
 /// Mode of a directory that no package ships a record for.
@@ -120,6 +123,16 @@ pub enum TreeError {
         #[source]
         source: DbError,
     },
+    /// A record lands on the reserved `usr/.stateID` through a symlink (the reader already
+    /// refuses a layout that names it): the state marker every commit writes would clash
+    /// with it.
+    #[error(
+        "package {package} places an entry at /usr/.stateID through a symlink; that path is reserved for the id of the state a tree belongs to"
+    )]
+    Reserved {
+        /// The package whose entry the tree shows there.
+        package: String,
+    },
     /// Deeper than any tree [`build`] makes: the database is damaged.
     #[error(
         "the tree below /usr/{} is deeper than any path allows; the database is damaged, run 'mossfs verify'",
@@ -142,22 +155,21 @@ pub fn build(txn: &mut WriteTxn<'_>, packages: &[PackageId]) -> Result<BuiltTree
     let mut placement = place::place(&inputs, &links);
     let unplaced = std::mem::take(&mut placement.unplaced);
     let merged = merge::merge(txn, &inputs, &placement)?;
+    refuse_reserved(&*txn, merged.root)?;
     let mut conflicts = merged.conflicts;
-    if !unplaced.is_empty() {
-        // A directory record below an unfollowable symlink is shown as an empty
-        // directory, whose object must then exist like any other.
-        let needs_empty = unplaced
-            .iter()
-            .any(|u| inputs.entry(u.entry).kind == EntryKind::Directory);
-        let empty = TreeHash::of(&tree::encode(&[]));
-        if needs_empty {
-            txn.put_tree(&tree::encode(&[]))
-                .map_err(|source| TreeError::Store {
-                    path: Vec::new(),
-                    source,
-                })?;
+    for found in conflict::unplaced_conflicts(txn, &inputs, unplaced)? {
+        // A symlink that a directory record also claims conflicts there already: one
+        // conflict per path, with every contender.
+        match conflicts.iter_mut().find(|c| c.path == found.path) {
+            Some(known) => {
+                for node in found.contenders {
+                    if !known.contenders.contains(&node) {
+                        known.contenders.push(node);
+                    }
+                }
+            }
+            None => conflicts.push(found),
         }
-        conflicts.extend(conflict::unplaced_conflicts(&inputs, unplaced, empty));
     }
     conflicts.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(BuiltTree {
@@ -165,6 +177,31 @@ pub fn build(txn: &mut WriteTxn<'_>, packages: &[PackageId]) -> Result<BuiltTree
         entries: merged.entries,
         conflicts,
     })
+}
+
+/// Refuses a tree whose root holds [`mossfs_format::path::RESERVED`]. No layout can name
+/// it, but a symlink to the root (`x -> .`) can still send a record there.
+fn refuse_reserved(q: &impl mossfs_db::Query, root: TreeHash) -> Result<(), TreeError> {
+    let read = |source| TreeError::Read {
+        path: Vec::new(),
+        source,
+    };
+    let entries = q.tree(root).and_then(|v| v.entries(root)).map_err(read)?;
+    let Some(entry) = entries
+        .iter()
+        .find(|e| e.name == mossfs_format::path::RESERVED)
+    else {
+        return Ok(());
+    };
+    let package = match entry.node.owner {
+        Some(id) => q
+            .package(&id)
+            .ok()
+            .flatten()
+            .map_or_else(|| id.to_string(), |r| r.meta.name),
+        None => "(none)".to_owned(),
+    };
+    Err(TreeError::Reserved { package })
 }
 
 /// A directory that no package names: `rwxr-xr-x`, root's, owned by nobody.

@@ -22,8 +22,10 @@ pub(crate) struct Placed {
 /// A record below a symlink that cannot be followed: it has no place in the tree.
 #[derive(Debug)]
 pub(crate) struct Unplaced {
-    /// Where it would be: the symlink's location and the rest of the record's path.
-    pub(crate) path: Vec<u8>,
+    /// Where the symlink sits (resolved).
+    pub(crate) location: Vec<u8>,
+    /// The record's path below the symlink: the rest of its parent, and its name.
+    pub(crate) below: Vec<u8>,
     /// The symlink in the way.
     pub(crate) symlink: Origin,
     /// The record.
@@ -84,13 +86,7 @@ pub(crate) fn place(inputs: &Inputs<'_>, links: &Symlinks<'_>) -> Placement {
                 let mut out = resolved.unwrap_or_default();
                 resolved = match links.resolve_parent(parent, &mut out) {
                     Ok(()) => Ok(out),
-                    Err(failure) => {
-                        let mut path = failure.location;
-                        if !failure.rest.is_empty() {
-                            join(&mut path, failure.rest);
-                        }
-                        Err((failure.symlink, path))
-                    }
+                    Err(failure) => Err((failure.symlink, failure.location, failure.rest)),
                 };
             }
             match &resolved {
@@ -103,11 +99,12 @@ pub(crate) fn place(inputs: &Inputs<'_>, links: &Symlinks<'_>) -> Placement {
                         origin,
                     });
                 }
-                Err((symlink, path)) => {
-                    let mut path = path.clone();
-                    join(&mut path, name);
+                Err((symlink, location, rest)) => {
+                    let mut below = rest.to_vec();
+                    join(&mut below, name);
                     unplaced.push(Unplaced {
-                        path,
+                        location: location.clone(),
+                        below,
                         symlink: *symlink,
                         entry: origin,
                     });

@@ -9,9 +9,11 @@
 //! the answer does not depend on package order. Resolution follows POSIX path walking,
 //! lexically and inside the tree only:
 //! - a relative target is taken from the symlink's parent, `.` and empty components are
-//!   skipped, and `..` climbs one resolved directory; climbing above the tree is refused;
-//! - an absolute target must name `/usr` or something below it, which maps into the tree;
-//!   any other absolute target (`/lib`, `/etc`) cannot be followed without leaving it;
+//!   skipped, and `..` climbs one resolved directory; `..` above `/usr` reaches `/`, from
+//!   where the rest is read as an absolute target (`lib64 -> ../usr/lib` is `lib`);
+//! - an absolute target must lead into `/usr`: either through `/usr` itself, or through
+//!   one of the links the root keeps into it ([`ROOT_LINKS`]: `/lib` is `/usr/lib`); any
+//!   other absolute target (`/etc`) cannot be followed without leaving the tree;
 //! - symlinks met inside a target are followed too (chains), at most [`MAX_HOPS`] of them
 //!   per path, as Linux's `MAXSYMLINKS`, which also ends loops;
 //! - a target may not lead to a path longer than [`MAX_PATH_LEN`], so that no chain of
@@ -24,6 +26,8 @@ use std::collections::HashMap;
 
 use mossfs_format::path::MAX_PATH_LEN;
 use mossfs_format::{EntryKind, LayoutEntry};
+
+use crate::sysroot::ROOT_LINKS;
 
 /// The most symlinks one path may pass through, as Linux's `MAXSYMLINKS`.
 pub const MAX_HOPS: u32 = 40;
@@ -47,9 +51,7 @@ pub(crate) struct Origin {
 /// Why a symlink cannot be followed inside the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unresolvable {
-    /// `..` above the tree's root.
-    Escapes,
-    /// An absolute target outside `/usr`.
+    /// A target that leads outside `/usr`, absolute or through `..`.
     Outside,
     /// More than [`MAX_HOPS`] symlinks: a loop, or a chain too long to trust.
     Loop,
@@ -170,13 +172,23 @@ impl<'a> Symlinks<'a> {
             return Err(Unresolvable::Loop);
         }
         match target.strip_prefix(b"/") {
-            Some(absolute) => {
-                let below_usr = strip_usr(absolute).ok_or(Unresolvable::Outside)?;
-                out.clear();
-                self.walk(below_usr, out, hops)
-            }
+            Some(absolute) => self.walk_from_slash(absolute, out, hops),
             None => self.walk(target, out, hops),
         }
+    }
+
+    /// Replaces `out` with where `absolute` (a path from `/`, without the leading slash)
+    /// leads, which must be into `/usr`.
+    fn walk_from_slash(
+        &self,
+        absolute: &[u8],
+        out: &mut Vec<u8>,
+        hops: &mut u32,
+    ) -> Result<(), Unresolvable> {
+        let (link, rest) = below_usr(absolute).ok_or(Unresolvable::Outside)?;
+        out.clear();
+        self.walk(link, out, hops)?;
+        self.walk(rest, out, hops)
     }
 
     /// Applies relative `components` to the resolved directory in `out`.
@@ -186,12 +198,16 @@ impl<'a> Symlinks<'a> {
         out: &mut Vec<u8>,
         hops: &mut u32,
     ) -> Result<(), Unresolvable> {
+        let mut next = 0;
         for component in components.split(|&b| b == b'/') {
+            next += component.len() + 1;
             match component {
                 b"" | b"." => {}
                 b".." => {
                     if out.is_empty() {
-                        return Err(Unresolvable::Escapes);
+                        // Above `/usr` is `/`: what follows is read from there.
+                        let rest = components.get(next..).unwrap_or_default();
+                        return self.walk_from_slash(rest, out, hops);
                     }
                     pop(out);
                 }
@@ -209,18 +225,28 @@ impl<'a> Symlinks<'a> {
     }
 }
 
-/// What an absolute target means below `/usr`, or `None` if it points elsewhere. `.`, `..`
-/// and empty components before `usr` stay at `/`, as they do in the kernel.
-fn strip_usr(mut absolute: &[u8]) -> Option<&[u8]> {
+/// What a path from `/` means below `/usr`, as a directory below `/usr` (empty for `/usr`
+/// itself) and the rest to walk from there; `None` if it leads elsewhere. `.`, `..` and
+/// empty components before the first name stay at `/`, as they do in the kernel, and a
+/// root link (`/lib`) leads where it points in `/usr`.
+fn below_usr(mut absolute: &[u8]) -> Option<(&'static [u8], &[u8])> {
     loop {
         let (head, tail) = match absolute.iter().position(|&b| b == b'/') {
             Some(at) => (&absolute[..at], Some(&absolute[at + 1..])),
             None => (absolute, None),
         };
         match head {
-            b"usr" => return Some(tail.unwrap_or_default()),
+            b"usr" => return Some((b"", tail.unwrap_or_default())),
             b"" | b"." | b".." => absolute = tail?,
-            _ => return None,
+            _ => {
+                // The first target is the one a state without its own `usr/lib64` gets;
+                // resolving through the shipped `lib64` would need the finished tree.
+                let (_, targets) = ROOT_LINKS
+                    .iter()
+                    .find(|(name, _)| name.as_bytes() == head)?;
+                let inside = targets.first()?.strip_prefix("usr/")?;
+                return Some((inside.as_bytes(), tail.unwrap_or_default()));
+            }
         }
     }
 }
@@ -309,6 +335,7 @@ mod tests {
     fn refuses_escapes_outside_targets_and_loops() {
         let layouts = vec![vec![
             link("up", "../x"),
+            link("upetc", "../../etc"),
             link("etc", "/etc"),
             link("root", "/"),
             link("loop1", "loop2"),
@@ -318,7 +345,11 @@ mod tests {
         let links = Symlinks::collect(&layouts);
         assert_eq!(
             resolve(&links, "up/a"),
-            Err(("up".into(), Unresolvable::Escapes))
+            Err(("up".into(), Unresolvable::Outside))
+        );
+        assert_eq!(
+            resolve(&links, "upetc"),
+            Err(("upetc".into(), Unresolvable::Outside))
         );
         assert_eq!(
             resolve(&links, "etc"),
@@ -341,6 +372,24 @@ mod tests {
             resolve(&links, "self"),
             Err(("self".into(), Unresolvable::Loop))
         );
+    }
+
+    #[test]
+    fn targets_through_slash_and_the_root_links_resolve_as_on_disk() {
+        // Issue 7, defect 15: each of these is `lib` on a merged-/usr root.
+        let layouts = vec![vec![
+            link("a", "../usr/lib"),
+            link("b", "/lib"),
+            link("c", "../../../usr/./lib/"),
+            link("d", "../bin/x"),
+            link("e", "/sbin"),
+        ]];
+        let links = Symlinks::collect(&layouts);
+        assert_eq!(resolve(&links, "a/z"), Ok("lib/z".into()));
+        assert_eq!(resolve(&links, "b/z"), Ok("lib/z".into()));
+        assert_eq!(resolve(&links, "c/z"), Ok("lib/z".into()));
+        assert_eq!(resolve(&links, "d"), Ok("bin/x".into()));
+        assert_eq!(resolve(&links, "e"), Ok("sbin".into()));
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
 
 use mossfs_db::{Node, NodeKind, Query, TreeHash};
-use mossfs_fs::blit::{remove_tree, sync_tree};
+use mossfs_fs::blit::remove_tree;
 use mossfs_store::Store;
+use mossfs_store::durable::sync_whole_fs;
 
 use crate::fixture::{Fixture, check_tree, file, symlink};
 
@@ -96,7 +97,7 @@ fn bench_blit_50k_entries() {
     let (contents, entries) = synthetic(40, 25, 40, 9, 4000);
     fixture.add_assets(&contents);
     let root = fixture.tree(&entries);
-    fixture.store.sync().unwrap();
+    sync_whole_fs(fixture.store.assets_dir()).unwrap();
     let runs = fixture.dir.path().join("runs");
     fs::create_dir(&runs).unwrap();
     // The reference tree that cp -al copies.
@@ -109,7 +110,7 @@ fn bench_blit_50k_entries() {
     for round in 0..ROUNDS {
         for which in (0..3).map(|k| (k + round) % 3) {
             let target = runs.join(format!("{which}-{round}"));
-            sync_tree(&runs).unwrap();
+            sync_whole_fs(&runs).unwrap();
             let cpu_start = cpu_seconds();
             let start = Instant::now();
             match which {
@@ -169,11 +170,11 @@ fn bench_blit_50k_entries() {
     // Removal: remove_tree against rm -rf, on trees of the same shape.
     let (mut ours, mut theirs) = (f64::MAX, f64::MAX);
     for round in 0..ROUNDS {
-        sync_tree(&runs).unwrap();
+        sync_whole_fs(&runs).unwrap();
         let start = Instant::now();
         remove_tree(&runs.join(format!("1-{round}"))).unwrap();
         ours = ours.min(start.elapsed().as_secs_f64());
-        sync_tree(&runs).unwrap();
+        sync_whole_fs(&runs).unwrap();
         let start = Instant::now();
         let status = std::process::Command::new("rm")
             .arg("-rf")

@@ -96,6 +96,59 @@ pub fn debian(
         .collect()
 }
 
+/// Packs only the installed packages named (Debian names), one stone each, in name order;
+/// a name that is not installed is an error. Unlike [`debian`], paths under the merged-usr
+/// aliases (`/bin`, `/sbin`, `/lib`, `/lib64`, when each is a symlink into `usr`) are taken
+/// as the `/usr` paths they are, so that `libc-bin` brings `/sbin/ldconfig` as
+/// `usr/sbin/ldconfig`: a root made of these stones runs what the packages really ship.
+pub fn debian_packages(
+    out: &Path,
+    names: &[&str],
+    options: WriterOptions,
+) -> io::Result<Vec<PathBuf>> {
+    let installed = list_installed()?;
+    let mut claimed: HashSet<RelPath> = HashSet::new();
+    let mut written = Vec::new();
+    for name in names {
+        let package = installed
+            .iter()
+            .find(|p| p.query == *name || p.name == *name)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("{name} is not installed"))
+            })?;
+        let entries = claim(scan_with(package, true)?, &mut claimed);
+        let meta = Meta {
+            name: package.name.clone(),
+            version: package.version.clone(),
+            release: 1,
+            build_release: 1,
+            architecture: package.architecture.clone(),
+            summary: package.summary.clone(),
+            ..Meta::default()
+        };
+        written.push(pack_entries(out, &meta, entries, options)?);
+    }
+    Ok(written)
+}
+
+/// `/bin/x` as `usr/bin/x` when `/bin` is a symlink to `usr/bin` (merged usr).
+fn alias_of(line: &[u8]) -> Option<Vec<u8>> {
+    for alias in ["bin", "sbin", "lib", "lib64"] {
+        let prefix = format!("/{alias}/");
+        if let Some(rest) = line.strip_prefix(prefix.as_bytes()) {
+            let target = fs::read_link(Path::new("/").join(alias)).ok()?;
+            let target = target.as_os_str().as_bytes();
+            let target = target.strip_prefix(b"/").unwrap_or(target);
+            let under = target.strip_prefix(b"usr/")?;
+            let mut out = under.to_vec();
+            out.push(b'/');
+            out.extend_from_slice(rest);
+            return Some(out);
+        }
+    }
+    None
+}
+
 /// Every installed package, sorted by Debian name, then architecture.
 fn list_installed() -> io::Result<Vec<Installed>> {
     let format = "${db:Status-Abbrev}\t${binary:Package}\t${Package}\t${Version}\t\
@@ -164,6 +217,11 @@ fn sanitize(name: &str) -> String {
 
 /// The package's usable entries under `/usr`, sorted by path, before cross-package claims.
 fn scan(package: &Installed) -> io::Result<Vec<SourceEntry>> {
+    scan_with(package, false)
+}
+
+/// [`scan`], taking merged-usr alias paths as their `/usr` paths when `aliases` is set.
+fn scan_with(package: &Installed, aliases: bool) -> io::Result<Vec<SourceEntry>> {
     let stdout = run(Command::new("dpkg").arg("-L").arg(&package.query))?;
     let mut seen = HashSet::new();
     // Whether each directory on the way down is a real directory, not a symlink.
@@ -171,7 +229,8 @@ fn scan(package: &Installed) -> io::Result<Vec<SourceEntry>> {
     let mut entries = Vec::new();
     for line in stdout.split(|&b| b == b'\n') {
         // Diversion notes and "does not contain any files" do not start with a slash.
-        let Some(rel) = line.strip_prefix(b"/usr/") else {
+        let aliased = if aliases { alias_of(line) } else { None };
+        let Some(rel) = aliased.as_deref().or_else(|| line.strip_prefix(b"/usr/")) else {
             continue;
         };
         let Ok(path) = RelPath::new(rel) else {

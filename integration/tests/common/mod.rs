@@ -9,6 +9,8 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -195,7 +197,7 @@ impl TestRoot {
 
     /// `state list`, parsed.
     pub fn states(&self) -> Vec<StateRow> {
-        parse_states(&self.ok(&["state", "list"]))
+        parse_states(&self.ok(&["state", "list", "--json"]))
     }
 
     /// The active state as `state list` shows it.
@@ -248,22 +250,27 @@ pub struct StateRow {
     pub summary: String,
 }
 
-/// Parses `state list`: a header, then `id status packages entries date time summary`.
+/// Parses `state list --json`: an array of objects with stable field names.
 pub fn parse_states(out: &str) -> Vec<StateRow> {
-    let mut lines = out.lines();
-    let header = lines.next().expect("state list prints a header");
-    assert!(header.trim_start().starts_with("state"), "{out}");
-    lines
-        .map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            assert!(fields.len() >= 6, "short row: {line}");
-            StateRow {
-                id: fields[0].parse().expect("a state id"),
-                status: fields[1].to_owned(),
-                packages: fields[2].parse().expect("a package count"),
-                entries: fields[3].parse().expect("an entry count"),
-                summary: fields[6..].join(" "),
-            }
+    let rows: serde_json::Value =
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("state list --json: {e}: {out}"));
+    let field = |row: &serde_json::Value, name: &str| -> serde_json::Value {
+        row.get(name)
+            .unwrap_or_else(|| panic!("no {name} in {row}"))
+            .clone()
+    };
+    rows.as_array()
+        .unwrap_or_else(|| panic!("not an array: {out}"))
+        .iter()
+        .map(|row| StateRow {
+            id: field(row, "id").as_u64().expect("a state id"),
+            status: field(row, "status").as_str().expect("a status").to_owned(),
+            packages: field(row, "packages").as_u64().expect("a package count"),
+            entries: field(row, "entries").as_u64().expect("an entry count"),
+            summary: field(row, "summary")
+                .as_str()
+                .expect("a summary")
+                .to_owned(),
         })
         .collect()
 }
@@ -286,14 +293,24 @@ pub fn error_line(output: &Output) -> String {
         "expected a failure; stdout: {} stderr: {stderr}",
         text(&output.stdout)
     );
+    // Indented lines below the error line explain it (why a request has no solution).
     let errors: Vec<&str> = stderr
         .lines()
-        .filter(|l| !l.starts_with("recovered: "))
+        .filter(|l| !l.starts_with("recovered: ") && !l.starts_with("  "))
         .collect();
     assert_eq!(errors.len(), 1, "not one error line: {stderr}");
     assert!(errors[0].starts_with("error: "), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     errors[0].to_owned()
+}
+
+/// The indented lines that explain the error line, without their indent.
+pub fn error_details(output: &Output) -> Vec<String> {
+    text(&output.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What one entry looks like to a person.

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use mossfs_db::StateId;
 use mossfs_fs::fuse;
 
 use super::fixture::*;
@@ -287,15 +288,17 @@ fn mount_errors_are_one_line_with_what_to_do() {
 #[test]
 fn a_mounted_state_is_neither_removed_nor_pruned() {
     let mut root = Root::new();
-    let files = files_state(&root);
-    let later = root.state(&[root.add_stone(&sample_stone("pineapple-1-1-1-x86_64.stone"))]);
     if no_mount_here() {
         return;
     }
-    for id in [files, later] {
+    let commit = |id: StateId| {
         let commit = mossfs(&root, &["commit".as_ref(), id.to_string().as_ref()]);
         assert!(commit.status.success(), "{}", text(&commit.stderr));
-    }
+    };
+    // Each candidate is staged on the state active at the time, so it can be committed.
+    let files = files_state(&root);
+    commit(files);
+    commit(root.state(&[root.add_stone(&sample_stone("pineapple-1-1-1-x86_64.stone"))]));
     let mountpoint = root.mountpoint();
     let _unmount = Unmount(&mountpoint);
     let pid = mount_in_background_as(&root, &files.to_string(), "archived", &mountpoint);

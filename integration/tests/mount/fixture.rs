@@ -82,9 +82,11 @@ impl Root {
         self.store.ingest_many(packages).unwrap();
     }
 
-    /// Records a candidate state of `packages`, in priority order.
+    /// Records a candidate state of `packages`, in priority order, built on the active
+    /// state as `install --stage` records one (only then can it be committed).
     pub fn state(&self, packages: &[PackageId]) -> StateId {
         let mut txn = self.db.write().unwrap();
+        let parent = txn.active().unwrap();
         let built = mossfs_fs::tree::build(&mut txn, packages).unwrap();
         let id = txn.next_state_id().unwrap();
         txn.put_state(&State {
@@ -92,17 +94,19 @@ impl Root {
             created: 1_700_000_000,
             summary: "test".into(),
             status: Status::Candidate,
-            parent: None,
+            parent,
             selections: packages
                 .iter()
                 .map(|&package| Selection {
                     package,
                     explicit: true,
+                    reason: mossfs_db::Reason::Unknown,
                 })
                 .collect(),
             root: built.root,
             entries: built.entries,
             conflicts: built.conflicts,
+            generated: Vec::new(),
         })
         .unwrap();
         txn.commit().unwrap();

@@ -53,7 +53,7 @@ fn a_second_writer_waits_for_the_lock_and_readers_do_not() {
 
     // A reader answers while the lock is held.
     let mut reader = root
-        .command(&["state", "list"])
+        .command(&["state", "list", "--json"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

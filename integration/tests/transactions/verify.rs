@@ -51,19 +51,29 @@ fn verify_finds_damage_and_repair_mends_it() {
     let error = common::error_line(&output);
     assert_eq!(
         error,
-        "error: verify found 1 damaged asset(s) and 2 damaged path(s); run 'mossfs verify --repair'"
+        "error: verify found 1 damaged asset and 2 damaged paths; run 'mossfs verify --repair'"
     );
+    // Sentences, not Rust values (issue 7, defect 14).
     let report = common::text(&output.stdout);
     assert!(
-        report.contains(&format!("asset {hash}: Corrupt {{")),
+        report.contains(&format!(
+            "asset {hash} is damaged: {} holds other bytes (they hash to ",
+            asset.display()
+        )),
         "{report}"
     );
     assert!(
-        report.contains("usr/share/victim/replaced: content hashes to "),
+        report.contains(
+            "usr/share/victim/replaced holds other bytes than its package ships (they hash to "
+        ),
         "{report}"
     );
     assert!(
-        report.contains("usr/share/victim/chmodded: mode 600, expected 644"),
+        report.contains("usr/share/victim/chmodded has mode 600, but its package ships mode 644"),
+        "{report}"
+    );
+    assert!(
+        !report.contains('{') && !report.contains("AssetHash"),
         "{report}"
     );
     assert!(!report.contains("intact"), "{report}");
@@ -77,10 +87,7 @@ fn verify_finds_damage_and_repair_mends_it() {
     assert_tree_matches(&root.usr(), &[&stone]);
     assert_eq!(fs::read(&asset).unwrap(), corrupt);
     let out = root.ok(&["verify"]);
-    assert!(
-        out.ends_with(": 0 damaged asset(s), 0 damaged path(s)\n"),
-        "{out}"
-    );
+    assert!(out.ends_with(" of state 1: no damage\n"), "{out}");
     assert_eq!(root.state_id_file().as_deref(), Some("1"));
     assert_eq!(statuses(&root.states()), [(1, "active")]);
 }

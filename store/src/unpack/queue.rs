@@ -11,15 +11,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use mossfs_format::AssetHash;
 
+use super::budget::{BUFFER, BUFFERS_PER_WRITER};
 use crate::draft::Draft;
-use crate::ingest::IngestStats;
+use crate::stats::IngestStats;
 use crate::temp::Placed;
 use crate::{Result, Store, StoreError};
-
-/// Bytes per buffer: a batch of small assets, or one part of a large asset.
-pub(crate) const BUFFER: usize = 1 << 20;
-/// Buffers in flight per writer thread, besides the one being filled.
-const BUFFERS_PER_WRITER: usize = 4;
 
 /// The permission bits and owner a new asset file gets.
 #[derive(Clone, Copy)]

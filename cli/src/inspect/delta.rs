@@ -1,0 +1,107 @@
+//! The delta records of a delta stone (DESIGN.md §11), for `mossfs inspect`.
+//!
+//! The records sit in the last payload, so showing them reads the whole file; frames are
+//! read past, never kept. Their checks (`inspect --check`) are the verifying reader's.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::Path;
+
+use mossfs_format::{Method, Preamble, Reader, RecordHeader, Stone};
+use serde_json::{Value, json};
+
+use crate::error::CliError;
+use crate::units;
+
+/// What a delta payload says: where it starts from, what it rebuilds, and each record.
+pub struct Records {
+    /// The preamble.
+    pub preamble: Preamble,
+    /// Every record's fixed part, in order.
+    pub records: Vec<RecordHeader>,
+}
+
+/// The delta records of `stone`, read from `path`; `None` for a stone without any.
+pub fn read(path: &Path, stone: &Stone) -> Result<Option<Records>, CliError> {
+    if stone.delta.is_none() {
+        return Ok(None);
+    }
+    let failed = |source| CliError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(|source| CliError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = Reader::new(BufReader::with_capacity(256 * 1024, file)).map_err(failed)?;
+    let stone = reader.read_metadata().map_err(failed)?;
+    let Some(mut deltas) = reader.deltas(&stone).map_err(failed)? else {
+        return Ok(None);
+    };
+    let preamble = deltas.preamble();
+    let mut records = Vec::new();
+    while let Some(record) = deltas.next_record().map_err(failed)? {
+        records.push(record.header);
+    }
+    Ok(Some(Records { preamble, records }))
+}
+
+/// The text form: a summary line, then one line per record.
+pub fn text(out: &mut dyn Write, delta: &Records) -> Result<(), CliError> {
+    let frames: u64 = delta.records.iter().map(|r| r.frame_len).sum();
+    writeln!(
+        out,
+        "delta: {} records, {} of frames",
+        delta.records.len(),
+        units::bytes(frames)
+    )?;
+    writeln!(out, "  from package {}", delta.preamble.from)?;
+    writeln!(out, "  to package   {}", delta.preamble.to)?;
+    for r in &delta.records {
+        write!(
+            out,
+            "  {:<5} {} {:>10} B  frame {:>10} B  window 2^{}",
+            r.method.name(),
+            r.target,
+            r.target_size,
+            r.frame_len,
+            r.window_log
+        )?;
+        match r.method {
+            Method::Patch { base, base_size } => {
+                writeln!(out, "  base {base} {base_size} B")?;
+            }
+            Method::Whole => writeln!(out)?,
+        }
+    }
+    Ok(())
+}
+
+/// The JSON form: `{ "from", "to", "records": [ { "method", "target", "target_size",
+/// "frame_size", "window_log", and for a patch "base", "base_size" } ] }`.
+pub fn json(delta: &Records) -> Value {
+    let records: Vec<Value> = delta
+        .records
+        .iter()
+        .map(|r| {
+            let mut v = json!({
+                "method": r.method.name(),
+                "target": r.target.to_string(),
+                "target_size": r.target_size,
+                "frame_size": r.frame_len,
+                "window_log": r.window_log,
+            });
+            if let Method::Patch { base, base_size } = r.method {
+                v["base"] = base.to_string().into();
+                v["base_size"] = base_size.into();
+            }
+            v
+        })
+        .collect();
+    json!({
+        "from": delta.preamble.from.to_string(),
+        "to": delta.preamble.to.to_string(),
+        "records": records,
+    })
+}

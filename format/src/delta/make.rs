@@ -1,0 +1,426 @@
+//! Making delta records: choosing a base for each new asset, and encoding the record.
+//!
+//! Base choice follows swupd and OSTree (DESIGN.md §11): the old asset at the same path
+//! first; then the old file whose path is the same once version numbers are taken out
+//! (`libfoo.so.1.2.3` and `libfoo.so.1.2.4`, `python3.11/x.py` and `python3.12/x.py`),
+//! the closest in size; then an old file of the same name anywhere, or of the same
+//! extension within a quarter of its size. Files under [`MIN_PATCH_SIZE`] and pairs above
+//! the pair limit are stored whole. A patch is kept only if its frame is smaller than the
+//! asset compressed alone, and every record is applied once before it is returned, so a
+//! record that does not rebuild its target never leaves this module.
+//!
+//! This module is pure: callers hand in bytes and decide where they come from, and they
+//! decide the parallelism (each call is independent).
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+
+use super::{DeltaRecord, MAX_WINDOW_LOG, MIN_WINDOW_LOG, Method, RecordHeader};
+use crate::hash::AssetHash;
+use crate::index::IndexEntry;
+use crate::layout::{EntryKind, LayoutEntry};
+
+/// Below this size an asset is stored whole: a patch frame's own overhead eats the gain,
+/// as swupd's server found.
+pub const MIN_PATCH_SIZE: u64 = 512;
+
+/// By default a patch is made only when base plus target fit in 160 MiB, so applying any
+/// record of a delta stays under 256 MiB of memory with its frame; bigger pairs are stored
+/// whole and decoded as a stream.
+pub const DEFAULT_PAIR_LIMIT: u64 = 160 << 20;
+
+/// The zstd level of delta frames: 19, as the seed notes' `zstd -19 --patch-from`.
+pub const DEFAULT_LEVEL: i32 = 19;
+
+/// How to make records.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// zstd level for patches and whole frames.
+    pub level: i32,
+    /// The largest base plus target that is patched.
+    pub pair_limit: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            level: DEFAULT_LEVEL,
+            pair_limit: DEFAULT_PAIR_LIMIT,
+        }
+    }
+}
+
+/// One asset the delta must rebuild, and the base chosen for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pairing {
+    /// The new asset.
+    pub target: AssetHash,
+    /// Its length.
+    pub target_size: u64,
+    /// The old asset to patch against, with its length, if any is close enough.
+    pub base: Option<(AssetHash, u64)>,
+}
+
+/// Chooses, for every asset of the new package that the old package lacks, the old asset
+/// to patch against (see the module docs). The result is in the new index's order.
+pub fn choose_bases(
+    old_layout: &[LayoutEntry],
+    old_index: &[IndexEntry],
+    new_layout: &[LayoutEntry],
+    new_index: &[IndexEntry],
+) -> Vec<Pairing> {
+    let old_sizes: HashMap<AssetHash, u64> =
+        old_index.iter().map(|e| (e.digest, e.len())).collect();
+    let old_files: Vec<(&[u8], AssetHash, u64)> = old_layout
+        .iter()
+        .filter_map(|entry| match entry.kind {
+            EntryKind::Regular(hash) => old_sizes
+                .get(&hash)
+                .map(|&size| (entry.path.as_bytes(), hash, size)),
+            _ => None,
+        })
+        .collect();
+    let by_path: HashMap<&[u8], (AssetHash, u64)> =
+        old_files.iter().map(|&(p, h, s)| (p, (h, s))).collect();
+    let mut by_key: HashMap<Vec<u8>, Vec<(AssetHash, u64)>> = HashMap::new();
+    let mut by_name: HashMap<Vec<u8>, Vec<(AssetHash, u64)>> = HashMap::new();
+    let mut by_ext: HashMap<&[u8], Vec<(AssetHash, u64)>> = HashMap::new();
+    for &(path, hash, size) in &old_files {
+        by_key
+            .entry(versionless(path))
+            .or_default()
+            .push((hash, size));
+        by_name
+            .entry(versionless(file_name(path)))
+            .or_default()
+            .push((hash, size));
+        by_ext
+            .entry(extension(path))
+            .or_default()
+            .push((hash, size));
+    }
+    let new_sizes: HashMap<AssetHash, u64> =
+        new_index.iter().map(|e| (e.digest, e.len())).collect();
+    // The first path (in layout order) that uses each new asset picks its base.
+    let mut paths: HashMap<AssetHash, &[u8]> = HashMap::new();
+    for entry in new_layout {
+        if let EntryKind::Regular(hash) = entry.kind {
+            paths.entry(hash).or_insert(entry.path.as_bytes());
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for entry in new_index {
+        let target = entry.digest;
+        if old_sizes.contains_key(&target) || !seen.insert(target) {
+            continue;
+        }
+        let target_size = new_sizes.get(&target).copied().unwrap_or(0);
+        let base = if target_size < MIN_PATCH_SIZE {
+            None
+        } else {
+            paths
+                .get(&target)
+                .and_then(|path| pick(path, target_size, &by_path, &by_key, &by_name, &by_ext))
+        };
+        out.push(Pairing {
+            target,
+            target_size,
+            base,
+        });
+    }
+    out
+}
+
+fn pick(
+    path: &[u8],
+    size: u64,
+    by_path: &HashMap<&[u8], (AssetHash, u64)>,
+    by_key: &HashMap<Vec<u8>, Vec<(AssetHash, u64)>>,
+    by_name: &HashMap<Vec<u8>, Vec<(AssetHash, u64)>>,
+    by_ext: &HashMap<&[u8], Vec<(AssetHash, u64)>>,
+) -> Option<(AssetHash, u64)> {
+    if let Some(&base) = by_path.get(path) {
+        return Some(base);
+    }
+    let closest = |list: Option<&Vec<(AssetHash, u64)>>, within: Option<u64>| {
+        list?
+            .iter()
+            .copied()
+            .filter(|&(_, s)| within.is_none_or(|w| s.abs_diff(size) <= w))
+            .min_by_key(|&(h, s)| (s.abs_diff(size), h))
+    };
+    closest(by_key.get(&versionless(path)), None)
+        .or_else(|| closest(by_name.get(&versionless(file_name(path))), Some(size / 2)))
+        .or_else(|| closest(by_ext.get(extension(path)), Some(size / 4)))
+}
+
+/// The path with every run of digits and dots that holds a digit replaced by `#`:
+/// `lib/libfoo.so.1.2.3` → `lib/libfoo.so#`, `lib/python3.11/os.py` → `lib/python#/os.py`.
+pub fn versionless(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        let run = path[i..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'.')
+            .count();
+        if run > 0 && path[i..i + run].iter().any(u8::is_ascii_digit) {
+            out.push(b'#');
+            i += run;
+        } else if run > 0 {
+            out.extend_from_slice(&path[i..i + run]);
+            i += run;
+        } else {
+            out.push(path[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+}
+
+/// The text after the file name's last dot, or nothing.
+fn extension(path: &[u8]) -> &[u8] {
+    let name = file_name(path);
+    match name.iter().rposition(|&b| b == b'.') {
+        Some(dot) if dot > 0 => &name[dot + 1..],
+        _ => b"",
+    }
+}
+
+/// `ceil(log2(n))`, clamped to the window logs zstd accepts.
+fn window_log_for(n: u64, max: u8) -> u8 {
+    let log = if n <= 1 {
+        0
+    } else {
+        64 - (n - 1).leading_zeros()
+    };
+    (log as u8).clamp(MIN_WINDOW_LOG, max)
+}
+
+fn zstd_error(code: usize) -> io::Error {
+    io::Error::other(zstd::zstd_safe::get_error_name(code))
+}
+
+/// Compresses `target` alone into a whole record.
+pub fn whole(target: &[u8], level: i32) -> io::Result<DeltaRecord> {
+    // A whole frame never needs a window larger than the asset; 27 is zstd's own cap for
+    // streaming decoders by default, and keeps a hostile-looking log out of honest stones.
+    let window_log = window_log_for(target.len() as u64, 27);
+    let frame = compress(target, None, window_log, level)?;
+    Ok(DeltaRecord {
+        header: RecordHeader {
+            method: Method::Whole,
+            window_log,
+            target: AssetHash::of(target),
+            target_size: target.len() as u64,
+            frame_len: frame.len() as u64,
+        },
+        frame,
+    })
+}
+
+/// Compresses `target` with `base` as a raw prefix and long-distance matching, the window
+/// covering both, into a patch record.
+pub fn patch(base: &[u8], target: &[u8], level: i32) -> io::Result<DeltaRecord> {
+    let pair = (base.len() as u64).saturating_add(target.len() as u64);
+    let window_log = window_log_for(pair, MAX_WINDOW_LOG);
+    let frame = compress(target, Some(base), window_log, level)?;
+    Ok(DeltaRecord {
+        header: RecordHeader {
+            method: Method::Patch {
+                base: AssetHash::of(base),
+                base_size: base.len() as u64,
+            },
+            window_log,
+            target: AssetHash::of(target),
+            target_size: target.len() as u64,
+            frame_len: frame.len() as u64,
+        },
+        frame,
+    })
+}
+
+fn compress(src: &[u8], prefix: Option<&[u8]>, window_log: u8, level: i32) -> io::Result<Vec<u8>> {
+    use zstd::zstd_safe::{CCtx, CParameter};
+    let mut cctx = CCtx::create();
+    cctx.set_parameter(CParameter::CompressionLevel(level))
+        .map_err(zstd_error)?;
+    cctx.set_parameter(CParameter::WindowLog(u32::from(window_log)))
+        .map_err(zstd_error)?;
+    cctx.set_parameter(CParameter::ContentSizeFlag(true))
+        .map_err(zstd_error)?;
+    cctx.set_parameter(CParameter::ChecksumFlag(false))
+        .map_err(zstd_error)?;
+    if let Some(prefix) = prefix {
+        cctx.set_parameter(CParameter::EnableLongDistanceMatching(true))
+            .map_err(zstd_error)?;
+        cctx.ref_prefix(prefix).map_err(zstd_error)?;
+    }
+    let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(src.len()));
+    cctx.compress2(&mut frame, src).map_err(zstd_error)?;
+    Ok(frame)
+}
+
+/// The record for one pairing: the patch when there is a base within the pair limit and
+/// the patch is smaller than the whole frame, the whole frame otherwise. The record is
+/// applied once and its output hashed before it is returned.
+pub fn best(base: Option<&[u8]>, target: &[u8], options: &Options) -> io::Result<DeltaRecord> {
+    let whole = whole(target, options.level)?;
+    let pair = base.map(|b| b.len() as u64 + target.len() as u64);
+    let record = match base {
+        Some(base)
+            if target.len() as u64 >= MIN_PATCH_SIZE
+                && pair.is_some_and(|p| p <= options.pair_limit) =>
+        {
+            let patch = patch(base, target, options.level)?;
+            if patch.frame.len() < whole.frame.len() {
+                patch
+            } else {
+                whole
+            }
+        }
+        _ => whole,
+    };
+    let base = match record.header.method {
+        Method::Patch { .. } => base,
+        Method::Whole => None,
+    };
+    record.apply(base, &mut io::sink()).map_err(|e| {
+        io::Error::other(format!(
+            "the record made for {} does not apply: {e}",
+            record.header.target
+        ))
+    })?;
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_numbers_are_taken_out_of_paths() {
+        assert_eq!(versionless(b"lib/libfoo.so.1.2.3"), b"lib/libfoo.so#");
+        assert_eq!(versionless(b"lib/libfoo.so.1.2.4"), b"lib/libfoo.so#");
+        assert_eq!(versionless(b"lib/python3.11/os.py"), b"lib/python#/os.py");
+        assert_eq!(versionless(b"share/doc/README"), b"share/doc/README");
+        assert_eq!(extension(b"lib/a.so"), b"so");
+        assert_eq!(extension(b"lib/.hidden"), b"");
+    }
+
+    fn regular(path: &str, hash: u128) -> LayoutEntry {
+        LayoutEntry {
+            uid: 0,
+            gid: 0,
+            mode: 0o100644,
+            tag: 0,
+            kind: EntryKind::Regular(AssetHash(hash)),
+            path: crate::RelPath::new(path).unwrap(),
+        }
+    }
+
+    #[test]
+    fn bases_fall_back_from_path_to_version_to_name_to_extension() {
+        let old_layout = [
+            regular("bin/tool", 1),
+            regular("lib/libfoo.so.1.2.3", 2),
+            regular("share/a/notes.txt", 3),
+            regular("share/a/data.bin", 4),
+            regular("share/a/unchanged", 5),
+        ];
+        let old_index = crate::layout_index([
+            (AssetHash(1), 5000),
+            (AssetHash(2), 9000),
+            (AssetHash(3), 2000),
+            (AssetHash(4), 10_000),
+            (AssetHash(5), 700),
+        ]);
+        let new_layout = [
+            regular("bin/tool", 11),
+            regular("lib/libfoo.so.1.2.4", 12),
+            regular("share/b/notes.txt", 13),
+            regular("share/b/other.bin", 14),
+            regular("share/b/far.bin", 15),
+            regular("share/b/odd.dat", 16),
+            regular("share/b/tiny.bin", 17),
+            regular("share/a/unchanged", 5),
+        ];
+        let new_index = crate::layout_index([
+            (AssetHash(11), 5100),
+            (AssetHash(12), 9100),
+            (AssetHash(13), 2100),
+            (AssetHash(14), 9000),
+            (AssetHash(15), 30_000),
+            (AssetHash(16), 10_000),
+            (AssetHash(17), 100),
+            (AssetHash(5), 700),
+        ]);
+        let pairings = choose_bases(&old_layout, &old_index, &new_layout, &new_index);
+        let base = |target: u128| {
+            pairings
+                .iter()
+                .find(|p| p.target == AssetHash(target))
+                .map(|p| p.base.map(|(h, _)| h.0))
+        };
+        assert_eq!(base(11), Some(Some(1)), "same path");
+        assert_eq!(base(12), Some(Some(2)), "same path without the version");
+        assert_eq!(base(13), Some(Some(3)), "same name elsewhere");
+        assert_eq!(
+            base(14),
+            Some(Some(4)),
+            "same extension, size within a quarter"
+        );
+        assert_eq!(
+            base(15),
+            Some(None),
+            "same extension, but three times the size"
+        );
+        assert_eq!(base(16), Some(None), "nothing alike");
+        assert_eq!(base(17), Some(None), "too small to patch");
+        assert_eq!(base(5), None, "the old package has it: no record");
+    }
+
+    #[test]
+    fn a_patch_against_a_similar_base_is_small_and_applies() {
+        let base: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i * 7919).to_le_bytes())
+            .collect();
+        let mut target = base.clone();
+        target[1000] ^= 0xff;
+        target.extend_from_slice(b"a new tail");
+        let record = best(Some(&base), &target, &Options::default()).unwrap();
+        assert!(matches!(record.header.method, Method::Patch { .. }));
+        assert!(
+            record.frame.len() < 200,
+            "patch of {} bytes",
+            record.frame.len()
+        );
+        let mut out = Vec::new();
+        record.apply(Some(&base), &mut out).unwrap();
+        assert_eq!(out, target);
+        // Another base is refused by name.
+        let err = record.apply(Some(&target), &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(err, super::super::ApplyError::WrongBase { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unrelated_base_gives_a_whole_record() {
+        let base = vec![0u8; 4096];
+        let target: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let record = best(Some(&base), &target, &Options::default()).unwrap();
+        assert_eq!(record.header.method, Method::Whole);
+        let mut out = Vec::new();
+        record.apply(None, &mut out).unwrap();
+        assert_eq!(out, target);
+    }
+}

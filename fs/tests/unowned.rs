@@ -1,0 +1,95 @@
+//! `blit::unowned` against a real blitted tree (issue 7, defect 5): what a tree on disk
+//! holds that its state does not, found without following a symlink, without descending
+//! into a directory the state does not have (except to find setuid and setgid files), and
+//! without listing the top-level `.stateID` that every blitted tree carries.
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink as make_symlink};
+
+use mossfs_fs::blit::{Unowned, unowned};
+
+#[path = "blit/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+
+use fixture::*;
+
+fn stray(path: &str, mode: u32, inside: bool) -> Unowned {
+    Unowned {
+        path: path.as_bytes().to_vec(),
+        mode,
+        mount_point: false,
+        inside,
+    }
+}
+
+#[test]
+fn defect_5_lists_exactly_what_the_state_does_not_have() {
+    let fixture = Fixture::new();
+    let outside = tempfile::tempdir().unwrap();
+    let entries = vec![
+        file("bin/tool", 0o755, (0, 0), b"tool"),
+        file("share/doc/readme", 0o644, (0, 0), b"readme"),
+        symlink("lib64", "lib", (0, 0)),
+        dir("lib", 0o755, (0, 0)),
+        // A symlink out of the tree: the walk must never follow it.
+        symlink("share/out", outside.path().to_str().unwrap(), (0, 0)),
+    ];
+    fixture.add_assets(&[b"tool".to_vec(), b"readme".to_vec()]);
+    let root = fixture.tree(&entries);
+    let usr = fixture.staging();
+    fixture.blit(root, &usr).unwrap();
+    fs::write(usr.join(".stateID"), "1").unwrap();
+    fs::write(outside.path().join("not-ours"), "beyond the symlink").unwrap();
+    let q = fixture.db.read().unwrap();
+    assert_eq!(unowned(&q, root, &usr).unwrap(), []);
+
+    fs::write(usr.join("bin/evil"), "evil").unwrap();
+    fs::set_permissions(usr.join("bin/evil"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::create_dir_all(usr.join("share/doc/stray/deeper")).unwrap();
+    fs::write(usr.join("share/doc/stray/plain"), "plain").unwrap();
+    fs::write(usr.join("share/doc/stray/deeper/sgid"), "sgid").unwrap();
+    fs::set_permissions(
+        usr.join("share/doc/stray/deeper/sgid"),
+        fs::Permissions::from_mode(0o2711),
+    )
+    .unwrap();
+    make_symlink("/", usr.join("lib/root-link")).unwrap();
+    // A name deeper than the top is not the state marker.
+    fs::write(usr.join("share/.stateID"), "9").unwrap();
+
+    let found = unowned(&q, root, &usr).unwrap();
+    assert_eq!(
+        found,
+        [
+            stray("bin/evil", 0o104755, false),
+            stray("lib/root-link", 0o120777, false),
+            stray("share/.stateID", 0o100644, false),
+            stray("share/doc/stray", 0o040755, false),
+            stray("share/doc/stray/deeper/sgid", 0o102711, true),
+        ]
+    );
+    assert!(found[0].is_setid() && found[4].is_setid() && !found[1].is_setid());
+}
+
+#[test]
+fn defect_5_a_type_mismatch_is_damage_not_an_unowned_path() {
+    let fixture = Fixture::new();
+    let entries = vec![
+        file("share/a/f", 0o644, (0, 0), b"f"),
+        file("share/b", 0o644, (0, 0), b"b"),
+    ];
+    fixture.add_assets(&[b"f".to_vec(), b"b".to_vec()]);
+    let root = fixture.tree(&entries);
+    let usr = fixture.staging();
+    fixture.blit(root, &usr).unwrap();
+    // share/a becomes a symlink to a directory holding extra files; share/b a directory.
+    fs::remove_dir_all(usr.join("share/a")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::write(elsewhere.path().join("extra"), "x").unwrap();
+    make_symlink(elsewhere.path(), usr.join("share/a")).unwrap();
+    fs::remove_file(usr.join("share/b")).unwrap();
+    fs::create_dir(usr.join("share/b")).unwrap();
+    let q = fixture.db.read().unwrap();
+    assert_eq!(unowned(&q, root, &usr).unwrap(), []);
+}

@@ -1,0 +1,345 @@
+//! Rebuilding a package's assets from a delta stone and the assets already in the store
+//! (DESIGN.md §11).
+//!
+//! [`Store::apply_delta`] is what an installer calls once it has a delta stone on disk
+//! (fetched from a repository, or given by hand). It works in two passes over the delta,
+//! which is small:
+//!
+//! 1. **Check, writing nothing.** Every record is read and checked by the format reader,
+//!    every base a patch names must be in the store, and every asset of the new package
+//!    must either have a record or already be in the store. A delta that cannot finish is
+//!    refused here, before any file is made.
+//! 2. **Rebuild.** For each record whose target the store lacks: read the base asset whole
+//!    and hash it again (a store file could have been damaged since it was placed), apply
+//!    the record into a temp file (the output is bounded by the target size and hashed
+//!    against the target), give it the metadata of the first layout entry using it, and
+//!    only then place it under its name. Memory is bounded by one base, one target and
+//!    one frame: never the package.
+//!
+//! **Fallback.** Every error from [`Store::apply_delta`] means the same to a caller: fetch
+//! the full stone and ingest it instead ([`StoreError::falls_back_to_full_stone`]). Nothing
+//! a failed call leaves behind is wrong: an asset is only ever placed once it hashed to its
+//! name, so at worst a few verified assets wait for the next `gc`, exactly as after an
+//! interrupted ingest, and no state, tree or cached stone is touched.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use mossfs_format::{AssetHash, DecodeError, EntryKind, FileType, Method, Preamble, Reader, Stone};
+
+use crate::asset::{AssetMeta, rel_path};
+use crate::temp::TempFile;
+use crate::{Result, Store, StoreError};
+
+/// What [`Store::apply_delta`] did.
+#[derive(Debug, Clone)]
+pub struct DeltaApplied {
+    /// Which package the delta starts from and which full stone it stands for.
+    pub preamble: Preamble,
+    /// The new package's metadata (meta, layout, index), as the full stone has it.
+    pub stone: Stone,
+    /// Assets this call rebuilt and placed.
+    pub written: u64,
+    /// Assets of the new package that were already in the store.
+    pub present: u64,
+    /// Bytes of the assets this call placed.
+    pub bytes_written: u64,
+}
+
+impl StoreError {
+    /// Whether this error, returned by [`Store::apply_delta`], is one where the caller
+    /// should fetch the full stone instead. Every delta failure is: a malformed delta, a
+    /// missing or damaged base, a record that does not rebuild its target, and also an I/O
+    /// error, since the full stone does not depend on the bases.
+    pub fn falls_back_to_full_stone(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Delta { .. }
+                | StoreError::NotADelta { .. }
+                | StoreError::DeltaBaseMissing { .. }
+                | StoreError::DeltaBaseDamaged { .. }
+                | StoreError::DeltaIncomplete { .. }
+                | StoreError::DeltaRecord { .. }
+                | StoreError::ReadAsset { .. }
+                | StoreError::AssetMissing { .. }
+        )
+    }
+}
+
+impl Store {
+    /// Rebuilds into the store every asset of the package the delta stone at `path`
+    /// stands for, from the assets already here. See the module docs for the order of
+    /// steps and the fallback rule. Safe to run beside ingests and other applies.
+    pub fn apply_delta(&self, path: &Path) -> Result<DeltaApplied> {
+        let (stone, preamble) = self.check_delta(path)?;
+        let metas = first_use_metas(&stone);
+        let error = |source| StoreError::Delta {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let mut reader = open(path)?;
+        let stone_again = reader.read_metadata().map_err(error)?;
+        let mut deltas =
+            reader
+                .deltas(&stone_again)
+                .map_err(error)?
+                .ok_or_else(|| StoreError::NotADelta {
+                    path: path.to_owned(),
+                })?;
+        let unique: HashSet<AssetHash> = stone.index.iter().map(|e| e.digest).collect();
+        let mut applied = DeltaApplied {
+            preamble,
+            stone: stone.clone(),
+            written: 0,
+            present: 0,
+            bytes_written: 0,
+        };
+        while let Some(record) = deltas.next_record().map_err(error)? {
+            let target = record.header.target;
+            if self.has_asset(target) {
+                continue;
+            }
+            let base = match record.header.method {
+                Method::Patch { base, base_size } => {
+                    Some(self.read_base(path, base, base_size, target)?)
+                }
+                Method::Whole => None,
+            };
+            let meta = metas.get(&target).copied().unwrap_or(AssetMeta::DEFAULT);
+            let owner = self.owner(target, meta)?;
+            let mut temp = TempFile::create(&self.assets_tmp, &self.assets_tmp_dir)?;
+            record
+                .apply(base.as_deref(), temp.file())
+                .map_err(|source| StoreError::DeltaRecord {
+                    path: path.to_owned(),
+                    target,
+                    source: Box::new(source),
+                })?;
+            let write_error = |source| StoreError::WriteAsset {
+                hash: target,
+                path: temp.path(),
+                source,
+            };
+            temp.set_metadata(meta.perm, owner).map_err(write_error)?;
+            let rel = rel_path(target);
+            let placed =
+                temp.place(&self.assets, &rel, false)
+                    .map_err(|source| StoreError::WriteAsset {
+                        hash: target,
+                        path: self.assets_dir.join(&rel),
+                        source,
+                    })?;
+            if placed == crate::temp::Placed::New {
+                applied.written += 1;
+                applied.bytes_written += record.header.target_size;
+            }
+        }
+        deltas.finish().map_err(error)?;
+        reader.finish().map_err(error)?;
+        // Every asset was either rebuilt or present; check once more that none vanished
+        // (a concurrent gc), so the caller never links to a missing file.
+        if let Some(&missing) = unique.iter().find(|&&h| !self.has_asset(h)) {
+            return Err(StoreError::DeltaIncomplete {
+                path: path.to_owned(),
+                missing,
+                count: 1,
+            });
+        }
+        applied.present = unique.len() as u64 - applied.written;
+        Ok(applied)
+    }
+
+    /// The first pass of [`Store::apply_delta`], on its own: reads every record and checks
+    /// that the delta can finish in this store (every patch's base is here, and every asset
+    /// of the new package is rebuilt by a record or already here), writing nothing. An
+    /// installer calls it while planning, to refuse a delta before recording a state.
+    pub fn check_delta(&self, path: &Path) -> Result<(Stone, Preamble)> {
+        let error = |source| StoreError::Delta {
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let mut reader = open(path)?;
+        if reader.header().file_type != FileType::Delta {
+            return Err(StoreError::NotADelta {
+                path: path.to_owned(),
+            });
+        }
+        let stone = reader.read_metadata().map_err(error)?;
+        stone.check_assets().map_err(error)?;
+        let Some(mut deltas) = reader.deltas(&stone).map_err(error)? else {
+            return Err(StoreError::NotADelta {
+                path: path.to_owned(),
+            });
+        };
+        let preamble = deltas.preamble();
+        let mut rebuilt = HashSet::new();
+        while let Some(record) = deltas.next_record().map_err(error)? {
+            let target = record.header.target;
+            rebuilt.insert(target);
+            if let Method::Patch { base, .. } = record.header.method
+                && !self.has_asset(target)
+                && !self.has_asset(base)
+            {
+                return Err(StoreError::DeltaBaseMissing {
+                    path: path.to_owned(),
+                    base,
+                    target,
+                });
+            }
+        }
+        deltas.finish().map_err(error)?;
+        reader.finish().map_err(error)?;
+        let missing: Vec<AssetHash> = stone
+            .index
+            .iter()
+            .map(|e| e.digest)
+            .filter(|h| !rebuilt.contains(h) && !self.has_asset(*h))
+            .collect();
+        if let Some(&first) = missing.first() {
+            return Err(StoreError::DeltaIncomplete {
+                path: path.to_owned(),
+                missing: first,
+                count: missing.len(),
+            });
+        }
+        Ok((stone, preamble))
+    }
+
+    /// Repairs `hash` for a package whose cached stone is a delta: from the delta's record
+    /// for it, against its base in the store; or, when the delta has no record for it (the
+    /// file did not change), from the stone of the package the delta starts from, if that
+    /// is cached. `meta` is the damaged file's metadata, if it is still there.
+    pub(crate) fn repair_from_delta(
+        &self,
+        hash: AssetHash,
+        id: mossfs_format::PackageId,
+        path: &Path,
+        meta: Option<AssetMeta>,
+    ) -> Result<()> {
+        let error = |source| StoreError::Stone {
+            id,
+            path: path.to_owned(),
+            source: Box::new(source),
+        };
+        let mut reader = open(path)?;
+        let stone = reader.read_metadata().map_err(error)?;
+        let meta = meta.unwrap_or_else(|| {
+            first_use_metas(&stone)
+                .get(&hash)
+                .copied()
+                .unwrap_or(AssetMeta::DEFAULT)
+        });
+        let Some(mut deltas) = reader.deltas(&stone).map_err(error)? else {
+            return Err(StoreError::NotADelta {
+                path: path.to_owned(),
+            });
+        };
+        let from = deltas.preamble().from;
+        while let Some(record) = deltas.next_record().map_err(error)? {
+            if record.header.target != hash {
+                continue;
+            }
+            let base = match record.header.method {
+                Method::Patch { base, base_size } => {
+                    Some(self.read_base(path, base, base_size, hash)?)
+                }
+                Method::Whole => None,
+            };
+            let owner = self.owner(hash, meta)?;
+            let mut temp = TempFile::create(&self.assets_tmp, &self.assets_tmp_dir)?;
+            record
+                .apply(base.as_deref(), temp.file())
+                .map_err(|source| StoreError::DeltaRecord {
+                    path: path.to_owned(),
+                    target: hash,
+                    source: Box::new(source),
+                })?;
+            temp.set_metadata(meta.perm, owner)
+                .map_err(|source| StoreError::WriteAsset {
+                    hash,
+                    path: temp.path(),
+                    source,
+                })?;
+            self.replace_asset(temp, hash)?;
+            return self.remove_variants(hash, false);
+        }
+        // An unchanged file: the old package's stone has it.
+        if self.is_cached(&from) {
+            return self.repair_asset(hash, &from);
+        }
+        Err(StoreError::AssetNotInStone {
+            hash,
+            id,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Reads a base asset whole and hashes it again: a damaged store file must not become
+    /// the base of a new one (the patch would fail its hash anyway, but this names the
+    /// culprit).
+    fn read_base(
+        &self,
+        path: &Path,
+        base: AssetHash,
+        base_size: u64,
+        target: AssetHash,
+    ) -> Result<Vec<u8>> {
+        let file = self.open_asset(base).map_err(|e| match e {
+            StoreError::AssetMissing { .. } => StoreError::DeltaBaseMissing {
+                path: path.to_owned(),
+                base,
+                target,
+            },
+            other => other,
+        })?;
+        let read_error = |source| StoreError::ReadAsset {
+            hash: base,
+            path: self.asset_path(base),
+            source,
+        };
+        // The record's base size is bounded by the format reader; read one byte more to
+        // see a file that grew.
+        let mut bytes = Vec::new();
+        file.take(base_size.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        let computed = AssetHash::of(&bytes);
+        if bytes.len() as u64 != base_size || computed != base {
+            return Err(StoreError::DeltaBaseDamaged {
+                path: self.asset_path(base),
+                base,
+                computed,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+fn open(path: &Path) -> Result<Reader<BufReader<File>>> {
+    let file = File::open(path).map_err(|source| StoreError::Delta {
+        path: path.to_owned(),
+        source: Box::new(DecodeError::Io(source)),
+    })?;
+    Reader::new(BufReader::with_capacity(256 * 1024, file)).map_err(|source| StoreError::Delta {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+/// The metadata each asset gets as a canonical file: that of the first layout entry using
+/// it, as ingest gives it.
+fn first_use_metas(stone: &Stone) -> HashMap<AssetHash, AssetMeta> {
+    let mut metas = HashMap::new();
+    for entry in &stone.layout {
+        if let EntryKind::Regular(hash) = entry.kind {
+            metas.entry(hash).or_insert(AssetMeta {
+                perm: entry.permissions(),
+                uid: entry.uid,
+                gid: entry.gid,
+            });
+        }
+    }
+    metas
+}
