@@ -73,6 +73,9 @@ enum Command {
     /// `list installed`, as moss users type it.
     #[command(name = "li", hide = true)]
     Li(commands::query::ListInstalledArgs),
+    /// `list available`, as moss users type it.
+    #[command(name = "la", hide = true)]
+    La(commands::query::ListAvailableArgs),
     /// Show an installed package's metadata and, with --files, its files.
     Info(commands::query::InfoArgs),
     /// Tell which package ships a path.
@@ -98,6 +101,7 @@ enum Command {
     /// Write man pages (mossfs.1 and one per subcommand) to a directory.
     Man(docs::ManArgs),
     /// Publish a repository: index the stones under DIR into a (signed) stone.index.
+    #[command(visible_alias = "ix")]
     Index(commands::repo::IndexArgs),
     /// Make an Ed25519 key pair for signing repository indexes.
     Keygen(commands::repo::KeygenArgs),
@@ -105,8 +109,10 @@ enum Command {
     #[command(subcommand)]
     Repo(commands::repo::RepoCommand),
     /// Search installed and available packages by name and summary, or by provider.
+    #[command(visible_alias = "sr")]
     Search(commands::repo::SearchArgs),
     /// Download stones from the repositories into the stone cache (or -o DIR).
+    #[command(visible_alias = "fe")]
     Fetch(commands::repo::FetchArgs),
 }
 
@@ -135,11 +141,13 @@ impl Command {
         )
     }
 
-    /// The command with moss's two-word shorthands spelled out (`li` is `list installed`),
+    /// The command with moss's two-word shorthands spelled out (`li` is `list installed`,
+    /// `la` is `list available`),
     /// so that each command has one form from here on.
     fn canonical(self) -> Command {
         match self {
             Command::Li(args) => Command::List(commands::query::ListCommand::Installed(args)),
+            Command::La(args) => Command::List(commands::query::ListCommand::Available(args)),
             other => other,
         }
     }
@@ -215,7 +223,7 @@ fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Repo(command) => commands::repo::repo(command, out),
         Command::Search(args) => commands::repo::search(args, out),
         Command::Fetch(args) => commands::repo::fetch(args, out),
-        Command::Li(_) => unreachable!("canonical() spells `li` out"),
+        Command::Li(_) | Command::La(_) => unreachable!("canonical() spells `li` and `la` out"),
     }
 }
 
@@ -358,6 +366,30 @@ mod tests {
             (&["li", "--explicit"], &["list", "installed", "-e"]),
             (&["list", "li"], &["list", "installed"]),
             (&["sf", "bin/nano"], &["search-file", "bin/nano"]),
+            (&["la"], &["list", "available"]),
+            (&["list", "la"], &["list", "available"]),
+            (
+                &["sr", "nano", "--provides"],
+                &["search", "nano", "--provides"],
+            ),
+            (
+                &["fe", "nano", "-o", "out"],
+                &["fetch", "nano", "-o", "out"],
+            ),
+            (
+                &["ix", "repo", "--sign", "k.key"],
+                &["index", "repo", "--sign", "k.key"],
+            ),
+            (
+                &["repo", "ar", "main", "file:///srv/stone.index"],
+                &["repo", "add", "main", "file:///srv/stone.index"],
+            ),
+            (&["repo", "lr"], &["repo", "list"]),
+            (&["repo", "rr", "main"], &["repo", "remove", "main"]),
+            (&["repo", "ur"], &["repo", "update"]),
+            (&["repo", "ur", "main"], &["repo", "update", "main"]),
+            (&["repo", "er", "main"], &["repo", "enable", "main"]),
+            (&["repo", "dr", "main"], &["repo", "disable", "main"]),
         ] {
             assert_eq!(parse(short), parse(long), "{short:?}");
             let rooted: Vec<&str> = ["-D", "/r"].iter().chain(short.iter()).copied().collect();
@@ -377,5 +409,9 @@ mod tests {
         assert!(text.contains("names: [\"rm\"]"), "{text}");
         let text = parse(&["info", "li"]);
         assert!(text.contains("name: \"li\""), "{text}");
+        let text = parse(&["fetch", "fe", "sr"]);
+        assert!(text.contains("names: [\"fe\", \"sr\"]"), "{text}");
+        let text = parse(&["repo", "add", "ar", "file:///srv/stone.index"]);
+        assert!(text.contains("name: \"ar\""), "{text}");
     }
 }

@@ -25,6 +25,7 @@ pub enum ListCommand {
     #[command(visible_alias = "li")]
     Installed(ListInstalledArgs),
     /// Packages the enabled repositories offer, best repository first.
+    #[command(visible_alias = "la")]
     Available(ListAvailableArgs),
 }
 

@@ -71,6 +71,7 @@ pub struct KeygenArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum RepoCommand {
     /// Add a repository: URI is a stone.index, or a root-index base with --version.
+    #[command(visible_alias = "ar")]
     Add {
         /// Its name.
         name: String,
@@ -98,11 +99,13 @@ pub enum RepoCommand {
         root: RootArg,
     },
     /// List the repositories, in priority order, with what the last update saw.
+    #[command(visible_alias = "lr")]
     List {
         #[command(flatten)]
         root: RootArg,
     },
     /// Remove a repository and forget what it offered.
+    #[command(visible_alias = "rr")]
     Remove {
         /// Its name.
         name: String,
@@ -110,6 +113,7 @@ pub enum RepoCommand {
         root: RootArg,
     },
     /// Use a repository again.
+    #[command(visible_alias = "er")]
     Enable {
         /// Its name.
         name: String,
@@ -117,6 +121,7 @@ pub enum RepoCommand {
         root: RootArg,
     },
     /// Stop using a repository; what it offered is forgotten.
+    #[command(visible_alias = "dr")]
     Disable {
         /// Its name.
         name: String,
@@ -124,6 +129,7 @@ pub enum RepoCommand {
         root: RootArg,
     },
     /// Refresh every enabled repository, or one.
+    #[command(visible_alias = "ur")]
     Update {
         /// Only this one.
         name: Option<String>,
