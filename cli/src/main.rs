@@ -134,10 +134,12 @@ impl Command {
                 | Command::Man(_)
                 | Command::Index(_)
                 | Command::Keygen(_)
-                | Command::Repo(_)
-                | Command::Search(_)
+                | Command::Repo(commands::repo::RepoCommand::Add { .. })
+                | Command::Repo(commands::repo::RepoCommand::Remove { .. })
+                | Command::Repo(commands::repo::RepoCommand::Enable { .. })
+                | Command::Repo(commands::repo::RepoCommand::Disable { .. })
+                | Command::Repo(commands::repo::RepoCommand::Update { .. })
                 | Command::Fetch(_)
-                | Command::List(commands::query::ListCommand::Available(_))
         )
     }
 

@@ -287,11 +287,23 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
         RepoCommand::List { root } => {
             let repos = config::load(&root.root)?;
             let db = open_db_read(&root.root)?;
+            let snapshot = db.as_ref().map(Db::read).transpose()?;
+            let seen_of = |repo: &Repo| -> Result<Option<mossfs_db::RepoSeen>> {
+                match &snapshot {
+                    Some(snapshot) => Ok(snapshot.repo_seen(&repo.id)?),
+                    None => Ok(None),
+                }
+            };
+            if crate::ui::json() {
+                let mut rows = Vec::with_capacity(repos.len());
+                for repo in &repos {
+                    rows.push(RepoDoc::new(repo, seen_of(repo)?));
+                }
+                crate::ui::print_json(out, &rows)?;
+                return Ok(());
+            }
             for repo in repos {
-                let seen = match &db {
-                    Some(db) => db.read()?.repo_seen(&repo.id)?,
-                    None => None,
-                };
+                let seen = seen_of(&repo)?;
                 let uri = match &repo.source {
                     Source::Direct { uri } => uri.clone(),
                     Source::Root {
@@ -471,10 +483,16 @@ fn open_db_read(root: &Path) -> Result<Option<Db>> {
 
 /// Prints `mossfs list available`.
 pub fn list_available(root: &RootArg, out: &mut dyn Write) -> Result {
-    let Some(db) = open_db_read(&root.root)? else {
-        return Ok(());
+    let available = match open_db_read(&root.root)? {
+        Some(db) => db.read()?.all_available()?,
+        None => Vec::new(),
     };
-    for item in db.read()?.all_available()? {
+    if crate::ui::json() {
+        let rows: Vec<AvailableDoc> = available.iter().map(AvailableDoc::new).collect();
+        crate::ui::print_json(out, &rows)?;
+        return Ok(());
+    }
+    for item in available {
         row(&item, out)?;
     }
     Ok(())
@@ -497,6 +515,9 @@ fn row(item: &Available, out: &mut dyn Write) -> Result {
 /// Runs `mossfs search`.
 pub fn search(args: &SearchArgs, out: &mut dyn Write) -> Result {
     let Some(root) = open_read_if_root(&args.root.root)? else {
+        if crate::ui::json() {
+            crate::ui::print_json(out, &SearchDoc::default())?;
+        }
         return Ok(());
     };
     let snapshot = root.db.read()?;
@@ -511,16 +532,31 @@ pub fn search(args: &SearchArgs, out: &mut dyn Write) -> Result {
                 && p.target.to_lowercase().contains(&keyword)
         }),
     };
-    let mut installed_ids = Vec::new();
+    let mut selections = Vec::new();
     if let Some(active) = root.live_state(&snapshot)? {
-        installed_ids = snapshot
-            .state(active)?
-            .selections
-            .iter()
-            .map(|s| s.package)
-            .collect();
+        selections = snapshot.state(active)?.selections;
     }
-    for id in installed_ids {
+    if crate::ui::json() {
+        let mut document = SearchDoc::default();
+        for s in &selections {
+            if let Some(record) = snapshot.package(&s.package)?
+                && matches(&record.meta)
+            {
+                document
+                    .installed
+                    .push(super::documents::Package::new(&record, s.explicit));
+            }
+        }
+        document.installed.sort_by(|a, b| a.name.cmp(&b.name));
+        for item in snapshot.all_available()? {
+            if matches(&item.meta) {
+                document.available.push(AvailableDoc::new(&item));
+            }
+        }
+        crate::ui::print_json(out, &document)?;
+        return Ok(());
+    }
+    for id in selections.iter().map(|s| s.package) {
         if let Some(record) = snapshot.package(&id)?
             && matches(&record.meta)
         {
@@ -724,6 +760,135 @@ impl Meter {
     fn clear(&self) {
         if self.on {
             eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// One row of `list available --json`, and of `search --json`'s `available`: a
+/// repository's offer of a package.
+#[derive(Debug, serde::Serialize)]
+struct AvailableDoc {
+    name: String,
+    version: String,
+    release: u64,
+    build_release: u64,
+    summary: String,
+    /// The repository's id.
+    repository: String,
+    /// Its priority when it was updated; higher wins.
+    priority: u64,
+    /// Where the stone is downloaded from.
+    uri: Option<String>,
+    /// The stone's sha256, which is also its package id once fetched.
+    sha256: Option<String>,
+    /// The stone's size in bytes.
+    size: Option<u64>,
+}
+
+impl AvailableDoc {
+    fn new(item: &Available) -> AvailableDoc {
+        let meta = &item.meta;
+        AvailableDoc {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            release: meta.release,
+            build_release: meta.build_release,
+            summary: meta.summary.clone(),
+            repository: item.repo.clone(),
+            priority: item.priority,
+            uri: meta.uri.clone(),
+            sha256: meta.hash.clone(),
+            size: meta.size,
+        }
+    }
+}
+
+/// `search --json`: the matches among the installed packages and among the offers.
+#[derive(Debug, Default, serde::Serialize)]
+struct SearchDoc {
+    /// As `list installed --json` has them.
+    installed: Vec<super::documents::Package>,
+    /// As `list available --json` has them.
+    available: Vec<AvailableDoc>,
+}
+
+/// One row of `repo list --json`.
+#[derive(Debug, serde::Serialize)]
+struct RepoDoc {
+    id: String,
+    description: String,
+    priority: u64,
+    enabled: bool,
+    /// The stone.index URI, or the root index's base URI.
+    uri: String,
+    /// For a repository published with histories: which one it follows.
+    root_index: Option<RootIndexDoc>,
+    /// The Ed25519 public key (hex) its checksum files must be signed with.
+    key: Option<String>,
+    /// The file it is configured in.
+    config: serde_json::Value,
+    /// What the last update accepted; null if it was never updated.
+    last_update: Option<SeenDoc>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct RootIndexDoc {
+    channel: String,
+    version: String,
+    arch: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct SeenDoc {
+    /// The checksum file's version: its publishing time, in seconds.
+    version: u64,
+    expires: u64,
+    expires_utc: String,
+    refreshed: u64,
+    refreshed_utc: String,
+    /// Whether the checksum file was signed by the configured key.
+    signed: bool,
+    /// The index's size in bytes.
+    index_size: u64,
+}
+
+impl RepoDoc {
+    fn new(repo: &Repo, seen: Option<mossfs_db::RepoSeen>) -> RepoDoc {
+        let (uri, root_index) = match &repo.source {
+            Source::Direct { uri } => (uri.clone(), None),
+            Source::Root {
+                base_uri,
+                channel,
+                version,
+                arch,
+            } => (
+                base_uri.clone(),
+                Some(RootIndexDoc {
+                    channel: channel.clone(),
+                    version: version.clone(),
+                    arch: arch.clone(),
+                }),
+            ),
+        };
+        let utc = super::state::format_time;
+        RepoDoc {
+            id: repo.id.clone(),
+            description: repo.description.clone(),
+            priority: repo.priority,
+            enabled: repo.active,
+            uri,
+            root_index,
+            key: repo.key.clone(),
+            config: quote::json(repo.origin.as_os_str().as_bytes()),
+            last_update: seen.map(|s| SeenDoc {
+                version: s.version,
+                expires: s.expires,
+                expires_utc: utc(s.expires),
+                refreshed: s.refreshed,
+                refreshed_utc: utc(s.refreshed),
+                signed: s.signed,
+                index_size: s.size,
+            }),
         }
     }
 }

@@ -478,3 +478,107 @@ fn https_with_a_certificate_the_system_trusts() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(sha256(&dir.join("hello-1-1.stone")), sha256(&stone));
 }
+
+/// `repo list`, `list available` and `search` with `--json` print one document each that
+/// holds what the text holds; the commands that change something still have none.
+#[test]
+fn repo_list_list_available_and_search_as_json() {
+    let repo = Repo::new();
+    let hello = repo.stone("hello", "1.1", 2, b"hello\n");
+    repo.stone("zlib", "1.3", 1, b"zlib bytes\n");
+    repo.publish(&[]);
+
+    // Before any update: the repository is configured, nothing is offered yet.
+    let uri = format!("file://{}/stone.index", repo.served.display());
+    repo.add("main", &uri, 10);
+    let list = json(&repo, &["repo", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["id"], "main");
+    assert_eq!(list[0]["priority"], 10);
+    assert_eq!(list[0]["enabled"], true);
+    assert_eq!(list[0]["uri"], uri.as_str());
+    assert!(list[0]["root_index"].is_null());
+    assert_eq!(list[0]["key"].as_str().unwrap().len(), 64, "{list}");
+    assert!(list[0]["last_update"].is_null(), "{list}");
+    assert_eq!(json(&repo, &["list", "available"]), serde_json::json!([]));
+
+    repo.root.ok(&["repo", "update"]);
+    let list = json(&repo, &["repo", "lr"]);
+    let seen = &list[0]["last_update"];
+    assert_eq!(seen["signed"], true, "{list}");
+    assert!(seen["version"].as_u64().unwrap() > 0, "{list}");
+    assert!(
+        seen["expires"].as_u64() > seen["refreshed"].as_u64(),
+        "{list}"
+    );
+    assert_eq!(
+        seen["index_size"].as_u64().unwrap(),
+        fs::metadata(repo.served.join("stone.index")).unwrap().len()
+    );
+
+    let available = json(&repo, &["list", "available"]);
+    let names: Vec<&str> = available
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello", "zlib"]);
+    let first = &available[0];
+    assert_eq!(first["version"], "1.1");
+    assert_eq!(first["release"], 2);
+    assert_eq!(first["repository"], "main");
+    assert_eq!(first["priority"], 10);
+    assert_eq!(first["summary"], "hello for the tests");
+    assert_eq!(first["sha256"], sha256(&hello).as_str());
+    assert_eq!(first["size"], fs::metadata(&hello).unwrap().len());
+    assert!(
+        first["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/pool/hello-1.1-2.stone"),
+        "{first}"
+    );
+    assert_eq!(json(&repo, &["la"]), available);
+
+    // Installed from the repository's own stone: found in both halves.
+    repo.root.ok(&["install", hello.to_str().unwrap()]);
+    let found = json(&repo, &["search", "hel"]);
+    let installed = found["installed"].as_array().unwrap();
+    assert_eq!(installed.len(), 1, "{found}");
+    assert_eq!(installed[0]["name"], "hello");
+    assert_eq!(installed[0]["id"], sha256(&hello).as_str());
+    assert_eq!(installed[0]["explicit"], true);
+    assert_eq!(found["available"], serde_json::json!([first]));
+    let none = json(&repo, &["sr", "nothing-like-it"]);
+    assert_eq!(none, serde_json::json!({"installed": [], "available": []}));
+
+    for command in [
+        &["repo", "update"][..],
+        &["fetch", "hello"],
+        &["repo", "disable", "main"],
+    ] {
+        let mut args = vec!["--json"];
+        args.extend(command);
+        let output = repo.root.run(&args);
+        assert_eq!(output.status.code(), Some(2), "{command:?}");
+        assert_eq!(text(&output.stdout), "");
+        assert!(text(&output.stderr).contains("this command has no --json output"));
+    }
+    // Nothing of that ran: the repository is still enabled.
+    assert_eq!(json(&repo, &["repo", "list"])[0]["enabled"], true);
+}
+
+/// Runs with `--json` and parses stdout as exactly one JSON document.
+fn json(repo: &Repo, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend(args);
+    let out = repo.root.ok(&all);
+    let mut stream = serde_json::Deserializer::from_str(&out).into_iter::<serde_json::Value>();
+    let document = stream
+        .next()
+        .unwrap_or_else(|| panic!("{args:?}: no document"))
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"));
+    assert!(stream.next().is_none(), "{args:?}: more than one: {out}");
+    document
+}
