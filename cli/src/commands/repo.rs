@@ -2,11 +2,11 @@
 //! `list available`, `search`, `fetch` and the available half of `info` for clients. Each
 //! parses, asks `mossfs-repo`, and prints; trust decisions live in that crate.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mossfs_db::{Available, AvailableQuery, Db, Query};
 use mossfs_format::PackageId;
@@ -19,6 +19,7 @@ use mossfs_repo::{RepoError, keys, publish};
 use super::{RootArg, report_recovery};
 use crate::engine::Root;
 use crate::error::CliError;
+use crate::progress::{Bar, Unit};
 use crate::quote;
 use crate::units::bytes as human;
 
@@ -668,7 +669,7 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
     let meter = Meter::new(&jobs);
     let report = |p: fetch::Progress| meter.update(p);
     let results = fetch::fetch_all(&jobs, &transport, &options, &report);
-    meter.clear();
+    drop(meter);
     crate::ui::step("download");
     let mut errors = Vec::new();
     for (job, result) in jobs.iter().zip(results) {
@@ -703,64 +704,49 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
     Ok(())
 }
 
-/// Progress on a terminal: per package and in total, bytes, rate and time left.
-struct Meter {
-    on: bool,
-    started: Instant,
-    state: Mutex<(Vec<u64>, Instant)>,
-    sizes: Vec<(String, u64)>,
+/// The download bars: the bytes of every package in total, with the rate and time left,
+/// over one bar per package in flight. Hidden, and never touched, when bars are off.
+struct Meter<'j> {
+    jobs: &'j [Job],
+    total: Bar,
+    /// Per job: the bytes held, and its bar while it downloads.
+    lines: Mutex<Vec<(u64, Option<Bar>)>>,
 }
 
-impl Meter {
-    fn new(jobs: &[Job]) -> Meter {
+impl<'j> Meter<'j> {
+    fn new(jobs: &'j [Job]) -> Meter<'j> {
         Meter {
-            on: std::io::stderr().is_terminal(),
-            started: Instant::now(),
-            state: Mutex::new((vec![0; jobs.len()], Instant::now())),
-            sizes: jobs.iter().map(|j| (j.uri.clone(), j.size)).collect(),
+            jobs,
+            total: Bar::new("fetch", jobs.iter().map(|j| j.size).sum(), Unit::Bytes),
+            lines: Mutex::new(jobs.iter().map(|_| (0, None)).collect()),
         }
     }
 
     fn update(&self, p: fetch::Progress) {
-        if !self.on {
+        if !crate::progress::enabled() {
             return;
         }
-        let Ok(mut state) = self.state.lock() else {
+        let Some(i) = self.jobs.iter().position(|j| std::ptr::eq(j, p.job)) else {
             return;
         };
-        let Some(i) = self.sizes.iter().position(|(u, _)| *u == p.job.uri) else {
-            return;
-        };
-        state.0[i] = p.done;
-        if state.1.elapsed() < Duration::from_millis(100) && p.done != p.job.size {
-            return;
-        }
-        state.1 = Instant::now();
-        let done: u64 = state.0.iter().sum();
-        let total: u64 = self.sizes.iter().map(|(_, s)| s).sum();
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = done as f64 / secs;
-        let left = if rate > 0.0 {
-            (total.saturating_sub(done)) as f64 / rate
+        let mut lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (done, line) = &mut lines[i];
+        // A retry that starts over reports fewer bytes than before.
+        *done = p.done;
+        if p.done >= p.job.size {
+            *line = None;
         } else {
-            0.0
-        };
-        eprint!(
-            "\r\x1b[K{} {}/{}  total {}/{}  {}/s  {:.0}s left",
-            quote::text(&p.job.name),
-            human(p.done),
-            human(p.job.size),
-            human(done),
-            human(total),
-            human(rate as u64),
-            left
-        );
-    }
-
-    fn clear(&self) {
-        if self.on {
-            eprint!("\r\x1b[K");
+            line.get_or_insert_with(|| {
+                let bar = Bar::new("", p.job.size, Unit::Bytes);
+                bar.message(quote::text(&p.job.name).into_owned());
+                bar
+            })
+            .set(p.done);
         }
+        self.total.set(lines.iter().map(|(done, _)| done).sum());
     }
 }
 
