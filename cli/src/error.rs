@@ -156,6 +156,9 @@ pub enum CliError {
     /// `--log` or `MOSSFS_LOG` is not a filter.
     #[error(transparent)]
     Log(#[from] crate::ui::LogFilterError),
+    /// A repository command failed; the previous index stays in use.
+    #[error(transparent)]
+    Repo(#[from] mossfs_repo::RepoError),
 }
 
 fn payload_note(payload: &Option<&'static str>) -> String {

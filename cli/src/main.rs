@@ -73,6 +73,9 @@ enum Command {
     /// `list installed`, as moss users type it.
     #[command(name = "li", hide = true)]
     Li(commands::query::ListInstalledArgs),
+    /// `list available`, as moss users type it.
+    #[command(name = "la", hide = true)]
+    La(commands::query::ListAvailableArgs),
     /// Show an installed package's metadata and, with --files, its files.
     Info(commands::query::InfoArgs),
     /// Tell which package ships a path.
@@ -97,6 +100,20 @@ enum Command {
     Completions(docs::CompletionsArgs),
     /// Write man pages (mossfs.1 and one per subcommand) to a directory.
     Man(docs::ManArgs),
+    /// Publish a repository: index the stones under DIR into a (signed) stone.index.
+    #[command(visible_alias = "ix")]
+    Index(commands::repo::IndexArgs),
+    /// Make an Ed25519 key pair for signing repository indexes.
+    Keygen(commands::repo::KeygenArgs),
+    /// Add, list, remove, enable, disable and update repositories.
+    #[command(subcommand)]
+    Repo(commands::repo::RepoCommand),
+    /// Search installed and available packages by name and summary, or by provider.
+    #[command(visible_alias = "sr")]
+    Search(commands::repo::SearchArgs),
+    /// Download stones from the repositories into the stone cache (or -o DIR).
+    #[command(visible_alias = "fe")]
+    Fetch(commands::repo::FetchArgs),
 }
 
 impl Command {
@@ -115,14 +132,24 @@ impl Command {
                 | Command::Triggers(_)
                 | Command::Completions(_)
                 | Command::Man(_)
+                | Command::Index(_)
+                | Command::Keygen(_)
+                | Command::Repo(commands::repo::RepoCommand::Add { .. })
+                | Command::Repo(commands::repo::RepoCommand::Remove { .. })
+                | Command::Repo(commands::repo::RepoCommand::Enable { .. })
+                | Command::Repo(commands::repo::RepoCommand::Disable { .. })
+                | Command::Repo(commands::repo::RepoCommand::Update { .. })
+                | Command::Fetch(_)
         )
     }
 
-    /// The command with moss's two-word shorthands spelled out (`li` is `list installed`),
+    /// The command with moss's two-word shorthands spelled out (`li` is `list installed`,
+    /// `la` is `list available`),
     /// so that each command has one form from here on.
     fn canonical(self) -> Command {
         match self {
             Command::Li(args) => Command::List(commands::query::ListCommand::Installed(args)),
+            Command::La(args) => Command::List(commands::query::ListCommand::Available(args)),
             other => other,
         }
     }
@@ -176,8 +203,8 @@ fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Remove(args) => commands::install::remove(args, out).map_err(CliError::from),
         Command::Commit(args) => commands::install::commit(args, out).map_err(CliError::from),
         Command::State(command) => commands::state::run(command, out).map_err(CliError::from),
-        Command::List(command) => commands::query::list(command, out).map_err(CliError::from),
-        Command::Info(args) => commands::query::info(args, out).map_err(CliError::from),
+        Command::List(command) => commands::query::list(command, out),
+        Command::Info(args) => commands::query::info(args, out),
         Command::Owner(args) => commands::query::owner(args, out).map_err(CliError::from),
         Command::SearchFile(args) => {
             commands::search_file::search_file(args, out).map_err(CliError::from)
@@ -193,7 +220,12 @@ fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
             Ok(())
         }
         Command::Man(args) => docs::man(Cli::command(), args, out),
-        Command::Li(_) => unreachable!("canonical() spells `li` out"),
+        Command::Index(args) => commands::repo::index(args, out),
+        Command::Keygen(args) => commands::repo::keygen(args, out),
+        Command::Repo(command) => commands::repo::repo(command, out),
+        Command::Search(args) => commands::repo::search(args, out),
+        Command::Fetch(args) => commands::repo::fetch(args, out),
+        Command::Li(_) | Command::La(_) => unreachable!("canonical() spells `li` and `la` out"),
     }
 }
 
@@ -259,6 +291,24 @@ mod tests {
         &["version", "--full"],
         &["completions", "fish"],
         &["man", "pages"],
+        &["index", "repo", "-o", "out", "--sign", "k.key"],
+        &["keygen", "keys/main"],
+        &[
+            "repo",
+            "add",
+            "main",
+            "file:///srv/stone.index",
+            "--priority",
+            "3",
+        ],
+        &["repo", "list"],
+        &["repo", "remove", "main"],
+        &["repo", "enable", "main"],
+        &["repo", "disable", "main"],
+        &["repo", "update", "main"],
+        &["list", "available"],
+        &["search", "nano", "--provides=binary"],
+        &["fetch", "nano", "-o", "out", "--jobs", "2"],
     ];
 
     #[test]
@@ -281,7 +331,7 @@ mod tests {
                 assert_eq!(parse(&after), expected, "{after:?}");
             }
             // Between a nested command's two words, too.
-            if command.len() > 1 && matches!(command[0], "state" | "list" | "triggers") {
+            if command.len() > 1 && matches!(command[0], "state" | "list" | "triggers" | "repo") {
                 let mut between = vec![command[0], "-D", "/r"];
                 between.extend(&command[1..]);
                 assert_eq!(parse(&between), expected, "{between:?}");
@@ -318,6 +368,30 @@ mod tests {
             (&["li", "--explicit"], &["list", "installed", "-e"]),
             (&["list", "li"], &["list", "installed"]),
             (&["sf", "bin/nano"], &["search-file", "bin/nano"]),
+            (&["la"], &["list", "available"]),
+            (&["list", "la"], &["list", "available"]),
+            (
+                &["sr", "nano", "--provides"],
+                &["search", "nano", "--provides"],
+            ),
+            (
+                &["fe", "nano", "-o", "out"],
+                &["fetch", "nano", "-o", "out"],
+            ),
+            (
+                &["ix", "repo", "--sign", "k.key"],
+                &["index", "repo", "--sign", "k.key"],
+            ),
+            (
+                &["repo", "ar", "main", "file:///srv/stone.index"],
+                &["repo", "add", "main", "file:///srv/stone.index"],
+            ),
+            (&["repo", "lr"], &["repo", "list"]),
+            (&["repo", "rr", "main"], &["repo", "remove", "main"]),
+            (&["repo", "ur"], &["repo", "update"]),
+            (&["repo", "ur", "main"], &["repo", "update", "main"]),
+            (&["repo", "er", "main"], &["repo", "enable", "main"]),
+            (&["repo", "dr", "main"], &["repo", "disable", "main"]),
         ] {
             assert_eq!(parse(short), parse(long), "{short:?}");
             let rooted: Vec<&str> = ["-D", "/r"].iter().chain(short.iter()).copied().collect();
@@ -337,5 +411,9 @@ mod tests {
         assert!(text.contains("names: [\"rm\"]"), "{text}");
         let text = parse(&["info", "li"]);
         assert!(text.contains("name: \"li\""), "{text}");
+        let text = parse(&["fetch", "fe", "sr"]);
+        assert!(text.contains("names: [\"fe\", \"sr\"]"), "{text}");
+        let text = parse(&["repo", "add", "ar", "file:///srv/stone.index"]);
+        assert!(text.contains("name: \"ar\""), "{text}");
     }
 }

@@ -17,8 +17,10 @@
 //! | `providers` | `kind(target)` | package ids (sorted duplicates) |
 //! | `states` | state id (u64 BE) | [`State`] |
 //! | `trees` | tree hash | directory object ([`tree`]) |
+//! | `available`, `available_providers`, `repositories` | see [`available`] | |
 #![deny(missing_docs)]
 
+mod available;
 mod codec;
 pub mod state;
 pub mod tree;
@@ -30,6 +32,7 @@ use heed::types::{Bytes, Str, U64};
 use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
+pub use available::{Available, AvailableQuery, RepoSeen};
 pub use state::{Conflict, Generated, Reason, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
@@ -223,6 +226,8 @@ pub struct Db {
     providers: Database<'static, Bytes, Bytes>,
     states: Database<'static, U64<BigEndian>, Bytes>,
     trees: Database<'static, Bytes, Bytes>,
+    /// `None` only when opened for reading before any writer made them.
+    available: Option<available::Tables>,
 }
 
 impl Db {
@@ -279,6 +284,7 @@ impl Db {
             })
             .map_err(commit_err)?
             .unwrap_commit();
+        let available = Some(available::Tables::open(&env).map_err(open_err)?);
         let db = Db {
             dir: dir.to_owned(),
             env,
@@ -289,6 +295,7 @@ impl Db {
             providers,
             states,
             trees,
+            available,
         };
         let mut txn = db.write()?;
         match txn.meta_u64("schema")? {
@@ -377,6 +384,7 @@ impl Db {
                 what: format!("the table list of {}", dir.display()),
             });
         };
+        let available = available::Tables::open_existing(&env).map_err(open_err)?;
         let db = Db {
             dir: dir.to_owned(),
             env,
@@ -387,6 +395,7 @@ impl Db {
             providers,
             states,
             trees,
+            available,
         };
         match db.read()?.meta_u64("schema")? {
             Some(found) if found > SCHEMA_VERSION => Err(DbError::NewerSchema {

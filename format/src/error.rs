@@ -160,6 +160,12 @@ pub enum DecodeError {
         /// Offset of the second one.
         offset: u64,
     },
+    /// A content payload inside a repository index, which carries only meta payloads.
+    #[error("content payload at offset {offset} inside a repository index, which holds only meta")]
+    ContentInIndex {
+        /// Offset of its header.
+        offset: u64,
+    },
     /// Metadata after the content, which a streaming reader cannot go back for.
     #[error(
         "{kind} payload at offset {offset} follows the content payload; writers put content last"

@@ -650,28 +650,26 @@ impl Meta {
         Ok(meta)
     }
 
-    /// The records to write, in the order upstream's writer uses. Empty strings are left out.
+    /// The records to write, in the order upstream's writer uses. Every field in
+    /// [`UPSTREAM_REQUIRED`] is written, even when empty.
     pub fn to_records(&self) -> Vec<MetaRecord> {
-        let mut out = Vec::new();
-        let mut text = |tag, value: &str| {
-            if !value.is_empty() {
-                out.push(MetaRecord::string(tag, value));
-            }
-        };
-        text(MetaTag::Name, &self.name);
-        text(MetaTag::Version, &self.version);
-        out.push(MetaRecord::u64(MetaTag::Release, self.release));
-        out.push(MetaRecord::u64(MetaTag::BuildRelease, self.build_release));
-        let mut text = |tag, value: &str| {
-            if !value.is_empty() {
-                out.push(MetaRecord::string(tag, value));
-            }
-        };
-        text(MetaTag::Architecture, &self.architecture);
-        text(MetaTag::Summary, &self.summary);
-        text(MetaTag::Description, &self.description);
-        text(MetaTag::SourceId, &self.source_id);
-        text(MetaTag::Homepage, &self.homepage);
+        // Upstream's reader refuses a package without any of these, even an empty one, so
+        // they are always written.
+        let mut out = vec![
+            MetaRecord::string(MetaTag::Name, self.name.as_str()),
+            MetaRecord::string(MetaTag::Version, self.version.as_str()),
+            MetaRecord::u64(MetaTag::Release, self.release),
+            MetaRecord::u64(MetaTag::BuildRelease, self.build_release),
+        ];
+        for (tag, value) in [
+            (MetaTag::Architecture, &self.architecture),
+            (MetaTag::Summary, &self.summary),
+            (MetaTag::Description, &self.description),
+            (MetaTag::SourceId, &self.source_id),
+            (MetaTag::Homepage, &self.homepage),
+        ] {
+            out.push(MetaRecord::string(tag, value.as_str()));
+        }
         if let Some(uri) = &self.uri {
             out.push(MetaRecord::string(MetaTag::PackageUri, uri.as_str()));
         }
@@ -713,6 +711,34 @@ impl Meta {
     pub fn full_name(&self) -> String {
         format!("{}-{}-{}", self.name, self.version, self.release)
     }
+}
+
+/// The fields upstream's reader requires in every package's meta, in the order it checks
+/// them: a stone without one cannot be indexed or installed by upstream moss.
+pub const UPSTREAM_REQUIRED: [MetaTag; 9] = [
+    MetaTag::Name,
+    MetaTag::Version,
+    MetaTag::Release,
+    MetaTag::BuildRelease,
+    MetaTag::Architecture,
+    MetaTag::Summary,
+    MetaTag::Description,
+    MetaTag::SourceId,
+    MetaTag::Homepage,
+];
+
+/// The first field of [`UPSTREAM_REQUIRED`] that `records` lack, with the type upstream
+/// reads it as (a string, or any integer for the two releases).
+pub fn missing_required(records: &[MetaRecord]) -> Option<MetaTag> {
+    UPSTREAM_REQUIRED.into_iter().find(|&tag| {
+        !records.iter().any(|record| {
+            record.tag == tag
+                && match tag {
+                    MetaTag::Release | MetaTag::BuildRelease => record.value.as_u64().is_some(),
+                    _ => matches!(record.value, MetaValue::String(_)),
+                }
+        })
+    })
 }
 
 /// Decodes a whole meta payload body.

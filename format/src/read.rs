@@ -261,6 +261,74 @@ impl<R: Read> Reader<R> {
         Ok(stone)
     }
 
+    /// Reads a repository index (file type 3): every meta payload, one per package, in
+    /// archive order. Other known kinds and unknown kinds are skipped by their size; a content
+    /// payload is refused, since an index never carries one. `plain_limit` bounds the sum of
+    /// the declared plain sizes, so a hostile index cannot make the reader hold more than the
+    /// caller allows, whatever its payload count says.
+    pub fn read_index(&mut self, plain_limit: u64) -> Result<Vec<Vec<MetaRecord>>, DecodeError> {
+        let mut packages = Vec::new();
+        // One decompression context for every payload (one per package).
+        let mut decompressor = None;
+        let mut plain_total: u64 = 0;
+        while let Some(info) = self.next_payload_header()? {
+            let header = info.header;
+            match header.kind {
+                PayloadKind::Content => {
+                    return Err(DecodeError::ContentInIndex {
+                        offset: info.offset,
+                    });
+                }
+                PayloadKind::Meta if !matches!(header.compression, Compression::Unknown(_)) => {}
+                _ => {
+                    self.skip_body(info)?;
+                    continue;
+                }
+            }
+            plain_total = plain_total.saturating_add(header.plain_size);
+            for size in [header.stored_size, plain_total] {
+                if size > plain_limit.min(MAX_METADATA_SIZE) {
+                    return Err(DecodeError::PayloadTooLarge {
+                        kind: PayloadKind::Meta,
+                        offset: info.offset,
+                        size,
+                        limit: plain_limit.min(MAX_METADATA_SIZE),
+                    });
+                }
+            }
+            if header.version != 1 {
+                return Err(DecodeError::UnsupportedPayloadVersion {
+                    kind: PayloadKind::Meta,
+                    offset: info.offset,
+                    version: header.version,
+                });
+            }
+            let body = self.read_body(info)?;
+            let plain = decompress_with(&mut decompressor, &body, info)?;
+            let records =
+                meta::decode_all(&plain).map_err(|(index, reason)| DecodeError::BadRecord {
+                    kind: PayloadKind::Meta,
+                    index,
+                    package: None,
+                    reason,
+                })?;
+            if records.len() as u64 != u64::from(header.records) {
+                return Err(DecodeError::RecordCount {
+                    kind: PayloadKind::Meta,
+                    offset: info.offset,
+                    declared: header.records,
+                    found: records.len() as u64,
+                });
+            }
+            packages.push(records);
+        }
+        let mut probe = [0u8; 1];
+        if read_full(&mut self.inner, &mut probe)? != 0 {
+            return Err(DecodeError::TrailingData { extra: 1 });
+        }
+        Ok(packages)
+    }
+
     fn read_metadata_payload(
         &mut self,
         info: PayloadInfo,
@@ -488,6 +556,45 @@ fn decompress(body: &[u8], info: PayloadInfo) -> Result<Vec<u8>, DecodeError> {
             offset,
             source,
         })?;
+    if plain.len() as u64 != header.plain_size {
+        return Err(DecodeError::PlainSizeMismatch {
+            kind,
+            offset,
+            declared: header.plain_size,
+            found: plain.len() as u64,
+        });
+    }
+    Ok(plain)
+}
+
+/// Like [`decompress`], reusing one bulk context (made on first use) across payloads. The
+/// output buffer is the declared plain size, which the caller has bounded.
+fn decompress_with(
+    context: &mut Option<zstd::bulk::Decompressor<'static>>,
+    body: &[u8],
+    info: PayloadInfo,
+) -> Result<Vec<u8>, DecodeError> {
+    let PayloadInfo { offset, header } = info;
+    let kind = header.kind;
+    if header.compression == Compression::None {
+        return Ok(body.to_vec());
+    }
+    let error = |source| DecodeError::Decompress {
+        kind,
+        offset,
+        source,
+    };
+    let decompressor = match context {
+        Some(d) => d,
+        None => {
+            let mut d = zstd::bulk::Decompressor::new().map_err(error)?;
+            d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(MAX_WINDOW_LOG))
+                .map_err(error)?;
+            context.insert(d)
+        }
+    };
+    let capacity = usize::try_from(header.plain_size).unwrap_or(usize::MAX);
+    let plain = decompressor.decompress(body, capacity).map_err(error)?;
     if plain.len() as u64 != header.plain_size {
         return Err(DecodeError::PlainSizeMismatch {
             kind,

@@ -76,6 +76,9 @@ pub struct Writer<W: Write + Seek> {
     file_type: FileType,
     payloads: u16,
     options: WriterOptions,
+    /// One compression context for every metadata payload: a repository index has one
+    /// payload per package, and a fresh context each time cost more than the compression.
+    compressor: Option<zstd::bulk::Compressor<'static>>,
 }
 
 impl<W: Write + Seek> Writer<W> {
@@ -91,6 +94,7 @@ impl<W: Write + Seek> Writer<W> {
             file_type,
             payloads: 0,
             options,
+            compressor: None,
         })
     }
 
@@ -118,7 +122,13 @@ impl<W: Write + Seek> Writer<W> {
     }
 
     fn add_records(&mut self, kind: PayloadKind, count: usize, plain: &[u8]) -> io::Result<()> {
-        let stored = zstd::bulk::compress(plain, self.options.level)?;
+        let compressor = match &mut self.compressor {
+            Some(c) => c,
+            None => self
+                .compressor
+                .insert(zstd::bulk::Compressor::new(self.options.level)?),
+        };
+        let stored = compressor.compress(plain)?;
         let header = PayloadHeader {
             stored_size: stored.len() as u64,
             plain_size: plain.len() as u64,

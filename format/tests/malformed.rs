@@ -13,6 +13,7 @@
 //! - [`records`]: record counts and the meta, layout and index decoders.
 //! - [`bombs`]: zstd bombs in metadata and content.
 //! - [`structure`]: packages missing a payload they need, or with assets no file uses.
+//! - [`index`]: repository indexes and the fields upstream requires.
 
 // A test crate root looks for modules beside itself; these live in `malformed/`.
 #[path = "malformed/bombs.rs"]
@@ -21,6 +22,8 @@ mod bombs;
 mod forge;
 #[path = "malformed/framing.rs"]
 mod framing;
+#[path = "malformed/index.rs"]
+mod index;
 #[path = "malformed/payloads.rs"]
 mod payloads;
 #[path = "malformed/records.rs"]

@@ -2,5 +2,6 @@
 
 pub mod binary;
 pub mod corpus;
+pub mod nginx;
 
 pub use binary::{mossfs, mossfs_bin};

@@ -6,6 +6,7 @@ pub mod gc;
 pub mod install;
 pub mod mount;
 pub mod query;
+pub mod repo;
 pub mod search_file;
 pub mod state;
 pub mod triggers;

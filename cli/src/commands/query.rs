@@ -15,6 +15,7 @@ use mossfs_fs::tree::MAX_HOPS;
 use super::documents::Package;
 use super::{RootArg, report_recovery};
 use crate::engine::{EngineError, Result, Root};
+use crate::error::CliError;
 use crate::quote;
 
 /// `mossfs list ...`.
@@ -23,6 +24,9 @@ pub enum ListCommand {
     /// Packages in the active state.
     #[command(visible_alias = "li")]
     Installed(ListInstalledArgs),
+    /// Packages the enabled repositories offer, best repository first.
+    #[command(visible_alias = "la")]
+    Available(ListAvailableArgs),
 }
 
 /// Arguments of `mossfs list installed` (also `mossfs li`).
@@ -31,6 +35,13 @@ pub struct ListInstalledArgs {
     /// Only the packages that were asked for, not those pulled in as dependencies.
     #[arg(short, long)]
     pub explicit: bool,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
+/// Arguments of `mossfs list available`.
+#[derive(clap::Args, Debug)]
+pub struct ListAvailableArgs {
     #[command(flatten)]
     pub root: RootArg,
 }
@@ -71,9 +82,15 @@ fn open(path: &std::path::Path) -> Result<Root> {
     Ok(root)
 }
 
-/// Runs `mossfs list installed`.
-pub fn list(command: &ListCommand, out: &mut dyn Write) -> Result<()> {
-    let ListCommand::Installed(args) = command;
+/// Runs `mossfs list installed` or `mossfs list available`.
+pub fn list(command: &ListCommand, out: &mut dyn Write) -> std::result::Result<(), CliError> {
+    match command {
+        ListCommand::Installed(args) => list_installed(args, out).map_err(CliError::from),
+        ListCommand::Available(args) => super::repo::list_available(&args.root, out),
+    }
+}
+
+fn list_installed(args: &ListInstalledArgs, out: &mut dyn Write) -> Result<()> {
     let root = open(&args.root.root)?;
     let snapshot = root.db.read()?;
     let state = active_state(&root, &snapshot)?;
@@ -115,11 +132,33 @@ fn find_installed(snapshot: &ReadTxn, state: &State, name: &str) -> Result<Packa
     })
 }
 
-/// Runs `mossfs info`.
-pub fn info(args: &InfoArgs, out: &mut dyn Write) -> Result<()> {
+/// Runs `mossfs info`: the installed package, then what the repositories offer of it.
+pub fn info(args: &InfoArgs, out: &mut dyn Write) -> std::result::Result<(), CliError> {
     let root = open(&args.root.root)?;
+    let installed = info_installed(args, &root, out);
+    if crate::ui::json() {
+        // The document is the installed package's; `search --json` covers the offers.
+        return installed.map_err(CliError::from);
+    }
+    match installed {
+        Err(EngineError::NotInstalled { .. } | EngineError::NoActiveState) => {
+            if super::repo::print_available(&root.db, &args.name, out)? {
+                Ok(())
+            } else {
+                Err(installed.expect_err("matched an error").into())
+            }
+        }
+        Err(e) => Err(e.into()),
+        Ok(()) => {
+            super::repo::print_available(&root.db, &args.name, out)?;
+            Ok(())
+        }
+    }
+}
+
+fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<()> {
     let snapshot = root.db.read()?;
-    let state = active_state(&root, &snapshot)?;
+    let state = active_state(root, &snapshot)?;
     let id = find_installed(&snapshot, &state, &args.name)?;
     let record = snapshot
         .package(&id)?

@@ -180,7 +180,13 @@ impl MetaFields {
         };
         let name = required(self.name, "name")?;
         mossfs_format::meta::check_name(&name)?;
+        // Upstream refuses a package without a summary, description or source id, so each
+        // gets a default from what the user did give.
+        let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let summary = given(self.summary).unwrap_or_else(|| name.clone());
+        let description = given(self.description).unwrap_or_else(|| summary.clone());
         Ok(Meta {
+            source_id: name.clone(),
             name,
             version: required(self.version, "version")?,
             release: self.release.unwrap_or(1),
@@ -188,8 +194,8 @@ impl MetaFields {
             architecture: self
                 .architecture
                 .unwrap_or_else(|| std::env::consts::ARCH.to_owned()),
-            summary: self.summary.unwrap_or_default(),
-            description: self.description.unwrap_or_default(),
+            summary,
+            description,
             homepage: self.homepage.unwrap_or_default(),
             licenses: self.licenses,
             depends: relations(self.depends, "depends")?,

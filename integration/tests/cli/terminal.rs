@@ -243,3 +243,46 @@ fn removing_several_states_asks_on_a_terminal_and_no_changes_nothing() {
         "{line}"
     );
 }
+
+#[test]
+fn fetch_draws_its_bars_on_a_terminal_and_clears_them() {
+    let (root, stones) = root_with_stones();
+    // An unsigned repository over file:// holding two of the stones.
+    let served = root.scratch("served");
+    for stone in &stones[..2] {
+        std::fs::copy(stone, served.join(stone.file_name().unwrap())).unwrap();
+    }
+    root.ok(&["index", &served.display().to_string()]);
+    let uri = format!("file://{}/stone.index", served.display());
+    root.ok(&["repo", "add", "main", &uri]);
+    root.ok(&["repo", "update"]);
+    let out = root.scratch("fetched");
+    let (status, screen) = on_a_terminal(
+        root.command(&["fetch", "p0", "p1", "-o", &out.display().to_string()]),
+        b"",
+    );
+    assert!(status.success(), "{screen}");
+    // The total bar was drawn, with its bytes.
+    assert!(screen.contains("fetch ["), "never drawn: {screen:?}");
+    assert!(screen.contains("KiB"), "no bytes shown: {screen:?}");
+    let clear = "\r\x1b[2K";
+    let last_clear = screen
+        .rfind(clear)
+        .unwrap_or_else(|| panic!("never cleared: {screen:?}"));
+    // After the last clear: the lines of what was fetched and the summary, no bar.
+    let rest = without_escapes(&screen[last_clear + clear.len()..]);
+    let lines: Vec<&str> = rest
+        .split(['\r', '\n'])
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 3, "{rest:?}");
+    assert!(lines[0].starts_with("fetched p0 ("), "{rest:?}");
+    assert!(lines[1].starts_with("fetched p1 ("), "{rest:?}");
+    assert!(lines[2].starts_with("fetched 2 packages, "), "{rest:?}");
+    assert!(!rest.contains('['), "a bar was left behind: {rest:?}");
+    // A pipe gets no bar at all.
+    std::fs::remove_dir_all(&out).unwrap();
+    let output = root.run(&["fetch", "p0", "-o", &out.display().to_string()]);
+    assert!(output.status.success());
+    assert_eq!(text(&output.stderr), "", "nothing on a piped stderr");
+}

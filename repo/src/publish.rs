@@ -1,0 +1,342 @@
+//! `mossfs index`: publishing a repository (DESIGN.md §8).
+//!
+//! Every `.stone` under a folder is hashed (sha256 of the whole file, the package id) and its
+//! meta read from the first payloads; one package per name is kept, the highest source
+//! release, and an equal release is refused with both files named. The index is a stone of
+//! file type 3 with one meta payload per package in name order: the package's own meta plus
+//! tag 14 (URI, relative to the index), 15 (sha256 hex) and 16 (size), which is what
+//! upstream's `moss index` writes and reads. Next to it goes the checksum file
+//! ([`crate::checksum`]), signed when a key is given.
+//!
+//! Every file is written to a temporary name, synced and renamed, index first and checksum
+//! file last: a client that sees the new checksum file always finds the index it names.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use mossfs_format::{FileType, Meta, Reader, Writer, WriterOptions};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::RepoError;
+use crate::checksum::{self, Checksum, ChecksumFile};
+use crate::root_index::{self, RootIndex};
+
+/// The index's file name, as upstream names it.
+pub const INDEX_NAME: &str = "stone.index";
+
+/// How to publish.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Signs the checksum files.
+    pub key: Option<SigningKey>,
+    /// Seconds until the checksum files expire.
+    pub expires_in: u64,
+    /// Publish as a history under a root index instead of a plain index.
+    pub history: Option<History>,
+}
+
+/// Where a history goes: `OUT/<channel>/history/<id>/<arch>/stone.index`.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Its id (upstream uses unix timestamps).
+    pub id: String,
+    /// The channel, `main` by default.
+    pub channel: String,
+    /// The architecture folder.
+    pub arch: String,
+    /// A stream to point at the new history.
+    pub stream: Option<String>,
+}
+
+/// What was published.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The index written.
+    pub index: PathBuf,
+    /// Its size.
+    pub index_size: u64,
+    /// Packages in it.
+    pub packages: usize,
+    /// Stones left out because a higher release of their package exists.
+    pub superseded: Vec<PathBuf>,
+    /// The checksum file's version.
+    pub version: u64,
+    /// The root index, when a history was published.
+    pub root_index: Option<PathBuf>,
+}
+
+struct Found {
+    path: PathBuf,
+    meta: Meta,
+    sha256: String,
+    size: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
+    move |source| RepoError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Indexes every stone under `dir` and writes the index under `out`.
+pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoError> {
+    let dir = dir.canonicalize().map_err(io(dir))?;
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let out = out.canonicalize().map_err(io(out))?;
+    let index_dir = match &options.history {
+        None => out.clone(),
+        Some(h) => {
+            for (what, value) in [
+                ("history id", &h.id),
+                ("channel", &h.channel),
+                ("arch", &h.arch),
+            ] {
+                if !root_index::valid_id(value) {
+                    return Err(RepoError::BadUri {
+                        uri: value.clone(),
+                        reason: format!("a {what} must be one plain name"),
+                    });
+                }
+            }
+            let index_dir = out
+                .join(&h.channel)
+                .join("history")
+                .join(&h.id)
+                .join(&h.arch);
+            let existing = index_dir.join(INDEX_NAME);
+            if existing.exists() || root_has_history(&out.join(&h.channel), &h.id)? {
+                return Err(RepoError::HistoryExists {
+                    id: h.id.clone(),
+                    path: existing,
+                });
+            }
+            index_dir
+        }
+    };
+    let mut paths = Vec::new();
+    find_stones(&dir, &mut paths)?;
+    paths.sort();
+    let mut chosen: BTreeMap<String, Found> = BTreeMap::new();
+    let mut superseded = Vec::new();
+    // Hashing and reading are per stone, so they run on every core; the choice below goes
+    // in path order, so the result never depends on scheduling.
+    let found: Vec<Found> = paths
+        .par_iter()
+        .map(|path| read_stone(path))
+        .collect::<Result<_, _>>()?;
+    for found in found {
+        match chosen.get(&found.meta.name) {
+            None => {}
+            Some(prev) if prev.meta.release == found.meta.release => {
+                return Err(RepoError::DuplicateRelease {
+                    name: found.meta.name.clone(),
+                    release: found.meta.release,
+                    first: prev.path.clone(),
+                    second: found.path,
+                });
+            }
+            Some(prev) if prev.meta.release > found.meta.release => {
+                superseded.push(found.path);
+                continue;
+            }
+            Some(prev) => superseded.push(prev.path.clone()),
+        }
+        chosen.insert(found.meta.name.clone(), found);
+    }
+    if chosen.len() > usize::from(u16::MAX) {
+        return Err(RepoError::TooManyPackages {
+            count: chosen.len(),
+        });
+    }
+    std::fs::create_dir_all(&index_dir).map_err(io(&index_dir))?;
+    let index_path = index_dir.join(INDEX_NAME);
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    let mut writer = Writer::new(&mut bytes, FileType::Repository, WriterOptions::default())
+        .map_err(io(&index_path))?;
+    for found in chosen.values() {
+        let mut meta = found.meta.clone();
+        meta.uri = Some(relative(&index_dir, &found.path));
+        meta.hash = Some(found.sha256.clone());
+        meta.size = Some(found.size);
+        writer
+            .add_meta(&meta.to_records())
+            .map_err(io(&index_path))?;
+    }
+    writer.finish().map_err(io(&index_path))?;
+    let bytes = bytes.into_inner();
+    write_atomic(&index_path, &bytes)?;
+    let version = publish_checksum(&index_path, &bytes, options)?;
+    let root_index = match &options.history {
+        None => None,
+        Some(h) => {
+            let channel_dir = out.join(&h.channel);
+            let path = channel_dir.join(root_index::FILE_NAME);
+            let mut root = match std::fs::read(&path) {
+                Ok(b) => RootIndex::parse(&b).map_err(|reason| RepoError::RootIndex {
+                    uri: path.display().to_string(),
+                    reason,
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => RootIndex::default(),
+                Err(e) => return Err(io(&path)(e)),
+            };
+            root.add_history(&h.id, h.stream.as_deref());
+            let root_bytes = root.to_bytes();
+            write_atomic(&path, &root_bytes)?;
+            publish_checksum(&path, &root_bytes, options)?;
+            Some(path)
+        }
+    };
+    Ok(Report {
+        index: index_path,
+        index_size: bytes.len() as u64,
+        packages: chosen.len(),
+        superseded,
+        version,
+        root_index,
+    })
+}
+
+fn root_has_history(channel_dir: &Path, id: &str) -> Result<bool, RepoError> {
+    let path = channel_dir.join(root_index::FILE_NAME);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(RootIndex::parse(&b)
+            .map_err(|reason| RepoError::RootIndex {
+                uri: path.display().to_string(),
+                reason,
+            })?
+            .has_history(id)),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Writes the checksum file for `file` (whose bytes are `bytes`), with a version above the
+/// one already there; returns the version.
+fn publish_checksum(file: &Path, bytes: &[u8], options: &Options) -> Result<u64, RepoError> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = file.with_file_name(checksum::file_name(&name));
+    let previous = std::fs::read(&path)
+        .ok()
+        .and_then(|b| ChecksumFile::decode(&b).ok())
+        .map_or(0, |f| f.checksum.version);
+    let now = crate::now();
+    let version = now.max(previous.saturating_add(1));
+    let sum = Checksum {
+        digest: checksum::Digest::sha256(bytes),
+        size: bytes.len() as u64,
+        version,
+        expires: now.saturating_add(options.expires_in),
+    };
+    write_atomic(&path, &sum.encode(options.key.as_ref()))?;
+    Ok(version)
+}
+
+/// Writes through a temporary file in the same folder, synced, then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    // A repository is served by a web server running as another user.
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(io(path))?;
+    temp.write_all(bytes).map_err(io(path))?;
+    temp.as_file().sync_all().map_err(io(path))?;
+    temp.persist(path).map_err(|e| io(path)(e.error))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn find_stones(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), RepoError> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io(&path))?;
+        if kind.is_dir() {
+            find_stones(&path, out)?;
+        } else if kind.is_file() && path.extension().is_some_and(|e| e == "stone") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn read_stone(path: &Path) -> Result<Found, RepoError> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    let file = File::open(path).map_err(io(path))?;
+    let read_error = |source| RepoError::ReadStone {
+        path: path.to_owned(),
+        source,
+    };
+    let stone = Reader::new(std::io::BufReader::new(file))
+        .and_then(|mut r| r.read_metadata())
+        .map_err(read_error)?;
+    if let Some(tag) = mossfs_format::meta::missing_required(&stone.meta) {
+        return Err(RepoError::MissingField {
+            path: path.to_owned(),
+            field: tag.name(),
+        });
+    }
+    let meta = Meta::from_records(&stone.meta).map_err(|source| RepoError::BadMeta {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Found {
+        path: path.to_owned(),
+        meta,
+        sha256: crate::hex(&hasher.finalize()),
+        size,
+    })
+}
+
+/// The path from folder `from` to file `to`, both absolute and canonical, with `/`.
+fn relative(from: &Path, to: &Path) -> String {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+    use std::path::Path;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative(Path::new("/a/b"), Path::new("/a/b/c/d.stone")),
+            "c/d.stone"
+        );
+        assert_eq!(
+            relative(Path::new("/a/m/h/1/x"), Path::new("/a/pool/d.stone")),
+            "../../../../pool/d.stone"
+        );
+    }
+}
