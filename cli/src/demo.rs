@@ -4,7 +4,8 @@
 //! duplicate file, an empty file, an empty directory and a private one), then runs the real
 //! commands on it, one printed step at a time: `pack`, `inspect --check`, `extract`, and a
 //! comparison of the extracted tree with the sample. Then the whole story of a managed root,
-//! in a sandbox root: install version 1, make a delta from version 1 to version 2 and stage
+//! in a sandbox root: install version 1, publish version 2 in a repository and find it there,
+//! make a delta from version 1 to version 2 and stage
 //! version 2 from it as a candidate, mount the candidate
 //! and compare it with the live `/usr`, commit it, roll back, and unmount. Nothing outside
 //! the sandbox (a fresh temporary directory) is touched.
@@ -130,7 +131,7 @@ fn sample_pack_args(dir: &Path, output: &Path, version: &str) -> pack::Args {
 }
 
 /// Steps in the whole demo.
-const STEPS: usize = 15;
+const STEPS: usize = 18;
 
 fn step(out: &mut dyn Write, n: usize, what: &str) -> Result<(), CliError> {
     writeln!(out, "\n[{n}/{STEPS}] {what}")?;
@@ -257,9 +258,39 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     };
     install::install(&install_args(&v1, false), out)?;
 
+    // A repository offering version 2.0, published as upstream's `moss index` does (with
+    // the detached checksum file), and served from the file system; a web server is the
+    // same to mossfs (`http://`, `https://`).
+    let repo = sandbox.join("repo");
+    std::fs::create_dir_all(&repo).map_err(CliError::Sandbox)?;
+    std::fs::copy(&v2, repo.join("hello-2.0-1-1.stone")).map_err(CliError::Sandbox)?;
+    let run = |words: &[&std::ffi::OsStr], out: &mut dyn Write| crate::run_words(words, out);
+    let os = |text: &'static str| std::ffi::OsStr::new(text);
+    step(out, 8, "mossfs index repo")?;
+    run(&[os("index"), repo.as_os_str()], out)?;
+    let index_uri = format!("file://{}/stone.index", repo.display());
+    step(out, 9, &format!("mossfs repo add demo {index_uri}"))?;
+    run(
+        &[
+            os("--root"),
+            root.as_os_str(),
+            os("repo"),
+            os("add"),
+            os("demo"),
+            std::ffi::OsStr::new(&index_uri),
+        ],
+        out,
+    )?;
+    step(out, 10, "mossfs repo update, then mossfs search hello")?;
+    run(&[os("-D"), root.as_os_str(), os("repo"), os("update")], out)?;
+    run(
+        &[os("-D"), root.as_os_str(), os("search"), os("hello")],
+        out,
+    )?;
+
     step(
         out,
-        8,
+        11,
         "mossfs delta hello-1.0-1-1.stone hello-2.0-1-1.stone -o hello-1.0-to-2.0.stone",
     )?;
     let delta = sandbox.join("hello-1.0-to-2.0.stone");
@@ -279,12 +310,12 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     // the store, so the full stone is never needed.
     step(
         out,
-        9,
+        12,
         "mossfs install --stage hello-1.0-to-2.0.stone (the delta)",
     )?;
     install::install(&install_args(&delta, true), out)?;
 
-    step(out, 10, "mossfs mount --candidate mnt")?;
+    step(out, 13, "mossfs mount --candidate mnt")?;
     let mount_args = mount::MountArgs {
         state: None,
         candidate: true,
@@ -305,7 +336,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         }
     };
 
-    step(out, 11, "compare the live /usr with the mounted candidate")?;
+    step(out, 14, "compare the live /usr with the mounted candidate")?;
     state::run(
         &state::StateCommand::Diff {
             a: 1,
@@ -341,7 +372,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         }
     }
 
-    step(out, 12, "mossfs commit")?;
+    step(out, 15, "mossfs commit")?;
     install::commit(
         &install::CommitArgs {
             triggers: Default::default(),
@@ -359,7 +390,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         ));
     }
 
-    step(out, 13, "mossfs state activate 1 (roll back)")?;
+    step(out, 16, "mossfs state activate 1 (roll back)")?;
     state::run(
         &state::StateCommand::Activate {
             triggers: Default::default(),
@@ -371,13 +402,13 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
     show_live(out)?;
 
-    step(out, 14, "mossfs state list")?;
+    step(out, 17, "mossfs state list")?;
     state::run(
         &state::StateCommand::List(state::RootOnly { root: root_arg() }),
         out,
     )?;
 
-    step(out, 15, "mossfs umount mnt")?;
+    step(out, 18, "mossfs umount mnt")?;
     match mounted {
         Some(guard) => {
             // The guard's own unmount, when it drops, then finds nothing to do.

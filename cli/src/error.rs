@@ -127,6 +127,10 @@ pub enum CliError {
     /// The demo's sandbox cannot be set up.
     #[error("cannot set up the demo sandbox")]
     Sandbox(#[source] io::Error),
+    /// A command the demo spells out does not parse: the demo and the command line
+    /// disagree, which is a bug of this build.
+    #[error("the demo's command does not parse: {0}")]
+    DemoCommand(String),
     /// The demo's extracted tree differs from the sample it packed.
     #[error("the extracted tree differs from the sample at `{path}`: {difference}")]
     DemoMismatch {

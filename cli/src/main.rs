@@ -191,6 +191,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs the command that `words` spell, as typed after `mossfs`: how the demo runs the
+/// commands it shows, through the same parser and dispatch as a person's.
+fn run_words(words: &[&std::ffi::OsStr], out: &mut dyn Write) -> Result<(), CliError> {
+    let argv = std::iter::once(std::ffi::OsStr::new("mossfs")).chain(words.iter().copied());
+    let cli = Cli::try_parse_from(argv).map_err(|e| CliError::DemoCommand(e.to_string()))?;
+    run(&cli.command.canonical(), out)
+}
+
 /// Runs one command, writing its output to `out`.
 fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
