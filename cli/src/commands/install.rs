@@ -15,7 +15,7 @@ use super::documents::{ChangeDoc, CommitDoc, Package, StateChange};
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::change::Verb;
 use crate::engine::plan::installed;
-use crate::engine::solve::{self, Installed, Request, Want};
+use crate::engine::solve::{self, Installed, Origin, Repositories, Request, Want};
 use crate::engine::{
     EngineError, LiveUsr, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
     forget_unreached, record_state,
@@ -205,7 +205,14 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
             .par_iter()
             .map(|path| LoadedStone::inspect(path, store))
             .collect::<Result<Vec<_>>>()?;
-        let plan = Plan::install(&installed, &stones, &requests, &[])?;
+        let plan = match &root {
+            Some(root) => {
+                let snapshot = root.db.read()?;
+                let offer = Repositories::new(&snapshot);
+                Plan::install(&installed, &stones, &requests, &[&offer])?
+            }
+            None => Plan::install(&installed, &stones, &requests, &[])?,
+        };
         if !args.stage {
             dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
         }
@@ -232,8 +239,39 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     drop(bar);
     crate::ui::step("hash and copy stones");
-    let plan = Plan::install(&base(&root)?, &stones, &requests, &[])?;
+    let installed = base(&root)?;
+    let snapshot = root.db.read()?;
+    let offer = Repositories::new(&snapshot);
+    let mut plan = Plan::install(&installed, &stones, &requests, &[&offer])?;
     crate::ui::step("plan");
+    // What the repositories give is fetched into the cache, then planned again as if its
+    // stones had been given: the same packages, now local, with the reasons unchanged.
+    // A repository's candidate carries its meta as the index has it: URI, sha256, size.
+    let wanted: Vec<mossfs_format::Meta> = plan
+        .packages
+        .values()
+        .filter(|chosen| matches!(chosen.candidate.origin, Origin::Repository { .. }))
+        .map(|chosen| (*chosen.candidate.meta).clone())
+        .collect();
+    drop(snapshot);
+    if !wanted.is_empty() {
+        let jobs = wanted
+            .into_iter()
+            .map(|meta| super::repo::job_for(&root, meta, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let fetched = super::repo::download(&jobs, 4)?;
+        let fetched = fetched
+            .par_iter()
+            .map(|path| LoadedStone::load(path, &root.store))
+            .collect::<Result<Vec<_>>>()?;
+        let mut local = solve::Packages::new();
+        for stone in &fetched {
+            local.add(stone.candidate());
+        }
+        plan = Plan::install(&installed, &stones, &requests, &[&local])?;
+        stones.extend(fetched);
+        crate::ui::step("fetch and plan again");
+    }
     finish(
         &root,
         "install",

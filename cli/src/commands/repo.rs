@@ -630,67 +630,20 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
             .into_iter()
             .next()
             .ok_or_else(|| RepoError::NotAvailable(name.clone()))?;
-        let meta = best.meta;
-        let (Some(uri), Some(sha256), Some(size)) = (meta.uri, meta.hash, meta.size) else {
-            return Err(RepoError::NotAvailable(name.clone()).into());
-        };
-        let dest = match &args.out {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| RepoError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
-                let file = uri.rsplit('/').next().unwrap_or(name.as_str());
-                dir.join(file)
-            }
-            None => {
-                let bytes = mossfs_repo::unhex(&sha256)
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| RepoError::NotAvailable(name.clone()))?;
-                root.store.cached_path(&PackageId(bytes))
-            }
-        };
-        jobs.push(Job {
-            name: name.clone(),
-            uri,
-            sha256,
-            size,
-            dest,
-        });
+        jobs.push(job_for(&root, best.meta, args.out.as_deref())?);
     }
     drop(snapshot);
-    let transport = Transport::new(transport::default_idle());
-    let options = fetch::Options {
-        parallel: args.jobs.max(1),
-        ..fetch::Options::default()
-    };
     let started = Instant::now();
     let total: u64 = jobs.iter().map(|j| j.size).sum();
-    let meter = Meter::new(&jobs);
-    let report = |p: fetch::Progress| meter.update(p);
-    let results = fetch::fetch_all(&jobs, &transport, &options, &report);
-    drop(meter);
-    crate::ui::step("download");
-    let mut errors = Vec::new();
-    for (job, result) in jobs.iter().zip(results) {
-        match result {
-            Ok(path) => writeln!(
-                out,
-                "fetched {} ({}) to {}",
-                quote::text(&job.name),
-                human(job.size),
-                quote::name(path.as_os_str().as_bytes())
-            )?,
-            Err(e) => errors.push(e),
-        }
-    }
-    let mut errors = errors.into_iter();
-    if let Some(first) = errors.next() {
-        // Every failure is shown; the first one is the command's own error line.
-        for other in errors {
-            eprintln!("{}", crate::error::report(&CliError::from(other)));
-        }
-        return Err(first.into());
+    let paths = download(&jobs, args.jobs)?;
+    for (job, path) in jobs.iter().zip(&paths) {
+        writeln!(
+            out,
+            "fetched {} ({}) to {}",
+            quote::text(&job.name),
+            human(job.size),
+            quote::name(path.as_os_str().as_bytes())
+        )?;
     }
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     writeln!(
@@ -702,6 +655,73 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
         human((total as f64 / secs) as u64)
     )?;
     Ok(())
+}
+
+/// The download of an available package: into `dir` under its file name, or, without
+/// one, into the stone cache under its id (its sha256), where an install finds it.
+pub fn job_for(
+    root: &Root,
+    meta: mossfs_format::Meta,
+    dir: Option<&Path>,
+) -> std::result::Result<Job, RepoError> {
+    let name = meta.name.clone();
+    let (Some(uri), Some(sha256), Some(size)) = (meta.uri, meta.hash, meta.size) else {
+        return Err(RepoError::NotAvailable(name));
+    };
+    let dest = match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| RepoError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            let file = uri.rsplit('/').next().unwrap_or(name.as_str());
+            dir.join(file)
+        }
+        None => {
+            let bytes = mossfs_repo::unhex(&sha256)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| RepoError::NotAvailable(name.clone()))?;
+            root.store.cached_path(&PackageId(bytes))
+        }
+    };
+    Ok(Job {
+        name,
+        uri,
+        sha256,
+        size,
+        dest,
+    })
+}
+
+/// Downloads `jobs`, `parallel` at a time, with bars on a terminal: where each one is,
+/// in order. Every failure is shown; the first one is the caller's error.
+pub fn download(jobs: &[Job], parallel: usize) -> std::result::Result<Vec<PathBuf>, RepoError> {
+    let transport = Transport::new(transport::default_idle());
+    let options = fetch::Options {
+        parallel: parallel.max(1),
+        ..fetch::Options::default()
+    };
+    let meter = Meter::new(jobs);
+    let report = |p: fetch::Progress| meter.update(p);
+    let results = fetch::fetch_all(jobs, &transport, &options, &report);
+    drop(meter);
+    crate::ui::step("download");
+    let mut paths = Vec::with_capacity(jobs.len());
+    let mut errors = Vec::new();
+    for result in results {
+        match result {
+            Ok(path) => paths.push(path),
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut errors = errors.into_iter();
+    if let Some(first) = errors.next() {
+        for other in errors {
+            eprintln!("{}", crate::error::report(&CliError::from(other)));
+        }
+        return Err(first);
+    }
+    Ok(paths)
 }
 
 /// The download bars: the bytes of every package in total, with the rate and time left,

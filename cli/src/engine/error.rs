@@ -229,6 +229,10 @@ pub enum EngineError {
         /// The mount point.
         mountpoint: PathBuf,
     },
+    /// A repository could not give what the plan needs (a download failed or did not
+    /// match its index); nothing was recorded.
+    #[error(transparent)]
+    Repo(Box<mossfs_repo::RepoError>),
     /// The registry of live mounts could not be read or written.
     #[error("cannot use the mount registry {}", .path.display())]
     Mounts {
@@ -352,5 +356,12 @@ impl std::fmt::Display for TriggerFailure {
             write!(f, ", ending:\n{}", self.tail)?;
         }
         Ok(())
+    }
+}
+
+/// Boxed: a repository's error is large, and the engine's errors travel by value.
+impl From<mossfs_repo::RepoError> for EngineError {
+    fn from(e: mossfs_repo::RepoError) -> Self {
+        EngineError::Repo(Box::new(e))
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::common::{self, text};
+use crate::common::{self, file, meta, text};
 use crate::fixture::*;
 
 #[test]
@@ -581,4 +581,87 @@ fn json(repo: &Repo, args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"));
     assert!(stream.next().is_none(), "{args:?}: more than one: {out}");
     document
+}
+
+/// `install NAME` solves over the repositories, downloads what the solve chose (the
+/// package and the library it needs, nothing else), and records the library as pulled
+/// in; the downloads are in the cache under their ids, byte for byte what was published.
+#[test]
+fn install_by_name_fetches_what_the_solve_chose() {
+    use mossfs_format::Relation;
+    let repo = Repo::new();
+    let pool = repo.served.join("pool");
+    fs::create_dir_all(&pool).unwrap();
+    let publish = |name: &str, m: &mossfs_format::Meta| {
+        let built = repo.root.stone(
+            m,
+            vec![file(
+                &format!("share/{name}/data"),
+                name.as_bytes().to_vec(),
+            )],
+        );
+        let dest = pool.join(format!("{name}.stone"));
+        fs::copy(&built, &dest).unwrap();
+        dest
+    };
+    let soname = Relation::parse("soname(libx.so.1(x86_64))").unwrap();
+    let mut libx = meta("libx", "1");
+    libx.provides = vec![soname.clone()];
+    let libx = publish("libx", &libx);
+    let mut app = meta("app", "1");
+    app.depends = vec![soname];
+    let app = publish("app", &app);
+    publish("unrelated", &meta("unrelated", "1"));
+    repo.publish(&[]);
+    repo.add(
+        "main",
+        &format!("file://{}/stone.index", repo.served.display()),
+        10,
+    );
+    repo.root.ok(&["repo", "update"]);
+
+    // A dry run plans from the offer and downloads nothing.
+    let planned = repo.root.ok(&["install", "--dry-run", "app"]);
+    assert!(
+        planned.contains("install 2 packages (app, libx)"),
+        "{planned}"
+    );
+    assert!(repo.cache_files().is_empty(), "{:?}", repo.cache_files());
+
+    let done = repo.root.ok(&["install", "app"]);
+    assert!(done.contains("install 2 packages (app, libx)"), "{done}");
+    assert_eq!(
+        fs::read(repo.root.usr().join("share/libx/data")).unwrap(),
+        b"libx"
+    );
+    assert!(!repo.root.usr().join("share/unrelated").exists());
+    let cached = repo
+        .root
+        .moss()
+        .join(format!("cache/{}.stone", sha256(&app)));
+    assert_eq!(fs::read(&cached).unwrap(), fs::read(&app).unwrap());
+    assert!(
+        repo.root
+            .moss()
+            .join(format!("cache/{}.stone", sha256(&libx)))
+            .exists()
+    );
+    // libx is there because app needs it: `list installed --explicit` leaves it out.
+    let explicit = repo.root.ok(&["list", "installed", "--explicit"]);
+    assert!(
+        explicit.contains("app") && !explicit.contains("libx"),
+        "{explicit}"
+    );
+    // And removing app takes libx with it, as an orphan.
+    let removed = repo.root.ok(&["remove", "app"]);
+    assert!(
+        removed.contains("remove 2 packages (app, libx)"),
+        "{removed}"
+    );
+
+    // A name no repository offers is refused with the solver's explanation, and nothing changes.
+    let states = repo.root.ok(&["state", "list"]);
+    let err = repo.root.fail(&["install", "nosuch"]);
+    assert!(err.contains("nosuch"), "{err}");
+    assert_eq!(repo.root.ok(&["state", "list"]), states);
 }

@@ -22,6 +22,7 @@
 
 mod order;
 mod provider;
+mod repositories;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use mossfs_format::{Meta, PackageId, Relation, RelationKind};
 use super::error::Result;
 
 pub use order::Policy;
+pub use repositories::Repositories;
 
 /// Where a candidate comes from, which decides its place in the candidate order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +43,6 @@ pub enum Origin {
     /// A package of the live state.
     Installed,
     /// A package an enabled repository offers.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the repository client (issue 8) makes these")
-    )]
     Repository {
         /// The repository's id, which breaks ties between equal priorities.
         id: String,
