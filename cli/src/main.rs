@@ -62,6 +62,10 @@ enum Command {
     /// Remove packages by name: record a state without them and commit it.
     #[command(visible_alias = "rm")]
     Remove(commands::install::RemoveArgs),
+    /// Move every installed package to its best candidate in the repositories, and drop
+    /// the packages nothing needs any more.
+    #[command(visible_alias = "up")]
+    Sync(commands::install::SyncArgs),
     /// Commit a candidate state: blit it to staging and swap /usr atomically.
     Commit(commands::install::CommitArgs),
     /// Inspect and manage recorded states.
@@ -76,6 +80,9 @@ enum Command {
     /// `list available`, as moss users type it.
     #[command(name = "la", hide = true)]
     La(commands::query::ListAvailableArgs),
+    /// `list sync`, as moss users type it.
+    #[command(name = "ls", hide = true)]
+    Ls(commands::query::ListSyncArgs),
     /// Show an installed package's metadata and, with --files, its files.
     Info(commands::query::InfoArgs),
     /// Tell which package ships a path.
@@ -150,6 +157,7 @@ impl Command {
         match self {
             Command::Li(args) => Command::List(commands::query::ListCommand::Installed(args)),
             Command::La(args) => Command::List(commands::query::ListCommand::Available(args)),
+            Command::Ls(args) => Command::List(commands::query::ListCommand::Sync(args)),
             other => other,
         }
     }
@@ -209,6 +217,18 @@ fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Demo(args) => demo::run(args, out),
         Command::Install(args) => commands::install::install(args, out).map_err(CliError::from),
         Command::Remove(args) => commands::install::remove(args, out).map_err(CliError::from),
+        Command::Sync(args) => {
+            if args.update && !args.dry_run {
+                commands::repo::repo(
+                    &commands::repo::RepoCommand::Update {
+                        name: None,
+                        root: args.root.clone(),
+                    },
+                    out,
+                )?;
+            }
+            commands::install::sync(args, out).map_err(CliError::from)
+        }
         Command::Commit(args) => commands::install::commit(args, out).map_err(CliError::from),
         Command::State(command) => commands::state::run(command, out).map_err(CliError::from),
         Command::List(command) => commands::query::list(command, out),
@@ -233,7 +253,9 @@ fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Repo(command) => commands::repo::repo(command, out),
         Command::Search(args) => commands::repo::search(args, out),
         Command::Fetch(args) => commands::repo::fetch(args, out),
-        Command::Li(_) | Command::La(_) => unreachable!("canonical() spells `li` and `la` out"),
+        Command::Li(_) | Command::La(_) | Command::Ls(_) => {
+            unreachable!("canonical() spells `li`, `la` and `ls` out")
+        }
     }
 }
 
@@ -378,6 +400,9 @@ mod tests {
             (&["sf", "bin/nano"], &["search-file", "bin/nano"]),
             (&["la"], &["list", "available"]),
             (&["list", "la"], &["list", "available"]),
+            (&["ls"], &["list", "sync"]),
+            (&["list", "ls"], &["list", "sync"]),
+            (&["up", "-u"], &["sync", "--update"]),
             (
                 &["sr", "nano", "--provides"],
                 &["search", "nano", "--provides"],

@@ -70,6 +70,27 @@ pub struct RemoveArgs {
     pub root: RootArg,
 }
 
+/// Arguments of `mossfs sync` (also `mossfs up`).
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {
+    /// Refresh every enabled repository first (`repo update`).
+    #[arg(short, long)]
+    pub update: bool,
+    /// Record a candidate state without writing any tree.
+    #[arg(long)]
+    pub stage: bool,
+    /// Show what would happen and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
+    #[arg(long)]
+    pub take_over_usr: bool,
+    #[command(flatten)]
+    pub triggers: super::triggers::TriggerArgs,
+    #[command(flatten)]
+    pub root: RootArg,
+}
+
 /// Arguments of `mossfs commit`.
 #[derive(clap::Args, Debug)]
 pub struct CommitArgs {
@@ -242,36 +263,15 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     let installed = base(&root)?;
     let snapshot = root.db.read()?;
     let offer = Repositories::new(&snapshot);
-    let mut plan = Plan::install(&installed, &stones, &requests, &[&offer])?;
+    let plan = Plan::install(&installed, &stones, &requests, &[&offer])?;
     crate::ui::step("plan");
     // What the repositories give is fetched into the cache, then planned again as if its
     // stones had been given: the same packages, now local, with the reasons unchanged.
-    // A repository's candidate carries its meta as the index has it: URI, sha256, size.
-    let wanted: Vec<mossfs_format::Meta> = plan
-        .packages
-        .values()
-        .filter(|chosen| matches!(chosen.candidate.origin, Origin::Repository { .. }))
-        .map(|chosen| (*chosen.candidate.meta).clone())
-        .collect();
     drop(snapshot);
-    if !wanted.is_empty() {
-        let jobs = wanted
-            .into_iter()
-            .map(|meta| super::repo::job_for(&root, meta, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let fetched = super::repo::download(&jobs, 4)?;
-        let fetched = fetched
-            .par_iter()
-            .map(|path| LoadedStone::load(path, &root.store))
-            .collect::<Result<Vec<_>>>()?;
-        let mut local = solve::Packages::new();
-        for stone in &fetched {
-            local.add(stone.candidate());
-        }
-        plan = Plan::install(&installed, &stones, &requests, &[&local])?;
-        stones.extend(fetched);
-        crate::ui::step("fetch and plan again");
-    }
+    let (plan, fetched) = fetch_chosen(&root, plan, |local| {
+        Plan::install(&installed, &stones, &requests, &[local])
+    })?;
+    stones.extend(fetched);
     finish(
         &root,
         "install",
@@ -281,6 +281,80 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         args.allow_conflicts,
         out,
     )
+}
+
+/// Downloads what `plan` takes from a repository into the stone cache (checked against
+/// the index, as `fetch` does), then plans again with `replan`, given those stones as a
+/// local source: the same packages, now local, with the reasons the solve gave. Returns
+/// the new plan and the downloaded stones, for the commit.
+fn fetch_chosen<'s>(
+    root: &'s Root,
+    plan: Plan,
+    replan: impl FnOnce(&dyn solve::Source) -> Result<Plan>,
+) -> Result<(Plan, Vec<LoadedStone<'s>>)> {
+    // A repository's candidate carries its meta as the index has it: URI, sha256, size.
+    let wanted: Vec<mossfs_format::Meta> = plan
+        .packages
+        .values()
+        .filter(|chosen| matches!(chosen.candidate.origin, Origin::Repository { .. }))
+        .map(|chosen| (*chosen.candidate.meta).clone())
+        .collect();
+    if wanted.is_empty() {
+        return Ok((plan, Vec::new()));
+    }
+    let jobs = wanted
+        .into_iter()
+        .map(|meta| super::repo::job_for(root, meta, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let paths = super::repo::download(&jobs, 4)?;
+    let fetched = paths
+        .par_iter()
+        .map(|path| LoadedStone::load(path, &root.store))
+        .collect::<Result<Vec<_>>>()?;
+    let mut local = solve::Packages::new();
+    for stone in &fetched {
+        local.add(stone.candidate());
+    }
+    let plan = replan(&local)?;
+    crate::ui::step("fetch and plan again");
+    Ok((plan, fetched))
+}
+
+/// Runs `mossfs sync`: every installed package to its best candidate, orphans out.
+pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
+    if args.dry_run {
+        let (installed, root) = dry_run_base(&args.root.root)?;
+        let plan = match &root {
+            Some(root) => {
+                let snapshot = root.db.read()?;
+                Plan::sync(&installed, &[&Repositories::new(&snapshot)])?
+            }
+            None => Plan::sync(&installed, &[])?,
+        };
+        if !args.stage {
+            dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
+        }
+        return print_plan("sync", &plan, out);
+    }
+    let mut root = Root::open_write(&args.root.root)?;
+    root.take_over_usr = args.take_over_usr;
+    report_recovery(&root);
+    root.triggers = args.triggers.options();
+    crate::ui::step("open root");
+    let installed = base(&root)?;
+    let snapshot = root.db.read()?;
+    let plan = Plan::sync(&installed, &[&Repositories::new(&snapshot)])?;
+    drop(snapshot);
+    crate::ui::step("plan");
+    if plan.changes.is_empty() {
+        writeln!(
+            out,
+            "nothing to change: every package is at its best candidate"
+        )?;
+        return Ok(());
+    }
+    let (plan, mut stones) = fetch_chosen(&root, plan, |local| Plan::sync(&installed, &[local]))?;
+    finish(&root, "sync", plan, &mut stones, args.stage, false, out)
 }
 
 /// Runs `mossfs remove`.

@@ -27,6 +27,16 @@ pub enum ListCommand {
     /// Packages the enabled repositories offer, best repository first.
     #[command(visible_alias = "la")]
     Available(ListAvailableArgs),
+    /// What `sync` would change, without changing anything.
+    #[command(visible_alias = "ls")]
+    Sync(ListSyncArgs),
+}
+
+/// Arguments of `mossfs list sync` (also `mossfs ls`).
+#[derive(clap::Args, Debug)]
+pub struct ListSyncArgs {
+    #[command(flatten)]
+    pub root: RootArg,
 }
 
 /// Arguments of `mossfs list installed` (also `mossfs li`).
@@ -87,6 +97,18 @@ pub fn list(command: &ListCommand, out: &mut dyn Write) -> std::result::Result<(
     match command {
         ListCommand::Installed(args) => list_installed(args, out).map_err(CliError::from),
         ListCommand::Available(args) => super::repo::list_available(&args.root, out),
+        ListCommand::Sync(args) => super::install::sync(
+            &super::install::SyncArgs {
+                update: false,
+                stage: false,
+                dry_run: true,
+                take_over_usr: false,
+                triggers: Default::default(),
+                root: args.root.clone(),
+            },
+            out,
+        )
+        .map_err(CliError::from),
     }
 }
 

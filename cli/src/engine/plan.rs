@@ -364,6 +364,24 @@ impl Plan {
         Ok(Plan::new(installed, packages, &HashSet::new()))
     }
 
+    /// Moves every installed package to its best candidate among `sources` and drops the
+    /// orphans (DESIGN.md §9, `sync`): repositories by priority come before what is
+    /// installed, so a package also moves *back* when its repository is removed or loses
+    /// priority; one no source offers any more stays as it is.
+    pub fn sync(installed: &[Installed], sources: &[&dyn Source]) -> Result<Plan> {
+        let forbidden = HashSet::new();
+        let packages = solve::solve(&Problem {
+            asked: "sync",
+            installed,
+            requests: &[],
+            forbidden: &forbidden,
+            keep: Keep::Explicit,
+            policy: Policy::Best,
+            sources,
+        })?;
+        Ok(Plan::new(installed, packages, &HashSet::new()))
+    }
+
     /// The selections of the new state, sorted by package id, and the package order for
     /// the tree build (by name, so the same set always builds the same tree).
     pub fn selections(&self) -> (Vec<Selection>, Vec<PackageId>) {

@@ -665,3 +665,70 @@ fn install_by_name_fetches_what_the_solve_chose() {
     assert!(err.contains("nosuch"), "{err}");
     assert_eq!(repo.root.ok(&["state", "list"]), states);
 }
+
+/// `sync` moves every package to its best candidate: up when a repository offers a newer
+/// release, back down when a repository of higher priority offers an older one, and up
+/// again when that repository is removed. `list sync` shows the move and changes nothing.
+#[test]
+fn sync_moves_up_back_down_and_up_again() {
+    let repo = Repo::new();
+    let old = repo.stone("tool", "1", 1, b"tool 1\n");
+    repo.publish(&[]);
+    let main_uri = format!("file://{}/stone.index", repo.served.display());
+    repo.add("main", &main_uri, 10);
+    repo.root.ok(&["repo", "update"]);
+    repo.root.ok(&["install", "tool"]);
+    let data = repo.root.usr().join("share/tool/data");
+    assert_eq!(fs::read(&data).unwrap(), b"tool 1\n");
+
+    // A newer release is published: `list sync` shows the upgrade, `sync -u` makes it.
+    repo.stone("tool", "2", 2, b"tool 2\n");
+    fs::remove_file(&old).unwrap();
+    repo.publish(&[]);
+    repo.root.ok(&["repo", "update"]);
+    let states = repo.root.ok(&["state", "list"]);
+    let shown = repo.root.ok(&["list", "sync"]);
+    assert!(shown.contains("upgrade tool 1-1 -> 2-2"), "{shown}");
+    assert_eq!(
+        repo.root.ok(&["state", "list"]),
+        states,
+        "list sync changed something"
+    );
+    let synced = repo.root.ok(&["up", "--update"]);
+    assert!(synced.contains("upgrade tool-2-2"), "{synced}");
+    assert_eq!(fs::read(&data).unwrap(), b"tool 2\n");
+    assert!(
+        repo.root.ok(&["sync"]).contains("nothing to change"),
+        "a second sync changes nothing"
+    );
+
+    // A repository of higher priority offers only release 1: sync moves back to it.
+    let pinned = repo.root.scratch("pinned");
+    let mut m = meta("tool", "1");
+    m.release = 1;
+    let stone = repo
+        .root
+        .stone(&m, vec![file("share/tool/data", b"tool 1\n".to_vec())]);
+    fs::copy(&stone, pinned.join("tool-1-1.stone")).unwrap();
+    repo.root.ok(&[
+        "index".as_ref(),
+        pinned.as_os_str(),
+        "--sign".as_ref(),
+        repo.key.as_os_str(),
+    ]);
+    repo.add(
+        "pinned",
+        &format!("file://{}/stone.index", pinned.display()),
+        20,
+    );
+    repo.root.ok(&["repo", "update"]);
+    let back = repo.root.ok(&["sync"]);
+    assert!(back.contains("downgrade tool-1-1"), "{back}");
+    assert_eq!(fs::read(&data).unwrap(), b"tool 1\n");
+
+    // The pinned repository goes: sync moves up to what main offers.
+    repo.root.ok(&["repo", "remove", "pinned"]);
+    let up = repo.root.ok(&["sync"]);
+    assert!(up.contains("upgrade tool-2-2"), "{up}");
+    assert_eq!(fs::read(&data).unwrap(), b"tool 2\n");
+}

@@ -17,7 +17,6 @@ pub enum Policy {
     /// Local stones, then repositories, then installed packages that no repository offers
     /// any more: what a `sync` does, so that it moves every package to its best candidate,
     /// back down too when a repository is removed or its priority lowered.
-    #[cfg_attr(not(test), expect(dead_code, reason = "`sync` (issue 10) uses it"))]
     Best,
 }
 
