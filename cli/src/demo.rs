@@ -248,13 +248,15 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         ),
     )?;
     let install_args = |stone: &Path, stage: bool| install::InstallArgs {
-        triggers: Default::default(),
         stones: vec![stone.to_owned()],
-        stage,
         allow_conflicts: false,
-        dry_run: false,
-        take_over_usr: false,
-        root: root_arg(),
+        change: install::ChangeArgs {
+            stage,
+            dry_run: false,
+            take_over_usr: false,
+            triggers: Default::default(),
+            root: root_arg(),
+        },
     };
     install::install(&install_args(&v1, false), out)?;
 

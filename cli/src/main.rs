@@ -56,7 +56,7 @@ enum Command {
     Delta(Box<delta::Args>),
     /// Pack, inspect and extract a built-in sample tree in a throwaway sandbox.
     Demo(demo::Args),
-    /// Install local stones into a root: record a state and commit it (or --stage it).
+    /// Install packages by name, provider or local stone into a root: record a state and commit it (or --stage it).
     #[command(visible_alias = "it")]
     Install(commands::install::InstallArgs),
     /// Remove packages by name: record a state without them and commit it.
@@ -218,11 +218,11 @@ fn run(command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Install(args) => commands::install::install(args, out).map_err(CliError::from),
         Command::Remove(args) => commands::install::remove(args, out).map_err(CliError::from),
         Command::Sync(args) => {
-            if args.update && !args.dry_run {
+            if args.update && !args.change.dry_run {
                 commands::repo::repo(
                     &commands::repo::RepoCommand::Update {
                         name: None,
-                        root: args.root.clone(),
+                        root: args.change.root.clone(),
                     },
                     out,
                 )?;

@@ -137,7 +137,7 @@ impl StateRow {
             entries: state.entries,
             own_size,
             created: state.created,
-            created_utc: super::state::format_time(state.created),
+            created_utc: mossfs_repo::utc_time(state.created),
             summary: state.summary.clone(),
             parent: state.parent.map(|p| p.0),
             conflicts: state.conflicts.len(),

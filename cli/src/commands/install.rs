@@ -23,20 +23,12 @@ use crate::engine::{
 use crate::progress::{Bar, Unit};
 use crate::quote;
 
-/// Arguments of `mossfs install`.
+/// The flags every command that records a state change shares (install, remove, sync).
 #[derive(clap::Args, Debug)]
-pub struct InstallArgs {
-    /// Local `.stone` files (a stone whose package name is installed replaces it), and
-    /// package names or providers (`nano`, `binary(nano)`, `soname(libz.so.1(x86_64))`)
-    /// that the stones given, or the installed packages, provide.
-    #[arg(required = true, value_name = "NAME|PROVIDER|FILE.stone")]
-    pub stones: Vec<PathBuf>,
+pub struct ChangeArgs {
     /// Record a candidate state without writing any tree; see `mossfs mount` and `commit`.
     #[arg(long)]
     pub stage: bool,
-    /// Record the candidate even if packages conflict at some paths, to inspect them.
-    #[arg(long, requires = "stage")]
-    pub allow_conflicts: bool,
     /// Show what would happen and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -47,6 +39,21 @@ pub struct InstallArgs {
     pub triggers: super::triggers::TriggerArgs,
     #[command(flatten)]
     pub root: RootArg,
+}
+
+/// Arguments of `mossfs install`.
+#[derive(clap::Args, Debug)]
+pub struct InstallArgs {
+    /// Local `.stone` files (a stone whose package name is installed replaces it), and
+    /// package names or providers (`nano`, `binary(nano)`, `soname(libz.so.1(x86_64))`)
+    /// that the stones given, the installed packages or the enabled repositories provide.
+    #[arg(required = true, value_name = "NAME|PROVIDER|FILE.stone")]
+    pub stones: Vec<PathBuf>,
+    /// Record the candidate even if packages conflict at some paths, to inspect them.
+    #[arg(long, requires = "stage")]
+    pub allow_conflicts: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
 }
 
 /// Arguments of `mossfs remove`.
@@ -55,19 +62,8 @@ pub struct RemoveArgs {
     /// Package names.
     #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
-    /// Record a candidate state without writing any tree.
-    #[arg(long)]
-    pub stage: bool,
-    /// Show what would happen and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
-    #[arg(long)]
-    pub take_over_usr: bool,
     #[command(flatten)]
-    pub triggers: super::triggers::TriggerArgs,
-    #[command(flatten)]
-    pub root: RootArg,
+    pub change: ChangeArgs,
 }
 
 /// Arguments of `mossfs sync` (also `mossfs up`).
@@ -76,19 +72,8 @@ pub struct SyncArgs {
     /// Refresh every enabled repository first (`repo update`).
     #[arg(short, long)]
     pub update: bool,
-    /// Record a candidate state without writing any tree.
-    #[arg(long)]
-    pub stage: bool,
-    /// Show what would happen and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Replace a `usr` that mossfs did not make, keeping it in `.moss/root/unmanaged-N/usr`.
-    #[arg(long)]
-    pub take_over_usr: bool,
     #[command(flatten)]
-    pub triggers: super::triggers::TriggerArgs,
-    #[command(flatten)]
-    pub root: RootArg,
+    pub change: ChangeArgs,
 }
 
 /// Arguments of `mossfs commit`.
@@ -219,8 +204,8 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         .par_iter()
         .try_for_each(|path| LoadedStone::check(path))?;
     crate::ui::step("check stones");
-    if args.dry_run {
-        let (installed, root) = dry_run_base(&args.root.root)?;
+    if args.change.dry_run {
+        let (installed, root) = dry_run_base(&args.change.root.root)?;
         let store = root.as_ref().map(|root| &root.store);
         let stones = paths
             .par_iter()
@@ -234,15 +219,15 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
             }
             None => Plan::install(&installed, &stones, &requests, &[])?,
         };
-        if !args.stage {
-            dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
+        if !args.change.stage {
+            dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
         return print_plan("install", &plan, out);
     }
-    let mut root = Root::create(&args.root.root)?;
-    root.take_over_usr = args.take_over_usr;
+    let mut root = Root::create(&args.change.root.root)?;
+    root.take_over_usr = args.change.take_over_usr;
     report_recovery(&root);
-    root.triggers = args.triggers.options();
+    root.triggers = args.change.triggers.options();
     crate::ui::step("open root");
     let sizes: u64 = paths
         .iter()
@@ -277,7 +262,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         "install",
         plan,
         &mut stones,
-        args.stage,
+        args.change.stage,
         args.allow_conflicts,
         out,
     )
@@ -322,8 +307,8 @@ fn fetch_chosen<'s>(
 
 /// Runs `mossfs sync`: every installed package to its best candidate, orphans out.
 pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
-    if args.dry_run {
-        let (installed, root) = dry_run_base(&args.root.root)?;
+    if args.change.dry_run {
+        let (installed, root) = dry_run_base(&args.change.root.root)?;
         let plan = match &root {
             Some(root) => {
                 let snapshot = root.db.read()?;
@@ -331,15 +316,15 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
             }
             None => Plan::sync(&installed, &[])?,
         };
-        if !args.stage {
-            dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
+        if !args.change.stage {
+            dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
         return print_plan("sync", &plan, out);
     }
-    let mut root = Root::open_write(&args.root.root)?;
-    root.take_over_usr = args.take_over_usr;
+    let mut root = Root::open_write(&args.change.root.root)?;
+    root.take_over_usr = args.change.take_over_usr;
     report_recovery(&root);
-    root.triggers = args.triggers.options();
+    root.triggers = args.change.triggers.options();
     crate::ui::step("open root");
     let installed = base(&root)?;
     let snapshot = root.db.read()?;
@@ -354,27 +339,43 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
         return Ok(());
     }
     let (plan, mut stones) = fetch_chosen(&root, plan, |local| Plan::sync(&installed, &[local]))?;
-    finish(&root, "sync", plan, &mut stones, args.stage, false, out)
+    finish(
+        &root,
+        "sync",
+        plan,
+        &mut stones,
+        args.change.stage,
+        false,
+        out,
+    )
 }
 
 /// Runs `mossfs remove`.
 pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
-    if args.dry_run {
-        let (installed, root) = dry_run_base(&args.root.root)?;
+    if args.change.dry_run {
+        let (installed, root) = dry_run_base(&args.change.root.root)?;
         let plan = plan_remove(&installed, &args.names, true)?;
-        if !args.stage {
-            dry_run_check(root, &args.root.root, args.take_over_usr, out)?;
+        if !args.change.stage {
+            dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
         return print_plan("remove", &plan, out);
     }
-    let mut root = Root::open_write(&args.root.root)?;
-    root.take_over_usr = args.take_over_usr;
+    let mut root = Root::open_write(&args.change.root.root)?;
+    root.take_over_usr = args.change.take_over_usr;
     report_recovery(&root);
-    root.triggers = args.triggers.options();
+    root.triggers = args.change.triggers.options();
     crate::ui::step("open root");
     let plan = plan_remove(&base(&root)?, &args.names, crate::ui::yes_all())?;
     crate::ui::step("plan");
-    finish(&root, "remove", plan, &mut [], args.stage, false, out)
+    finish(
+        &root,
+        "remove",
+        plan,
+        &mut [],
+        args.change.stage,
+        false,
+        out,
+    )
 }
 
 /// Plans a removal. The packages that need the named ones go too, once the person agrees:

@@ -100,11 +100,13 @@ pub fn list(command: &ListCommand, out: &mut dyn Write) -> std::result::Result<(
         ListCommand::Sync(args) => super::install::sync(
             &super::install::SyncArgs {
                 update: false,
-                stage: false,
-                dry_run: true,
-                take_over_usr: false,
-                triggers: Default::default(),
-                root: args.root.clone(),
+                change: super::install::ChangeArgs {
+                    stage: false,
+                    dry_run: true,
+                    take_over_usr: false,
+                    triggers: Default::default(),
+                    root: args.root.clone(),
+                },
             },
             out,
         )

@@ -876,7 +876,7 @@ impl RepoDoc {
                 }),
             ),
         };
-        let utc = super::state::format_time;
+        let utc = mossfs_repo::utc_time;
         RepoDoc {
             id: repo.id.clone(),
             description: repo.description.clone(),

@@ -208,7 +208,7 @@ fn show(root: &Root, id: StateId, out: &mut dyn Write) -> Result<()> {
     }
     let active = root.live_state(&snapshot)? == Some(id);
     writeln!(out, "state {id}{}", if active { " (active)" } else { "" })?;
-    writeln!(out, "  created  {}", format_time(state.created))?;
+    writeln!(out, "  created  {}", mossfs_repo::utc_time(state.created))?;
     writeln!(out, "  summary  {}", quote::text(&state.summary))?;
     writeln!(out, "  status   {:?}", state.status)?;
     if let Some(parent) = state.parent {
@@ -597,26 +597,4 @@ fn remove_gated(
     }
     drop(gate);
     Ok(unique)
-}
-
-/// UTC date and time, without pulling in a date library for one format.
-pub fn format_time(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
