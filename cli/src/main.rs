@@ -56,7 +56,7 @@ enum Command {
     Delta(Box<delta::Args>),
     /// Pack, inspect and extract a built-in sample tree in a throwaway sandbox.
     Demo(demo::Args),
-    /// Install packages by name, provider or local stone into a root: record a state and commit it (or --stage it).
+    /// Install local stones, or packages by name or provider, into a root: record a state and commit it (or --stage it).
     #[command(visible_alias = "it")]
     Install(commands::install::InstallArgs),
     /// Remove packages by name: record a state without them and commit it.
