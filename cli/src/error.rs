@@ -290,6 +290,17 @@ pub fn report(err: &CliError) -> String {
         report.push_str("\n  ");
         report.push_str(&crate::quote::text(detail));
     }
+    // Something nobody offers is most often something the local copy of an index does not
+    // know yet: say what would find it, below the explanation that named it.
+    if err
+        .details()
+        .is_some_and(|details| details.contains("no candidates were found"))
+    {
+        report.push_str(
+            "\nhint: if a repository should offer what has no candidates, run 'mossfs repo update', \
+             or look for it with 'mossfs search'",
+        );
+    }
     report
 }
 

@@ -111,7 +111,7 @@ pub enum RepoError {
         reason: String,
     },
     /// A download failed.
-    #[error("cannot fetch {uri}: {source}")]
+    #[error("cannot fetch {uri}: {source}; {}", fetch_advice(source))]
     Fetch {
         /// What was fetched.
         uri: String,
@@ -237,4 +237,19 @@ pub enum RepoError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] mossfs_db::DbError),
+}
+
+/// What a person can do about a failed download: a file the server no longer has usually
+/// means the local copy of the index is older than the repository, anything else is the
+/// server or the way to it.
+fn fetch_advice(error: &TransportError) -> &'static str {
+    match error {
+        TransportError::NotFound => {
+            "the repository may have changed since its index was read: run 'mossfs repo update', then try again"
+        }
+        TransportError::Write(_) => "free some space, then try again",
+        _ => {
+            "check that the server is up and the URI is right ('mossfs repo list'), then try again"
+        }
+    }
 }

@@ -159,11 +159,26 @@ fn find_installed(snapshot: &ReadTxn, state: &State, name: &str) -> Result<Packa
 /// Runs `mossfs info`: the installed package, then what the repositories offer of it.
 pub fn info(args: &InfoArgs, out: &mut dyn Write) -> std::result::Result<(), CliError> {
     let root = open(&args.root.root)?;
-    let installed = info_installed(args, &root, out);
     if crate::ui::json() {
-        // The document is the installed package's; `search --json` covers the offers.
-        return installed.map_err(CliError::from);
+        let available = super::repo::available_docs(&root.db, &args.name)?;
+        return match info_installed(args, &root, &available, out) {
+            // Only offered: the name and the offers, without the installed package's fields.
+            Err(EngineError::NotInstalled { .. } | EngineError::NoActiveState)
+                if !available.is_empty() =>
+            {
+                crate::ui::print_json(
+                    out,
+                    &OfferedDoc {
+                        name: &args.name,
+                        available,
+                    },
+                )?;
+                Ok(())
+            }
+            other => other.map_err(CliError::from),
+        };
     }
+    let installed = info_installed(args, &root, &[], out);
     match installed {
         Err(EngineError::NotInstalled { .. } | EngineError::NoActiveState) => {
             if super::repo::print_available(&root.db, &args.name, out)? {
@@ -180,7 +195,13 @@ pub fn info(args: &InfoArgs, out: &mut dyn Write) -> std::result::Result<(), Cli
     }
 }
 
-fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<()> {
+/// `available` goes into the JSON document only; the human form prints the offers after.
+fn info_installed(
+    args: &InfoArgs,
+    root: &Root,
+    available: &[super::repo::AvailableDoc],
+    out: &mut dyn Write,
+) -> Result<()> {
     let snapshot = root.db.read()?;
     let state = active_state(root, &snapshot)?;
     let id = find_installed(&snapshot, &state, &args.name)?;
@@ -224,6 +245,7 @@ fn info_installed(args: &InfoArgs, root: &Root, out: &mut dyn Write) -> Result<(
             conflicts: strings(&meta.conflicts),
             stone_size: record.stone_size,
             files,
+            available,
         };
         crate::ui::print_json(out, &document)?;
         return Ok(());
@@ -342,7 +364,7 @@ pub fn owner(args: &OwnerArgs, out: &mut dyn Write) -> Result<()> {
 /// `info --json`: the package's fields as `list installed --json` has them, and the rest
 /// of its metadata.
 #[derive(Debug, serde::Serialize)]
-struct InfoDoc {
+struct InfoDoc<'a> {
     #[serde(flatten)]
     package: Package,
     build_release: u64,
@@ -356,6 +378,15 @@ struct InfoDoc {
     /// With `--files`: every path of its layout.
     #[serde(skip_serializing_if = "Option::is_none")]
     files: Option<Vec<FileDoc>>,
+    /// What the repositories offer under the same name, best first.
+    available: &'a [super::repo::AvailableDoc],
+}
+
+/// `info --json` of a package that is not installed but offered.
+#[derive(Debug, serde::Serialize)]
+struct OfferedDoc<'a> {
+    name: &'a str,
+    available: Vec<super::repo::AvailableDoc>,
 }
 
 /// One path of a package's layout.

@@ -773,7 +773,7 @@ impl<'j> Meter<'j> {
 /// One row of `list available --json`, and of `search --json`'s `available`: a
 /// repository's offer of a package.
 #[derive(Debug, serde::Serialize)]
-struct AvailableDoc {
+pub(crate) struct AvailableDoc {
     name: String,
     version: String,
     release: u64,
@@ -789,6 +789,12 @@ struct AvailableDoc {
     sha256: Option<String>,
     /// The stone's size in bytes.
     size: Option<u64>,
+}
+
+/// Every repository's offer of the package `name`, best first, as `info --json` shows them.
+pub(crate) fn available_docs(db: &Db, name: &str) -> Result<Vec<AvailableDoc>> {
+    let offers = db.read()?.available(name)?;
+    Ok(offers.iter().map(AvailableDoc::new).collect())
 }
 
 impl AvailableDoc {

@@ -293,10 +293,13 @@ pub fn error_line(output: &Output) -> String {
         "expected a failure; stdout: {} stderr: {stderr}",
         text(&output.stdout)
     );
-    // Indented lines below the error line explain it (why a request has no solution).
+    // Indented lines below the error line explain it (why a request has no solution), and a
+    // `hint:` line may close them.
     let errors: Vec<&str> = stderr
         .lines()
-        .filter(|l| !l.starts_with("recovered: ") && !l.starts_with("  "))
+        .filter(|l| {
+            !l.starts_with("recovered: ") && !l.starts_with("  ") && !l.starts_with("hint: ")
+        })
         .collect();
     assert_eq!(errors.len(), 1, "not one error line: {stderr}");
     assert!(errors[0].starts_with("error: "), "{stderr}");

@@ -47,6 +47,17 @@ fn published_served_updated_fetched_and_installed() {
     );
     assert!(info.contains(&format!("download {size} B")), "{info}");
     assert!(info.contains(&sha256(&newer)), "{info}");
+    // Offered but not installed: the JSON document is the name and the offers.
+    let doc: serde_json::Value =
+        serde_json::from_str(&repo.root.ok(&["info", "hello", "--json"])).unwrap();
+    assert_eq!(doc["name"], "hello", "{doc}");
+    assert!(doc.get("id").is_none(), "not installed: {doc}");
+    assert_eq!(
+        doc["available"][0]["sha256"],
+        sha256(&newer).as_str(),
+        "{doc}"
+    );
+    assert_eq!(doc["available"][0]["size"], size, "{doc}");
 
     // Into the cache, named by package id, byte for byte the published stone.
     let fetched = repo.root.ok(&["fetch", "hello", "zlib"]);
@@ -79,6 +90,10 @@ fn published_served_updated_fetched_and_installed() {
         "{installed_info}"
     );
     assert!(installed_info.contains("available:"), "{installed_info}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&repo.root.ok(&["info", "hello", "--json"])).unwrap();
+    assert_eq!(doc["id"], sha256(&newer).as_str(), "installed: {doc}");
+    assert_eq!(doc["available"][0]["repository"], "main", "{doc}");
     let all = repo.root.ok(&["search", "hello"]);
     assert!(
         all.contains("[installed]") && all.contains("[main]"),

@@ -96,6 +96,14 @@ fn an_unsatisfied_dependency_fails_and_changes_nothing() {
             "   └─ soname(libfoo.so.1(x86_64)), for which no candidates were found.",
         ]
     );
+    assert!(
+        common::text(&output.stderr)
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("hint: ") && l.contains("mossfs repo update")),
+        "the last line says how to look further: {}",
+        common::text(&output.stderr)
+    );
     assert_same(&before, &root.system(), "after a missing dependency");
     assert_eq!(root.states(), states);
 
