@@ -245,8 +245,9 @@ fn build_from(
         let mut gone_links = Vec::new();
         let mut location = Vec::new();
         for layout in &gone {
+            let mut last = None;
             for record in layout {
-                place(&links, &mut None, record, &mut location)?;
+                place(&links, &mut None, record, &mut last, &mut location)?;
                 touched.entry(location.clone()).or_default().removed = true;
                 if matches!(record.kind, EntryKind::Symlink(_)) {
                     gone_links.push(location.clone());
@@ -303,8 +304,9 @@ fn build_from(
         // What comes lands where the new symlinks send it.
         let mut trace: Trace = Some(HashSet::new());
         for (prio, _, layout, sizes) in &coming {
+            let mut last = None;
             for record in layout {
-                place(&links, &mut trace, record, &mut location)?;
+                place(&links, &mut trace, record, &mut last, &mut location)?;
                 if location == mossfs_format::path::RESERVED {
                     return Err(Whole);
                 }
@@ -395,14 +397,26 @@ fn lay_over(
 
 /// Resolves a record's location into `out`; a record below a symlink that leads
 /// nowhere is a conflict, which only the whole build names.
+/// Layouts list a directory's records together, so the last parent's resolution is kept
+/// (`last`: the raw parent and where it leads) and reused while it repeats.
 fn place(
     links: &impl Links,
     trace: &mut Trace,
     record: &LayoutEntry,
+    last: &mut Option<(Vec<u8>, Vec<u8>)>,
     out: &mut Vec<u8>,
 ) -> Step<()> {
     let (parent, name) = split_parent(record.path.as_bytes());
-    resolve::resolve_parent(links, trace, parent, out).map_err(|_| Whole)?;
+    match last {
+        Some((raw, resolved)) if raw == parent => {
+            out.clear();
+            out.extend_from_slice(resolved);
+        }
+        _ => {
+            resolve::resolve_parent(links, trace, parent, out).map_err(|_| Whole)?;
+            *last = Some((parent.to_vec(), out.clone()));
+        }
+    }
     join(out, name);
     Ok(())
 }
