@@ -153,6 +153,10 @@ struct Splice<'t, 'db> {
     packages: &'t [PackageId],
     removed: &'t HashSet<PackageId>,
     shared: BTreeMap<Vec<u8>, Vec<PackageId>>,
+    /// Directory objects to store once the whole change is known to apply: one that
+    /// falls back to the whole build, or a directory that ends up empty and goes, leaves
+    /// no object behind for garbage collection to find.
+    pending: Vec<Vec<u8>>,
 }
 
 /// Builds the tree of `packages` from state `parent`'s build, or `None` when the whole
@@ -352,8 +356,15 @@ fn build_from(
             packages,
             removed: &removed,
             shared,
+            pending: Vec::new(),
         };
-        let (root, delta, _) = splice.dir(Some(base.root), &list, &mut Vec::new())?;
+        let (mut root, delta, full) = splice.dir(Some(base.root), &list, &mut Vec::new())?;
+        if !full {
+            root = splice.store(&[]);
+        }
+        for object in &splice.pending {
+            splice.txn.put_tree(object).map_err(|_| Whole)?;
+        }
         let mut footprint: Vec<Vec<u8>> = footprint
             .into_iter()
             .chain(trace.unwrap_or_default())
@@ -491,8 +502,19 @@ impl Splice<'_, '_> {
             .into_iter()
             .map(|(name, node)| DirEntry { name, node })
             .collect();
-        let hash = self.txn.put_tree(&tree::encode(&list)).map_err(|_| Whole)?;
-        Ok((hash, delta, !list.is_empty()))
+        // An empty object is stored only by a caller that keeps the directory.
+        if list.is_empty() {
+            return Ok((TreeHash::of(&tree::encode(&[])), delta, false));
+        }
+        Ok((self.store(&list), delta, true))
+    }
+
+    /// The hash of a directory object, stored with the rest once the change applies.
+    fn store(&mut self, list: &[DirEntry]) -> TreeHash {
+        let bytes = tree::encode(list);
+        let hash = TreeHash::of(&bytes);
+        self.pending.push(bytes);
+        hash
     }
 
     /// What one location becomes; `delta` gains what changed below it.
@@ -521,7 +543,7 @@ impl Splice<'_, '_> {
             *delta += below_delta;
             return Ok(match old {
                 Some(node) if node.owner.is_some() || full => Some(Node {
-                    kind: NodeKind::Directory(hash),
+                    kind: NodeKind::Directory(if full { hash } else { self.store(&[]) }),
                     ..node.clone()
                 }),
                 None if full => Some(implied_dir(hash)),
@@ -588,8 +610,8 @@ impl Splice<'_, '_> {
         let owner = records[0].1;
         if is_dir {
             let hash = match hash {
-                Some(hash) if full || old_dir.is_some() => hash,
-                _ => self.txn.put_tree(&tree::encode(&[])).map_err(|_| Whole)?,
+                Some(hash) if full => hash,
+                _ => self.store(&[]),
             };
             Ok(Some(proto.node(owner, Some(hash))))
         } else if full {
