@@ -767,6 +767,51 @@ fn two_states(fx: &Fixture) -> (Vec<PackageId>, PackageId) {
 }
 
 #[test]
+fn an_incremental_build_stores_only_the_objects_its_tree_uses() {
+    let fx = Fixture::new();
+    let a = fx.package(1, &[File("share/a/x", b"a"), File("share/doc/a", b"d")]);
+    let b = fx.package(2, &[File("share/b/y", b"b"), File("bin/b", b"b")]);
+    let c = fx.package(3, &[File("share/c/deep/z", b"c")]);
+    let mut txn = fx.db.write().unwrap();
+    let first = build(&mut txn, &[a, b]).unwrap();
+    txn.commit().unwrap();
+    let before = fx.objects();
+    // Remove `a` (its directories go) and add `c` (new ones come), in one change.
+    let mut txn = fx.db.write().unwrap();
+    let fast = build_incremental(&mut txn, first.index.as_ref().unwrap(), &[b, c])
+        .expect("no conflict and no symlink: the change applies incrementally");
+    txn.commit().unwrap();
+    let whole = {
+        let mut txn = fx.db.write().unwrap();
+        build(&mut txn, &[b, c]).unwrap()
+    };
+    assert_eq!((fast.root, fast.entries), (whole.root, whole.entries));
+    // Every object written is a directory of the new tree: root, share, share/c and
+    // share/c/deep are new, bin and share/b are shared with the old tree, and the emptied
+    // share/a leaves nothing behind.
+    let snap = fx.db.read().unwrap();
+    let mut reachable = std::collections::HashSet::new();
+    for root in [first.root, fast.root] {
+        let mut stack = vec![root];
+        while let Some(hash) = stack.pop() {
+            if reachable.insert(hash) {
+                for entry in snap.tree(hash).unwrap().entries(hash).unwrap() {
+                    if let NodeKind::Directory(child) = entry.node.kind {
+                        stack.push(child);
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(fx.objects(), reachable.len(), "no object that no tree uses");
+    assert_eq!(
+        fx.objects(),
+        before + 4,
+        "root, share, share/c and share/c/deep"
+    );
+}
+
+#[test]
 fn two_states_share_every_untouched_directory_object() {
     let fx = Fixture::new();
     let (base, extra) = two_states(&fx);
