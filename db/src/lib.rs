@@ -17,11 +17,13 @@
 //! | `providers` | `kind(target)` | package ids (sorted duplicates) |
 //! | `states` | state id (u64 BE) | [`State`] |
 //! | `trees` | tree hash | directory object ([`tree`]) |
+//! | `staging` | state id (u64 BE) | [`BuildIndex`]: what the next tree build starts from |
 //! | `available`, `available_providers`, `repositories` | see [`available`] | |
 #![deny(missing_docs)]
 
 mod available;
 mod codec;
+pub mod staging;
 pub mod state;
 pub mod tree;
 
@@ -33,6 +35,7 @@ use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, R
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
 pub use available::{Available, AvailableQuery, RepoSeen};
+pub use staging::BuildIndex;
 pub use state::{Conflict, Generated, Reason, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
@@ -228,6 +231,8 @@ pub struct Db {
     trees: Database<'static, Bytes, Bytes>,
     /// `None` only when opened for reading before any writer made them.
     available: Option<available::Tables>,
+    /// `None` when opened for reading: only a writer builds trees.
+    staging: Option<Database<'static, U64<BigEndian>, Bytes>>,
 }
 
 impl Db {
@@ -285,6 +290,7 @@ impl Db {
             .map_err(commit_err)?
             .unwrap_commit();
         let available = Some(available::Tables::open(&env).map_err(open_err)?);
+        let staging = Some(staging::open(&env).map_err(open_err)?);
         let db = Db {
             dir: dir.to_owned(),
             env,
@@ -296,6 +302,7 @@ impl Db {
             states,
             trees,
             available,
+            staging,
         };
         let mut txn = db.write()?;
         match txn.meta_u64("schema")? {
@@ -396,6 +403,7 @@ impl Db {
             states,
             trees,
             available,
+            staging: None,
         };
         match db.read()?.meta_u64("schema")? {
             Some(found) if found > SCHEMA_VERSION => Err(DbError::NewerSchema {
@@ -765,12 +773,47 @@ impl WriteTxn<'_> {
             .map_err(lmdb("write state"))
     }
 
-    /// Forgets a state. Its trees stay until garbage collection.
+    /// Forgets a state and its staging record. Its trees stay until garbage collection.
     pub fn remove_state(&mut self, id: StateId) -> Result<bool> {
+        self.forget_build_index(id)?;
         self.db
             .states
             .delete(&mut self.txn, &id.0)
             .map_err(lmdb("remove state"))
+    }
+
+    /// Records what the build of state `id`'s tree leaves for the next build.
+    pub fn put_build_index(&mut self, id: StateId, index: &BuildIndex) -> Result<()> {
+        let Some(staging) = self.db.staging else {
+            return Ok(());
+        };
+        staging
+            .put(&mut self.txn, &id.0, &index.encode())
+            .map_err(lmdb("write staging record"))
+    }
+
+    /// Forgets what the build of state `id`'s tree left, so that the next build starts
+    /// from every layout; the benchmarks measure that build against the incremental one.
+    pub fn forget_build_index(&mut self, id: StateId) -> Result<()> {
+        if let Some(staging) = self.db.staging {
+            staging
+                .delete(&mut self.txn, &id.0)
+                .map_err(lmdb("remove staging record"))?;
+        }
+        Ok(())
+    }
+
+    /// What the build of state `id`'s tree left for the next build, if it left anything
+    /// (a state recorded with conflicts, or by an older mossfs, has none). A damaged
+    /// record reads as none: the next build then starts from every layout.
+    pub fn build_index(&self, id: StateId) -> Result<Option<BuildIndex>> {
+        let Some(staging) = self.db.staging else {
+            return Ok(None);
+        };
+        let bytes = staging
+            .get(&self.txn, &id.0)
+            .map_err(lmdb("read staging record"))?;
+        Ok(bytes.and_then(BuildIndex::decode))
     }
 
     /// Sets (or clears) the active state.

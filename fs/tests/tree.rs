@@ -6,12 +6,14 @@ use std::fs::File;
 use std::io::BufReader;
 use std::time::Instant;
 
-use mossfs_db::{Conflict, Db, DbError, Node, NodeKind, PackageRecord, Query, TreeHash};
+use mossfs_db::{
+    BuildIndex, Conflict, Db, DbError, Node, NodeKind, PackageRecord, Query, TreeHash,
+};
 use mossfs_format::{
     AssetHash, EntryKind, IndexEntry, LayoutEntry, Meta, PackageId, Reader, RelPath,
 };
 use mossfs_fs::diff::{Change, ChangeKind, diff};
-use mossfs_fs::tree::{BuiltTree, IMPLIED_DIR_MODE, TreeError, build};
+use mossfs_fs::tree::{BuiltTree, IMPLIED_DIR_MODE, TreeError, build, build_incremental};
 use mossfs_fs::walk::walk;
 
 const STONES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/stones");
@@ -28,13 +30,22 @@ use Spec::*;
 struct Fixture {
     _dir: tempfile::TempDir,
     db: Db,
+    /// What every earlier build left for an incremental one.
+    bases: std::cell::RefCell<Vec<BuildIndex>>,
+    /// The packages that ship a symlink.
+    linking: std::cell::RefCell<std::collections::HashSet<PackageId>>,
 }
 
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        Fixture { _dir: dir, db }
+        Fixture {
+            _dir: dir,
+            db,
+            bases: Default::default(),
+            linking: Default::default(),
+        }
     }
 
     /// Records a package made of `specs`, named `name`, with id `[byte; 32]`.
@@ -45,6 +56,12 @@ impl Fixture {
 
     fn package_layout(&self, byte: u8, layout: Vec<LayoutEntry>) -> PackageId {
         let id = PackageId([byte; 32]);
+        if layout
+            .iter()
+            .any(|e| matches!(e.kind, EntryKind::Symlink(_)))
+        {
+            self.linking.borrow_mut().insert(id);
+        }
         let mut index: Vec<IndexEntry> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut offset = 0;
@@ -79,10 +96,59 @@ impl Fixture {
         id
     }
 
+    /// Builds the tree of `packages` from every layout, and checks that an incremental
+    /// build from each earlier build of this fixture either gives exactly the same tree or
+    /// leaves it to the whole build, which it must only do around conflicts and moved
+    /// symlinks.
     fn build(&self, packages: &[PackageId]) -> BuiltTree {
         let mut txn = self.db.write().unwrap();
         let built = build(&mut txn, packages).unwrap();
         txn.commit().unwrap();
+        // In a transaction that is dropped, so that tests that count objects see only
+        // the whole build's. The empty tree is a base too: every build is then also an
+        // incremental install of all its packages at once.
+        let deepest = self
+            .listing(built.root)
+            .keys()
+            .map(|p| p.matches('/').count())
+            .max()
+            .unwrap_or(0);
+        let mut txn = self.db.write().unwrap();
+        let empty = build(&mut txn, &[]).unwrap().index.unwrap();
+        for base in std::iter::once(&empty).chain(self.bases.borrow().iter()) {
+            match build_incremental(&mut txn, base, packages) {
+                Some(fast) => {
+                    assert!(built.conflicts.is_empty(), "{:?}", built.conflicts);
+                    assert_eq!(fast.root, built.root, "from {:?}", base.packages);
+                    assert_eq!(fast.entries, built.entries);
+                    let (fast, whole) = (fast.index.unwrap(), built.index.clone().unwrap());
+                    assert_eq!(fast.shared, whole.shared);
+                    assert_eq!(fast.packages, whole.packages);
+                }
+                // Where a symlink comes or goes, the incremental build may leave it to the
+                // whole one (see `tree::build_incremental`); the property test below
+                // checks how often it need not.
+                None => assert!(
+                    !built.conflicts.is_empty()
+                        || deepest > 64
+                        || packages
+                            .iter()
+                            .chain(&base.packages)
+                            .any(|p| self.linking.borrow().contains(p))
+                        || !base
+                            .packages
+                            .iter()
+                            .filter(|p| packages.contains(p))
+                            .eq(packages.iter().filter(|p| base.packages.contains(p))),
+                    "an incremental build from {:?} to {packages:?} without conflicts or symlinked directories fell back",
+                    base.packages
+                ),
+            }
+        }
+        drop(txn);
+        if let Some(index) = &built.index {
+            self.bases.borrow_mut().push(index.clone());
+        }
         built
     }
 
@@ -701,6 +767,51 @@ fn two_states(fx: &Fixture) -> (Vec<PackageId>, PackageId) {
 }
 
 #[test]
+fn an_incremental_build_stores_only_the_objects_its_tree_uses() {
+    let fx = Fixture::new();
+    let a = fx.package(1, &[File("share/a/x", b"a"), File("share/doc/a", b"d")]);
+    let b = fx.package(2, &[File("share/b/y", b"b"), File("bin/b", b"b")]);
+    let c = fx.package(3, &[File("share/c/deep/z", b"c")]);
+    let mut txn = fx.db.write().unwrap();
+    let first = build(&mut txn, &[a, b]).unwrap();
+    txn.commit().unwrap();
+    let before = fx.objects();
+    // Remove `a` (its directories go) and add `c` (new ones come), in one change.
+    let mut txn = fx.db.write().unwrap();
+    let fast = build_incremental(&mut txn, first.index.as_ref().unwrap(), &[b, c])
+        .expect("no conflict and no symlink: the change applies incrementally");
+    txn.commit().unwrap();
+    let whole = {
+        let mut txn = fx.db.write().unwrap();
+        build(&mut txn, &[b, c]).unwrap()
+    };
+    assert_eq!((fast.root, fast.entries), (whole.root, whole.entries));
+    // Every object written is a directory of the new tree: root, share, share/c and
+    // share/c/deep are new, bin and share/b are shared with the old tree, and the emptied
+    // share/a leaves nothing behind.
+    let snap = fx.db.read().unwrap();
+    let mut reachable = std::collections::HashSet::new();
+    for root in [first.root, fast.root] {
+        let mut stack = vec![root];
+        while let Some(hash) = stack.pop() {
+            if reachable.insert(hash) {
+                for entry in snap.tree(hash).unwrap().entries(hash).unwrap() {
+                    if let NodeKind::Directory(child) = entry.node.kind {
+                        stack.push(child);
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(fx.objects(), reachable.len(), "no object that no tree uses");
+    assert_eq!(
+        fx.objects(),
+        before + 4,
+        "root, share, share/c and share/c/deep"
+    );
+}
+
+#[test]
 fn two_states_share_every_untouched_directory_object() {
     let fx = Fixture::new();
     let (base, extra) = two_states(&fx);
@@ -1193,5 +1304,166 @@ mod properties {
             expected.sort_by(|x, y| x.path.cmp(&y.path));
             prop_assert_eq!(changes, expected);
         }
+    }
+
+    /// A record for the incremental builds: shared directories and some shared names, so
+    /// that packages share paths, agree and disagree, plus symlinked directories
+    /// (`lib64 -> lib`, `share/alt -> ../lib`) and symlinks to files.
+    fn staged_record(package: u8) -> impl Strategy<Value = LayoutEntry> {
+        const DIRS: [&str; 5] = ["lib", "lib64", "share", "alt", "doc"];
+        (
+            prop::collection::vec(prop::sample::select(&DIRS[..]), 0..3),
+            0..6u8,
+            0..8u8,
+        )
+            .prop_map(move |(mut components, leaf, kind)| {
+                let own = format!("p{package}");
+                let name = match leaf {
+                    0 => "x",
+                    1 => "alt",
+                    2 => "lib64",
+                    _ => own.as_str(),
+                };
+                components.push(name);
+                let path = components.join("/");
+                let (mode, kind) = match kind {
+                    0 => (0o100644, EntryKind::Regular(AssetHash::of(b"x"))),
+                    1 => (0o100644, EntryKind::Regular(AssetHash::of(path.as_bytes()))),
+                    2 => (0o040755, EntryKind::Directory),
+                    3 => (0o040700, EntryKind::Directory),
+                    4 => {
+                        let target = match name {
+                            "lib64" => "lib",
+                            "alt" => "../lib",
+                            _ => "x",
+                        };
+                        (0o120777, EntryKind::Symlink(target.as_bytes().to_vec()))
+                    }
+                    _ => (0o100755, EntryKind::Regular(AssetHash::of(own.as_bytes()))),
+                };
+                LayoutEntry {
+                    uid: 0,
+                    gid: 0,
+                    mode,
+                    tag: 0,
+                    kind,
+                    path: RelPath::new(path).unwrap(),
+                }
+            })
+    }
+
+    fn pool() -> impl Strategy<Value = Vec<Vec<LayoutEntry>>> {
+        (0..6u8)
+            .map(|n| prop::collection::vec(staged_record(n), 0..6))
+            .collect::<Vec<_>>()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Issue 13 §2: a state's tree built from its parent's and the packages that
+        /// change is the tree built from every layout, over random sequences of installs
+        /// and removals; and where it leaves the work to the whole build, the next change
+        /// starts from that build.
+        #[test]
+        fn incremental_builds_match_whole_builds_over_installs_and_removals(
+            layouts in pool(),
+            steps in prop::collection::vec((any::<u8>(), any::<u8>()), 1..12),
+        ) {
+            let fx = Fixture::new();
+            let ids = packages(&fx, 1, layouts);
+            let mut installed: u8 = 0;
+            let mut txn = fx.db.write().unwrap();
+            let mut base = build(&mut txn, &[]).unwrap().index.unwrap();
+            let mut applied = 0;
+            for (add, remove) in steps {
+                installed = (installed | (add & 0x3f)) & !(remove & !add & 0x3f);
+                let set: Vec<PackageId> = (0..ids.len())
+                    .filter(|n| installed & (1 << n) != 0)
+                    .map(|n| ids[n])
+                    .collect();
+                let whole = build(&mut txn, &set).unwrap();
+                match build_incremental(&mut txn, &base, &set) {
+                    Some(fast) => {
+                        applied += 1;
+                        prop_assert!(whole.conflicts.is_empty(), "{:?}", whole.conflicts);
+                        prop_assert_eq!(fast.root, whole.root);
+                        prop_assert_eq!(fast.entries, whole.entries);
+                        prop_assert!(fast.conflicts.is_empty());
+                        let (fast, full) = (fast.index.unwrap(), whole.index.unwrap());
+                        prop_assert_eq!(&fast.shared, &full.shared);
+                        prop_assert_eq!(&fast.packages, &full.packages);
+                        // What it remembers of symlinks covers what the whole build saw.
+                        prop_assert!(full.footprint.iter().all(|k| fast.footprint.contains(k)));
+                        base = fast;
+                    }
+                    None => {
+                        if let Some(index) = whole.index {
+                            base = index;
+                        }
+                    }
+                }
+            }
+            let _ = applied;
+        }
+    }
+
+    /// Over a fixed seeded run of the test above, most changes apply incrementally: the
+    /// fallback is for conflicts and moved symlinks, not the common case.
+    #[test]
+    fn most_random_changes_apply_incrementally() {
+        let fx = Fixture::new();
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let layouts =
+            proptest::strategy::ValueTree::current(&pool().new_tree(&mut runner).unwrap());
+        let ids = packages(&fx, 1, layouts);
+        let mut txn = fx.db.write().unwrap();
+        let mut base = build(&mut txn, &[]).unwrap().index.unwrap();
+        let (mut applied, mut clean) = (0, 0);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // One package in or out per step, as a user's changes mostly are.
+            let flip = (seed % ids.len() as u64) as usize;
+            let mut set: Vec<PackageId> = base.packages.clone();
+            match set.iter().position(|&p| p == ids[flip]) {
+                Some(at) => {
+                    set.remove(at);
+                }
+                None => set.push(ids[flip]),
+            }
+            set.sort();
+            let whole = build(&mut txn, &set).unwrap();
+            if whole.conflicts.is_empty() {
+                clean += 1;
+            }
+            match build_incremental(&mut txn, &base, &set) {
+                Some(fast) => {
+                    applied += 1;
+                    assert_eq!(fast.root, whole.root);
+                    assert_eq!(fast.entries, whole.entries);
+                    base = fast.index.unwrap();
+                }
+                None => match whole.index {
+                    Some(index) => base = index,
+                    // A state with conflicts leaves nothing; step from the set anyway.
+                    None => {
+                        base.packages = set;
+                        base.root = TreeHash(0);
+                    }
+                },
+            }
+        }
+        eprintln!("{applied} of 200 changes applied incrementally, {clean} without conflicts");
+        assert!(
+            clean > 20,
+            "the run exercises trees without conflicts ({clean})"
+        );
+        assert!(
+            applied * 2 > clean,
+            "{applied} of {clean} changes without conflicts applied incrementally"
+        );
     }
 }

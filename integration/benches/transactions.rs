@@ -16,8 +16,11 @@
 //!   five-entry package, on roots of `--entries` and `--large` (250,000) entries, side by
 //!   side, with the stage/commit split. A commit starts from the newest archived tree of an
 //!   earlier state, so the cycle is arranged for that tree to differ by two packages, as in
-//!   a run of unrelated changes; one more row has no archived tree (a full blit). Target:
-//!   under 0.25 s at 48,000.
+//!   a run of unrelated changes; one more row has no archived tree (a full blit), and one
+//!   stages the change with the tree built from every layout (the active state's build
+//!   record forgotten, as on a root recorded before issue 13), the peer of staging from the
+//!   parent's tree. Targets: under 0.25 s at 48,000 (issue 3), under 0.030 s at 250,000
+//!   (issue 13).
 //! - **(c) Fresh install** of `--debian` (200) of this machine's Debian packages
 //!   (`corpus::debian`, or `--debian-dir` to reuse a corpus made by `mkcorpus debian`),
 //!   against one `zstd -d --long=31 -c` process (upstream writes a window log of 31) over

@@ -63,7 +63,9 @@ pub fn record_state(
             txn.put_package(&stone.record(), &stone.layout, &stone.index)?;
         }
     }
-    let built = tree::build(&mut txn, &order)?;
+    // From the parent's tree and the packages that change, when the parent's build left
+    // a record of itself (issue 13 §2); from every layout otherwise.
+    let built = tree::build_on(&mut txn, parent, &order)?;
     if !built.conflicts.is_empty() && !allow_conflicts {
         return Err(conflict_error(&txn, &built.conflicts, None)?);
     }
@@ -86,6 +88,9 @@ pub fn record_state(
         generated: Vec::new(),
     };
     txn.put_state(&state)?;
+    if let Some(index) = &built.index {
+        txn.put_build_index(id, index)?;
+    }
     txn.commit()?;
     Ok(state)
 }

@@ -37,6 +37,8 @@ pub(crate) struct Merged {
     pub(crate) root: TreeHash,
     pub(crate) entries: u64,
     pub(crate) conflicts: Vec<mossfs_db::Conflict>,
+    /// Every path that two or more packages ship, with those packages by priority.
+    pub(crate) shared: Vec<(Vec<u8>, Vec<u32>)>,
 }
 
 struct Merge<'t, 'db, 'i, 'p> {
@@ -48,6 +50,7 @@ struct Merge<'t, 'db, 'i, 'p> {
     spare: Vec<Vec<DirEntry>>,
     entries: u64,
     conflicts: Vec<mossfs_db::Conflict>,
+    shared: Vec<(Vec<u8>, Vec<u32>)>,
 }
 
 /// Builds and stores every directory object.
@@ -73,6 +76,7 @@ pub(crate) fn merge(
         spare: Vec::new(),
         entries: 0,
         conflicts: Vec::new(),
+        shared: Vec::new(),
     };
     let placed = &placement.placed;
     let mut start = 0;
@@ -97,6 +101,7 @@ pub(crate) fn merge(
         root,
         entries: m.entries,
         conflicts: m.conflicts,
+        shared: m.shared,
     })
 }
 
@@ -130,6 +135,14 @@ impl Merge<'_, '_, '_, '_> {
         }
         let name = &key[from..];
         let own = anchor.origin.package;
+        if group.len() > 1 {
+            // In priority order, so equal packages are neighbours.
+            let mut owners: Vec<u32> = group.iter().map(|p| p.origin.package).collect();
+            owners.dedup();
+            if owners.len() > 1 {
+                self.shared.push((key_to_path(key), owners));
+            }
+        }
         match decide(self.inputs, group, has_children) {
             Decision::Leaf { shown, conflict } => {
                 if let Some(origins) = conflict {

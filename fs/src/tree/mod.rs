@@ -46,12 +46,13 @@
 
 mod conflict;
 mod edit;
+mod incremental;
 mod input;
 mod merge;
 mod place;
 mod resolve;
 
-use mossfs_db::{Conflict, DbError, Node, NodeKind, TreeHash, WriteTxn};
+use mossfs_db::{BuildIndex, Conflict, DbError, Node, NodeKind, StateId, TreeHash, WriteTxn};
 use mossfs_format::{AssetHash, PackageId, RelPath};
 
 pub use edit::{Edit, edit};
@@ -69,6 +70,9 @@ pub struct BuiltTree {
     pub entries: u64,
     /// Paths where packages disagree, sorted by path. The tree is stored even so.
     pub conflicts: Vec<Conflict>,
+    /// What the next build can start from, to be stored with the state; `None` for a tree
+    /// with conflicts, which the next build makes from every layout again.
+    pub index: Option<BuildIndex>,
 }
 
 /// Why a tree could not be built or read.
@@ -152,7 +156,8 @@ pub enum TreeError {
 pub fn build(txn: &mut WriteTxn<'_>, packages: &[PackageId]) -> Result<BuiltTree, TreeError> {
     let inputs = input::Inputs::read(&*txn, packages)?;
     let links = resolve::Symlinks::collect(&inputs.layouts);
-    let mut placement = place::place(&inputs, &links);
+    let mut trace = Some(std::collections::HashSet::new());
+    let mut placement = place::place(&inputs, &links, &mut trace);
     let unplaced = std::mem::take(&mut placement.unplaced);
     let merged = merge::merge(txn, &inputs, &placement)?;
     refuse_reserved(&*txn, merged.root)?;
@@ -172,11 +177,58 @@ pub fn build(txn: &mut WriteTxn<'_>, packages: &[PackageId]) -> Result<BuiltTree
         }
     }
     conflicts.sort_by(|a, b| a.path.cmp(&b.path));
+    let index = (conflicts.is_empty() && links.settled).then(|| {
+        let mut footprint: Vec<Vec<u8>> = trace.unwrap_or_default().into_iter().collect();
+        footprint.sort();
+        let mut shared: Vec<(Vec<u8>, Vec<PackageId>)> = merged
+            .shared
+            .into_iter()
+            .map(|(path, owners)| (path, owners.iter().map(|&p| packages[p as usize]).collect()))
+            .collect();
+        shared.sort();
+        BuildIndex {
+            root: merged.root,
+            entries: merged.entries,
+            packages: packages.to_vec(),
+            shared,
+            footprint,
+        }
+    });
     Ok(BuiltTree {
         root: merged.root,
         entries: merged.entries,
         conflicts,
+        index,
     })
+}
+
+/// Builds the tree of `packages` as [`build`] does, from the tree of state `parent` and
+/// the layouts of the packages that differ, when the parent left a record of its build
+/// and the change cannot move what other packages ship (issue 13 §2): the cost then
+/// follows the change, not the root. Otherwise, and wherever the change meets a conflict,
+/// it builds from every layout, so the answer is always [`build`]'s.
+pub fn build_on(
+    txn: &mut WriteTxn<'_>,
+    parent: Option<StateId>,
+    packages: &[PackageId],
+) -> Result<BuiltTree, TreeError> {
+    if let Some(parent) = parent
+        && let Some(built) = incremental::build_on(txn, parent, packages)
+    {
+        return Ok(built);
+    }
+    build(txn, packages)
+}
+
+/// Builds the tree of `packages` from the build `base` describes and the layouts of the
+/// packages that differ, as [`build_on`] does; `None` when only [`build`] can give the
+/// answer (a conflict, a symlink that moves what stays, or `base`'s tree is gone).
+pub fn build_incremental(
+    txn: &mut WriteTxn<'_>,
+    base: &BuildIndex,
+    packages: &[PackageId],
+) -> Option<BuiltTree> {
+    incremental::build(txn, base, packages)
 }
 
 /// Refuses a tree whose root holds [`mossfs_format::path::RESERVED`]. No layout can name

@@ -9,7 +9,7 @@
 use rayon::slice::ParallelSliceMut;
 
 use super::input::Inputs;
-use super::resolve::{Origin, Symlinks, join, split_parent};
+use super::resolve::{Origin, Symlinks, Trace, join, resolve_parent, split_parent};
 
 /// One record at its location.
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +47,9 @@ impl Placement {
     }
 }
 
-/// Resolves where each record lands and sorts the result.
-pub(crate) fn place(inputs: &Inputs<'_>, links: &Symlinks<'_>) -> Placement {
+/// Resolves where each record lands and sorts the result; `trace` collects what a later
+/// change of symlinks could disturb.
+pub(crate) fn place(inputs: &Inputs<'_>, links: &Symlinks<'_>, trace: &mut Trace) -> Placement {
     let records: usize = inputs.layouts.iter().map(Vec::len).sum();
     let bytes: usize = inputs
         .layouts
@@ -84,9 +85,15 @@ pub(crate) fn place(inputs: &Inputs<'_>, links: &Symlinks<'_>) -> Placement {
             if last_parent != Some(parent) {
                 last_parent = Some(parent);
                 let mut out = resolved.unwrap_or_default();
-                resolved = match links.resolve_parent(parent, &mut out) {
+                resolved = match resolve_parent(links, trace, parent, &mut out) {
                     Ok(()) => Ok(out),
-                    Err(failure) => Err((failure.symlink, failure.location, failure.rest)),
+                    Err(failure) => Err((
+                        failure
+                            .symlink
+                            .expect("every symlink of a whole build has an origin"),
+                        failure.location,
+                        failure.rest,
+                    )),
                 };
             }
             match &resolved {

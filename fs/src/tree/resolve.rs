@@ -22,7 +22,8 @@
 //!
 //! Paths here are `/`-separated bytes without a leading slash, relative to `/usr`.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use mossfs_format::path::MAX_PATH_LEN;
 use mossfs_format::{EntryKind, LayoutEntry};
@@ -38,7 +39,7 @@ pub const MAX_RESOLVED_LEN: usize = 2 * MAX_PATH_LEN + 1;
 
 /// How many times symlink locations are recomputed: a symlink may sit below another one,
 /// and moves with it. Real layouts settle after one round; hostile ones stop here.
-const MAX_ROUNDS: usize = 8;
+pub(crate) const MAX_ROUNDS: usize = 8;
 
 /// Where an entry came from: the package's place in priority order, and the record's
 /// place in that package's layout. Ordering by it is ordering by priority.
@@ -62,8 +63,9 @@ pub(crate) enum Unresolvable {
 /// A path that runs into a symlink which cannot be followed.
 #[derive(Debug)]
 pub(crate) struct Failure<'p> {
-    /// The symlink the path runs into, first by priority at its location.
-    pub(crate) symlink: Origin,
+    /// The symlink the path runs into, first by priority at its location, when the build
+    /// knows its origin.
+    pub(crate) symlink: Option<Origin>,
     /// Where that symlink sits (resolved).
     pub(crate) location: Vec<u8>,
     /// The components of the parent path beyond the symlink, possibly empty.
@@ -74,9 +76,43 @@ pub(crate) struct Failure<'p> {
     pub(crate) reason: Unresolvable,
 }
 
+/// Where symlinks sit, by resolved location: every package's, while a whole tree is
+/// built ([`Symlinks`]), or a stored tree's, while one is changed (`incremental`).
+pub(crate) trait Links {
+    /// The symlink at `location`, if there is one: its origin when this build knows it,
+    /// and its target.
+    fn link(&self, location: &[u8]) -> Option<(Option<Origin>, Cow<'_, [u8]>)>;
+}
+
+/// The locations resolution looked at that a change of symlinks could disturb: every
+/// location where a symlink was found on a layout path, and every location looked up
+/// while following a target. A location a layout path only passes through as a directory
+/// is not kept: it is a directory of the tree, and a symlink cannot appear there without a
+/// conflict. `None` records nothing (a build that keeps no record).
+pub(crate) type Trace = Option<HashSet<Vec<u8>>>;
+
+fn note(trace: &mut Trace, location: &[u8]) {
+    if let Some(keys) = trace
+        && !keys.contains(location)
+    {
+        keys.insert(location.to_vec());
+    }
+}
+
 /// Every symlink of every package, keyed by where it really sits.
 pub(crate) struct Symlinks<'a> {
     map: HashMap<Vec<u8>, (Origin, &'a [u8])>,
+    /// Whether the locations settled: a symlink's location is where its own path
+    /// resolves to. Hostile layouts may never settle; such a tree is always built whole.
+    pub(crate) settled: bool,
+}
+
+impl Links for Symlinks<'_> {
+    fn link(&self, location: &[u8]) -> Option<(Option<Origin>, Cow<'_, [u8]>)> {
+        self.map
+            .get(location)
+            .map(|&(origin, target)| (Some(origin), Cow::Borrowed(target)))
+    }
 }
 
 impl<'a> Symlinks<'a> {
@@ -98,6 +134,7 @@ impl<'a> Symlinks<'a> {
         }
         let mut current = Symlinks {
             map: HashMap::with_capacity(links.len()),
+            settled: false,
         };
         for &(origin, path, target) in &links {
             current.map.entry(path.to_vec()).or_insert((origin, target));
@@ -109,13 +146,14 @@ impl<'a> Symlinks<'a> {
             let mut next = HashMap::with_capacity(links.len());
             for &(origin, path, target) in &links {
                 let (parent, name) = split_parent(path);
-                if current.resolve_parent(parent, &mut location).is_err() {
+                if resolve_parent(&current, &mut None, parent, &mut location).is_err() {
                     continue;
                 }
                 join(&mut location, name);
                 next.entry(location.clone()).or_insert((origin, target));
             }
             if next == current.map {
+                current.settled = true;
                 break;
             }
             current.map = next;
@@ -130,99 +168,122 @@ impl<'a> Symlinks<'a> {
 
     /// Resolves a directory path from a layout (the parent of an entry, possibly empty)
     /// into `out`, following every symlink on the way.
+    #[cfg(test)]
     pub(crate) fn resolve_parent<'p>(
         &self,
         raw: &'p [u8],
         out: &mut Vec<u8>,
     ) -> Result<(), Failure<'p>> {
-        out.clear();
-        if raw.is_empty() {
-            return Ok(());
+        resolve_parent(self, &mut None, raw, out)
+    }
+}
+
+/// Resolves a directory path from a layout (the parent of an entry, possibly empty) into
+/// `out`, following every symlink of `links` on the way, and notes in `trace` what a
+/// change of symlinks could disturb.
+pub(crate) fn resolve_parent<'p>(
+    links: &impl Links,
+    trace: &mut Trace,
+    raw: &'p [u8],
+    out: &mut Vec<u8>,
+) -> Result<(), Failure<'p>> {
+    out.clear();
+    if raw.is_empty() {
+        return Ok(());
+    }
+    let mut hops = 0;
+    let mut consumed = 0;
+    for component in raw.split(|&b| b == b'/') {
+        consumed += component.len() + 1;
+        let before = out.len();
+        // No length check here: a layout path is short, and each target is bounded.
+        if !out.is_empty() {
+            out.push(b'/');
         }
-        let mut hops = 0;
-        let mut consumed = 0;
-        for component in raw.split(|&b| b == b'/') {
-            consumed += component.len() + 1;
-            let before = out.len();
-            // No length check here: a layout path is short, and each target is bounded.
-            if !out.is_empty() {
-                out.push(b'/');
+        out.extend_from_slice(component);
+        if let Some((symlink, target)) = links.link(out.as_slice()) {
+            note(trace, out);
+            let location = out.clone();
+            out.truncate(before);
+            if let Err(reason) = follow(links, trace, &target, out, &mut hops) {
+                return Err(Failure {
+                    symlink,
+                    location,
+                    rest: raw.get(consumed..).unwrap_or_default(),
+                    reason,
+                });
             }
-            out.extend_from_slice(component);
-            if let Some(&(symlink, target)) = self.map.get(out.as_slice()) {
-                let location = out.clone();
-                out.truncate(before);
-                if let Err(reason) = self.follow(target, out, &mut hops) {
-                    return Err(Failure {
-                        symlink,
-                        location,
-                        rest: raw.get(consumed..).unwrap_or_default(),
-                        reason,
-                    });
+        }
+    }
+    Ok(())
+}
+
+/// Replaces `out` (the symlink's parent) with where `target` leads.
+fn follow(
+    links: &impl Links,
+    trace: &mut Trace,
+    target: &[u8],
+    out: &mut Vec<u8>,
+    hops: &mut u32,
+) -> Result<(), Unresolvable> {
+    *hops += 1;
+    if *hops > MAX_HOPS {
+        return Err(Unresolvable::Loop);
+    }
+    match target.strip_prefix(b"/") {
+        Some(absolute) => walk_from_slash(links, trace, absolute, out, hops),
+        None => walk(links, trace, target, out, hops),
+    }
+}
+
+/// Replaces `out` with where `absolute` (a path from `/`, without the leading slash)
+/// leads, which must be into `/usr`.
+fn walk_from_slash(
+    links: &impl Links,
+    trace: &mut Trace,
+    absolute: &[u8],
+    out: &mut Vec<u8>,
+    hops: &mut u32,
+) -> Result<(), Unresolvable> {
+    let (link, rest) = below_usr(absolute).ok_or(Unresolvable::Outside)?;
+    out.clear();
+    walk(links, trace, link, out, hops)?;
+    walk(links, trace, rest, out, hops)
+}
+
+/// Applies relative `components` to the resolved directory in `out`.
+fn walk(
+    links: &impl Links,
+    trace: &mut Trace,
+    components: &[u8],
+    out: &mut Vec<u8>,
+    hops: &mut u32,
+) -> Result<(), Unresolvable> {
+    let mut next = 0;
+    for component in components.split(|&b| b == b'/') {
+        next += component.len() + 1;
+        match component {
+            b"" | b"." => {}
+            b".." => {
+                if out.is_empty() {
+                    // Above `/usr` is `/`: what follows is read from there.
+                    let rest = components.get(next..).unwrap_or_default();
+                    return walk_from_slash(links, trace, rest, out, hops);
+                }
+                pop(out);
+            }
+            name => {
+                let before = out.len();
+                push(out, name)?;
+                note(trace, out);
+                if let Some((_, target)) = links.link(out.as_slice()) {
+                    out.truncate(before);
+                    follow(links, trace, &target, out, hops)?;
                 }
             }
         }
-        Ok(())
     }
-
-    /// Replaces `out` (the symlink's parent) with where `target` leads.
-    fn follow(&self, target: &[u8], out: &mut Vec<u8>, hops: &mut u32) -> Result<(), Unresolvable> {
-        *hops += 1;
-        if *hops > MAX_HOPS {
-            return Err(Unresolvable::Loop);
-        }
-        match target.strip_prefix(b"/") {
-            Some(absolute) => self.walk_from_slash(absolute, out, hops),
-            None => self.walk(target, out, hops),
-        }
-    }
-
-    /// Replaces `out` with where `absolute` (a path from `/`, without the leading slash)
-    /// leads, which must be into `/usr`.
-    fn walk_from_slash(
-        &self,
-        absolute: &[u8],
-        out: &mut Vec<u8>,
-        hops: &mut u32,
-    ) -> Result<(), Unresolvable> {
-        let (link, rest) = below_usr(absolute).ok_or(Unresolvable::Outside)?;
-        out.clear();
-        self.walk(link, out, hops)?;
-        self.walk(rest, out, hops)
-    }
-
-    /// Applies relative `components` to the resolved directory in `out`.
-    fn walk(
-        &self,
-        components: &[u8],
-        out: &mut Vec<u8>,
-        hops: &mut u32,
-    ) -> Result<(), Unresolvable> {
-        let mut next = 0;
-        for component in components.split(|&b| b == b'/') {
-            next += component.len() + 1;
-            match component {
-                b"" | b"." => {}
-                b".." => {
-                    if out.is_empty() {
-                        // Above `/usr` is `/`: what follows is read from there.
-                        let rest = components.get(next..).unwrap_or_default();
-                        return self.walk_from_slash(rest, out, hops);
-                    }
-                    pop(out);
-                }
-                name => {
-                    let before = out.len();
-                    push(out, name)?;
-                    if let Some(&(_, target)) = self.map.get(out.as_slice()) {
-                        out.truncate(before);
-                        self.follow(target, out, hops)?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// What a path from `/` means below `/usr`, as a directory below `/usr` (empty for `/usr`
