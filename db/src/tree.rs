@@ -264,13 +264,19 @@ impl<'a> DirView<'a> {
 
     /// Finds an entry by name with a binary search: O(log n) names read, one entry decoded.
     pub fn find(&self, name: &[u8]) -> Option<(usize, DirEntry)> {
+        let index = self.position(name)?;
+        Some((index, self.entry(index)?))
+    }
+
+    /// The index of the entry called `name`, by a binary search that decodes nothing.
+    pub fn position(&self, name: &[u8]) -> Option<usize> {
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.name(mid)?.cmp(name) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some((mid, self.entry(mid)?)),
+                std::cmp::Ordering::Equal => return Some(mid),
             }
         }
         None

@@ -16,6 +16,10 @@ use super::inode::{Inode, Kind};
 use super::view::OWNER_XATTR;
 use super::{Inner, ServeError, bump};
 
+/// Entries prepared per listing request: more than a reply of the largest size the kernel
+/// asks for (32 KiB) holds, since each entry takes at least 32 bytes of it.
+const LIST_BATCH: usize = 1024;
+
 impl Inner {
     pub(crate) fn attr(&self, ino: u64, inode: &Inode) -> FileAttr {
         inode.attr(ino, self.time)
@@ -48,9 +52,16 @@ impl Inner {
                 let tree = dir.kind.tree().expect("a directory has a tree");
                 let found = self
                     .snapshots
-                    .with(|txn| txn.tree(tree).map(|view| view.find(name)))
+                    .with(|txn| {
+                        let view = txn.tree(tree)?;
+                        let Some(slot) = view.position(name) else {
+                            return Ok(None);
+                        };
+                        let first = self.inodes.children(parent, tree, &view)?;
+                        Ok(Some(first + slot as u64))
+                    })
                     .map_err(|source| self.tree_error(parent, source))?;
-                Ok(found.map(|(slot, entry)| self.inodes.child(parent, slot, &entry.node)))
+                Ok(found.and_then(|ino| Some((ino, self.inodes.get(ino)?))))
             }
             _ => Err(Errno::ENOTDIR),
         }
@@ -97,12 +108,17 @@ impl Inner {
                 self.snapshots
                     .with(|txn| {
                         let view = txn.tree(tree)?;
-                        for slot in start..view.len() {
-                            let entry = view
-                                .entry(slot)
-                                .ok_or(DbError::CorruptTree { hash: tree })?;
-                            let (child, inode) = self.inodes.child(ino, slot, &entry.node);
-                            if add(child, slot as u64 + 3, &entry.name, &inode) {
+                        if start >= view.len() {
+                            return Ok(());
+                        }
+                        let first = self.inodes.children(ino, tree, &view)?;
+                        // More than one reply holds; copied in one lock, named in place.
+                        let end = view.len().min(start + LIST_BATCH);
+                        let inodes = self.inodes.range(first, start..end);
+                        for (slot, inode) in (start..end).zip(&inodes) {
+                            let name =
+                                view.name(slot).ok_or(DbError::CorruptTree { hash: tree })?;
+                            if add(first + slot as u64, slot as u64 + 3, name, inode) {
                                 break;
                             }
                         }

@@ -1,22 +1,31 @@
 //! The inode table: the numbers the kernel knows, handed out lazily and never reused.
 //!
 //! A tree entry has no number of its own in the database, so the mount gives one to each
-//! path the first time the kernel meets it (a `lookup` or a `readdirplus` entry). An entry
-//! is identified by its parent's number and its *slot*, its index in the parent's listing
-//! (the sorted directory object, or a synthetic directory of the debug view). The object is
-//! immutable, so `(parent, slot)` names one path for the life of the mount, and the table
-//! needs no names at all: they stay in LMDB's memory map.
+//! path the first time the kernel meets its directory (a `lookup` in it or a listing of
+//! it). An entry is identified by its parent's number and its *slot*, its index in the
+//! parent's listing (the sorted directory object, or a synthetic directory of the debug
+//! view). The object is immutable, so `(parent, slot)` names one path for the life of the
+//! mount, and the table needs no names at all: they stay in LMDB's memory map.
 //!
-//! Memory: one [`Inode`] is 56 bytes and one `(parent, slot) -> ino` map entry about 16
-//! bytes plus the map's slack, so a full walk of 250,000 entries costs under 25 MiB. The
-//! table never shrinks: `forget` is ignored, so a number stays valid however long the
-//! kernel keeps it, and memory is bounded by the entries the mount has seen.
+//! **Numbers come in blocks, one per directory.** The first time a tree directory is
+//! touched, all of its entries are numbered at once, consecutively, so entry `slot` of a
+//! directory is `first + slot`. The table then keeps one map entry per directory, not per
+//! path, and a listing or a lookup finds every child's number with one map probe and
+//! plain arithmetic, instead of a hash probe (and, the first time, a write lock) per
+//! entry. The price is that a lookup of one name numbers its siblings too; they cost 56
+//! bytes each, and a listing, which is what `ls`, `find` and shells do first, numbers
+//! them anyway.
+//!
+//! Memory: one [`Inode`] is 56 bytes, plus about 16 bytes per directory for its block, so
+//! a full walk of 250,000 entries costs under 15 MiB. The table never shrinks: `forget` is
+//! ignored, so a number stays valid however long the kernel keeps it, and memory is
+//! bounded by the directories the mount has seen.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 use fuser::{FileAttr, FileType, INodeNo};
-use mossfs_db::{Node, NodeKind, TreeHash};
+use mossfs_db::{DbError, DirView, Node, NodeKind, TreeHash};
 use mossfs_format::{AssetHash, PackageId};
 use parking_lot::RwLock;
 
@@ -195,7 +204,8 @@ fn kind_of(kind: &NodeKind) -> Kind {
 struct Table {
     /// `inodes[ino - 1]`.
     inodes: Vec<Inode>,
-    children: HashMap<(u32, u32), u32>,
+    /// The number of entry 0 of each tree directory numbered so far.
+    first_child: HashMap<u32, u32>,
     owners: Vec<PackageId>,
     owner_index: HashMap<PackageId, u32>,
 }
@@ -214,13 +224,19 @@ impl Table {
 
     fn push(&mut self, inode: Inode) -> u64 {
         self.inodes.push(inode);
-        let ino = self.inodes.len() as u64;
-        // The root is its own parent, not its own child.
-        if u64::from(inode.parent) != ino {
-            self.children
-                .insert((inode.parent, inode.slot), narrow(ino));
+        self.inodes.len() as u64
+    }
+
+    fn inode(&self, parent: u32, slot: u32, node: &Node, owner: u32) -> Inode {
+        Inode {
+            parent,
+            slot,
+            mode: node.mode,
+            uid: node.uid,
+            gid: node.gid,
+            owner,
+            kind: kind_of(&node.kind),
         }
-        ino
     }
 }
 
@@ -239,15 +255,8 @@ impl Inodes {
     /// Adds a tree node as a fixed entry (`usr`, a conflict's contender).
     pub(crate) fn push_node(&self, parent: u64, slot: usize, node: &Node) -> u64 {
         let mut table = self.table.write();
-        let inode = Inode {
-            parent: narrow(parent),
-            slot: narrow(slot as u64),
-            mode: node.mode,
-            uid: node.uid,
-            gid: node.gid,
-            owner: table.owner(node.owner),
-            kind: kind_of(&node.kind),
-        };
+        let owner = table.owner(node.owner);
+        let inode = table.inode(narrow(parent), narrow(slot as u64), node, owner);
         table.push(inode)
     }
 
@@ -257,30 +266,49 @@ impl Inodes {
         self.table.read().inodes.get(index).copied()
     }
 
-    /// The number of entry `slot` of directory `parent`, given a number on first sight.
-    pub(crate) fn child(&self, parent: u64, slot: usize, node: &Node) -> (u64, Inode) {
-        let key = (narrow(parent), narrow(slot as u64));
-        {
-            let table = self.table.read();
-            if let Some(&ino) = table.children.get(&key) {
-                return (u64::from(ino), table.inodes[ino as usize - 1]);
-            }
+    /// Entries `slots` of a numbered directory (see [`Inodes::children`]), in one lock.
+    pub(crate) fn range(&self, first: u64, slots: std::ops::Range<usize>) -> Vec<Inode> {
+        let table = self.table.read();
+        let start = (first as usize - 1).saturating_add(slots.start);
+        let end = (first as usize - 1).saturating_add(slots.end);
+        table
+            .inodes
+            .get(start..end)
+            .map(<[Inode]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// The number of entry 0 of tree directory `dir` (listed by `view`, whose object is
+    /// `tree`), numbering all of its entries on first sight. Entry `slot` is `first + slot`.
+    pub(crate) fn children(
+        &self,
+        dir: u64,
+        tree: TreeHash,
+        view: &DirView<'_>,
+    ) -> Result<u64, DbError> {
+        let key = narrow(dir);
+        if let Some(&first) = self.table.read().first_child.get(&key) {
+            return Ok(u64::from(first));
         }
+        // Decoded before taking the lock, so other threads keep serving meanwhile.
+        let nodes = (0..view.len())
+            .map(|slot| view.entry(slot).map(|entry| entry.node))
+            .collect::<Option<Vec<Node>>>()
+            .ok_or(DbError::CorruptTree { hash: tree })?;
         let mut table = self.table.write();
         // Another thread may have numbered it between the two locks.
-        if let Some(&ino) = table.children.get(&key) {
-            return (u64::from(ino), table.inodes[ino as usize - 1]);
+        if let Some(&first) = table.first_child.get(&key) {
+            return Ok(u64::from(first));
         }
-        let inode = Inode {
-            parent: key.0,
-            slot: key.1,
-            mode: node.mode,
-            uid: node.uid,
-            gid: node.gid,
-            owner: table.owner(node.owner),
-            kind: kind_of(&node.kind),
-        };
-        (table.push(inode), inode)
+        let first = narrow(table.inodes.len() as u64 + 1);
+        table.inodes.reserve(nodes.len());
+        for (slot, node) in nodes.iter().enumerate() {
+            let owner = table.owner(node.owner);
+            let inode = table.inode(key, narrow(slot as u64), node, owner);
+            table.push(inode);
+        }
+        table.first_child.insert(key, first);
+        Ok(u64::from(first))
     }
 
     /// The package that ships an entry.
@@ -320,19 +348,35 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_stable_and_never_shared() {
+    fn numbers_come_in_one_block_per_directory_and_are_stable() {
+        use mossfs_db::DirEntry;
+        use mossfs_db::tree::encode as encode_dir;
+        let entries: Vec<DirEntry> = (1..=3u8)
+            .map(|k| DirEntry {
+                name: vec![b'a' + k],
+                node: file(k),
+            })
+            .collect();
+        let bytes = encode_dir(&entries);
+        let tree = TreeHash(7);
+        let view = DirView::new(tree, &bytes).unwrap();
         let inodes = Inodes::default();
         assert_eq!(inodes.push(Inode::synthetic(1, 0, 0)), ROOT_INO);
-        let (a, inode) = inodes.child(1, 0, &file(1));
-        let (b, _) = inodes.child(1, 1, &file(2));
-        assert_ne!(a, b);
-        assert_eq!(inodes.child(1, 0, &file(1)).0, a);
-        assert_eq!(inodes.get(a), Some(inode));
+        let first = inodes.children(ROOT_INO, tree, &view).unwrap();
+        assert_eq!(first, 2);
+        assert_eq!(inodes.children(ROOT_INO, tree, &view).unwrap(), first);
+        assert_eq!(inodes.len(), 4);
+        let inode = inodes.get(first + 1).unwrap();
+        assert_eq!((inode.parent, inode.slot), (1, 1));
         assert_eq!(inode.kind.asset(), Some((AssetHash(u128::MAX - 5), 7)));
-        assert_eq!(inodes.owner(&inode), Some(PackageId([1; 32])));
+        assert_eq!(inodes.owner(&inode), Some(PackageId([2; 32])));
+        assert_eq!(
+            inodes.range(first, 1..3),
+            vec![inode, inodes.get(first + 2).unwrap()]
+        );
         assert_eq!(inodes.get(0), None);
         assert_eq!(inodes.get(99), None);
-        let attr = inode.attr(a, SystemTime::UNIX_EPOCH);
+        let attr = inode.attr(first + 1, SystemTime::UNIX_EPOCH);
         assert_eq!((attr.size, attr.perm, attr.uid, attr.gid), (7, 0o644, 1, 2));
     }
 }

@@ -27,8 +27,8 @@
 //! # Decisions
 //!
 //! - **Inodes: one per path, `nlink` 1, directories included, generation 0.** Numbers are given lazily,
-//!   the first time the kernel meets an entry, and are never reused or forgotten (see
-//!   `inode`). Files with the same content do not share an inode, unlike the blit's
+//!   in one block per directory the first time the kernel looks into it, and are never
+//!   reused or forgotten (see `inode`). Files with the same content do not share an inode, unlike the blit's
 //!   hardlinks, so that an inode's parent and name are unique and the kernel's dentry cache
 //!   never aliases two paths. `nlink` 1 on directories tells `find` and `fts` that the
 //!   subdirectory count is unknown, as on btrfs, rather than making the mount read every

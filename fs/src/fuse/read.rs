@@ -79,6 +79,12 @@ impl Backing {
         self.by_handle.insert(self.next_fh, (ino, id));
         self.next_fh
     }
+
+    /// A new handle on the backing file that open handles of `ino` already use.
+    fn shared(&mut self, ino: u64) -> Option<(u64, Arc<BackingId>)> {
+        let id = self.by_inode.get(&ino).and_then(Weak::upgrade)?;
+        Some((self.hold(ino, Arc::clone(&id)), id))
+    }
 }
 
 /// Everything reads need besides the tree.
@@ -157,16 +163,14 @@ impl Inner {
         reply: ReplyOpen,
         may_unpack: bool,
     ) {
-        let mut backing = self.reads.backing.lock();
-        if let Some(id) = backing.by_inode.get(&ino).and_then(Weak::upgrade) {
-            let fh = backing.hold(ino, Arc::clone(&id));
-            drop(backing);
-            return reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, &id);
+        if let Some(id) = self.reads.backing.lock().shared(ino) {
+            return reply.opened_passthrough(FileHandle(id.0), FopenFlags::FOPEN_NOFLUSH, &id.1);
         }
+        // The store file is opened and registered without the lock: both are system calls,
+        // and `release` on the other threads must not wait for them.
         let file = match self.store.open_asset(asset) {
             Ok(file) => file,
             Err(missing @ StoreError::AssetMissing { .. }) if may_unpack => {
-                drop(backing);
                 let inner = Arc::clone(self);
                 return self.materialize(ino, &inode, missing, move |ok| {
                     if ok {
@@ -177,7 +181,6 @@ impl Inner {
                 });
             }
             Err(source) => {
-                drop(backing);
                 self.log(ServeError::Asset {
                     path: self.path_of(ino),
                     source,
@@ -185,16 +188,25 @@ impl Inner {
                 return reply.error(Errno::EIO);
             }
         };
-        match reply.open_backing(&file) {
+        let registered = reply.open_backing(&file);
+        drop(file);
+        match registered {
             Ok(id) => {
-                let id = Arc::new(id);
-                backing.by_inode.insert(ino, Arc::downgrade(&id));
-                let fh = backing.hold(ino, Arc::clone(&id));
+                let mut backing = self.reads.backing.lock();
+                // Another open of this inode may have registered it meanwhile; the kernel
+                // wants one backing file per inode, so theirs wins and ours is closed.
+                let (fh, id) = match backing.shared(ino) {
+                    Some(theirs) => (theirs.0, theirs.1),
+                    None => {
+                        let id = Arc::new(id);
+                        backing.by_inode.insert(ino, Arc::downgrade(&id));
+                        (backing.hold(ino, Arc::clone(&id)), id)
+                    }
+                };
                 drop(backing);
                 reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, &id);
             }
             Err(source) => {
-                drop(backing);
                 self.reads.set_mode(ReadMode::Store);
                 self.log(ServeError::Passthrough { source });
                 // This open is served from the store like every later one.
