@@ -18,10 +18,12 @@
 //! | `states` | state id (u64 BE) | [`State`] |
 //! | `trees` | tree hash | directory object ([`tree`]) |
 //! | `available`, `available_providers`, `repositories` | see [`available`] | |
+//! | `heads` | package id | see [`heads`]: packages recorded from their stones' heads |
 #![deny(missing_docs)]
 
 mod available;
 mod codec;
+pub mod heads;
 pub mod state;
 pub mod tree;
 
@@ -33,6 +35,7 @@ use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, R
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
 pub use available::{Available, AvailableQuery, RepoSeen};
+pub use heads::{Head, HeadQuery};
 pub use state::{Conflict, Generated, Reason, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
@@ -228,6 +231,8 @@ pub struct Db {
     trees: Database<'static, Bytes, Bytes>,
     /// `None` only when opened for reading before any writer made them.
     available: Option<available::Tables>,
+    /// `None` only when opened for reading before any writer made it.
+    heads: Option<heads::Table>,
 }
 
 impl Db {
@@ -285,6 +290,7 @@ impl Db {
             .map_err(commit_err)?
             .unwrap_commit();
         let available = Some(available::Tables::open(&env).map_err(open_err)?);
+        let heads = Some(heads::open(&env).map_err(open_err)?);
         let db = Db {
             dir: dir.to_owned(),
             env,
@@ -296,6 +302,7 @@ impl Db {
             states,
             trees,
             available,
+            heads,
         };
         let mut txn = db.write()?;
         match txn.meta_u64("schema")? {
@@ -385,6 +392,7 @@ impl Db {
             });
         };
         let available = available::Tables::open_existing(&env).map_err(open_err)?;
+        let heads = heads::open_existing(&env).map_err(open_err)?;
         let db = Db {
             dir: dir.to_owned(),
             env,
@@ -396,6 +404,7 @@ impl Db {
             states,
             trees,
             available,
+            heads,
         };
         match db.read()?.meta_u64("schema")? {
             Some(found) if found > SCHEMA_VERSION => Err(DbError::NewerSchema {
@@ -747,6 +756,7 @@ impl WriteTxn<'_> {
         db.indexes
             .delete(&mut self.txn, &id.0)
             .map_err(lmdb("remove index"))?;
+        self.remove_head(id)?;
         Ok(())
     }
 
