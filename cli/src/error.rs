@@ -230,7 +230,7 @@ impl CliError {
             }
             CliError::MetaFile { .. } => Some("see \"Metadata file\" in README.md"),
             CliError::Engine(crate::engine::EngineError::Preview { .. }) => Some(
-                "run 'mossfs repo update' and stage the change again; 'mossfs state remove' drops this candidate",
+                "drop the candidate ('mossfs state remove ID', then 'mossfs gc'), run 'mossfs repo update' and stage the change again",
             ),
             CliError::MissingMeta { field: "name" } => {
                 Some("pass --name NAME, or put `name = NAME` in the --meta file")

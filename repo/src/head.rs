@@ -25,7 +25,7 @@ use crate::transport::Transport;
 
 /// The first request's length: the head of a small package (its meta, layout and index
 /// are a few hundred bytes per file) in one round trip, without paying for much content.
-pub const FIRST_RANGE: u64 = 16 * 1024;
+pub const FIRST_RANGE: u64 = 8 * 1024;
 
 /// The smallest extension asked for when the first range was short, so that a large
 /// layout costs few round trips.
