@@ -146,7 +146,10 @@ fn stone_bytes(nginx: &Nginx, from: usize) -> (u64, usize) {
     for line in lines.iter().skip(from) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.get(1).is_some_and(|u| u.ends_with(".stone")) {
-            bytes += fields.get(3).and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
+            bytes += fields
+                .get(3)
+                .and_then(|b| b.parse::<u64>().ok())
+                .unwrap_or(0);
             count += 1;
         }
     }
@@ -193,7 +196,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let index = nginx.url("stone.index");
-    run(mossfs_root(&[
+    run(&mut mossfs_root(&[
         "repo",
         "add",
         "main",
@@ -201,18 +204,18 @@ fn main() -> Result<()> {
         "--key",
         public.to_str().ok_or("a UTF-8 temp path")?,
     ]))?;
-    run(mossfs_root(&["repo", "update"]))?;
+    run(&mut mossfs_root(&["repo", "update"]))?;
     let names: Vec<String> = (0..o.packages).map(name).collect();
     let mut install = vec!["install"];
     install.extend(names.iter().map(String::as_str));
-    run(mossfs_root(&install))?;
+    run(&mut mossfs_root(&install))?;
     let new = make_stones(&served.join("v2"), o.packages, 2)?;
     run(Command::new(&mossfs)
         .arg("index")
         .arg(&served)
         .arg("--sign")
         .arg(&secret))?;
-    run(mossfs_root(&["repo", "update"]))?;
+    run(&mut mossfs_root(&["repo", "update"]))?;
     let whole: u64 = new
         .iter()
         .map(|s| std::fs::metadata(s).map(|m| m.len()))
