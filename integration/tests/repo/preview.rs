@@ -373,3 +373,37 @@ fn a_lying_repository_gets_the_commit_refused_and_the_active_state_kept() {
         "{cache:?}"
     );
 }
+
+/// `install --stage NAME` from a `file://` repository reads the heads from the start of
+/// the files, caches no body, and the commit installs exactly the packages' files.
+#[test]
+fn install_stage_from_a_file_repository_reads_heads_and_commits_whole() {
+    let repo = Repo::new();
+    let stones = [
+        publish(&repo, "alpha", "1", 1),
+        publish(&repo, "beta", "1", 1),
+    ];
+    repo.publish(&[]);
+    repo.add(
+        "main",
+        &format!("file://{}/stone.index", repo.served.display()),
+        10,
+    );
+    repo.root.ok(&["repo", "update"]);
+    let staged = repo.root.ok(&["install", "--stage", "alpha", "beta"]);
+    assert!(staged.contains("staged state 1"), "{staged}");
+    assert!(repo.cache_files().is_empty(), "{:?}", repo.cache_files());
+    assert!(!repo.root.usr().exists());
+    repo.root.ok(&["commit", "1"]);
+    assert_eq!(repo.root.active(), Some(1));
+    for stone in &stones {
+        assert_eq!(
+            fs::read(cached(&repo, stone)).unwrap(),
+            fs::read(stone).unwrap()
+        );
+    }
+    crate::common::assert_tree_matches(
+        &repo.root.usr(),
+        &stones.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+    );
+}
