@@ -407,3 +407,41 @@ fn install_stage_from_a_file_repository_reads_heads_and_commits_whole() {
         &stones.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
     );
 }
+
+/// While one package downloads slowly for a read in the mount, a read of another
+/// package's file is downloaded and served: no lock is held across a download.
+#[test]
+fn a_slow_download_in_the_mount_blocks_no_other_package() {
+    let slow = "location = /pool/alpha.stone { limit_rate 40k; }";
+    let Some((repo, _nginx, stones)) = upgraded(slow) else {
+        return;
+    };
+    repo.root.ok(&["sync", "--stage"]);
+    if !fuse_or_skip() {
+        return;
+    }
+    let mnt = repo.root.scratch("mnt");
+    let _unmount = Unmount(mnt.clone());
+    repo.root
+        .ok(&["mount".as_ref(), "--candidate".as_ref(), mnt.as_os_str()]);
+    let alpha_file = mnt.join("usr/share/alpha/a");
+    let alpha = std::thread::spawn(move || fs::read(alpha_file).map(|b| b.len()));
+    // Wait until alpha's body is on its way: its partial download exists.
+    let part = repo
+        .root
+        .moss()
+        .join(format!("cache/.partial/{}.part", sha256(&stones[0])));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !part.exists() {
+        assert!(Instant::now() < deadline, "alpha's download never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let beta = fs::read(mnt.join("usr/share/beta/a")).unwrap();
+    assert_eq!(beta.len(), 120_000);
+    assert!(
+        !alpha.is_finished(),
+        "alpha finished first: the test proves nothing at this speed"
+    );
+    assert_eq!(alpha.join().unwrap().unwrap(), 120_000);
+    repo.root.ok(&["umount".as_ref(), mnt.as_os_str()]);
+}
