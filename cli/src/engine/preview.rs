@@ -149,9 +149,16 @@ fn headed(root: &Root, transport: &Transport, meta: &mossfs_format::Meta) -> Res
     let path = PathBuf::from(uri);
     {
         let snapshot = root.db.read()?;
-        if let Some(record) = snapshot.package(&id)? {
-            // Recorded already (staged before, or installed once): its head record, if
-            // any, is still in place, and no byte needs fetching.
+        let record = snapshot.package(&id)?;
+        // Recorded already (staged before, or installed once), and its body is either in
+        // the store, in the cache, or to be fetched by its head record: no byte needs
+        // fetching now. Otherwise (its cached stone was collected since) its head is read
+        // again below, so that the commit knows where to get its body.
+        let reachable = match &record {
+            Some(r) => r.unpacked || root.store.is_cached(&id) || snapshot.head(&id)?.is_some(),
+            None => false,
+        };
+        if let Some(record) = record.filter(|_| reachable) {
             let stone = LoadedStone::from_head(
                 path,
                 id,
@@ -248,7 +255,12 @@ fn fetch_checked(
             .unwrap_or_else(|| Err(RepoError::NotAvailable(name.to_owned())))?
     };
     if !head::check_head(&downloaded, record.len, &record.digest).map_err(io(&downloaded))? {
-        let _ = std::fs::remove_file(&downloaded);
+        // A stone under its cached name matched the index's sha256 when it was put
+        // there: it is that package's, and the candidate is what is wrong. Only an
+        // unchecked download is deleted.
+        if downloaded != cached {
+            let _ = std::fs::remove_file(&downloaded);
+        }
         return Err(RepoError::HeadChanged {
             name: name.to_owned(),
         });
