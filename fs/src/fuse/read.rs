@@ -21,7 +21,9 @@
 //! [`mossfs_store::Store::ingest`] on a thread of its own; requests for files of the same
 //! package queue behind that one unpack, and are answered from that thread when it ends.
 //! The serving threads never wait, so other packages' files are served meanwhile. A failed
-//! unpack is logged and answered `EIO`; the next read tries again.
+//! unpack is logged and answered `EIO`; the next read tries again. A package staged from a
+//! repository's heads has no cached stone: that thread first has the mount's fetch hook
+//! ([`super::FetchPackage`]) download it, and a failed download is answered the same way.
 
 use std::collections::HashMap;
 use std::fmt;

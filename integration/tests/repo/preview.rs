@@ -330,6 +330,7 @@ fn a_lying_repository_gets_the_commit_refused_and_the_active_state_kept() {
     fs::write(alpha, &real).unwrap();
     let candidate = repo.root.states().last().unwrap().id;
     let err = repo.root.fail(&["commit", &candidate.to_string()]);
+    eprintln!("refused: {err}");
     assert!(
         err.contains(&format!("cannot commit state {candidate}"))
             && err.contains("differ from the head the candidate was built from")
@@ -357,6 +358,7 @@ fn a_lying_repository_gets_the_commit_refused_and_the_active_state_kept() {
     fs::write(beta, &bytes).unwrap();
     let candidate = repo.root.states().last().unwrap().id;
     let err = repo.root.fail(&["commit", &candidate.to_string()]);
+    eprintln!("refused: {err}");
     assert!(
         err.contains(&format!("cannot commit state {candidate}"))
             && err.contains("sha256")
