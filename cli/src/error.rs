@@ -229,6 +229,9 @@ impl CliError {
                 Some("install the package's full stone instead; nothing was changed")
             }
             CliError::MetaFile { .. } => Some("see \"Metadata file\" in README.md"),
+            CliError::Engine(crate::engine::EngineError::Preview { .. }) => Some(
+                "drop the candidate ('mossfs state remove ID', then 'mossfs gc'), run 'mossfs repo update' and stage the change again",
+            ),
             CliError::MissingMeta { field: "name" } => {
                 Some("pass --name NAME, or put `name = NAME` in the --meta file")
             }

@@ -19,11 +19,13 @@
 //! | `trees` | tree hash | directory object ([`tree`]) |
 //! | `staging` | state id (u64 BE) | [`BuildIndex`]: what the next tree build starts from |
 //! | `available`, `available_providers`, `repositories` | see [`available`] | |
+//! | `heads` | package id | see [`heads`]: packages recorded from their stones' heads |
 #![deny(missing_docs)]
 
 mod available;
 mod codec;
 pub mod staging;
+pub mod heads;
 pub mod state;
 pub mod tree;
 
@@ -36,6 +38,7 @@ use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
 pub use available::{Available, AvailableQuery, RepoSeen};
 pub use staging::BuildIndex;
+pub use heads::{Head, HeadQuery};
 pub use state::{Conflict, Generated, Reason, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
@@ -233,6 +236,8 @@ pub struct Db {
     available: Option<available::Tables>,
     /// `None` when opened for reading: only a writer builds trees.
     staging: Option<Database<'static, U64<BigEndian>, Bytes>>,
+    /// `None` only when opened for reading before any writer made it.
+    heads: Option<heads::Table>,
 }
 
 impl Db {
@@ -291,6 +296,7 @@ impl Db {
             .unwrap_commit();
         let available = Some(available::Tables::open(&env).map_err(open_err)?);
         let staging = Some(staging::open(&env).map_err(open_err)?);
+        let heads = Some(heads::open(&env).map_err(open_err)?);
         let db = Db {
             dir: dir.to_owned(),
             env,
@@ -303,6 +309,7 @@ impl Db {
             trees,
             available,
             staging,
+            heads,
         };
         let mut txn = db.write()?;
         match txn.meta_u64("schema")? {
@@ -392,6 +399,7 @@ impl Db {
             });
         };
         let available = available::Tables::open_existing(&env).map_err(open_err)?;
+        let heads = heads::open_existing(&env).map_err(open_err)?;
         let db = Db {
             dir: dir.to_owned(),
             env,
@@ -404,6 +412,7 @@ impl Db {
             trees,
             available,
             staging: None,
+            heads,
         };
         match db.read()?.meta_u64("schema")? {
             Some(found) if found > SCHEMA_VERSION => Err(DbError::NewerSchema {
@@ -755,6 +764,7 @@ impl WriteTxn<'_> {
         db.indexes
             .delete(&mut self.txn, &id.0)
             .map_err(lmdb("remove index"))?;
+        self.remove_head(id)?;
         Ok(())
     }
 

@@ -12,6 +12,8 @@
 //!   root indexes; file://.
 //! - [`trust`]: one request when nothing changed; rollback, freeze, signatures, mismatch.
 //! - [`faults`]: lying, dying and stalling servers, hostile indexes, kills and a full disk.
+//! - [`preview`]: staging from stones' heads, the mount downloading on first read, the
+//!   commit downloading the rest; lying repositories and servers that ignore Range.
 
 mod common;
 
@@ -21,5 +23,7 @@ mod e2e;
 mod faults;
 #[path = "repo/fixture.rs"]
 mod fixture;
+#[path = "repo/preview.rs"]
+mod preview;
 #[path = "repo/trust.rs"]
 mod trust;

@@ -234,6 +234,26 @@ pub enum RepoError {
         /// What arrived.
         found: u64,
     },
+    /// A stone whose first bytes are not a package's head (DESIGN.md §3).
+    #[error("{name}: the head of {uri} is not a package's: {source}")]
+    BadHead {
+        /// The package.
+        name: String,
+        /// Where it was read.
+        uri: String,
+        /// What is wrong.
+        #[source]
+        source: Box<crate::head::HeadError>,
+    },
+    /// A full download whose head is not the one a candidate was built from: the
+    /// repository served other bytes for the same package.
+    #[error(
+        "{name}: the downloaded stone's meta, layout or index differ from the head the candidate was built from; the repository changed under it, nothing was kept"
+    )]
+    HeadChanged {
+        /// The package.
+        name: String,
+    },
     /// The database failed.
     #[error(transparent)]
     Db(#[from] mossfs_db::DbError),

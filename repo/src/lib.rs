@@ -27,6 +27,7 @@
 //! - [`transport`]: `file://` and `http(s)://` reads, ranged, bounded and timed.
 //! - [`refresh`]: `repo update`: the trust checks, in a fixed order, and the atomic swap.
 //! - [`fetch`]: downloading stones in parallel, resumable, verified before they are named.
+//! - [`head`]: the first bytes of a stone, up to its content: enough for a candidate's tree.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod checksum;
 pub mod config;
 pub mod error;
 pub mod fetch;
+pub mod head;
 pub mod keys;
 pub mod publish;
 pub mod refresh;

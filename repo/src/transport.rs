@@ -163,6 +163,58 @@ impl Transport {
         copy(&mut reader, have, limit, sink, self.idle)
     }
 
+    /// Reads at most `len` bytes of `uri` from byte `start` (fewer where the resource ends),
+    /// with an HTTP Range request. A server that ignores Range and answers with the whole
+    /// body is read only as far as needed, and the connection is then dropped rather than
+    /// drained: the head of a stone costs its head, whatever the server does.
+    pub fn get_range(&self, uri: &str, start: u64, len: u64) -> Result<Vec<u8>, TransportError> {
+        let mut out = Vec::new();
+        if len == 0 {
+            return Ok(out);
+        }
+        if let Some(path) = uri.strip_prefix("file://") {
+            let mut file = File::open(path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => TransportError::NotFound,
+                _ => TransportError::Network(e.to_string()),
+            })?;
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| TransportError::Network(e.to_string()))?;
+            read_at_most(&mut file, len, &mut out, self.idle)?;
+            return Ok(out);
+        }
+        if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+            return Err(TransportError::Scheme);
+        }
+        let last = start.saturating_add(len - 1);
+        let response = self
+            .agent
+            .get(uri)
+            .header("Range", format!("bytes={start}-{last}"))
+            .call()
+            .map_err(|e| self.map_ureq(e))?;
+        let skip = match response.status().as_u16() {
+            206 => 0,
+            // Range ignored: the whole body, from its first byte.
+            200 => start,
+            // Nothing at or after `start`.
+            416 => return Ok(out),
+            404 | 410 => return Err(TransportError::NotFound),
+            other => return Err(TransportError::Status(other)),
+        };
+        let mut reader = response.into_body().into_reader();
+        if skip > 0 {
+            let mut sink = io::sink();
+            let skipped = io::copy(&mut (&mut reader).take(skip), &mut sink)
+                .map_err(|e| io_error(e, self.idle))?;
+            if skipped < skip {
+                return Ok(out);
+            }
+        }
+        read_at_most(&mut reader, len, &mut out, self.idle)?;
+        // Dropping the reader unfinished closes the connection instead of reading the rest.
+        Ok(out)
+    }
+
     fn map_ureq(&self, error: ureq::Error) -> TransportError {
         match error {
             ureq::Error::Timeout(_) => TransportError::Timeout(self.idle),
@@ -211,4 +263,27 @@ fn copy(
         }
         sink.write(&buf[..n]).map_err(TransportError::Write)?;
     }
+}
+
+/// Appends at most `len` bytes of `reader` to `out`, stopping early at its end.
+fn read_at_most(
+    reader: &mut dyn Read,
+    len: u64,
+    out: &mut Vec<u8>,
+    idle: Duration,
+) -> Result<(), TransportError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = match reader.read(&mut buf[..want]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(e, idle)),
+        };
+        out.extend_from_slice(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ use super::documents::{ChangeDoc, CommitDoc, Package, StateChange};
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::change::Verb;
 use crate::engine::plan::installed;
+use crate::engine::preview;
 use crate::engine::solve::{self, Installed, Origin, Repositories, Request, Want};
 use crate::engine::{
     EngineError, LiveUsr, LoadedStone, Mode, Plan, Result, Root, check_commit, commit_state,
@@ -253,9 +254,13 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     // What the repositories give is fetched into the cache, then planned again as if its
     // stones had been given: the same packages, now local, with the reasons unchanged.
     drop(snapshot);
-    let (plan, fetched) = fetch_chosen(&root, plan, |local| {
-        Plan::install(&installed, &stones, &requests, &[local])
-    })?;
+    let replan =
+        |local: &dyn solve::Source| Plan::install(&installed, &stones, &requests, &[local]);
+    let (plan, fetched) = if args.change.stage {
+        preview::stage_heads(&root, plan, replan)?
+    } else {
+        fetch_chosen(&root, plan, replan)?
+    };
     stones.extend(fetched);
     finish(
         &root,
@@ -338,7 +343,12 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
         )?;
         return Ok(());
     }
-    let (plan, mut stones) = fetch_chosen(&root, plan, |local| Plan::sync(&installed, &[local]))?;
+    let replan = |local: &dyn solve::Source| Plan::sync(&installed, &[local]);
+    let (plan, mut stones) = if args.change.stage {
+        preview::stage_heads(&root, plan, replan)?
+    } else {
+        fetch_chosen(&root, plan, replan)?
+    };
     finish(
         &root,
         "sync",

@@ -184,9 +184,12 @@ fn mount_inner(
     let log: fuse::Log = Arc::new(move |error| {
         tracing::warn!("mossfs[{pid}] {label}: {}", one_line(error));
     });
+    // A candidate staged from a repository's heads downloads a package on its first read.
+    let fetch = crate::engine::preview::RepoFetcher::new(db.clone(), store.cache_dir().to_owned());
     let options = FsOptions {
         debug_view: args.debug_view,
         log: Some(log),
+        fetch: Some(Arc::new(fetch)),
         ..FsOptions::default()
     };
     // Registered before the snapshot opens, under the gate: see `engine::mounts`.

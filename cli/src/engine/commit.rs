@@ -228,6 +228,11 @@ pub fn commit_state(
         return Err(EngineError::AlreadyActive(id));
     }
 
+    // Bodies of packages staged from their heads, checked, before anything else is done.
+    drop(snapshot);
+    super::preview::complete(root, &state)?;
+    let snapshot = root.db.read()?;
+
     // Assets first, durable before anything links to them.
     let mut pending = Vec::new();
     for s in &state.selections {

@@ -233,6 +233,17 @@ pub enum EngineError {
     /// match its index); nothing was recorded.
     #[error(transparent)]
     Repo(Box<mossfs_repo::RepoError>),
+    /// A package of a candidate staged from its stone's head could not be downloaded, or
+    /// its download is not the package the candidate was built from; nothing was
+    /// unpacked or written, and the active state is unchanged.
+    #[error("cannot commit state {state}; it stays a candidate and the active state is unchanged")]
+    Preview {
+        /// The candidate.
+        state: StateId,
+        /// What the download found.
+        #[source]
+        source: Box<mossfs_repo::RepoError>,
+    },
     /// The registry of live mounts could not be read or written.
     #[error("cannot use the mount registry {}", .path.display())]
     Mounts {

@@ -8,6 +8,7 @@ pub mod commit;
 pub mod error;
 pub mod mounts;
 pub mod plan;
+pub mod preview;
 pub mod root;
 pub mod solve;
 pub mod triggers;

@@ -99,6 +99,29 @@ impl<'s> LoadedStone<'s> {
         })
     }
 
+    /// A package read from its stone's head alone (one a repository offers, staged before
+    /// its body is downloaded: `engine::preview`). It has no copy: its stone reaches the
+    /// cache when it is downloaded, checked against the head it was read from.
+    pub fn from_head(
+        path: PathBuf,
+        id: PackageId,
+        size: u64,
+        meta: Meta,
+        layout: Vec<LayoutEntry>,
+        index: Vec<IndexEntry>,
+    ) -> LoadedStone<'static> {
+        LoadedStone {
+            path,
+            id,
+            size,
+            meta,
+            layout,
+            index,
+            copy: None,
+            delta: None,
+        }
+    }
+
     /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
     /// reads the metadata from the copy.
     pub fn load(path: &Path, store: &'s Store) -> Result<LoadedStone<'s>> {

@@ -158,6 +158,16 @@ pub enum ServeError {
         #[source]
         source: StoreError,
     },
+    /// A package recorded from its stone's head could not be downloaded (or its download
+    /// did not check out) on first read.
+    #[error("cannot download package {package} to serve its files")]
+    Fetch {
+        /// The package.
+        package: PackageId,
+        /// What the fetch hook said.
+        #[source]
+        source: super::fetch::FetchError,
+    },
     /// An entry's asset is not in the store and no package can provide it.
     #[error("cannot open the bytes of {path}")]
     Asset {

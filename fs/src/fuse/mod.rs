@@ -53,7 +53,9 @@
 //! - **Lazy materialization.** A file whose asset is missing is read after unpacking its
 //!   package's cached stone with [`Store::ingest`]. That runs on its own thread, one per
 //!   package at a time, and the request is answered from there, so the serving threads
-//!   never wait and reads of other packages go on.
+//!   never wait and reads of other packages go on. A package staged from a repository's
+//!   heads has no cached stone yet: [`FsOptions::fetch`] downloads it first, on that same
+//!   thread ([`FetchPackage`]).
 //! - **Read-only.** The mount is `MS_RDONLY`; every writing operation that still reaches
 //!   the server is answered `EROFS`.
 //! - **Extended attributes.** Without the debug view `getxattr` and `listxattr` answer
@@ -63,6 +65,7 @@
 
 mod entries;
 mod error;
+mod fetch;
 mod inode;
 mod mount;
 mod ops;
@@ -80,6 +83,7 @@ use mossfs_format::PackageId;
 use mossfs_store::Store;
 
 pub use error::{MountError, ServeError};
+pub use fetch::{FetchError, FetchPackage};
 pub use mount::{
     FS_TYPE, Mount, MountEntry, check_available, check_mountpoint, find_mount, run, spawn, unmount,
 };
@@ -108,6 +112,9 @@ pub struct FsOptions {
     /// Serve reads from the store even where kernel passthrough is available, to compare
     /// the two or to test the fallback.
     pub store_reads: bool,
+    /// Downloads a package whose stone is not cached, before its first read unpacks it
+    /// (a candidate staged from a repository's heads; see [`FetchPackage`]).
+    pub fetch: Option<Arc<dyn FetchPackage>>,
 }
 
 /// Request counts since the mount started, for tests and benchmarks.
@@ -156,6 +163,7 @@ struct Inner {
     debug_view: bool,
     log: Option<Log>,
     store_reads: bool,
+    fetch: Option<Arc<dyn FetchPackage>>,
     reads: read::Reads,
     /// The kernel treats `ENOSYS` from `opendir` as "never ask again".
     no_opendir: AtomicBool,
@@ -206,6 +214,7 @@ impl MossFs {
             debug_view: options.debug_view,
             log: options.log,
             store_reads: options.store_reads,
+            fetch: options.fetch,
             reads: read::Reads::default(),
             no_opendir: AtomicBool::new(false),
             counters: Counters::default(),

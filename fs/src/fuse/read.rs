@@ -21,7 +21,9 @@
 //! [`mossfs_store::Store::ingest`] on a thread of its own; requests for files of the same
 //! package queue behind that one unpack, and are answered from that thread when it ends.
 //! The serving threads never wait, so other packages' files are served meanwhile. A failed
-//! unpack is logged and answered `EIO`; the next read tries again.
+//! unpack is logged and answered `EIO`; the next read tries again. A package staged from a
+//! repository's heads has no cached stone: that thread first has the mount's fetch hook
+//! ([`super::FetchPackage`]) download it, and a failed download is answered the same way.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -334,18 +336,40 @@ impl Inner {
         let spawned = std::thread::Builder::new()
             .name("mossfs-unpack".into())
             .spawn(move || {
-                let ok = match inner.store.ingest(&package) {
-                    Ok(_) => true,
-                    Err(source) => {
-                        inner.log(ServeError::Ingest { package, source });
-                        false
-                    }
-                };
+                let ok = inner.fetch_stone(&package)
+                    && match inner.store.ingest(&package) {
+                        Ok(_) => true,
+                        Err(source) => {
+                            inner.log(ServeError::Ingest { package, source });
+                            false
+                        }
+                    };
                 inner.finish_unpack(package, ok);
             });
         if let Err(source) = spawned {
             self.log(ServeError::Thread { package, source });
             self.finish_unpack(package, false);
+        }
+    }
+
+    /// Has the fetch hook put the stone of `package` in the cache, if it is not there;
+    /// says whether the unpack can go on.
+    fn fetch_stone(&self, package: &PackageId) -> bool {
+        let Some(fetch) = &self.fetch else {
+            return true;
+        };
+        if self.store.is_cached(package) {
+            return true;
+        }
+        match fetch.fetch(package) {
+            Ok(()) => true,
+            Err(source) => {
+                self.log(ServeError::Fetch {
+                    package: *package,
+                    source,
+                });
+                false
+            }
         }
     }
 

@@ -136,6 +136,7 @@ impl Root {
             debug_view,
             log: Some(std::sync::Arc::new(|e| eprintln!("mossfs: {e}"))),
             store_reads,
+            ..FsOptions::default()
         };
         MossFs::new(&self.db, store, state, options).unwrap()
     }
