@@ -12,6 +12,8 @@
 //!   root indexes; file://.
 //! - [`trust`]: one request when nothing changed; rollback, freeze, signatures, mismatch.
 //! - [`faults`]: lying, dying and stalling servers, hostile indexes, kills and a full disk.
+//! - [`pipeline`]: install from a repository, unpacking while downloading; a server dying
+//!   midway; the bytes every plan downloads.
 
 mod common;
 
@@ -21,5 +23,7 @@ mod e2e;
 mod faults;
 #[path = "repo/fixture.rs"]
 mod fixture;
+#[path = "repo/pipeline.rs"]
+mod pipeline;
 #[path = "repo/trust.rs"]
 mod trust;

@@ -100,6 +100,10 @@ pub fn fetch_all(
     .collect()
 }
 
+/// What [`fetch_each`] calls as each download ends: the job's index and its outcome; the
+/// answer says whether further downloads may start.
+pub type Done<'a> = dyn Fn(usize, &Result<PathBuf, RepoError>) -> ControlFlow<()> + Sync + 'a;
+
 /// Downloads every job as [`fetch_all`] does, and hands each outcome to `done` (the job's
 /// index, and the verified stone's path or the error) on the thread that downloaded it, as
 /// soon as the stone has its final name, while the other downloads go on: the caller can put one package to use while the
@@ -116,7 +120,7 @@ pub fn fetch_each(
     transport: &Transport,
     options: &Options,
     progress: &(dyn Fn(Progress) + Sync),
-    done: &(dyn Fn(usize, &Result<PathBuf, RepoError>) -> ControlFlow<()> + Sync),
+    done: &Done<'_>,
 ) -> Vec<Option<Result<PathBuf, RepoError>>> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
