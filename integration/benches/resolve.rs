@@ -1,5 +1,5 @@
 //! `cargo bench -p mossfs-integration --bench resolve [-- --packages N --closure N
-//! --installed N --updates N --stones N --stone-kib N --runs N --work DIR]`
+//! --installed N --updates N --stones N --stone-kib N --runs N --work DIR --keep]`
 //!
 //! The figures of issue 10, section 5, each printed with its peer or budget from the same
 //! run and the ratio. Every mossfs figure is the wall time of the real release binary,
@@ -46,6 +46,8 @@ struct Options {
     stone_kib: usize,
     runs: usize,
     work: Option<PathBuf>,
+    /// Leave the work folder behind (its path is printed), to profile against its roots.
+    keep: bool,
 }
 
 fn options() -> Result<Options> {
@@ -58,6 +60,7 @@ fn options() -> Result<Options> {
         stone_kib: 1024,
         runs: 3,
         work: None,
+        keep: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -71,6 +74,7 @@ fn options() -> Result<Options> {
             "--stone-kib" => o.stone_kib = value()?.parse()?,
             "--runs" => o.runs = value()?.parse()?,
             "--work" => o.work = Some(value()?.into()),
+            "--keep" => o.keep = true,
             "--bench" => {}
             other => return Err(format!("unknown option {other}").into()),
         }
@@ -488,5 +492,8 @@ fn main() -> Result<()> {
     let key = work.path().join("k.key");
     solving(&o, &mossfs, work.path(), &key)?;
     pipelined(&o, &mossfs, work.path(), &key)?;
+    if o.keep {
+        eprintln!("kept {}", work.keep().display());
+    }
     Ok(())
 }
