@@ -246,7 +246,8 @@ fn defect_09_dry_run_writes_nothing() {
     let out = root.ok(&["remove", "--dry-run", "small"]);
     assert_eq!(
         out,
-        "would record a state: remove small\nchanges:\n  remove small-1-1\n"
+        "would record a state: remove small\nchanges:\n  remove small-1-1\n\
+         download: 0 packages, 0 B\n"
     );
     assert_same(&before, &everything(&root.path()), "after dry runs");
     assert_eq!(statuses(&root.states()), [(1, "active")]);

@@ -14,6 +14,8 @@
 //! - [`faults`]: lying, dying and stalling servers, hostile indexes, kills and a full disk.
 //! - [`preview`]: staging from stones' heads, the mount downloading on first read, the
 //!   commit downloading the rest; lying repositories and servers that ignore Range.
+//! - [`pipeline`]: install from a repository, unpacking while downloading; a server dying
+//!   midway; the bytes every plan downloads.
 
 mod common;
 
@@ -25,5 +27,7 @@ mod faults;
 mod fixture;
 #[path = "repo/preview.rs"]
 mod preview;
+#[path = "repo/pipeline.rs"]
+mod pipeline;
 #[path = "repo/trust.rs"]
 mod trust;

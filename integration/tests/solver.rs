@@ -232,7 +232,10 @@ fn a_removal_takes_the_packages_that_need_it_only_when_confirmed() {
         "{out}"
     );
     assert!(
-        out.ends_with("\nchanges:\n  remove libfoo-1-1\n  remove needy-1-1\n  remove top-1-1\n"),
+        out.ends_with(
+            "\nchanges:\n  remove libfoo-1-1\n  remove needy-1-1\n  remove top-1-1\n\
+             download: 0 packages, 0 B\n"
+        ),
         "{out}"
     );
     // On a terminal, the person is asked; "no" changes nothing.

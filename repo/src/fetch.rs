@@ -13,13 +13,15 @@
 //! install (the same sha256 is the same stone), so nothing else would ever sync it, and a
 //! commit syncs only what it wrote itself (DESIGN.md §6.2). On tmpfs nothing is synced.
 //!
-//! Downloads run on a bounded number of threads; progress goes to a callback.
+//! Downloads run on a bounded number of threads; progress goes to a callback, and each
+//! verified stone can be handed on as soon as it is named ([`fetch_each`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mossfs_store::durable::{self, FsKind};
@@ -83,16 +85,57 @@ pub fn fetch_all(
     options: &Options,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Vec<Result<PathBuf, RepoError>> {
+    fetch_each(jobs, transport, options, progress, &|_, _| {
+        ControlFlow::Continue(())
+    })
+    .into_iter()
+    .map(|slot| {
+        slot.unwrap_or_else(|| {
+            Err(RepoError::Io {
+                path: PathBuf::new(),
+                source: io::Error::other("a download thread died"),
+            })
+        })
+    })
+    .collect()
+}
+
+/// What [`fetch_each`] calls as each download ends: the job's index and its outcome; the
+/// answer says whether further downloads may start.
+pub type Done<'a> = dyn Fn(usize, &Result<PathBuf, RepoError>) -> ControlFlow<()> + Sync + 'a;
+
+/// Downloads every job as [`fetch_all`] does, and hands each outcome to `done` (the job's
+/// index, and the verified stone's path or the error) on the thread that downloaded it, as
+/// soon as the stone has its final name, while the other downloads go on: the caller can put one package to use while the
+/// next still arrives (DESIGN.md §8, "pipelined with unpacking"). `done` runs on the
+/// download threads, so a slow `done` holds back a download slot; a caller with heavy work
+/// sends it elsewhere. When `done` answers [`ControlFlow::Break`], no further download
+/// starts; those already running finish. The result of each job, in job order; `None` for
+/// a job that never started.
+///
+/// The names are made durable only once every download is over (one `fsync` per folder),
+/// so `done` sees a stone whose bytes are durable but whose name may not be yet.
+pub fn fetch_each(
+    jobs: &[Job],
+    transport: &Transport,
+    options: &Options,
+    progress: &(dyn Fn(Progress) + Sync),
+    done: &Done<'_>,
+) -> Vec<Option<Result<PathBuf, RepoError>>> {
     let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
     let results: Vec<Mutex<Option<Result<PathBuf, RepoError>>>> =
         jobs.iter().map(|_| Mutex::new(None)).collect();
     std::thread::scope(|scope| {
         for _ in 0..options.parallel.clamp(1, jobs.len().max(1)) {
             scope.spawn(|| {
-                loop {
+                while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
                     let result = fetch_one(job, transport, options, progress);
+                    if done(i, &result).is_break() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(result);
                     }
@@ -106,16 +149,9 @@ pub fn fetch_all(
             let _ = std::fs::remove_dir(dir);
         }
     }
-    let mut results: Vec<Result<PathBuf, RepoError>> = results
+    let mut results: Vec<Option<Result<PathBuf, RepoError>>> = results
         .into_iter()
-        .map(|slot| {
-            slot.into_inner().ok().flatten().unwrap_or_else(|| {
-                Err(RepoError::Io {
-                    path: PathBuf::new(),
-                    source: io::Error::other("a download thread died"),
-                })
-            })
-        })
+        .map(|slot| slot.into_inner().ok().flatten())
         .collect();
     sync_names(&mut results);
     results
@@ -123,10 +159,10 @@ pub fn fetch_all(
 
 /// Makes the names of the stones fetched durable: one `fsync` per destination folder. A
 /// folder that cannot be synced fails every download into it.
-fn sync_names(results: &mut [Result<PathBuf, RepoError>]) {
+fn sync_names(results: &mut [Option<Result<PathBuf, RepoError>>]) {
     let mut dirs: Vec<PathBuf> = results
         .iter()
-        .filter_map(|r| r.as_ref().ok()?.parent().map(Path::to_path_buf))
+        .filter_map(|r| r.as_ref()?.as_ref().ok()?.parent().map(Path::to_path_buf))
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -136,7 +172,7 @@ fn sync_names(results: &mut [Result<PathBuf, RepoError>]) {
             continue;
         }
         if let Err(e) = durable::sync_dirs(std::slice::from_ref(&dir)) {
-            for result in results.iter_mut() {
+            for result in results.iter_mut().flatten() {
                 if result
                     .as_ref()
                     .is_ok_and(|p| p.parent() == Some(dir.as_path()))

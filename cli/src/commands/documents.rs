@@ -292,6 +292,8 @@ pub struct StateChange {
     pub applied: bool,
     /// The one-line summary recorded with the state.
     pub summary: String,
+    /// What the change downloads: repository packages whose stones are not cached yet.
+    pub download: crate::engine::fetch::Download,
     /// Package by package, what changes relative to the active state.
     pub changes: Vec<ChangeDoc>,
     /// Every package of the new state, sorted by name.
@@ -465,6 +467,8 @@ pub fn switch(
         action,
         applied: true,
         summary: state.summary.clone(),
+        // Its packages were fetched when it was recorded.
+        download: crate::engine::fetch::Download::default(),
         changes: changes_between(q, previous, &state.selections)?,
         packages: Package::all(q, &state.selections)?,
         state: Some(state.id.0),

@@ -14,6 +14,7 @@ use mossfs_store::StoreError;
 use super::documents::{ChangeDoc, CommitDoc, Package, StateChange};
 use super::{RootArg, print_commit, progress, report_recovery};
 use crate::engine::change::Verb;
+use crate::engine::fetch::{self, Download};
 use crate::engine::plan::installed;
 use crate::engine::preview;
 use crate::engine::solve::{self, Installed, Origin, Repositories, Request, Want};
@@ -220,10 +221,11 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
             }
             None => Plan::install(&installed, &stones, &requests, &[])?,
         };
+        let download = Download::of(&plan, root.as_ref().map(|r| &r.store));
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
-        return print_plan("install", &plan, out);
+        return print_plan("install", &plan, download, out);
     }
     let mut root = Root::create(&args.change.root.root)?;
     root.take_over_usr = args.change.take_over_usr;
@@ -256,16 +258,20 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     drop(snapshot);
     let replan =
         |local: &dyn solve::Source| Plan::install(&installed, &stones, &requests, &[local]);
+    // A staged change reads only the stones' heads; the bodies wait for the commit, and
+    // `download` is what they will cost then.
+    let download = Download::of(&plan, Some(&root.store));
     let (plan, fetched) = if args.change.stage {
         preview::stage_heads(&root, plan, replan)?
     } else {
+        announce(download, out)?;
         fetch_chosen(&root, plan, replan)?
     };
     stones.extend(fetched);
     finish(
         &root,
         "install",
-        plan,
+        (plan, download),
         &mut stones,
         args.change.stage,
         args.allow_conflicts,
@@ -273,40 +279,35 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     )
 }
 
-/// Downloads what `plan` takes from a repository into the stone cache (checked against
-/// the index, as `fetch` does), then plans again with `replan`, given those stones as a
-/// local source: the same packages, now local, with the reasons the solve gave. Returns
-/// the new plan and the downloaded stones, for the commit.
+/// Gets what `plan` takes from a repository into the store (downloaded, checked against
+/// the index as `fetch` does, and unpacked while the others still download; see
+/// [`crate::engine::fetch`]), then plans again with `replan`, given those stones as a local
+/// source: the same packages, now local, with the reasons the solve gave. Returns the new
+/// plan and the downloaded stones, for the one transaction that records the state.
 fn fetch_chosen<'s>(
     root: &'s Root,
     plan: Plan,
     replan: impl FnOnce(&dyn solve::Source) -> Result<Plan>,
 ) -> Result<(Plan, Vec<LoadedStone<'s>>)> {
     // A repository's candidate carries its meta as the index has it: URI, sha256, size.
-    let wanted: Vec<mossfs_format::Meta> = plan
+    let jobs = plan
         .packages
         .values()
         .filter(|chosen| matches!(chosen.candidate.origin, Origin::Repository { .. }))
-        .map(|chosen| (*chosen.candidate.meta).clone())
-        .collect();
-    if wanted.is_empty() {
+        .map(|chosen| super::repo::job_for(root, (*chosen.candidate.meta).clone(), None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if jobs.is_empty() {
         return Ok((plan, Vec::new()));
     }
-    let jobs = wanted
-        .into_iter()
-        .map(|meta| super::repo::job_for(root, meta, None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let paths = super::repo::download(&jobs, 4)?;
-    let fetched = paths
-        .par_iter()
-        .map(|path| LoadedStone::load(path, &root.store))
-        .collect::<Result<Vec<_>>>()?;
+    let meter = super::repo::Meter::new(&jobs);
+    let fetched = fetch::fetch_into_store(root, &jobs, 4, &|p| meter.update(p))?;
+    drop(meter);
     let mut local = solve::Packages::new();
     for stone in &fetched {
         local.add(stone.candidate());
     }
     let plan = replan(&local)?;
-    crate::ui::step("fetch and plan again");
+    crate::ui::step("plan again");
     Ok((plan, fetched))
 }
 
@@ -321,10 +322,11 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
             }
             None => Plan::sync(&installed, &[])?,
         };
+        let download = Download::of(&plan, root.as_ref().map(|r| &r.store));
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
-        return print_plan("sync", &plan, out);
+        return print_plan("sync", &plan, download, out);
     }
     let mut root = Root::open_write(&args.change.root.root)?;
     root.take_over_usr = args.change.take_over_usr;
@@ -344,15 +346,17 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
         return Ok(());
     }
     let replan = |local: &dyn solve::Source| Plan::sync(&installed, &[local]);
+    let download = Download::of(&plan, Some(&root.store));
     let (plan, mut stones) = if args.change.stage {
         preview::stage_heads(&root, plan, replan)?
     } else {
+        announce(download, out)?;
         fetch_chosen(&root, plan, replan)?
     };
     finish(
         &root,
         "sync",
-        plan,
+        (plan, download),
         &mut stones,
         args.change.stage,
         false,
@@ -368,7 +372,7 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
-        return print_plan("remove", &plan, out);
+        return print_plan("remove", &plan, Download::default(), out);
     }
     let mut root = Root::open_write(&args.change.root.root)?;
     root.take_over_usr = args.change.take_over_usr;
@@ -380,7 +384,7 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     finish(
         &root,
         "remove",
-        plan,
+        (plan, Download::default()),
         &mut [],
         args.change.stage,
         false,
@@ -435,11 +439,18 @@ fn plan_remove(installed: &[Installed], names: &[String], yes: bool) -> Result<P
 }
 
 /// The `--json` document of a plan, before anything is recorded.
-fn plan_document(action: &'static str, plan: &Plan, applied: bool, stage: bool) -> StateChange {
+fn plan_document(
+    action: &'static str,
+    plan: &Plan,
+    download: Download,
+    applied: bool,
+    stage: bool,
+) -> StateChange {
     StateChange {
         action,
         applied,
         summary: plan.summary.clone(),
+        download,
         changes: plan.changes.iter().map(ChangeDoc::from).collect(),
         packages: plan
             .packages
@@ -461,9 +472,14 @@ fn plan_document(action: &'static str, plan: &Plan, applied: bool, stage: bool) 
 
 /// What a dry run prints: the state that would be recorded, what changes, and why each
 /// package is there.
-fn print_plan(action: &'static str, plan: &Plan, out: &mut dyn Write) -> Result<()> {
+fn print_plan(
+    action: &'static str,
+    plan: &Plan,
+    download: Download,
+    out: &mut dyn Write,
+) -> Result<()> {
     if crate::ui::json() {
-        crate::ui::print_json(out, &plan_document(action, plan, false, false))?;
+        crate::ui::print_json(out, &plan_document(action, plan, download, false, false))?;
         return Ok(());
     }
     writeln!(out, "would record a state: {}", quote::text(&plan.summary))?;
@@ -503,13 +519,23 @@ fn print_plan(action: &'static str, plan: &Plan, out: &mut dyn Write) -> Result<
         };
         writeln!(out, "  {line}")?;
     }
+    writeln!(out, "{}", download.line())?;
+    Ok(())
+}
+
+/// Before a real run downloads anything, what it downloads (the plan's last line in a dry
+/// run); nothing when everything is local. Under `--json` the document has it instead.
+fn announce(download: Download, out: &mut dyn Write) -> Result<()> {
+    if download.packages > 0 && !crate::ui::json() {
+        writeln!(out, "{}", download.line())?;
+    }
     Ok(())
 }
 
 fn finish(
     root: &Root,
     action: &'static str,
-    plan: Plan,
+    (plan, download): (Plan, Download),
     stones: &mut [LoadedStone],
     stage: bool,
     allow_conflicts: bool,
@@ -526,7 +552,7 @@ fn finish(
     };
     let state = record_state(root, &plan, stones, allow_conflicts, status)?;
     crate::ui::step("record state");
-    let mut document = plan_document(action, &plan, true, stage);
+    let mut document = plan_document(action, &plan, download, true, stage);
     document.state = Some(state.id.0);
     if stage && crate::ui::json() {
         let snapshot = root.db.read()?;

@@ -726,7 +726,7 @@ pub fn download(jobs: &[Job], parallel: usize) -> std::result::Result<Vec<PathBu
 
 /// The download bars: the bytes of every package in total, with the rate and time left,
 /// over one bar per package in flight. Hidden, and never touched, when bars are off.
-struct Meter<'j> {
+pub(crate) struct Meter<'j> {
     jobs: &'j [Job],
     total: Bar,
     /// Per job: the bytes held, and its bar while it downloads.
@@ -734,7 +734,7 @@ struct Meter<'j> {
 }
 
 impl<'j> Meter<'j> {
-    fn new(jobs: &'j [Job]) -> Meter<'j> {
+    pub(crate) fn new(jobs: &'j [Job]) -> Meter<'j> {
         Meter {
             jobs,
             total: Bar::new("fetch", jobs.iter().map(|j| j.size).sum(), Unit::Bytes),
@@ -742,7 +742,7 @@ impl<'j> Meter<'j> {
         }
     }
 
-    fn update(&self, p: fetch::Progress) {
+    pub(crate) fn update(&self, p: fetch::Progress) {
         if !crate::progress::enabled() {
             return;
         }

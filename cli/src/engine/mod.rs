@@ -6,6 +6,7 @@ pub mod audit;
 pub mod change;
 pub mod commit;
 pub mod error;
+pub mod fetch;
 pub mod mounts;
 pub mod plan;
 pub mod preview;

@@ -158,6 +158,32 @@ impl<'s> LoadedStone<'s> {
         })
     }
 
+    /// Reads the metadata of a stone already in the cache under `id` (one a download
+    /// verified against its index's sha256 and size), without copying it: there is nothing
+    /// for [`LoadedStone::keep`] to do.
+    pub fn cached(path: &Path, id: PackageId, size: u64) -> Result<LoadedStone<'static>> {
+        let file = File::open(path).map_err(|source| EngineError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let Metadata {
+            meta,
+            layout,
+            index,
+            delta: _,
+        } = Self::metadata(path, &file)?;
+        Ok(LoadedStone {
+            path: path.to_owned(),
+            id,
+            size,
+            meta,
+            layout,
+            index,
+            copy: None,
+            delta: None,
+        })
+    }
+
     /// Puts the copy in the cache, where commits and lazy unpacking find it.
     ///
     /// A delta's assets are rebuilt first, from the copy: one that cannot finish here is

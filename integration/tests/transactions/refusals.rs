@@ -194,7 +194,10 @@ fn dry_run_changes_nothing() {
         out.starts_with("would record a state: install extra-1-1\n"),
         "{out}"
     );
-    assert!(out.ends_with("\nchanges:\n  install extra-1-1\n"), "{out}");
+    assert!(
+        out.ends_with("\nchanges:\n  install extra-1-1\ndownload: 0 packages, 0 B\n"),
+        "{out}"
+    );
     let stone_name = stone.file_name().unwrap().to_str().unwrap();
     assert!(
         out.contains(&format!(
