@@ -219,10 +219,11 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
             }
             None => Plan::install(&installed, &stones, &requests, &[])?,
         };
+        let download = download_figure(root.as_ref(), &plan);
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
-        return print_plan("install", &plan, out);
+        return print_plan("install", &plan, download, out);
     }
     let mut root = Root::create(&args.change.root.root)?;
     root.take_over_usr = args.change.take_over_usr;
@@ -278,24 +279,38 @@ fn fetch_chosen<'s>(
     replan: impl FnOnce(&dyn solve::Source) -> Result<Plan>,
 ) -> Result<(Plan, Vec<LoadedStone<'s>>)> {
     // A repository's candidate carries its meta as the index has it: URI, sha256, size.
-    let wanted: Vec<mossfs_format::Meta> = plan
+    let wanted: Vec<(String, mossfs_format::Meta)> = plan
         .packages
         .values()
-        .filter(|chosen| matches!(chosen.candidate.origin, Origin::Repository { .. }))
-        .map(|chosen| (*chosen.candidate.meta).clone())
+        .filter_map(|chosen| match &chosen.candidate.origin {
+            Origin::Repository { id, .. } => Some((id.clone(), (*chosen.candidate.meta).clone())),
+            _ => None,
+        })
         .collect();
     if wanted.is_empty() {
         return Ok((plan, Vec::new()));
     }
-    let jobs = wanted
+    // By delta where the repository offers one that applies here; the rest, and every
+    // delta that fails, as full stones.
+    let mut fetched = Vec::new();
+    let mut full = Vec::new();
+    for (repo, meta) in wanted {
+        match super::by_delta::get(root, &repo, &meta) {
+            Some(stone) => fetched.push(stone),
+            None => full.push(meta),
+        }
+    }
+    let jobs = full
         .into_iter()
         .map(|meta| super::repo::job_for(root, meta, None))
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let paths = super::repo::download(&jobs, 4)?;
-    let fetched = paths
-        .par_iter()
-        .map(|path| LoadedStone::load(path, &root.store))
-        .collect::<Result<Vec<_>>>()?;
+    fetched.extend(
+        paths
+            .par_iter()
+            .map(|path| LoadedStone::load(path, &root.store))
+            .collect::<Result<Vec<_>>>()?,
+    );
     let mut local = solve::Packages::new();
     for stone in &fetched {
         local.add(stone.candidate());
@@ -316,10 +331,11 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
             }
             None => Plan::sync(&installed, &[])?,
         };
+        let download = download_figure(root.as_ref(), &plan);
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
-        return print_plan("sync", &plan, out);
+        return print_plan("sync", &plan, download, out);
     }
     let mut root = Root::open_write(&args.change.root.root)?;
     root.take_over_usr = args.change.take_over_usr;
@@ -358,7 +374,7 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
-        return print_plan("remove", &plan, out);
+        return print_plan("remove", &plan, None, out);
     }
     let mut root = Root::open_write(&args.change.root.root)?;
     root.take_over_usr = args.change.take_over_usr;
@@ -451,7 +467,31 @@ fn plan_document(action: &'static str, plan: &Plan, applied: bool, stage: bool) 
 
 /// What a dry run prints: the state that would be recorded, what changes, and why each
 /// package is there.
-fn print_plan(action: &'static str, plan: &Plan, out: &mut dyn Write) -> Result<()> {
+/// The bytes a plan's repository packages take to download: with the deltas their
+/// repositories offer that apply here, and with full stones only (`None` when the plan
+/// takes nothing from a repository).
+fn download_figure(root: Option<&Root>, plan: &Plan) -> Option<(u64, u64)> {
+    let root = root?;
+    let wanted: Vec<(&str, &mossfs_format::Meta)> = plan
+        .packages
+        .values()
+        .filter_map(|chosen| match &chosen.candidate.origin {
+            Origin::Repository { id, .. } => Some((id.as_str(), &*chosen.candidate.meta)),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return None;
+    }
+    Some(super::by_delta::download_sizes(root, wanted))
+}
+
+fn print_plan(
+    action: &'static str,
+    plan: &Plan,
+    download: Option<(u64, u64)>,
+    out: &mut dyn Write,
+) -> Result<()> {
     if crate::ui::json() {
         crate::ui::print_json(out, &plan_document(action, plan, false, false))?;
         return Ok(());
@@ -471,6 +511,14 @@ fn print_plan(action: &'static str, plan: &Plan, out: &mut dyn Write) -> Result<
             chosen.candidate.meta.release,
             quote::text(&chosen.reason.to_string()),
             chosen.candidate.id
+        )?;
+    }
+    if let Some((with, without)) = download {
+        writeln!(
+            out,
+            "to download: {} with deltas, {} without",
+            crate::units::bytes(with),
+            crate::units::bytes(without)
         )?;
     }
     if !plan.changes.is_empty() {
