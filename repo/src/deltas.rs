@@ -197,4 +197,56 @@ mod tests {
         assert!(decode(&body, 1).unwrap_err().contains("after the last"));
         assert!(decode(&body[..body.len() - 1], 2).is_err());
     }
+
+    /// The list rides in the index as a payload `read_index` skips (as upstream's reader
+    /// does) and `read_index_with` returns, checksum checked.
+    #[test]
+    fn the_list_rides_in_the_index_beside_the_packages() {
+        use mossfs_format::{FileType, MetaRecord, Reader, Writer, WriterOptions};
+        let meta = mossfs_format::Meta {
+            name: "a".into(),
+            version: "1".into(),
+            release: 1,
+            ..mossfs_format::Meta::default()
+        }
+        .to_records();
+        let offers = vec![Offer {
+            to: "ab".repeat(32),
+            from: "cd".repeat(32),
+            sha256: "ef".repeat(32),
+            size: 99,
+            uri: "deltas/a.delta".into(),
+        }];
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        let mut writer =
+            Writer::new(&mut bytes, FileType::Repository, WriterOptions::default()).unwrap();
+        writer.add_meta(&meta).unwrap();
+        writer
+            .add_extension(DELTAS_KIND, 1, &encode(&offers))
+            .unwrap();
+        writer.finish().unwrap();
+        let bytes = bytes.into_inner();
+        let plain: Vec<Vec<MetaRecord>> = Reader::new(&bytes[..])
+            .unwrap()
+            .read_index(1 << 20)
+            .unwrap();
+        assert_eq!(plain, vec![meta.clone()]);
+        let (packages, extension) = Reader::new(&bytes[..])
+            .unwrap()
+            .read_index_with(1 << 20, Some(DELTAS_KIND))
+            .unwrap();
+        assert_eq!(packages, vec![meta]);
+        let (count, body) = extension.unwrap();
+        assert_eq!(decode(&body, count).unwrap(), offers);
+        // A flipped byte in the list fails the payload's checksum.
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert!(
+            Reader::new(&damaged[..])
+                .unwrap()
+                .read_index_with(1 << 20, Some(DELTAS_KIND))
+                .is_err()
+        );
+    }
 }

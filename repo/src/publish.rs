@@ -78,6 +78,8 @@ pub struct Report {
     pub packages: usize,
     /// Stones left out because a higher release of their package exists.
     pub superseded: Vec<PathBuf>,
+    /// `.stone` files left out because they are not binary packages (delta stones).
+    pub not_packages: Vec<PathBuf>,
     /// The checksum file's version.
     pub version: u64,
     /// The root index, when a history was published.
@@ -164,11 +166,17 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
     let mut older: Vec<Found> = Vec::new();
     // Hashing and reading are per stone, so they run on every core; the choice below goes
     // in path order, so the result never depends on scheduling.
-    let found: Vec<Found> = paths
+    let found: Vec<Option<Found>> = paths
         .par_iter()
         .map(|path| read_stone(path))
         .collect::<Result<_, _>>()?;
-    for found in found {
+    let mut not_packages = Vec::new();
+    for (path, found) in paths.iter().zip(found) {
+        // A delta stone carries its new package's meta, but it is not that package.
+        let Some(found) = found else {
+            not_packages.push(path.clone());
+            continue;
+        };
         match chosen.get(&found.meta.name) {
             None => {}
             Some(prev) if prev.meta.release == found.meta.release => {
@@ -265,6 +273,7 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
         index_size: bytes.len() as u64,
         packages: chosen.len(),
         superseded,
+        not_packages,
         version,
         root_index,
         deltas: deltas.into_iter().map(|d| d.published).collect(),
@@ -472,7 +481,8 @@ fn find_stones(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), RepoError> {
     Ok(())
 }
 
-fn read_stone(path: &Path) -> Result<Found, RepoError> {
+/// The stone's package, or `None` for a stone that is not a binary package (a delta).
+fn read_stone(path: &Path) -> Result<Option<Found>, RepoError> {
     let mut file = File::open(path).map_err(io(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -490,9 +500,11 @@ fn read_stone(path: &Path) -> Result<Found, RepoError> {
         path: path.to_owned(),
         source,
     };
-    let stone = Reader::new(std::io::BufReader::new(file))
-        .and_then(|mut r| r.read_metadata())
-        .map_err(read_error)?;
+    let mut reader = Reader::new(std::io::BufReader::new(file)).map_err(read_error)?;
+    if reader.header().file_type != FileType::Binary {
+        return Ok(None);
+    }
+    let stone = reader.read_metadata().map_err(read_error)?;
     if let Some(tag) = mossfs_format::meta::missing_required(&stone.meta) {
         return Err(RepoError::MissingField {
             path: path.to_owned(),
@@ -503,12 +515,12 @@ fn read_stone(path: &Path) -> Result<Found, RepoError> {
         path: path.to_owned(),
         source,
     })?;
-    Ok(Found {
+    Ok(Some(Found {
         path: path.to_owned(),
         meta,
         sha256: crate::hex(&hasher.finalize()),
         size,
-    })
+    }))
 }
 
 /// The path from folder `from` to file `to`, both absolute and canonical, with `/`.

@@ -210,6 +210,13 @@ pub fn index(args: &IndexArgs, out: &mut dyn Write) -> Result {
             path.display()
         )?;
     }
+    for path in &report.not_packages {
+        writeln!(
+            out,
+            "left out {}: a delta or other stone, not a package",
+            path.display()
+        )?;
+    }
     for delta in &report.deltas {
         writeln!(
             out,
