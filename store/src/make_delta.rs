@@ -159,7 +159,7 @@ pub fn make_delta(
     };
     let old_digests: HashSet<AssetHash> = old_loaded.stone.index.iter().map(|e| e.digest).collect();
     write_atomically(output, |file| {
-        write_delta(file, &new_loaded.stone, &preamble, &records)?;
+        write_delta(file, &new_loaded.stone, &preamble, &records, options.level)?;
         check_applies(file, &old_loaded.assets, &old_digests, &new_loaded.stone)
     })?;
     let size = std::fs::metadata(output).map_or(0, |m| m.len());
@@ -239,17 +239,17 @@ fn write_atomically(
     result.map_err(failed)
 }
 
-/// Writes the delta stone, then reads it back through the verifying reader.
+/// Writes the delta stone, then reads it back through the verifying reader. Its meta,
+/// layout and index payloads are compressed at the records' level (19 by default, not
+/// the writer's 9): they are a large share of a small delta, and tiny to compress.
 fn write_delta(
     file: &File,
     new: &Stone,
     preamble: &Preamble,
     records: &[DeltaRecord],
+    level: i32,
 ) -> io::Result<()> {
-    let options = WriterOptions {
-        level: mossfs_format::DEFAULT_LEVEL,
-        threads: 0,
-    };
+    let options = WriterOptions { level, threads: 0 };
     let mut writer = Writer::new(BufWriter::new(file), FileType::Delta, options)?;
     writer.add_meta(&new.meta)?;
     writer.add_layout(&new.layout)?;
