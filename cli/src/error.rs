@@ -150,7 +150,7 @@ pub enum CliError {
     Verify(#[from] crate::commands::verify::VerifyError),
     /// `delta` cannot make a delta from these stones.
     #[error(transparent)]
-    Delta(#[from] crate::delta::DeltaError),
+    Delta(#[from] mossfs_store::make_delta::MakeDeltaError),
     /// `mount` or `umount` failed.
     #[error(transparent)]
     Mount(#[from] crate::commands::mount::MountCommandError),

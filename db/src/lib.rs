@@ -24,8 +24,8 @@
 
 mod available;
 mod codec;
-pub mod staging;
 pub mod heads;
+pub mod staging;
 pub mod state;
 pub mod tree;
 
@@ -37,8 +37,8 @@ use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvOpenOptions, RoTxn, R
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 
 pub use available::{Available, AvailableQuery, RepoSeen};
-pub use staging::BuildIndex;
 pub use heads::{Head, HeadQuery};
+pub use staging::BuildIndex;
 pub use state::{Conflict, Generated, Reason, Selection, State, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 

@@ -176,6 +176,10 @@ impl Stone {
     }
 }
 
+/// What [`Reader::read_index_with`] returns: every package's meta records, and the
+/// extension payload's record count and body, when there is one.
+pub type IndexWithExtension = (Vec<Vec<MetaRecord>>, Option<(u32, Vec<u8>)>);
+
 /// A reader over one stone.
 pub struct Reader<R> {
     inner: R,
@@ -267,7 +271,22 @@ impl<R: Read> Reader<R> {
     /// the declared plain sizes, so a hostile index cannot make the reader hold more than the
     /// caller allows, whatever its payload count says.
     pub fn read_index(&mut self, plain_limit: u64) -> Result<Vec<Vec<MetaRecord>>, DecodeError> {
+        self.read_index_with(plain_limit, None)
+            .map(|(packages, _)| packages)
+    }
+
+    /// [`Reader::read_index`], also returning the body of the first uncompressed payload
+    /// of kind `extension` (with its record count), which `read_index` skips. An index
+    /// carries mossfs's own lists this way (its delta offers), where upstream's reader,
+    /// which skips payload kinds it does not know, never sees them. The body counts
+    /// against `plain_limit` and must pass its checksum.
+    pub fn read_index_with(
+        &mut self,
+        plain_limit: u64,
+        extension: Option<u8>,
+    ) -> Result<IndexWithExtension, DecodeError> {
         let mut packages = Vec::new();
+        let mut extra = None;
         // One decompression context for every payload (one per package).
         let mut decompressor = None;
         let mut plain_total: u64 = 0;
@@ -280,6 +299,23 @@ impl<R: Read> Reader<R> {
                     });
                 }
                 PayloadKind::Meta if !matches!(header.compression, Compression::Unknown(_)) => {}
+                PayloadKind::Unknown(kind)
+                    if Some(kind) == extension
+                        && extra.is_none()
+                        && header.compression == Compression::None =>
+                {
+                    plain_total = plain_total.saturating_add(header.stored_size);
+                    if plain_total > plain_limit.min(MAX_METADATA_SIZE) {
+                        return Err(DecodeError::PayloadTooLarge {
+                            kind: header.kind,
+                            offset: info.offset,
+                            size: plain_total,
+                            limit: plain_limit.min(MAX_METADATA_SIZE),
+                        });
+                    }
+                    extra = Some((header.records, self.read_body(info)?));
+                    continue;
+                }
                 _ => {
                     self.skip_body(info)?;
                     continue;
@@ -326,7 +362,7 @@ impl<R: Read> Reader<R> {
         if read_full(&mut self.inner, &mut probe)? != 0 {
             return Err(DecodeError::TrailingData { extra: 1 });
         }
-        Ok(packages)
+        Ok((packages, extra))
     }
 
     fn read_metadata_payload(

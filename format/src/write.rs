@@ -121,6 +121,24 @@ impl<W: Write + Seek> Writer<W> {
         )
     }
 
+    /// Adds a payload of a kind outside upstream's range, stored uncompressed with its
+    /// checksum: a list of mossfs's own that upstream's reader skips by its size (an
+    /// index's delta offers). [`crate::Reader::read_index_with`] reads it back.
+    pub fn add_extension(&mut self, kind: u8, records: u32, body: &[u8]) -> io::Result<()> {
+        let header = PayloadHeader {
+            stored_size: body.len() as u64,
+            plain_size: body.len() as u64,
+            checksum: xxhash_rust::xxh3::xxh3_64(body),
+            records,
+            version: 1,
+            kind: PayloadKind::from_byte(kind),
+            compression: Compression::None,
+        };
+        self.out.write_all(&header.encode())?;
+        self.out.write_all(body)?;
+        self.bump()
+    }
+
     fn add_records(&mut self, kind: PayloadKind, count: usize, plain: &[u8]) -> io::Result<()> {
         let compressor = match &mut self.compressor {
             Some(c) => c,

@@ -25,9 +25,9 @@ mod e2e;
 mod faults;
 #[path = "repo/fixture.rs"]
 mod fixture;
-#[path = "repo/preview.rs"]
-mod preview;
 #[path = "repo/pipeline.rs"]
 mod pipeline;
+#[path = "repo/preview.rs"]
+mod preview;
 #[path = "repo/trust.rs"]
 mod trust;

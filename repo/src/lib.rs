@@ -27,12 +27,14 @@
 //! - [`transport`]: `file://` and `http(s)://` reads, ranged, bounded and timed.
 //! - [`refresh`]: `repo update`: the trust checks, in a fixed order, and the atomic swap.
 //! - [`fetch`]: downloading stones in parallel, resumable, verified before they are named.
+//! - [`deltas`]: the delta offers an index carries, and where a client keeps them.
 //! - [`head`]: the first bytes of a stone, up to its content: enough for a candidate's tree.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![deny(missing_docs)]
 
 pub mod checksum;
 pub mod config;
+pub mod deltas;
 pub mod error;
 pub mod fetch;
 pub mod head;

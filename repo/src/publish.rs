@@ -8,8 +8,14 @@
 //! upstream's `moss index` writes and reads. Next to it goes the checksum file
 //! ([`crate::checksum`]), signed when a key is given.
 //!
-//! Every file is written to a temporary name, synced and renamed, index first and checksum
-//! file last: a client that sees the new checksum file always finds the index it names.
+//! With `--deltas N`, each indexed package also gets a delta stone from each of up to N
+//! earlier releases of it found in the folder (`OUT/deltas/<from>-<to>.delta`, named by
+//! the two package ids), made by `mossfs_store::make_delta` and listed in the index as
+//! [`crate::deltas`] describes, where upstream's reader skips them.
+//!
+//! Every file is written to a temporary name, synced and renamed, deltas first, then the
+//! index, and the checksum file last: a client that sees the new checksum file always
+//! finds the index it names and every delta that index lists.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -38,7 +44,15 @@ pub struct Options {
     pub expires_in: u64,
     /// Publish as a history under a root index instead of a plain index.
     pub history: Option<History>,
+    /// Make deltas to each indexed package from up to this many earlier releases of it
+    /// found in the folder, and list them in the index (0: none).
+    pub deltas: usize,
+    /// How delta records are made.
+    pub delta_options: mossfs_store::make_delta::Options,
 }
+
+/// The folder under OUT that holds the delta stones, shared by every history.
+pub const DELTAS_DIR: &str = "deltas";
 
 /// Where a history goes: `OUT/<channel>/history/<id>/<arch>/stone.index`.
 #[derive(Debug, Clone)]
@@ -64,10 +78,35 @@ pub struct Report {
     pub packages: usize,
     /// Stones left out because a higher release of their package exists.
     pub superseded: Vec<PathBuf>,
+    /// `.stone` files left out because they are not binary packages (delta stones).
+    pub not_packages: Vec<PathBuf>,
     /// The checksum file's version.
     pub version: u64,
     /// The root index, when a history was published.
     pub root_index: Option<PathBuf>,
+    /// The deltas listed in the index.
+    pub deltas: Vec<PublishedDelta>,
+    /// Deltas not made or not listed, each with why (the full stone serves instead).
+    pub skipped_deltas: Vec<String>,
+}
+
+/// One delta listed in an index.
+#[derive(Debug, Clone)]
+pub struct PublishedDelta {
+    /// The delta stone.
+    pub path: PathBuf,
+    /// The package's name.
+    pub name: String,
+    /// `version-release` it starts from.
+    pub from_version: String,
+    /// `version-release` it rebuilds.
+    pub to_version: String,
+    /// Its size.
+    pub size: u64,
+    /// The full stone's size.
+    pub full_size: u64,
+    /// Whether an earlier run's delta stone was checked and kept.
+    pub reused: bool,
 }
 
 struct Found {
@@ -124,13 +163,20 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
     paths.sort();
     let mut chosen: BTreeMap<String, Found> = BTreeMap::new();
     let mut superseded = Vec::new();
+    let mut older: Vec<Found> = Vec::new();
     // Hashing and reading are per stone, so they run on every core; the choice below goes
     // in path order, so the result never depends on scheduling.
-    let found: Vec<Found> = paths
+    let found: Vec<Option<Found>> = paths
         .par_iter()
         .map(|path| read_stone(path))
         .collect::<Result<_, _>>()?;
-    for found in found {
+    let mut not_packages = Vec::new();
+    for (path, found) in paths.iter().zip(found) {
+        // A delta stone carries its new package's meta, but it is not that package.
+        let Some(found) = found else {
+            not_packages.push(path.clone());
+            continue;
+        };
         match chosen.get(&found.meta.name) {
             None => {}
             Some(prev) if prev.meta.release == found.meta.release => {
@@ -142,12 +188,16 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
                 });
             }
             Some(prev) if prev.meta.release > found.meta.release => {
-                superseded.push(found.path);
+                superseded.push(found.path.clone());
+                older.push(found);
                 continue;
             }
-            Some(prev) => superseded.push(prev.path.clone()),
+            Some(_) => {}
         }
-        chosen.insert(found.meta.name.clone(), found);
+        if let Some(prev) = chosen.insert(found.meta.name.clone(), found) {
+            superseded.push(prev.path.clone());
+            older.push(prev);
+        }
     }
     if chosen.len() > usize::from(u16::MAX) {
         return Err(RepoError::TooManyPackages {
@@ -155,6 +205,11 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
         });
     }
     std::fs::create_dir_all(&index_dir).map_err(io(&index_dir))?;
+    let (deltas, skipped_deltas) = if options.deltas > 0 {
+        make_deltas(&chosen, &older, &out.join(DELTAS_DIR), options)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let index_path = index_dir.join(INDEX_NAME);
     let mut bytes = std::io::Cursor::new(Vec::new());
     let mut writer = Writer::new(&mut bytes, FileType::Repository, WriterOptions::default())
@@ -166,6 +221,27 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
         meta.size = Some(found.size);
         writer
             .add_meta(&meta.to_records())
+            .map_err(io(&index_path))?;
+    }
+    if !deltas.is_empty() {
+        let offers: Vec<crate::deltas::Offer> = deltas
+            .iter()
+            .map(|made| crate::deltas::Offer {
+                to: made.to.clone(),
+                from: made.from.clone(),
+                sha256: made.sha256.clone(),
+                size: made.published.size,
+                uri: relative(&index_dir, &made.published.path),
+            })
+            .collect();
+        writer
+            .add_extension(
+                crate::deltas::DELTAS_KIND,
+                u32::try_from(offers.len()).map_err(|_| RepoError::TooManyPackages {
+                    count: offers.len(),
+                })?,
+                &crate::deltas::encode(&offers),
+            )
             .map_err(io(&index_path))?;
     }
     writer.finish().map_err(io(&index_path))?;
@@ -197,9 +273,144 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
         index_size: bytes.len() as u64,
         packages: chosen.len(),
         superseded,
+        not_packages,
         version,
         root_index,
+        deltas: deltas.into_iter().map(|d| d.published).collect(),
+        skipped_deltas,
     })
+}
+
+/// A delta made (or kept) for the index, with the ids the index lists it under.
+struct MadeDelta {
+    published: PublishedDelta,
+    to: String,
+    from: String,
+    sha256: String,
+}
+
+/// Makes the deltas to every chosen package from up to `options.deltas` of its earlier
+/// releases in `older`, all pairs at once on rayon's pool (each pair's records in
+/// parallel too). A delta is named by the two package ids, so one made by an earlier run
+/// is kept when it still reads, verifies and names the same two packages; otherwise it
+/// is made again. `make_delta` applies every record of what it wrote before naming it. A
+/// delta that is not smaller than the full stone, or that cannot be made, is not listed
+/// (and the reason is reported): the full stone serves instead.
+fn make_deltas(
+    chosen: &BTreeMap<String, Found>,
+    older: &[Found],
+    dir: &Path,
+    options: &Options,
+) -> Result<(Vec<MadeDelta>, Vec<String>), RepoError> {
+    let mut pairs: Vec<(&Found, &Found)> = Vec::new();
+    for new in chosen.values() {
+        let mut earlier: Vec<&Found> = older
+            .iter()
+            .filter(|o| o.meta.name == new.meta.name && o.meta.release < new.meta.release)
+            .collect();
+        earlier.sort_by_key(|o| std::cmp::Reverse(o.meta.release));
+        pairs.extend(
+            earlier
+                .into_iter()
+                .take(options.deltas)
+                .map(|old| (old, new)),
+        );
+    }
+    if pairs.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let results: Vec<Result<MadeDelta, String>> = pairs
+        .par_iter()
+        .map(|(old, new)| make_one(old, new, dir, &options.delta_options))
+        .collect();
+    let mut made = Vec::new();
+    let mut skipped = Vec::new();
+    for result in results {
+        match result {
+            Ok(delta) => made.push(delta),
+            Err(why) => skipped.push(why),
+        }
+    }
+    Ok((made, skipped))
+}
+
+fn make_one(
+    old: &Found,
+    new: &Found,
+    dir: &Path,
+    options: &mossfs_store::make_delta::Options,
+) -> Result<MadeDelta, String> {
+    let path = dir.join(format!("{}-{}.delta", old.sha256, new.sha256));
+    let label = format!(
+        "{} {}-{} -> {}-{}",
+        new.meta.name, old.meta.version, old.meta.release, new.meta.version, new.meta.release
+    );
+    let reused = existing_delta(&path, &old.sha256, &new.sha256);
+    if !reused {
+        mossfs_store::make_delta::make_delta(&old.path, &new.path, &path, options).map_err(
+            |e| {
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                format!("no delta {label}: {why}")
+            },
+        )?;
+    }
+    let (sha256, size) = file_sha256(&path).map_err(|e| format!("no delta {label}: {e}"))?;
+    if size >= new.size {
+        let _ = std::fs::remove_file(&path);
+        return Err(format!(
+            "no delta {label}: it is {size} bytes, not smaller than the full stone's {}",
+            new.size
+        ));
+    }
+    Ok(MadeDelta {
+        published: PublishedDelta {
+            path,
+            name: new.meta.name.clone(),
+            from_version: format!("{}-{}", old.meta.version, old.meta.release),
+            to_version: format!("{}-{}", new.meta.version, new.meta.release),
+            size,
+            full_size: new.size,
+            reused,
+        },
+        to: new.sha256.clone(),
+        from: old.sha256.clone(),
+        sha256,
+    })
+}
+
+/// Whether the delta stone at `path` reads and verifies, and goes from package `from` to
+/// package `to` (sha256 hex).
+fn existing_delta(path: &Path, from: &str, to: &str) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    if mossfs_format::read::verify(std::io::BufReader::new(file)).is_err() {
+        return false;
+    }
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    let Ok(mut reader) = Reader::new(std::io::BufReader::new(file)) else {
+        return false;
+    };
+    let Ok(stone) = reader.read_metadata() else {
+        return false;
+    };
+    matches!(reader.deltas(&stone), Ok(Some(d))
+        if crate::hex(&d.preamble().from.0) == from && crate::hex(&d.preamble().to.0) == to)
+}
+
+fn file_sha256(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut file, &mut hasher)?;
+    Ok((crate::hex(&hasher.finalize()), size))
 }
 
 fn root_has_history(channel_dir: &Path, id: &str) -> Result<bool, RepoError> {
@@ -270,7 +481,8 @@ fn find_stones(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), RepoError> {
     Ok(())
 }
 
-fn read_stone(path: &Path) -> Result<Found, RepoError> {
+/// The stone's package, or `None` for a stone that is not a binary package (a delta).
+fn read_stone(path: &Path) -> Result<Option<Found>, RepoError> {
     let mut file = File::open(path).map_err(io(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
@@ -288,9 +500,11 @@ fn read_stone(path: &Path) -> Result<Found, RepoError> {
         path: path.to_owned(),
         source,
     };
-    let stone = Reader::new(std::io::BufReader::new(file))
-        .and_then(|mut r| r.read_metadata())
-        .map_err(read_error)?;
+    let mut reader = Reader::new(std::io::BufReader::new(file)).map_err(read_error)?;
+    if reader.header().file_type != FileType::Binary {
+        return Ok(None);
+    }
+    let stone = reader.read_metadata().map_err(read_error)?;
     if let Some(tag) = mossfs_format::meta::missing_required(&stone.meta) {
         return Err(RepoError::MissingField {
             path: path.to_owned(),
@@ -301,12 +515,12 @@ fn read_stone(path: &Path) -> Result<Found, RepoError> {
         path: path.to_owned(),
         source,
     })?;
-    Ok(Found {
+    Ok(Some(Found {
         path: path.to_owned(),
         meta,
         sha256: crate::hex(&hasher.finalize()),
         size,
-    })
+    }))
 }
 
 /// The path from folder `from` to file `to`, both absolute and canonical, with `/`.

@@ -13,7 +13,8 @@
 //! 6. fetch the index, never more bytes than the checksum file names, and compare its
 //!    sha256 and size (mix-and-match);
 //! 7. decode it and check every entry (name, URI inside the repository, 64-hex sha256);
-//! 8. keep the verified files in `ROOT/.moss/repo/<id>/` (temp name, then rename) and
+//! 8. keep the verified files in `ROOT/.moss/repo/<id>/` (temp name, then rename; the
+//!    index's delta list, checked in step 7, as `deltas.json`) and
 //!    replace the repository's offer and what was seen in one database transaction.
 //!
 //! Nothing is written before step 8, so a refusal or a killed process leaves the previous
@@ -87,8 +88,9 @@ pub fn refresh(
                 });
             }
             let index = fetch_checked(repo, transport, uri, &sum)?;
-            let packages = decode_index(repo, uri, base_of(uri), &index)?;
+            let (packages, offers) = decode_index(repo, uri, base_of(uri), &index)?;
             let kept = Kept {
+                offers: &offers,
                 index: &index,
                 checksum: &sum_bytes,
                 root_index: None,
@@ -140,8 +142,9 @@ pub fn refresh(
             let (index_sum, _) =
                 trusted_checksum(transport, repo, &index_uri, key.as_ref(), None, false)?;
             let index = fetch_checked(repo, transport, &index_uri, &index_sum)?;
-            let packages = decode_index(repo, &index_uri, format!("{base}/"), &index)?;
+            let (packages, offers) = decode_index(repo, &index_uri, format!("{base}/"), &index)?;
             let kept = Kept {
+                offers: &offers,
                 index: &index,
                 checksum: &sum_bytes,
                 root_index: Some(&root_bytes),
@@ -321,7 +324,7 @@ fn decode_index(
     index_uri: &str,
     base: String,
     bytes: &[u8],
-) -> Result<Vec<Meta>, RepoError> {
+) -> Result<(Vec<Meta>, Vec<crate::deltas::Offer>), RepoError> {
     let bad_index = |source| RepoError::BadIndex {
         repo: repo.id.clone(),
         source,
@@ -339,7 +342,9 @@ fn decode_index(
     }
     // An index's records are at most a few hundred times its compressed size.
     let budget = (bytes.len() as u64).saturating_mul(64).max(1 << 20);
-    let entries = reader.read_index(budget).map_err(bad_index)?;
+    let (entries, extension) = reader
+        .read_index_with(budget, Some(crate::deltas::DELTAS_KIND))
+        .map_err(bad_index)?;
     let mut names = BTreeSet::new();
     let mut out = Vec::with_capacity(entries.len());
     for (i, records) in entries.iter().enumerate() {
@@ -370,12 +375,55 @@ fn decode_index(
         meta.uri = Some(resolved);
         out.push(meta);
     }
-    Ok(out)
+    let offers = match extension {
+        Some((count, body)) => decode_offers(repo, index_uri, &base, &out, count, &body)?,
+        None => Vec::new(),
+    };
+    Ok((out, offers))
+}
+
+/// Step 7 for the index's delta list ([`crate::deltas`]): each delta must rebuild a
+/// package the index lists, name a sha256, claim a sane size and stay inside the
+/// repository; its URI is resolved like a package's. A damaged list refuses the index,
+/// as a damaged package entry does: the signature covers both.
+fn decode_offers(
+    repo: &Repo,
+    index_uri: &str,
+    base: &str,
+    packages: &[Meta],
+    count: u32,
+    body: &[u8],
+) -> Result<Vec<crate::deltas::Offer>, RepoError> {
+    let bad = |reason: String| RepoError::BadEntry {
+        repo: repo.id.clone(),
+        index: packages.len(),
+        reason: format!("the delta list: {reason}"),
+    };
+    let hashes: BTreeSet<&str> = packages.iter().filter_map(|m| m.hash.as_deref()).collect();
+    let mut offers = crate::deltas::decode(body, count).map_err(bad)?;
+    for offer in &mut offers {
+        if !hashes.contains(offer.to.as_str()) {
+            return Err(bad(format!(
+                "a delta to package {}, which the index does not list",
+                offer.to
+            )));
+        }
+        if offer.size > MAX_PACKAGE_SIZE {
+            return Err(bad(format!(
+                "a delta claims an absurd size of {} bytes",
+                offer.size
+            )));
+        }
+        offer.uri = resolve_uri(index_uri, base, &offer.uri).map_err(bad)?;
+    }
+    Ok(offers)
 }
 
 /// The verified files a refresh keeps in `.moss/repo/<id>/`.
 struct Kept<'a> {
     index: &'a [u8],
+    /// The index's delta list, checked and resolved.
+    offers: &'a [crate::deltas::Offer],
     /// The checksum file that was checked first (the root index's, for a root index).
     checksum: &'a [u8],
     root_index: Option<&'a [u8]>,
@@ -396,6 +444,7 @@ fn commit(
         source,
     })?;
     crate::publish::write_atomic(&dir.join(INDEX_FILE), kept.index)?;
+    crate::deltas::keep(dir, kept.offers)?;
     let first = match kept.root_index {
         Some(bytes) => {
             crate::publish::write_atomic(&dir.join(root_index::FILE_NAME), bytes)?;

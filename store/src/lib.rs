@@ -66,6 +66,7 @@ pub mod error;
 mod gc;
 mod generated;
 mod ingest;
+pub mod make_delta;
 mod shard;
 mod stats;
 mod temp;

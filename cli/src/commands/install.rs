@@ -221,7 +221,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
             }
             None => Plan::install(&installed, &stones, &requests, &[])?,
         };
-        let download = Download::of(&plan, root.as_ref().map(|r| &r.store));
+        let download = download_figure(root.as_ref(), &plan);
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
@@ -260,7 +260,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
         |local: &dyn solve::Source| Plan::install(&installed, &stones, &requests, &[local]);
     // A staged change reads only the stones' heads; the bodies wait for the commit, and
     // `download` is what they will cost then.
-    let download = Download::of(&plan, Some(&root.store));
+    let download = download_figure(Some(&root), &plan);
     let (plan, fetched) = if args.change.stage {
         preview::stage_heads(&root, plan, replan)?
     } else {
@@ -290,18 +290,37 @@ fn fetch_chosen<'s>(
     replan: impl FnOnce(&dyn solve::Source) -> Result<Plan>,
 ) -> Result<(Plan, Vec<LoadedStone<'s>>)> {
     // A repository's candidate carries its meta as the index has it: URI, sha256, size.
-    let jobs = plan
+    let wanted: Vec<(String, mossfs_format::Meta)> = plan
         .packages
         .values()
-        .filter(|chosen| matches!(chosen.candidate.origin, Origin::Repository { .. }))
-        .map(|chosen| super::repo::job_for(root, (*chosen.candidate.meta).clone(), None))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    if jobs.is_empty() {
+        .filter_map(|chosen| match &chosen.candidate.origin {
+            Origin::Repository { id, .. } => Some((id.clone(), (*chosen.candidate.meta).clone())),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
         return Ok((plan, Vec::new()));
     }
-    let meter = super::repo::Meter::new(&jobs);
-    let fetched = fetch::fetch_into_store(root, &jobs, 4, &|p| meter.update(p))?;
-    drop(meter);
+    // By delta where the repository offers one that applies here; the rest, and every
+    // delta that fails, as full stones, each unpacked as soon as it has arrived.
+    let mut fetched = Vec::new();
+    let mut full = Vec::new();
+    for (repo, meta) in wanted {
+        match super::by_delta::get(root, &repo, &meta) {
+            Some(stone) => fetched.push(stone),
+            None => full.push(meta),
+        }
+    }
+    let jobs = full
+        .into_iter()
+        .map(|meta| super::repo::job_for(root, meta, None))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    if !jobs.is_empty() {
+        let meter = super::repo::Meter::new(&jobs);
+        fetched.extend(fetch::fetch_into_store(root, &jobs, 4, &|p| {
+            meter.update(p)
+        })?);
+    }
     let mut local = solve::Packages::new();
     for stone in &fetched {
         local.add(stone.candidate());
@@ -322,7 +341,7 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
             }
             None => Plan::sync(&installed, &[])?,
         };
-        let download = Download::of(&plan, root.as_ref().map(|r| &r.store));
+        let download = download_figure(root.as_ref(), &plan);
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
@@ -346,7 +365,7 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
         return Ok(());
     }
     let replan = |local: &dyn solve::Source| Plan::sync(&installed, &[local]);
-    let download = Download::of(&plan, Some(&root.store));
+    let download = download_figure(Some(&root), &plan);
     let (plan, mut stones) = if args.change.stage {
         preview::stage_heads(&root, plan, replan)?
     } else {
@@ -472,6 +491,25 @@ fn plan_document(
 
 /// What a dry run prints: the state that would be recorded, what changes, and why each
 /// package is there.
+/// What a plan downloads, with deltas where its repositories offer ones that apply here
+/// (a dry run on a root not made yet downloads every repository package whole).
+fn download_figure(root: Option<&Root>, plan: &Plan) -> Download {
+    let mut download = Download::of(plan, root.map(|r| &r.store));
+    let Some(root) = root else {
+        return download;
+    };
+    let wanted = plan
+        .packages
+        .values()
+        .filter_map(|chosen| match &chosen.candidate.origin {
+            Origin::Repository { id, .. } => Some((id.as_str(), &*chosen.candidate.meta)),
+            _ => None,
+        });
+    let (with, _) = super::by_delta::download_sizes(root, wanted);
+    download.with_deltas = with.min(download.bytes);
+    download
+}
+
 fn print_plan(
     action: &'static str,
     plan: &Plan,

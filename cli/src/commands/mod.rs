@@ -1,6 +1,7 @@
 //! The root-managing commands. Each one opens the root, asks the engine, and prints; none
 //! of them decides durability or order, which is the engine's job.
 
+pub mod by_delta;
 pub mod documents;
 pub mod gc;
 pub mod install;

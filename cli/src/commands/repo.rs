@@ -59,6 +59,10 @@ pub struct IndexArgs {
     /// Days until the checksum files expire; clients refuse an expired one.
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     pub expires: u64,
+    /// Also make a delta to each package from each of up to N earlier releases of it
+    /// found in DIR, into OUT/deltas/, and list them in the index.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub deltas: usize,
 }
 
 /// Arguments of `mossfs keygen`.
@@ -180,6 +184,8 @@ pub fn index(args: &IndexArgs, out: &mut dyn Write) -> Result {
             arch: args.arch.clone(),
             stream: args.stream.clone(),
         }),
+        deltas: args.deltas,
+        delta_options: mossfs_store::make_delta::Options::default(),
     };
     let dest = args.out.clone().unwrap_or_else(|| args.dir.clone());
     let report = publish::index(&args.dir, &dest, &options)?;
@@ -203,6 +209,33 @@ pub fn index(args: &IndexArgs, out: &mut dyn Write) -> Result {
             "left out {}: a higher release is indexed",
             path.display()
         )?;
+    }
+    for path in &report.not_packages {
+        writeln!(
+            out,
+            "left out {}: a delta or other stone, not a package",
+            path.display()
+        )?;
+    }
+    for delta in &report.deltas {
+        writeln!(
+            out,
+            "delta {} {} -> {}: {}, {:.1}% of the full stone ({}){}",
+            quote::text(&delta.name),
+            quote::text(&delta.from_version),
+            quote::text(&delta.to_version),
+            human(delta.size),
+            100.0 * delta.size as f64 / delta.full_size.max(1) as f64,
+            human(delta.full_size),
+            if delta.reused {
+                ", kept from before"
+            } else {
+                ""
+            }
+        )?;
+    }
+    for why in &report.skipped_deltas {
+        writeln!(out, "{}", quote::text(why))?;
     }
     if let Some(root) = &report.root_index {
         writeln!(out, "listed history in {}", root.display())?;

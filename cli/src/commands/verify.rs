@@ -2,7 +2,8 @@
 //! path of the active tree on disk against its state, list the paths no package owns, and
 //! check every archived tree the same way (issue 7, defects 5 and 6).
 //!
-//! Repair re-unpacks damaged assets from their cached stones, then re-blits the whole
+//! Repair re-unpacks damaged assets from their cached stones (a package that came by
+//! delta first gets its full stone from its repository again), then re-blits the whole
 //! active state and exchanges it in, because a damaged file in `/usr` may be a hardlink
 //! to a damaged asset that the repair replaced; the re-blit also leaves out every path no
 //! package owns. Last, every archived tree is checked again: one that still holds a
@@ -187,7 +188,21 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> Result<(), VerifyError>
             archives: bad_archives,
         }));
     }
+    let mut refetched = std::collections::HashSet::new();
     for (hash, package) in &bad_assets {
+        // A package that came by delta is mended from its full stone, fetched again.
+        if refetched.insert(*package) {
+            match super::by_delta::refetch_full(&root, package) {
+                Ok(true) => writeln!(
+                    out,
+                    "fetched the full stone of package {package} from its repository"
+                )?,
+                Ok(false) => {}
+                Err(why) => eprintln!(
+                    "note: cannot fetch the full stone of package {package} ({why}); repairing from the cache"
+                ),
+            }
+        }
         root.store
             .repair_asset(*hash, package)
             .map_err(EngineError::from)?;

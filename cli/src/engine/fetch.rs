@@ -44,8 +44,11 @@ use crate::progress::Bar;
 pub struct Download {
     /// Packages to download.
     pub packages: usize,
-    /// Their bytes in all.
+    /// Their bytes in all, as full stones.
     pub bytes: u64,
+    /// Their bytes when each takes the delta its repository offers from a package whose
+    /// assets are all here (equal to `bytes` when none does).
+    pub with_deltas: u64,
 }
 
 impl Download {
@@ -64,17 +67,26 @@ impl Download {
             download.packages += 1;
             download.bytes += candidate.meta.size.unwrap_or(0);
         }
+        download.with_deltas = download.bytes;
         download
     }
 
-    /// One line for people: `download: 3 packages, 1.2 MiB`.
+    /// One line for people: `download: 3 packages, 1.2 MiB`, and what deltas make of it
+    /// when they help: `download: 3 packages, 1.2 MiB (240 KiB with deltas)`.
     pub fn line(&self) -> String {
         let s = if self.packages == 1 { "" } else { "s" };
-        format!(
+        let mut line = format!(
             "download: {} package{s}, {}",
             self.packages,
             crate::units::bytes(self.bytes)
-        )
+        );
+        if self.with_deltas < self.bytes {
+            line.push_str(&format!(
+                " ({} with deltas)",
+                crate::units::bytes(self.with_deltas)
+            ));
+        }
+        line
     }
 }
 

@@ -214,7 +214,7 @@ fn plans_show_the_bytes_to_download() {
     let plan = json(&repo, &["install", "--dry-run", "app"]);
     assert_eq!(
         plan["download"],
-        serde_json::json!({"packages": 2, "bytes": both}),
+        serde_json::json!({"packages": 2, "bytes": both, "with_deltas": both}),
         "{plan}"
     );
     let text = repo.root.ok(&["install", "--dry-run", "app"]);
@@ -226,7 +226,7 @@ fn plans_show_the_bytes_to_download() {
     let plan = json(&repo, &["install", "--dry-run", "app"]);
     assert_eq!(
         plan["download"],
-        serde_json::json!({"packages": 1, "bytes": size(&app)}),
+        serde_json::json!({"packages": 1, "bytes": size(&app), "with_deltas": size(&app)}),
         "{plan}"
     );
 
@@ -235,7 +235,7 @@ fn plans_show_the_bytes_to_download() {
     assert_eq!(done["applied"], true);
     assert_eq!(
         done["download"],
-        serde_json::json!({"packages": 1, "bytes": size(&app)}),
+        serde_json::json!({"packages": 1, "bytes": size(&app), "with_deltas": size(&app)}),
         "{done}"
     );
     let removal = repo.root.ok(&["remove", "--dry-run", "app"]);
@@ -261,7 +261,7 @@ fn plans_show_the_bytes_to_download() {
     let plan = json(&repo, &["sync", "--dry-run"]);
     assert_eq!(
         plan["download"],
-        serde_json::json!({"packages": 1, "bytes": size(&newer)}),
+        serde_json::json!({"packages": 1, "bytes": size(&newer), "with_deltas": size(&newer)}),
         "{plan}"
     );
     let shown = repo.root.ok(&["list", "sync"]);

@@ -1,0 +1,186 @@
+//! Getting a repository package into the store by delta when its repository offers one
+//! (DESIGN.md §11), and the full stone otherwise.
+//!
+//! [`get`] is the one decision, per package: among the deltas the last refresh kept for
+//! the package's repository ([`mossfs_repo::deltas::offers`]), take the smallest one that
+//! starts from a package this root knows and whose every asset is in the store; download
+//! it (verified against the sha256 and size the signed index gives); check that it stands
+//! for exactly the full stone the index names (package id and size); rebuild the new
+//! assets with [`Store::apply_delta`](mossfs_store::Store::apply_delta), which re-hashes
+//! each base it reads, holds at most one asset pair in memory and checks every target's
+//! xxh3-128; and copy the delta into the cache under the full stone's id, as a delta given
+//! on the command line is. Any failure on that path (a missing or damaged base, a wrong
+//! hash, a malformed delta, a download error) gives `None` after one note on stderr, and
+//! the caller downloads the full stone as it would have anyway. A failed attempt leaves
+//! at most verified assets in the store, which `gc` removes if nothing uses them.
+
+use std::path::{Path, PathBuf};
+
+use mossfs_db::Query;
+use mossfs_format::{Meta, PackageId};
+use mossfs_repo::deltas::Offer;
+use mossfs_repo::fetch::{self, Job};
+use mossfs_repo::transport::{self, Transport};
+
+use crate::engine::{LoadedStone, Root};
+
+/// The folder, inside the stone cache, where deltas are downloaded before they are
+/// applied and copied into the cache proper.
+const DOWNLOADS: &str = ".deltas";
+
+/// The delta to use for the package `meta` (as the index of repository `repo` gives it),
+/// if any: the smallest offer to it from a package the root knows whose assets are all
+/// present. Reads only the database, the store and the kept offer list.
+pub fn choose(root: &Root, repo: &str, meta: &Meta) -> Option<Offer> {
+    let hash = meta.hash.as_deref()?;
+    let snapshot = root.db.read().ok()?;
+    mossfs_repo::deltas::offers(&root.path, repo)
+        .into_iter()
+        .filter(|offer| offer.to == hash)
+        .filter(|offer| {
+            let Some(from) = package_id(&offer.from) else {
+                return false;
+            };
+            matches!(snapshot.package(&from), Ok(Some(_)))
+                && snapshot.index(&from).is_ok_and(|index| {
+                    !index.is_empty() && index.iter().all(|e| root.store.has_asset(e.digest))
+                })
+        })
+        .min_by_key(|offer| offer.size)
+}
+
+/// Gets the repository package `meta` into the store by delta, or says once why not and
+/// returns `None`, so that the caller fetches the full stone (see the module docs).
+pub fn get<'s>(root: &'s Root, repo: &str, meta: &Meta) -> Option<LoadedStone<'s>> {
+    let offer = choose(root, repo, meta)?;
+    let dir = root.store.cache_dir().join(DOWNLOADS);
+    let dest = dir.join(format!("{}.delta", offer.sha256));
+    let result = by_delta(root, meta, &offer, &dir, &dest);
+    let _ = std::fs::remove_file(&dest);
+    let _ = std::fs::remove_dir(&dir);
+    match result {
+        Ok(stone) => Some(stone),
+        Err(why) => {
+            eprintln!(
+                "note: {}: the delta from the repository cannot be used ({why}); downloading the full stone instead",
+                crate::quote::text(&meta.full_name())
+            );
+            None
+        }
+    }
+}
+
+fn by_delta<'s>(
+    root: &'s Root,
+    meta: &Meta,
+    offer: &Offer,
+    dir: &Path,
+    dest: &Path,
+) -> Result<LoadedStone<'s>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let job = Job {
+        name: meta.name.clone(),
+        uri: offer.uri.clone(),
+        sha256: offer.sha256.clone(),
+        size: offer.size,
+        dest: dest.to_owned(),
+    };
+    let transport = Transport::new(transport::default_idle());
+    let path: PathBuf = fetch::fetch_all(
+        std::slice::from_ref(&job),
+        &transport,
+        &fetch::Options::default(),
+        &|_| {},
+    )
+    .pop()
+    .ok_or("the download did not run")?
+    .map_err(|e| chain(&e))?;
+    crate::ui::step("download delta");
+    let (_, preamble) = root.store.check_delta(&path).map_err(|e| chain(&e))?;
+    let wanted = meta.hash.as_deref().and_then(package_id);
+    if Some(preamble.to) != wanted || Some(preamble.to_size) != meta.size {
+        return Err(format!(
+            "it rebuilds package {} ({} bytes), not the one the index names",
+            preamble.to, preamble.to_size
+        ));
+    }
+    if Some(preamble.from) != package_id(&offer.from) {
+        return Err(format!(
+            "it starts from package {}, not the one the index names",
+            preamble.from
+        ));
+    }
+    root.store.apply_delta(&path).map_err(|e| chain(&e))?;
+    crate::ui::step("apply delta");
+    LoadedStone::load(&path, &root.store).map_err(|e| chain(&e))
+}
+
+/// The bytes the packages in `wanted` (meta and repository) take to download: with the
+/// deltas [`choose`] would take, and with full stones only.
+pub fn download_sizes<'m>(
+    root: &Root,
+    wanted: impl IntoIterator<Item = (&'m str, &'m Meta)>,
+) -> (u64, u64) {
+    let mut with = 0u64;
+    let mut without = 0u64;
+    for (repo, meta) in wanted {
+        let full = meta.size.unwrap_or(0);
+        if meta
+            .hash
+            .as_deref()
+            .and_then(package_id)
+            .is_some_and(|id| root.store.is_cached(&id))
+        {
+            continue;
+        }
+        without += full;
+        with += choose(root, repo, meta).map_or(full, |offer| offer.size.min(full));
+    }
+    (with, without)
+}
+
+fn package_id(hex: &str) -> Option<PackageId> {
+    mossfs_repo::unhex(hex)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .map(PackageId)
+}
+
+/// An error and its causes on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// For `verify --repair`: when package `id` came by delta (its cache holds the delta,
+/// which can rebuild only the files that changed, and only while their bases are intact)
+/// and an enabled repository still offers its full stone, downloads that stone into the
+/// cache in the delta's place, so the repair reads every asset from the stone itself.
+/// `Ok(false)` when the cache already holds the full stone or no repository offers it.
+pub fn refetch_full(root: &Root, id: &PackageId) -> Result<bool, String> {
+    let snapshot = root.db.read().map_err(|e| chain(&e))?;
+    let Some(record) = snapshot.package(id).map_err(|e| chain(&e))? else {
+        return Ok(false);
+    };
+    let cached = std::fs::metadata(root.store.cached_path(id)).map_or(0, |m| m.len());
+    if cached == record.stone_size {
+        return Ok(false);
+    }
+    let hex = id.to_string();
+    let offered = mossfs_db::AvailableQuery::available(&snapshot, &record.meta.name)
+        .map_err(|e| chain(&e))?
+        .into_iter()
+        .find(|a| a.meta.hash.as_deref() == Some(hex.as_str()));
+    drop(snapshot);
+    let Some(offered) = offered else {
+        return Ok(false);
+    };
+    let job = super::repo::job_for(root, offered.meta, None).map_err(|e| chain(&e))?;
+    super::repo::download(std::slice::from_ref(&job), 1).map_err(|e| chain(&e))?;
+    Ok(true)
+}
