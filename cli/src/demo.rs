@@ -72,7 +72,12 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
 
     step(out, 1, "write the sample tree")?;
     write_sample(&usr)?;
-    writeln!(out, "wrote {} entries to {}", SAMPLE.len(), usr.display())?;
+    writeln!(
+        out,
+        "wrote {} entries to {}",
+        SAMPLE.len() + 1,
+        usr.display()
+    )?;
 
     step(out, 2, "mossfs pack usr -o hello-1.0-1-1.stone")?;
     let pack_args = sample_pack_args(&usr, &stone, "1.0");
@@ -131,7 +136,7 @@ fn sample_pack_args(dir: &Path, output: &Path, version: &str) -> pack::Args {
 }
 
 /// Steps in the whole demo.
-const STEPS: usize = 18;
+const STEPS: usize = 17;
 
 fn step(out: &mut dyn Write, n: usize, what: &str) -> Result<(), CliError> {
     writeln!(out, "\n[{n}/{STEPS}] {what}")?;
@@ -169,6 +174,28 @@ fn write_sample(usr: &Path) -> Result<(), CliError> {
             }
         }
     }
+    // A manual of 64 KiB that does not compress, the same in both versions: what a delta
+    // saves, since only the greeting and the news change between 1.0 and 2.0.
+    let parent = parent_of(&rel("share/doc/hello/manual"))?;
+    let mut file = parent.create_file("manual".as_ref(), 0o600)?;
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let manual: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[3]
+        })
+        .collect();
+    file.write_all(&manual).map_err(CliError::Sandbox)?;
+    parent.set_file_attrs(
+        "manual".as_ref(),
+        &file,
+        Attrs {
+            mode: 0o644,
+            owner: None,
+        },
+    )?;
     Ok(())
 }
 
@@ -219,7 +246,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     let root_arg = || RootArg { root: root.clone() };
     let v1 = sandbox.join("hello-1.0-1-1.stone");
     let v2_tree = sandbox.join("usr-2.0");
-    let v2 = sandbox.join("hello-2.0-1-1.stone");
+    let v2 = sandbox.join("hello-2.0-2-1.stone");
 
     step(
         out,
@@ -236,45 +263,34 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     )
     .map_err(CliError::Sandbox)?;
     std::fs::remove_file(v2_tree.join("share/hello/empty")).map_err(CliError::Sandbox)?;
-    let v2_args = sample_pack_args(&v2_tree, &v2, "2.0");
+    let mut v2_args = sample_pack_args(&v2_tree, &v2, "2.0");
+    // A repository orders releases, not version strings.
+    v2_args.fields.release = Some(2);
     pack::run(&v2_args, out)?;
 
+    // A repository published as upstream's `moss index` does (with the detached checksum
+    // file) and served from the file system; a web server is the same to mossfs
+    // (`http://`, `https://`).
+    let repo = sandbox.join("repo");
+    std::fs::create_dir_all(&repo).map_err(CliError::Sandbox)?;
+    let run = |words: &[&std::ffi::OsStr], out: &mut dyn Write| crate::run_words(words, out);
+    let os = |text: &'static str| std::ffi::OsStr::new(text);
+    let in_root = |words: &[&'static str], out: &mut dyn Write| {
+        let mut all = vec![os("-D"), root.as_os_str()];
+        all.extend(words.iter().map(|w| os(w)));
+        run(&all, out)
+    };
+    let index_uri = format!("file://{}/stone.index", repo.display());
     step(
         out,
         7,
-        &format!(
-            "mossfs install --root {} hello-1.0-1-1.stone",
-            root.display()
-        ),
+        &format!("publish 1.0: mossfs index repo, mossfs repo add demo {index_uri}"),
     )?;
-    let install_args = |stone: &Path, stage: bool| install::InstallArgs {
-        stones: vec![stone.to_owned()],
-        allow_conflicts: false,
-        change: install::ChangeArgs {
-            stage,
-            dry_run: false,
-            take_over_usr: false,
-            triggers: Default::default(),
-            root: root_arg(),
-        },
-    };
-    install::install(&install_args(&v1, false), out)?;
-
-    // A repository offering version 2.0, published as upstream's `moss index` does (with
-    // the detached checksum file), and served from the file system; a web server is the
-    // same to mossfs (`http://`, `https://`).
-    let repo = sandbox.join("repo");
-    std::fs::create_dir_all(&repo).map_err(CliError::Sandbox)?;
-    std::fs::copy(&v2, repo.join("hello-2.0-1-1.stone")).map_err(CliError::Sandbox)?;
-    let run = |words: &[&std::ffi::OsStr], out: &mut dyn Write| crate::run_words(words, out);
-    let os = |text: &'static str| std::ffi::OsStr::new(text);
-    step(out, 8, "mossfs index repo")?;
+    std::fs::copy(&v1, repo.join("hello-1.0-1-1.stone")).map_err(CliError::Sandbox)?;
     run(&[os("index"), repo.as_os_str()], out)?;
-    let index_uri = format!("file://{}/stone.index", repo.display());
-    step(out, 9, &format!("mossfs repo add demo {index_uri}"))?;
     run(
         &[
-            os("--root"),
+            os("-D"),
             root.as_os_str(),
             os("repo"),
             os("add"),
@@ -283,41 +299,41 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         ],
         out,
     )?;
-    step(out, 10, "mossfs repo update, then mossfs search hello")?;
-    run(&[os("-D"), root.as_os_str(), os("repo"), os("update")], out)?;
+    in_root(&["repo", "update"], out)?;
+
+    step(
+        out,
+        8,
+        "mossfs install hello (by name, from the repository)",
+    )?;
+    in_root(&["install", "hello"], out)?;
+
+    step(
+        out,
+        9,
+        "publish 2.0 with a delta from 1.0: mossfs index repo --deltas 1, repo update, search",
+    )?;
+    std::fs::copy(&v2, repo.join("hello-2.0-2-1.stone")).map_err(CliError::Sandbox)?;
     run(
-        &[os("-D"), root.as_os_str(), os("search"), os("hello")],
+        &[os("index"), repo.as_os_str(), os("--deltas"), os("1")],
         out,
     )?;
+    in_root(&["repo", "update"], out)?;
+    in_root(&["search", "hello"], out)?;
 
     step(
         out,
-        11,
-        "mossfs delta hello-1.0-1-1.stone hello-2.0-1-1.stone -o hello-1.0-to-2.0.stone",
+        10,
+        "mossfs sync --dry-run (the bytes to download, with and without the delta)",
     )?;
-    let delta = sandbox.join("hello-1.0-to-2.0.stone");
-    crate::delta::run(
-        &crate::delta::Args {
-            old: v1.clone(),
-            new: v2.clone(),
-            output: delta.clone(),
-            level: mossfs_format::delta::make::DEFAULT_LEVEL,
-            pair_limit: mossfs_format::delta::make::DEFAULT_PAIR_LIMIT >> 20,
-            threads: None,
-        },
-        out,
-    )?;
+    in_root(&["sync", "--dry-run"], out)?;
 
-    // The delta stands for version 2.0: its new assets are rebuilt from version 1.0's in
-    // the store, so the full stone is never needed.
-    step(
-        out,
-        12,
-        "mossfs install --stage hello-1.0-to-2.0.stone (the delta)",
-    )?;
-    install::install(&install_args(&delta, true), out)?;
+    // Only the head of 2.0's stone is read: its meta, layout and index. The candidate's
+    // tree is whole from those; a file's bytes come when the mount first reads it.
+    step(out, 11, "mossfs sync --stage (reads only the stone's head)")?;
+    in_root(&["sync", "--stage"], out)?;
 
-    step(out, 13, "mossfs mount --candidate mnt")?;
+    step(out, 12, "mossfs mount --candidate mnt")?;
     let mount_args = mount::MountArgs {
         state: None,
         candidate: true,
@@ -338,7 +354,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         }
     };
 
-    step(out, 14, "compare the live /usr with the mounted candidate")?;
+    step(out, 13, "compare the live /usr with the mounted candidate")?;
     state::run(
         &state::StateCommand::Diff {
             a: 1,
@@ -374,7 +390,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         }
     }
 
-    step(out, 15, "mossfs commit")?;
+    step(out, 14, "mossfs commit")?;
     install::commit(
         &install::CommitArgs {
             triggers: Default::default(),
@@ -392,7 +408,7 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         ));
     }
 
-    step(out, 16, "mossfs state activate 1 (roll back)")?;
+    step(out, 15, "mossfs state activate 1 (roll back)")?;
     state::run(
         &state::StateCommand::Activate {
             triggers: Default::default(),
@@ -404,13 +420,13 @@ fn story(sandbox: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     )?;
     show_live(out)?;
 
-    step(out, 17, "mossfs state list")?;
+    step(out, 16, "mossfs state list")?;
     state::run(
         &state::StateCommand::List(state::RootOnly { root: root_arg() }),
         out,
     )?;
 
-    step(out, 18, "mossfs umount mnt")?;
+    step(out, 17, "mossfs umount mnt")?;
     match mounted {
         Some(guard) => {
             // The guard's own unmount, when it drops, then finds nothing to do.

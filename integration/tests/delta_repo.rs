@@ -184,7 +184,7 @@ fn sync_takes_the_delta_and_every_failure_falls_back_to_the_same_system() {
     let served = publisher.scratch("served");
     let (old, new) = publish_versions(&publisher, &served);
     let published = index(&served);
-    assert!(published.starts_with("indexed 1 packages"), "{published}");
+    assert!(published.starts_with("indexed 1 package "), "{published}");
     assert!(
         published.contains("delta foo 1.0-1 -> 1.1-2: "),
         "{published}"

@@ -290,22 +290,31 @@ fn fetch_chosen<'s>(
     replan: impl FnOnce(&dyn solve::Source) -> Result<Plan>,
 ) -> Result<(Plan, Vec<LoadedStone<'s>>)> {
     // A repository's candidate carries its meta as the index has it: URI, sha256, size.
-    let wanted: Vec<(String, mossfs_format::Meta)> = plan
+    let wanted: Vec<(String, mossfs_format::Meta, bool)> = plan
         .packages
         .values()
         .filter_map(|chosen| match &chosen.candidate.origin {
-            Origin::Repository { id, .. } => Some((id.clone(), (*chosen.candidate.meta).clone())),
+            Origin::Repository { id, .. } => Some((
+                id.clone(),
+                (*chosen.candidate.meta).clone(),
+                root.store.is_cached(&chosen.candidate.id),
+            )),
             _ => None,
         })
         .collect();
     if wanted.is_empty() {
         return Ok((plan, Vec::new()));
     }
-    // By delta where the repository offers one that applies here; the rest, and every
-    // delta that fails, as full stones, each unpacked as soon as it has arrived.
+    // By delta where the repository offers one that applies here and the full stone is
+    // not cached already; the rest, and every delta that fails, as full stones, each
+    // unpacked as soon as it has arrived (a cached one without a download).
     let mut fetched = Vec::new();
     let mut full = Vec::new();
-    for (repo, meta) in wanted {
+    for (repo, meta, cached) in wanted {
+        if cached {
+            full.push(meta);
+            continue;
+        }
         match super::by_delta::get(root, &repo, &meta) {
             Some(stone) => fetched.push(stone),
             None => full.push(meta),

@@ -191,8 +191,8 @@ pub fn index(args: &IndexArgs, out: &mut dyn Write) -> Result {
     let report = publish::index(&args.dir, &dest, &options)?;
     writeln!(
         out,
-        "indexed {} packages into {} ({}, version {}{}) in {}ms",
-        report.packages,
+        "indexed {} into {} ({}, version {}{}) in {}ms",
+        crate::units::count(report.packages, "package"),
         report.index.display(),
         human(report.index_size),
         report.version,
@@ -453,8 +453,9 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
                     )?,
                     Outcome::Updated { version, packages } => writeln!(
                         out,
-                        "{}: updated to version {version}, {packages} packages, in {}ms",
+                        "{}: updated to version {version}, {}, in {}ms",
                         quote::text(&repo.id),
+                        crate::units::count(packages, "package"),
                         started.elapsed().as_millis()
                     )?,
                 }
@@ -681,8 +682,8 @@ pub fn fetch(args: &FetchArgs, out: &mut dyn Write) -> Result {
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     writeln!(
         out,
-        "fetched {} packages, {} in {:.2}s ({}/s)",
-        jobs.len(),
+        "fetched {}, {} in {:.2}s ({}/s)",
+        crate::units::count(jobs.len(), "package"),
         human(total),
         secs,
         human((total as f64 / secs) as u64)

@@ -145,7 +145,7 @@ fn priorities_decide_and_disabled_or_removed_repositories_are_forgotten() {
     let fetched = high
         .root
         .ok(&["fetch", "tool", "tool", "-o", out.to_str().unwrap()]);
-    assert!(fetched.contains("fetched 1 packages"), "{fetched}");
+    assert!(fetched.contains("fetched 1 package,"), "{fetched}");
     assert!(out.join("tool-2.0-2.stone").is_file());
 
     high.root.ok(&["repo", "disable", "zz-high"]);
