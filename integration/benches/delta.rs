@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use mossfs_integration::bench::{run, secs};
 use mossfs_integration::mossfs_bin;
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -78,19 +79,6 @@ fn options() -> Result<Options> {
     })
 }
 
-/// Runs a command, failing with its stderr.
-fn run(command: &mut Command) -> Result<String> {
-    let output = command.output()?;
-    if !output.status.success() {
-        return Err(format!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// Runs a command under `/usr/bin/time`: its wall time and peak resident memory.
 fn measured(program: &Path, args: &[&std::ffi::OsStr], work: &Path) -> Result<(Duration, u64)> {
     let report = work.join("time.out");
@@ -113,10 +101,6 @@ fn size(path: &Path) -> Result<u64> {
 
 fn mib(n: u64) -> String {
     format!("{:.2} MiB", n as f64 / (1 << 20) as f64)
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.3} s", d.as_secs_f64())
 }
 
 /// The `.deb` of `name=version` in `debs`, downloaded if missing.

@@ -18,18 +18,16 @@
 //! does binaries), 64 KiB to 1 MiB per package. It needs nginx (`nginx-light`) and FUSE;
 //! without them it says why and stops.
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mossfs_format::{Meta, RelPath};
+use mossfs_integration::bench::{Result, run, secs};
 use mossfs_integration::corpus::{FAST, SourceEntry, pack_entries};
 use mossfs_integration::mossfs_bin;
 use mossfs_integration::nginx::Nginx;
 use rayon::prelude::*;
-
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 struct Options {
     packages: usize,
@@ -115,23 +113,6 @@ fn make_stones(dir: &Path, count: usize, release: u64) -> Result<Vec<PathBuf>> {
         .map_err(Into::into)
 }
 
-/// Runs a command, failing with its stderr.
-fn run(command: &mut Command) -> Result<String> {
-    let out = command
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "{:?} failed: {}",
-            command,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn timed(command: &mut Command) -> Result<Duration> {
     let started = Instant::now();
     run(command)?;
@@ -154,10 +135,6 @@ fn stone_bytes(nginx: &Nginx, from: usize) -> (u64, usize) {
         }
     }
     (bytes, count)
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.3} s", d.as_secs_f64())
 }
 
 fn main() -> Result<()> {

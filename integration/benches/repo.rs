@@ -20,18 +20,16 @@
 //! Each timed command runs `--runs` (3) times after a warm-up and the best run counts. It
 //! needs nginx (`nginx-light`) and curl; without them (b) to (d) are skipped with a reason.
 
-use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mossfs_format::{Meta, RelPath, Relation};
+use mossfs_integration::bench::{Result, best, run, secs};
 use mossfs_integration::corpus::{FAST, SourceEntry, noise, pack_entries};
 use mossfs_integration::mossfs_bin;
 use mossfs_integration::nginx::Nginx;
 use rayon::prelude::*;
-
-type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// Debian's `Packages.xz`, bytes per package (the figure).
 const DEBIAN_BYTES_PER_PACKAGE: f64 = 140.0;
@@ -150,45 +148,6 @@ fn make_stones(dir: &Path, count: usize, content: usize, prefix: &str) -> Result
         })
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(Into::into)
-}
-
-/// Runs a command, failing with its stderr.
-fn run(command: &mut Command) -> Result<String> {
-    let out = command
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "{:?} failed: {}",
-            command,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The best of `runs` timed runs of `f` (after `prepare`), with one warm-up.
-fn best(
-    runs: usize,
-    mut prepare: impl FnMut() -> Result<()>,
-    mut f: impl FnMut() -> Result<()>,
-) -> Result<Duration> {
-    prepare()?;
-    f()?;
-    let mut best = Duration::MAX;
-    for _ in 0..runs.max(1) {
-        prepare()?;
-        let started = Instant::now();
-        f()?;
-        best = best.min(started.elapsed());
-    }
-    Ok(best)
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.3} s", d.as_secs_f64())
 }
 
 fn main() -> Result<()> {
