@@ -122,6 +122,23 @@ impl<'s> LoadedStone<'s> {
         }
     }
 
+    /// [`LoadedStone::from_head`] from the head's bytes, decoded as any stone's metadata is:
+    /// every payload checksum verified, the structure checked.
+    pub fn read_head(
+        path: PathBuf,
+        id: PackageId,
+        size: u64,
+        head: &[u8],
+    ) -> Result<LoadedStone<'static>> {
+        let Metadata {
+            meta,
+            layout,
+            index,
+            delta: _,
+        } = LoadedStone::metadata(&path, head)?;
+        Ok(LoadedStone::from_head(path, id, size, meta, layout, index))
+    }
+
     /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
     /// reads the metadata from the copy.
     pub fn load(path: &Path, store: &'s Store) -> Result<LoadedStone<'s>> {
@@ -200,12 +217,13 @@ impl<'s> LoadedStone<'s> {
         Ok(())
     }
 
-    fn metadata(path: &Path, file: &File) -> Result<Metadata> {
+    /// Reads `source` (a stone, or the head of one) from its start.
+    fn metadata(path: &Path, source: impl std::io::Read) -> Result<Metadata> {
         let stone_error = |source| EngineError::Stone {
             path: path.to_owned(),
             source,
         };
-        let mut reader = Reader::new(BufReader::new(file)).map_err(stone_error)?;
+        let mut reader = Reader::new(BufReader::new(source)).map_err(stone_error)?;
         let stone = reader.read_metadata().map_err(stone_error)?;
         stone.check_structure().map_err(stone_error)?;
         let meta = stone.typed_meta().map_err(|source| EngineError::Meta {

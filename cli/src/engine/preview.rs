@@ -19,13 +19,12 @@
 //! the state that was active stays active and intact. The head record goes once the commit
 //! has checked the cached stone.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mossfs_db::{Db, Head, HeadQuery, Query, State};
-use mossfs_format::{PackageId, Reader};
+use mossfs_format::PackageId;
 use mossfs_fs::fuse::{FetchError, FetchPackage};
 use mossfs_repo::RepoError;
 use mossfs_repo::fetch::{self, Job};
@@ -187,32 +186,8 @@ fn headed(root: &Root, transport: &Transport, meta: &mossfs_format::Meta) -> Res
         };
         (bytes, Some(record))
     };
-    let stone = parse_head(&path, id, size, &bytes)?;
+    let stone = LoadedStone::read_head(path, id, size, &bytes)?;
     Ok(Headed { stone, head })
-}
-
-/// Decodes a head as any stone's metadata is decoded (every payload checksum verified,
-/// the structure checked), into a package that stands for its whole stone.
-fn parse_head(path: &Path, id: PackageId, size: u64, bytes: &[u8]) -> Result<LoadedStone<'static>> {
-    let stone_error = |source| EngineError::Stone {
-        path: path.to_owned(),
-        source,
-    };
-    let mut reader = Reader::new(Cursor::new(bytes)).map_err(stone_error)?;
-    let stone = reader.read_metadata().map_err(stone_error)?;
-    stone.check_structure().map_err(stone_error)?;
-    let meta = stone.typed_meta().map_err(|source| EngineError::Meta {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(LoadedStone::from_head(
-        path.to_owned(),
-        id,
-        size,
-        meta,
-        stone.layout,
-        stone.index,
-    ))
 }
 
 /// Downloads the stone of `package` into `cache` (the store's cache folder), checked
