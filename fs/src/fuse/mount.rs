@@ -120,6 +120,18 @@ impl Drop for Mount {
     }
 }
 
+/// How serving ended. Once the file system is unmounted the kernel answers a read of
+/// `/dev/fuse` with ENODEV, which fuser takes as the end; but when a lazy unmount's last
+/// open file closes while a reply is in flight, the kernel may tear the connection down as
+/// aborted and answer ECONNABORTED instead (seen in CI on Linux 6.x, with passthrough). The
+/// mount is gone either way and nothing is left to serve, so both are a clean end.
+fn served(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::CONNABORTED.raw_os_error()) => Ok(()),
+        other => other,
+    }
+}
+
 /// Mounts `fs` at `mountpoint`, an empty directory, and serves it on background threads.
 /// Returns once the kernel has completed its first exchange with the server.
 pub fn spawn(fs: MossFs, mountpoint: &Path) -> Result<Mount, MountError> {
@@ -168,7 +180,7 @@ fn spawn_with(
     let server = std::thread::Builder::new()
         .name("mossfs-serve".into())
         .spawn(move || {
-            let result = session.run();
+            let result = served(session.run());
             let _ = ended.send(Event::Ended);
             result
         })
