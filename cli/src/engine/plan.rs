@@ -51,14 +51,19 @@ struct Metadata {
     delta: Option<Preamble>,
 }
 
+/// Opens a stone for reading, naming it in the error.
+fn open(path: &Path) -> Result<File> {
+    File::open(path).map_err(|source| EngineError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 impl<'s> LoadedStone<'s> {
     /// Reads the stone's meta, layout and index payloads in place and checks them, without
     /// writing anything: the early refusal of a bad stone, before a root is touched.
     pub fn check(path: &Path) -> Result<()> {
-        let file = File::open(path).map_err(|source| EngineError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = open(path)?;
         Self::metadata(path, &file).map(drop)
     }
 
@@ -67,10 +72,7 @@ impl<'s> LoadedStone<'s> {
     /// checked against `store`, when the root has one, as `load` checks it: a dry run
     /// refuses a delta whose bases are missing just as the install would.
     pub fn inspect(path: &Path, store: Option<&Store>) -> Result<LoadedStone<'static>> {
-        let file = File::open(path).map_err(|source| EngineError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = open(path)?;
         let Metadata {
             meta,
             layout,
@@ -87,22 +89,21 @@ impl<'s> LoadedStone<'s> {
             }
             None => mossfs_store::stone_id(path)?,
         };
-        Ok(LoadedStone {
-            path: path.to_owned(),
+        Ok(LoadedStone::without_copy(
+            path.to_owned(),
             id,
             size,
             meta,
             layout,
             index,
-            copy: None,
-            delta: None,
-        })
+        ))
     }
 
-    /// A package read from its stone's head alone (one a repository offers, staged before
-    /// its body is downloaded: `engine::preview`). It has no copy: its stone reaches the
-    /// cache when it is downloaded, checked against the head it was read from.
-    pub fn from_head(
+    /// A package with no copy for [`LoadedStone::keep`] to put in the cache: one a dry run
+    /// inspects, one already cached, or one read from its stone's head alone (a repository's,
+    /// staged before its body is downloaded: `engine::preview`, whose stone reaches the
+    /// cache when it is downloaded, checked against the head it was read from).
+    pub fn without_copy(
         path: PathBuf,
         id: PackageId,
         size: u64,
@@ -122,7 +123,7 @@ impl<'s> LoadedStone<'s> {
         }
     }
 
-    /// [`LoadedStone::from_head`] from the head's bytes, decoded as any stone's metadata is:
+    /// [`LoadedStone::without_copy`] from a stone head's bytes, decoded as any stone's metadata is:
     /// every payload checksum verified, the structure checked.
     pub fn read_head(
         path: PathBuf,
@@ -136,7 +137,9 @@ impl<'s> LoadedStone<'s> {
             index,
             delta: _,
         } = LoadedStone::metadata(&path, head)?;
-        Ok(LoadedStone::from_head(path, id, size, meta, layout, index))
+        Ok(LoadedStone::without_copy(
+            path, id, size, meta, layout, index,
+        ))
     }
 
     /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
@@ -179,26 +182,21 @@ impl<'s> LoadedStone<'s> {
     /// verified against its index's sha256 and size), without copying it: there is nothing
     /// for [`LoadedStone::keep`] to do.
     pub fn cached(path: &Path, id: PackageId, size: u64) -> Result<LoadedStone<'static>> {
-        let file = File::open(path).map_err(|source| EngineError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file = open(path)?;
         let Metadata {
             meta,
             layout,
             index,
             delta: _,
         } = Self::metadata(path, &file)?;
-        Ok(LoadedStone {
-            path: path.to_owned(),
+        Ok(LoadedStone::without_copy(
+            path.to_owned(),
             id,
             size,
             meta,
             layout,
             index,
-            copy: None,
-            delta: None,
-        })
+        ))
     }
 
     /// Puts the copy in the cache, where commits and lazy unpacking find it.

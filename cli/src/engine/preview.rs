@@ -158,7 +158,7 @@ fn headed(root: &Root, transport: &Transport, meta: &mossfs_format::Meta) -> Res
             None => false,
         };
         if let Some(record) = record.filter(|_| reachable) {
-            let stone = LoadedStone::from_head(
+            let stone = LoadedStone::without_copy(
                 path,
                 id,
                 record.stone_size,
