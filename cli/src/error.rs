@@ -266,13 +266,14 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Er
 }
 
 /// `error: <what happened>: <why>: <deeper why>; <what to do>`, on one line. A cause whose
-/// text its parent already printed (thiserror's `{source}` in a message) is shown once.
+/// text its parent already printed (thiserror's `{source}` in a message, advice after it or
+/// not) is shown once.
 pub fn report(err: &CliError) -> String {
     let mut line = String::from("error: ");
     let mut shown = String::new();
     for cause in chain(err) {
         let text = cause.to_string();
-        if text.is_empty() || shown.ends_with(&text) {
+        if text.is_empty() || shown.contains(&text) {
             continue;
         }
         if !shown.is_empty() {
@@ -297,7 +298,7 @@ pub fn report(err: &CliError) -> String {
     // know yet: say what would find it, below the explanation that named it.
     if err
         .details()
-        .is_some_and(|details| details.contains("no candidates were found"))
+        .is_some_and(|details| details.to_lowercase().contains("no candidates were found"))
     {
         report.push_str(
             "\nhint: if a repository should offer what has no candidates, run 'mossfs repo update', \

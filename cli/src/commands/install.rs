@@ -339,6 +339,9 @@ fn fetch_chosen<'s>(
     Ok((plan, fetched))
 }
 
+/// What `sync` says, dry or not, when every package is already where it would go.
+const NOTHING_TO_SYNC: &str = "nothing to change: every package is at its best candidate";
+
 /// Runs `mossfs sync`: every installed package to its best candidate, orphans out.
 pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
     if args.change.dry_run {
@@ -354,6 +357,10 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
         if !args.change.stage {
             dry_run_check(root, &args.change.root.root, args.change.take_over_usr, out)?;
         }
+        if plan.changes.is_empty() && !crate::ui::json() {
+            writeln!(out, "{NOTHING_TO_SYNC}")?;
+            return Ok(());
+        }
         return print_plan("sync", &plan, download, out);
     }
     let mut root = Root::open_write(&args.change.root.root)?;
@@ -367,10 +374,7 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
     drop(snapshot);
     crate::ui::step("plan");
     if plan.changes.is_empty() {
-        writeln!(
-            out,
-            "nothing to change: every package is at its best candidate"
-        )?;
+        writeln!(out, "{NOTHING_TO_SYNC}")?;
         return Ok(());
     }
     let replan = |local: &dyn solve::Source| Plan::sync(&installed, &[local]);

@@ -678,6 +678,13 @@ fn install_by_name_fetches_what_the_solve_chose() {
     let states = repo.root.ok(&["state", "list"]);
     let err = repo.root.fail(&["install", "nosuch"]);
     assert!(err.contains("nosuch"), "{err}");
+    let stderr = crate::common::text(&repo.root.run(&["install", "nosuch"]).stderr);
+    assert!(
+        stderr.contains(
+            "hint: if a repository should offer what has no candidates, run 'mossfs repo update'"
+        ),
+        "{err}"
+    );
     assert_eq!(repo.root.ok(&["state", "list"]), states);
 }
 

@@ -311,6 +311,12 @@ fn a_server_killed_mid_download_is_resumed_after_its_restart() {
     let output = child.wait_with_output().unwrap();
     let err = crate::common::error_line(&output);
     assert!(err.contains("cannot fetch"), "{err}");
+    assert!(
+        err.ends_with(
+            "check that the server is up and the URI is right ('mossfs repo list'), then try again"
+        ),
+        "one line that says what to do, the cause not repeated after it: {err}"
+    );
     assert!(cached_names(&repo).is_empty());
     let have = partial_len(&repo);
     assert!(have >= 512 * 1024, "{have}");
