@@ -10,7 +10,7 @@
 //!
 //! | name | key | value |
 //! |---|---|---|
-//! | `meta` | text | schema version, active state, next state id |
+//! | `meta` | text | schema version, active state, next state id, `seal/<id>`: when state `id`'s blitted tree was sealed ([`Query::tree_seal`]) |
 //! | `packages` | package id | stone size, flags, meta records (stone encoding) |
 //! | `layouts` | package id | layout records (stone encoding) |
 //! | `indexes` | package id | index records (stone encoding): each asset's size |
@@ -443,6 +443,11 @@ impl Db {
     }
 }
 
+/// The `meta` key of state `id`'s tree seal.
+fn seal_key(id: StateId) -> String {
+    format!("seal/{}", id.0)
+}
+
 /// Read operations, shared by both kinds of transaction.
 pub trait Query {
     /// The database.
@@ -585,6 +590,13 @@ pub trait Query {
         Ok(out)
     }
 
+    /// When the tree that a commit blitted for state `id` was sealed, in nanoseconds since
+    /// the Unix epoch: every directory of that tree changed later has a later ctime. `None`
+    /// when no commit of the state finished (or an older mossfs made it).
+    fn tree_seal(&self, id: StateId) -> Result<Option<u64>> {
+        self.meta_u64(&seal_key(id))
+    }
+
     /// The active state, if any has been committed.
     fn active(&self) -> Result<Option<StateId>> {
         Ok(self.meta_u64("active")?.map(StateId))
@@ -695,6 +707,12 @@ impl WriteTxn<'_> {
             .map_err(lmdb("write meta"))
     }
 
+    /// Records when the tree a commit blitted for state `id` was sealed (see
+    /// [`Query::tree_seal`]); written in the transaction that marks the commit done.
+    pub fn set_tree_seal(&mut self, id: StateId, nanos: u64) -> Result<()> {
+        self.set_meta_u64(&seal_key(id), nanos)
+    }
+
     /// Overwrites the schema version, so tests can play a database from the future.
     #[doc(hidden)]
     pub fn set_schema_for_test(&mut self, version: u64) -> Result<()> {
@@ -786,6 +804,10 @@ impl WriteTxn<'_> {
     /// Forgets a state and its staging record. Its trees stay until garbage collection.
     pub fn remove_state(&mut self, id: StateId) -> Result<bool> {
         self.forget_build_index(id)?;
+        self.db
+            .meta
+            .delete(&mut self.txn, &seal_key(id))
+            .map_err(lmdb("remove tree seal"))?;
         self.db
             .states
             .delete(&mut self.txn, &id.0)

@@ -262,6 +262,23 @@ impl<'a> DirView<'a> {
         })
     }
 
+    /// The directory object of entry `index` (< len) when it is a directory, reading only
+    /// its name length, owner flag, kind and hash: walks that only descend (such as the
+    /// sealed check of a tree on disk) skip decoding every file. `None` for a damaged entry.
+    pub fn child_dir(&self, index: usize) -> Option<Option<TreeHash>> {
+        let mut r = Reader(self.bytes.get(self.offset(index)..)?);
+        let name_len = r.u16()? as usize;
+        r.take(name_len + 12)?; // name, mode, uid, gid
+        if r.u8()? != 0 {
+            r.take(32)?; // owner
+        }
+        Some(match r.u8()? {
+            3 => Some(TreeHash(r.u128()?)),
+            1..=7 => None,
+            _ => return None,
+        })
+    }
+
     /// Finds an entry by name with a binary search: O(log n) names read, one entry decoded.
     pub fn find(&self, name: &[u8]) -> Option<(usize, DirEntry)> {
         let index = self.position(name)?;
@@ -336,6 +353,38 @@ mod tests {
         }
         assert_eq!(view.find(b"nope"), None);
         assert_eq!(view.find(b""), None);
+    }
+
+    #[test]
+    fn child_dir_reads_only_what_a_descending_walk_needs() {
+        let dir = |name: &str, owner: Option<PackageId>, hash: u128| DirEntry {
+            name: name.as_bytes().to_vec(),
+            node: Node {
+                mode: 0o040755,
+                uid: 0,
+                gid: 0,
+                owner,
+                kind: NodeKind::Directory(TreeHash(hash)),
+            },
+        };
+        let entries = vec![
+            dir("a", None, 1),
+            file("b", b"x"),
+            dir("c", Some(PackageId([3; 32])), u128::MAX),
+        ];
+        let bytes = encode(&entries);
+        let hash = TreeHash::of(&bytes);
+        let view = DirView::new(hash, &bytes).unwrap();
+        assert_eq!(view.child_dir(0), Some(Some(TreeHash(1))));
+        assert_eq!(view.child_dir(1), Some(None));
+        assert_eq!(view.child_dir(2), Some(Some(TreeHash(u128::MAX))));
+        for cut in 0..bytes.len() {
+            if let Ok(view) = DirView::new(hash, &bytes[..cut]) {
+                for i in 0..view.len() {
+                    let _ = view.child_dir(i);
+                }
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink as make_symlink};
 
-use mossfs_fs::blit::{Unowned, unowned};
+use mossfs_fs::blit::{Seal, Unowned, unowned, unowned_since};
 
 #[path = "blit/fixture.rs"]
 #[allow(dead_code)]
@@ -92,4 +92,96 @@ fn defect_5_a_type_mismatch_is_damage_not_an_unowned_path() {
     fs::create_dir(usr.join("share/b")).unwrap();
     let q = fixture.db.read().unwrap();
     assert_eq!(unowned(&q, root, &usr).unwrap(), []);
+}
+
+/// The ctime of `path`, in nanoseconds since the epoch.
+fn ctime(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).unwrap();
+    meta.ctime() as u64 * 1_000_000_000 + meta.ctime_nsec() as u64
+}
+
+/// A seal taken once the coarse clock has moved past every ctime in `paths`, as it has
+/// for a tree that a commit blitted, synced and swapped in before anyone touched it.
+fn seal_after(paths: &[&std::path::Path]) -> Seal {
+    let last = paths.iter().map(|p| ctime(p)).max().unwrap();
+    loop {
+        let seal = Seal::now();
+        if seal.0 > last {
+            return seal;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn issue_13_a_sealed_tree_is_listed_only_where_it_changed_since_its_seal() {
+    let fixture = Fixture::new();
+    let entries = vec![
+        file("bin/tool", 0o755, (0, 0), b"tool"),
+        file("share/a/b/c/deep", 0o644, (0, 0), b"deep"),
+        file("share/x/f", 0o644, (0, 0), b"f"),
+        dir("lib", 0o755, (0, 0)),
+    ];
+    fixture.add_assets(&[b"tool".to_vec(), b"deep".to_vec(), b"f".to_vec()]);
+    let root = fixture.tree(&entries);
+    let usr = fixture.staging();
+    fixture.blit(root, &usr).unwrap();
+    fs::write(usr.join(".stateID"), "1").unwrap();
+    // Written before the seal, as if by the blit: a sealed walk trusts it; that trust is
+    // what lets it skip listing every directory.
+    fs::write(usr.join("share/x/early"), "early").unwrap();
+    let seal = seal_after(&[&usr.join("share/x"), &usr]);
+    let q = fixture.db.read().unwrap();
+    assert_eq!(unowned_since(&q, root, &usr, seal).unwrap(), []);
+    assert_eq!(
+        unowned(&q, root, &usr).unwrap(),
+        [stray("share/x/early", 0o100644, false)]
+    );
+
+    // After the seal, as into a live /usr or an archive: found at any depth, below
+    // directories that did not change, and in directories no package owns.
+    fs::write(usr.join("share/a/b/c/planted"), "p").unwrap();
+    fs::set_permissions(
+        usr.join("share/a/b/c/planted"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    fs::write(usr.join("lib/planted"), "p").unwrap();
+    fs::create_dir_all(usr.join("top/inner")).unwrap();
+    fs::write(usr.join("top/inner/sgid"), "s").unwrap();
+    fs::set_permissions(
+        usr.join("top/inner/sgid"),
+        fs::Permissions::from_mode(0o2755),
+    )
+    .unwrap();
+    // A changed mode is no new name: nothing to find.
+    fs::set_permissions(usr.join("share/a"), fs::Permissions::from_mode(0o700)).unwrap();
+    let after = [
+        stray("lib/planted", 0o100644, false),
+        stray("share/a/b/c/planted", 0o104755, false),
+        stray("top", 0o040755, false),
+        stray("top/inner/sgid", 0o102755, true),
+    ];
+    assert_eq!(unowned_since(&q, root, &usr, seal).unwrap(), after);
+
+    // A directory replaced by another of the same name, holding a planted file: its
+    // parent changed, so it is listed, and so is the newcomer.
+    fs::rename(usr.join("share/a/b"), usr.join("b-moved")).unwrap();
+    fs::create_dir_all(usr.join("share/a/b/c")).unwrap();
+    fs::write(usr.join("share/a/b/c/swapped-in"), "s").unwrap();
+    let found = unowned_since(&q, root, &usr, seal).unwrap();
+    assert!(
+        found.contains(&stray("b-moved", 0o040755, false))
+            && found.contains(&stray("share/a/b/c/swapped-in", 0o100644, false)),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 6, "{found:?}");
+
+    // A wall clock now behind the seal proves nothing: everything is listed.
+    let future = Seal(u64::MAX);
+    assert_eq!(
+        unowned_since(&q, root, &usr, future).unwrap(),
+        unowned(&q, root, &usr).unwrap()
+    );
 }

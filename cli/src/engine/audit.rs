@@ -194,7 +194,12 @@ impl ArchiveFate {
 /// Makes the archived tree of `state` fit to be reused by a commit, or says why not.
 ///
 /// What no package owns is removed from it in place: that only brings the archive closer
-/// to its state, so a crash halfway leaves nothing wrong. With `whole`, every path is
+/// to its state, so a crash halfway leaves nothing wrong. Without `whole`, a tree sealed
+/// by the commit that blitted it ([`mossfs_db::Query::tree_seal`]) is listed only in the
+/// directories changed since the seal, and otherwise costs one `stat` per directory: a
+/// name can only appear in a directory by changing it, which moves its ctime past the
+/// seal ([`mossfs_fs::blit::unowned_since`]). This holds wherever the tree was meanwhile:
+/// live as `/usr`, where anyone with root may have written into it, or archived. With `whole`, every path is
 /// checked as well, and an archive with any damage is removed, so the commit blits
 /// instead: `state activate` and `verify --repair` do that, since a repaired asset leaves
 /// its old, damaged inode in every archive that linked it.
@@ -208,7 +213,12 @@ pub fn prepare_archive(
     if sysroot::read_state_id(&usr) != Some(state.id.0) {
         return Ok(ArchiveFate::Absent);
     }
-    let unowned = blit::unowned(q, state.root, &usr)?;
+    // Without `whole`, only paths no package owns matter, and a tree sealed by the commit
+    // that blitted it needs listing only where it changed since (issue 13 §2).
+    let unowned = match q.tree_seal(state.id)? {
+        Some(nanos) if !whole => blit::unowned_since(q, state.root, &usr, blit::Seal(nanos))?,
+        _ => blit::unowned(q, state.root, &usr)?,
+    };
     if unowned.iter().any(|u| u.mount_point) {
         return Ok(ArchiveFate::Mounted);
     }

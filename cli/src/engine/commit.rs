@@ -308,6 +308,12 @@ pub fn commit_state(
         blit::sync_tree(&staged, &written)?;
         stats.entries
     };
+    // Staging now holds exactly the state's tree (a reused archive was checked whole just
+    // above); whatever changes a directory of it from here on, transaction triggers
+    // included, gives that directory a later ctime, which the next commit built on this
+    // tree lists. Recorded with the commit's last transaction: a tree whose commit did
+    // not finish has no seal, and is listed whole.
+    let seal = blit::Seal::now();
     fault_point("blit");
 
     // Transaction triggers, on the staging tree (DESIGN.md §10). Their output is in the
@@ -345,6 +351,7 @@ pub fn commit_state(
     let mut txn = root.db.write()?;
     state.status = Status::Committed;
     txn.put_state(&state)?;
+    txn.set_tree_seal(id, seal.0)?;
     txn.set_active(Some(id))?;
     txn.commit()?;
     fault_point("db");

@@ -93,7 +93,7 @@ pub(super) fn read_dir(
 }
 
 /// One path component: what `*at` calls can create without walking anywhere.
-fn is_file_name(name: &[u8]) -> bool {
+pub(super) fn is_file_name(name: &[u8]) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name != b"."

@@ -13,20 +13,37 @@
 //! walked, and nothing below it can be removed by anyone who trusts this list. Inside a
 //! directory no package owns, it looks further only for setuid and setgid files, since
 //! those are what a person must hear about loudly.
+//!
+//! [`unowned_since`] is the same walk over a tree sealed by the commit that blitted it
+//! (issue 13 §2): it lists only the directories whose ctime is not before the seal, and
+//! for the rest only `stat`s the directories the tree has. A name can only be added to a
+//! directory by changing that directory, which sets its ctime to the current time, and no
+//! system call sets a ctime to anything else; so a directory whose ctime is before the seal
+//! holds exactly what the blit left in it. The seal is read from the coarse wall clock,
+//! which is what file systems stamp ctimes with (ext4, xfs, btrfs, tmpfs; with multigrain
+//! timestamps, a ctime is never below it), so any change after the seal has a ctime at or
+//! after it. Only a wall clock stepped back between the seal and the change could hide
+//! one; a clock now behind the seal is seen, and the whole tree is then listed.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{NodeKind, Query, TreeHash};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
 use super::create::io_error;
-use super::plan::read_dir;
+use super::plan::{is_file_name, read_dir};
 use super::{BlitError, Op, child_path, state_root};
 use crate::dirfd::open_child_dir;
 
 /// Deeper than any real path (as in the blit's plan); reaching it means a loop.
 const MAX_DEPTH: usize = 2048;
+
+/// File systems whose directories have 2 links plus one per subdirectory (ext2/3/4 below
+/// 65,000 subdirectories, then 1; xfs; tmpfs). btrfs, for one, always says 1. On these, a
+/// sealed directory's link count says how many subdirectories the walk must find in its
+/// tree object, and that a directory with 2 links has none to descend into.
+const COUNTING_FS: [i64; 3] = [0xEF53, 0x5846_5342, 0x0102_1994];
 
 /// A path on disk that the tree does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +73,49 @@ impl Unowned {
 /// (a live `/usr` or an archived one); paths where disk and tree disagree about the type
 /// are not listed here, since the path itself is owned (`verify` reports them as damage).
 pub fn unowned(q: &impl Query, root: TreeHash, dir: &Path) -> Result<Vec<Unowned>, BlitError> {
+    scan(q, root, dir, None)
+}
+
+/// When the commit that blitted a tree finished writing it: a time by the coarse wall
+/// clock, in nanoseconds since the Unix epoch. Every directory of that tree changed since
+/// has a ctime at or after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seal(pub u64);
+
+impl Seal {
+    /// Now, by the clock ctimes are stamped with (`CLOCK_REALTIME_COARSE`): a finer clock
+    /// can run ahead of the stamp a change made right after it gets.
+    pub fn now() -> Seal {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        let nanos = i128::from(now.tv_sec) * 1_000_000_000 + i128::from(now.tv_nsec);
+        Seal(u64::try_from(nanos).unwrap_or(0))
+    }
+
+    /// Whether a directory with this ctime was last changed before the seal.
+    fn before(self, sec: i64, nsec: u64) -> bool {
+        i128::from(sec) * 1_000_000_000 + i128::from(nsec) < i128::from(self.0)
+    }
+}
+
+/// What [`unowned`] finds, for a tree sealed at `seal` (see the module comment): the top
+/// directory and every directory changed since the seal are listed, and the others are
+/// only `stat`ed, so the cost follows the number of directories and what changed since,
+/// not the number of files. A wall clock now behind the seal lists everything.
+pub fn unowned_since(
+    q: &impl Query,
+    root: TreeHash,
+    dir: &Path,
+    seal: Seal,
+) -> Result<Vec<Unowned>, BlitError> {
+    scan(q, root, dir, (Seal::now() >= seal).then_some(seal))
+}
+
+fn scan(
+    q: &impl Query,
+    root: TreeHash,
+    dir: &Path,
+    seal: Option<Seal>,
+) -> Result<Vec<Unowned>, BlitError> {
     let top = rustix::fs::open(
         dir,
         OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
@@ -69,8 +129,12 @@ pub fn unowned(q: &impl Query, root: TreeHash, dir: &Path) -> Result<Vec<Unowned
     let dev = rustix::fs::fstat(&top)
         .map_err(|e| io_error(Op::Stat, &state_root(), None, e))?
         .st_dev;
+    let counts_subdirs = seal.is_some()
+        && rustix::fs::fstatfs(&top).is_ok_and(|fs| COUNTING_FS.contains(&{ fs.f_type }));
     let mut walk = Walk {
         dev,
+        seal,
+        counts_subdirs,
         found: Vec::new(),
     };
     walk.owned(q, top, root, &mut Vec::new(), 0)?;
@@ -81,6 +145,10 @@ pub fn unowned(q: &impl Query, root: TreeHash, dir: &Path) -> Result<Vec<Unowned
 struct Walk {
     /// The file system of the walked tree.
     dev: u64,
+    /// Directories changed before this are not listed.
+    seal: Option<Seal>,
+    /// The file system gives a directory 2 links plus one per subdirectory.
+    counts_subdirs: bool,
     found: Vec<Unowned>,
 }
 
@@ -119,15 +187,15 @@ impl Walk {
                 Some(NodeKind::Directory(child)) if file_type != FileType::Symlink => {
                     match open_child_dir(fd, name.as_slice()) {
                         Ok(child_fd) => {
-                            if self.other_fs(&child_fd, path)? {
-                                self.found.push(Unowned {
-                                    path: path.clone(),
-                                    mode: 0o040000,
-                                    mount_point: true,
-                                    inside: false,
-                                });
-                            } else {
+                            let stat = rustix::fs::fstat(&child_fd)
+                                .map_err(|e| io_error(Op::Stat, &shown_path(path), None, e))?;
+                            if stat.st_dev != self.dev {
+                                self.mount_point(path);
+                            } else if self.changed(&stat) {
                                 self.owned(q, child_fd, *child, path, depth + 1)?;
+                            } else {
+                                let subdirs = self.subdirs(&stat);
+                                self.sealed(q, child_fd.as_fd(), *child, subdirs, path, depth + 1)?;
                             }
                         }
                         // Not a directory on disk: damage, which `verify` reports.
@@ -195,10 +263,109 @@ impl Walk {
         Ok(())
     }
 
-    fn other_fs(&self, fd: &OwnedFd, path: &[u8]) -> Result<bool, BlitError> {
-        let stat =
-            rustix::fs::fstat(fd).map_err(|e| io_error(Op::Stat, &shown_path(path), None, e))?;
-        Ok(stat.st_dev != self.dev)
+    /// Whether a directory must be listed: always without a seal, else when it changed
+    /// at or after the seal.
+    fn changed(&self, stat: &rustix::fs::Stat) -> bool {
+        self.seal
+            .is_none_or(|seal| !seal.before(stat.st_ctime, stat.st_ctime_nsec))
+    }
+
+    /// How many subdirectories a directory has, by its link count, where the file system
+    /// counts them.
+    fn subdirs(&self, stat: &rustix::fs::Stat) -> Option<u64> {
+        let links = stat.st_nlink;
+        (self.counts_subdirs && links >= 2).then(|| links - 2)
+    }
+
+    fn mount_point(&mut self, path: &[u8]) {
+        self.found.push(Unowned {
+            path: path.to_vec(),
+            mode: 0o040000,
+            mount_point: true,
+            inside: false,
+        });
+    }
+
+    /// A directory the tree has, unchanged since the seal: its names are the tree's, so
+    /// only its subdirectories are looked at, each with one `stat` and no listing. Those
+    /// that changed are listed; those that did not are descended into only when the tree
+    /// has directories below them.
+    ///
+    /// `subdirs` is how many subdirectories the directory has on disk, when its link
+    /// count says so: names unchanged since the blit are the tree's, so the scan of its
+    /// tree object stops once it has seen that many.
+    fn sealed(
+        &mut self,
+        q: &impl Query,
+        fd: BorrowedFd<'_>,
+        hash: TreeHash,
+        subdirs: Option<u64>,
+        path: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), BlitError> {
+        let shown = shown_path(path);
+        if depth > MAX_DEPTH {
+            return Err(BlitError::TooDeep { path: shown });
+        }
+        let corrupt = |source| BlitError::Tree {
+            path: shown.clone(),
+            source,
+        };
+        let view = q.tree(hash).map_err(corrupt)?;
+        let mut seen = 0;
+        for index in 0..view.len() {
+            if subdirs.is_some_and(|n| seen >= n) {
+                break;
+            }
+            let damaged = || corrupt(mossfs_db::DbError::CorruptTree { hash });
+            let Some(child) = view.child_dir(index).ok_or_else(damaged)? else {
+                continue;
+            };
+            seen += 1;
+            let name = view.name(index).ok_or_else(damaged)?;
+            if !is_file_name(name) {
+                return Err(BlitError::BadName {
+                    path: shown,
+                    name: String::from_utf8_lossy(name).into_owned(),
+                });
+            }
+            let len = path.len();
+            enter(path, name);
+            let stat = match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => Some(stat),
+                // Missing: damage, which `verify` reports.
+                Err(rustix::io::Errno::NOENT) => None,
+                Err(e) => return Err(io_error(Op::Stat, &shown_path(path), None, e)),
+            };
+            match stat {
+                // Not a directory on disk: damage too.
+                Some(stat) if stat.st_mode & 0o170000 != 0o040000 => {}
+                Some(stat) if stat.st_dev != self.dev => self.mount_point(path),
+                Some(stat) if self.changed(&stat) || self.subdirs(&stat) != Some(0) => {
+                    match open_child_dir(fd, name) {
+                        Ok(child_fd) if self.changed(&stat) => {
+                            self.owned(q, child_fd, child, path, depth + 1)?
+                        }
+                        Ok(child_fd) => self.sealed(
+                            q,
+                            child_fd.as_fd(),
+                            child,
+                            self.subdirs(&stat),
+                            path,
+                            depth + 1,
+                        )?,
+                        // Replaced since the stat: a change of this directory, which a
+                        // later walk lists.
+                        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => {}
+                        Err(rustix::io::Errno::LOOP) => {}
+                        Err(e) => return Err(io_error(Op::OpenDir, &shown_path(path), None, e)),
+                    }
+                }
+                _ => {}
+            }
+            path.truncate(len);
+        }
+        Ok(())
     }
 }
 
