@@ -39,7 +39,7 @@ use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, RelPath};
 pub use available::{Available, AvailableQuery, RepoSeen};
 pub use heads::{Head, HeadQuery};
 pub use staging::BuildIndex;
-pub use state::{Conflict, Generated, Reason, Selection, State, StateId, Status};
+pub use state::{Conflict, Generated, Reason, Selection, State, StateHead, StateId, Status};
 pub use tree::{DirEntry, DirView, Node, NodeKind, TreeHash};
 
 /// The schema this build reads and writes. Bump it when a record shape changes.
@@ -584,6 +584,23 @@ pub trait Query {
         {
             let (id, bytes) = item.map_err(lmdb("list states"))?;
             out.push(State::decode(bytes).ok_or_else(|| DbError::Corrupt {
+                what: format!("state {id}"),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Every state's [`StateHead`], oldest first, without decoding the rest of each.
+    fn state_heads(&self) -> Result<Vec<StateHead>> {
+        let mut out = Vec::new();
+        for item in self
+            .db()
+            .states
+            .iter(self.txn())
+            .map_err(lmdb("list states"))?
+        {
+            let (id, bytes) = item.map_err(lmdb("list states"))?;
+            out.push(State::decode_head(bytes).ok_or_else(|| DbError::Corrupt {
                 what: format!("state {id}"),
             })?);
         }

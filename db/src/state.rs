@@ -123,6 +123,19 @@ pub struct Generated {
     pub trigger: String,
 }
 
+/// What a walk over every state needs to pick one, read without decoding selections:
+/// a command that looks at each state (recovery, the choice of an archived tree to build
+/// on) then costs O(states), not O(states × packages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateHead {
+    /// Its number.
+    pub id: StateId,
+    /// Where it is in its life.
+    pub status: Status,
+    /// The root directory object of its tree.
+    pub root: TreeHash,
+}
+
 /// A recorded state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
@@ -149,6 +162,15 @@ pub struct State {
 }
 
 impl State {
+    /// Its [`StateHead`].
+    pub fn head(&self) -> StateHead {
+        StateHead {
+            id: self.id,
+            status: self.status,
+            root: self.root,
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.push(2); // record version: 2 adds each selection's reason
@@ -193,6 +215,26 @@ impl State {
             put_bytes(&mut out, g.trigger.as_bytes());
         }
         out
+    }
+
+    /// Reads only what [`StateHead`] holds, from the fixed start of the record.
+    pub(crate) fn decode_head(bytes: &[u8]) -> Option<StateHead> {
+        let mut r = Reader(bytes);
+        if !(1..=2).contains(&r.u8()?) {
+            return None;
+        }
+        let id = StateId(r.u64()?);
+        r.u64()?; // created
+        r.bytes()?; // summary
+        let status = match r.u8()? {
+            0 => Status::Candidate,
+            1 => Status::Committed,
+            2 => Status::InFlight,
+            _ => return None,
+        };
+        r.u64()?; // parent
+        let root = TreeHash(r.u128()?);
+        Some(StateHead { id, status, root })
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<State> {
@@ -315,6 +357,25 @@ mod tests {
             .collect();
         let state = state(selections);
         assert_eq!(State::decode(&state.encode()), Some(state));
+    }
+
+    #[test]
+    fn a_head_reads_the_same_as_the_whole_record_and_refuses_damage() {
+        for status in [Status::Candidate, Status::Committed, Status::InFlight] {
+            let state = State {
+                status,
+                ..state(Vec::new())
+            };
+            let bytes = state.encode();
+            assert_eq!(State::decode_head(&bytes), Some(state.head()));
+            assert_eq!(state.head().root, TreeHash(9));
+        }
+        let bytes = state(Vec::new()).encode();
+        let head_len = 1 + 8 + 8 + (4 + "install nano".len()) + 1 + 8 + 16;
+        assert_eq!(State::decode_head(&bytes[..head_len - 1]), None);
+        let mut bad_status = bytes.clone();
+        bad_status[head_len - 25] = 9;
+        assert_eq!(State::decode_head(&bad_status), None);
     }
 
     #[test]

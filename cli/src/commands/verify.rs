@@ -231,7 +231,7 @@ fn repair_archives(
         if Some(state.id) == active {
             continue;
         }
-        match audit::prepare_archive(root, &snapshot, &state, true)? {
+        match audit::prepare_archive(root, &snapshot, state.head(), true)? {
             ArchiveFate::Dropped { damaged } => writeln!(
                 out,
                 "removed the archived tree of state {}: {}; activating it will blit it again",

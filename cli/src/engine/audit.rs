@@ -17,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use mossfs_db::{Node, NodeKind, Query, State, TreeHash};
+use mossfs_db::{Node, NodeKind, Query, StateHead, TreeHash};
 use mossfs_format::{AssetHash, AssetHasher};
 use mossfs_fs::blit::{self, Unowned};
 use mossfs_fs::sysroot;
@@ -206,7 +206,7 @@ impl ArchiveFate {
 pub fn prepare_archive(
     root: &Root,
     q: &impl Query,
-    state: &State,
+    state: StateHead,
     whole: bool,
 ) -> Result<ArchiveFate> {
     let usr = root.archive(state.id).join("usr");

@@ -269,7 +269,7 @@ pub fn commit_state(
     // An archive is reused only once it is checked whole: `verify --repair` mends the
     // store, but an archive may still hold a damaged inode or a planted file.
     let reused_archive = mode == Mode::Switch
-        && audit::prepare_archive(root, &root.db.read()?, &state, true)?.reusable();
+        && audit::prepare_archive(root, &root.db.read()?, state.head(), true)?.reusable();
     let mut base_id = None;
     let blitted = if reused_archive {
         sysroot::rename_durable(&archived, &staged)?;
@@ -421,8 +421,8 @@ fn newest_archive(
     id: StateId,
 ) -> Result<Option<(StateId, mossfs_db::TreeHash)>> {
     // States come oldest first, by id.
-    for state in q.states()?.into_iter().rev() {
-        if state.id != id && audit::prepare_archive(root, q, &state, false)?.reusable() {
+    for state in q.state_heads()?.into_iter().rev() {
+        if state.id != id && audit::prepare_archive(root, q, state, false)?.reusable() {
             return Ok(Some((state.id, state.root)));
         }
     }

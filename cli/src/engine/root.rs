@@ -330,7 +330,7 @@ impl Root {
         let leftovers: Vec<StateId> = self
             .db
             .read()?
-            .states()?
+            .state_heads()?
             .into_iter()
             .filter(|s| s.status == Status::InFlight && Some(s.id) != on_disk)
             .map(|s| s.id)
