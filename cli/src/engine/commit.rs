@@ -9,7 +9,10 @@
 //! | `triggers` | transaction triggers ran in their container; their output is in staging, the store and the state's tree | the old state active; staging is removed at next start |
 //! | `exchange` | `renameat2(RENAME_EXCHANGE)` of staging/usr and usr | **the new state live**: the next start marks it active in the DB and archives the old tree |
 //! | `archive` | old tree moved to `.moss/root/<old>/usr` (a taken-over `usr` to `unmanaged-N/usr`) | the new state live; the DB is brought in line at next start, and the old tree archived or kept |
-//! | `db` | state marked committed and active | done, but root links may be missing; next start makes them |
+//! | `db` | state marked committed and active, its tree's seal recorded | done, but root links may be missing; next start makes them |
+//!
+//! A kill before `db` leaves the new tree without a seal ([`mossfs_db::Query::tree_seal`]):
+//! a later commit built on it then lists it whole, as it would any tree it cannot vouch for.
 //!
 //! Before the first step, [`check_commit`] refuses a commit that would carry a mount out of
 //! `/usr` or replace a `usr` mossfs did not make (DESIGN.md §6.5, §6.7).
