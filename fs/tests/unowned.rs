@@ -101,16 +101,17 @@ fn ctime(path: &std::path::Path) -> u64 {
     meta.ctime() as u64 * 1_000_000_000 + meta.ctime_nsec() as u64
 }
 
-/// A seal taken once the coarse clock has moved past every ctime in `paths`, as it has
-/// for a tree that a commit blitted, synced and swapped in before anyone touched it.
+/// A seal taken once the coarse clock has moved into a later second than every ctime in
+/// `paths` (seals and ctimes are compared to the whole second), as for a tree that a
+/// commit finished a while before anyone touched it. Waits at most a second, for the clock.
 fn seal_after(paths: &[&std::path::Path]) -> Seal {
-    let last = paths.iter().map(|p| ctime(p)).max().unwrap();
+    let last = paths.iter().map(|p| ctime(p)).max().unwrap() / 1_000_000_000;
     loop {
         let seal = Seal::now();
-        if seal.0 > last {
+        if seal.0 / 1_000_000_000 > last {
             return seal;
         }
-        std::thread::yield_now();
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

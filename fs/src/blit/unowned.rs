@@ -22,8 +22,9 @@
 //! holds exactly what the blit left in it. The seal is read from the coarse wall clock,
 //! which is what file systems stamp ctimes with (ext4, xfs, btrfs, tmpfs; with multigrain
 //! timestamps, a ctime is never below it), so any change after the seal has a ctime at or
-//! after it. Only a wall clock stepped back between the seal and the change could hide
-//! one; a clock now behind the seal is seen, and the whole tree is then listed.
+//! after it; they are compared to the whole second, since some file systems keep no more.
+//! Only a wall clock stepped back between the seal and the change could hide one; a clock
+//! now behind the seal is seen, and the whole tree is then listed.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -91,9 +92,13 @@ impl Seal {
         Seal(u64::try_from(nanos).unwrap_or(0))
     }
 
-    /// Whether a directory with this ctime was last changed before the seal.
-    fn before(self, sec: i64, nsec: u64) -> bool {
-        i128::from(sec) * 1_000_000_000 + i128::from(nsec) < i128::from(self.0)
+    /// Whether a directory with this ctime was last changed before the seal, to the whole
+    /// second: a file system may keep ctimes in whole seconds (ext4 with 128-byte inodes),
+    /// and then a change made in the seal's second reads as earlier than the seal. So a
+    /// directory changed in the seal's own second is listed, which costs only the
+    /// directories the commit itself wrote in its last second.
+    fn before(self, sec: i64) -> bool {
+        i128::from(sec) < i128::from(self.0 / 1_000_000_000)
     }
 }
 
@@ -266,8 +271,7 @@ impl Walk {
     /// Whether a directory must be listed: always without a seal, else when it changed
     /// at or after the seal.
     fn changed(&self, stat: &rustix::fs::Stat) -> bool {
-        self.seal
-            .is_none_or(|seal| !seal.before(stat.st_ctime, stat.st_ctime_nsec))
+        self.seal.is_none_or(|seal| !seal.before(stat.st_ctime))
     }
 
     /// How many subdirectories a directory has, by its link count, where the file system
