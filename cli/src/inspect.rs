@@ -161,7 +161,7 @@ fn check_line(
             let whole = delta
                 .records
                 .iter()
-                .filter(|r| r.method == mossfs_format::Method::Whole)
+                .filter(|r| r.method() == mossfs_format::Method::Whole)
                 .count();
             writeln!(
                 out,

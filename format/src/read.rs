@@ -1019,9 +1019,9 @@ pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
     if let Some(mut deltas) = reader.deltas(&stone)? {
         let mut index = 0;
         while let Some(record) = deltas.next_record()? {
-            let checked = match record.header.method {
-                Method::Whole => record.apply(None, &mut io::sink()),
-                Method::Patch { .. } => record.check_frame(),
+            let checked = match record.header.method() {
+                Method::Whole => record.apply(&[], &mut |_, _| Ok(())),
+                Method::Patch => record.check_frame(),
             };
             checked.map_err(|source| DecodeError::Delta {
                 index,
@@ -1045,7 +1045,7 @@ pub struct Deltas<'r, R: Read> {
     body: StoredBody<'r, R>,
     info: PayloadInfo,
     preamble: Preamble,
-    indexed: HashSet<AssetHash>,
+    index: Vec<IndexEntry>,
     seen: HashSet<AssetHash>,
     read: u32,
     package: Option<String>,
@@ -1059,7 +1059,7 @@ impl<'r, R: Read> Deltas<'r, R> {
     ) -> Result<Self, DecodeError> {
         let PayloadInfo { offset, header } = info;
         let kind = PayloadKind::Delta;
-        if header.version != 1 {
+        if header.version != delta::PAYLOAD_VERSION {
             return Err(DecodeError::UnsupportedPayloadVersion {
                 kind,
                 offset,
@@ -1091,7 +1091,7 @@ impl<'r, R: Read> Deltas<'r, R> {
             body,
             info,
             preamble: Preamble::decode(&bytes),
-            indexed: stone.index.iter().map(|e| e.digest).collect(),
+            index: stone.index.clone(),
             seen: HashSet::new(),
             read: 0,
             package: stone.name().map(str::to_owned),
@@ -1115,30 +1115,43 @@ impl<'r, R: Read> Deltas<'r, R> {
             return Ok(None);
         }
         let index = u64::from(self.read);
-        let mut fixed = [0u8; delta::RECORD_HEADER_LEN];
-        let found = read_full(&mut self.body, &mut fixed)?;
-        if found < delta::RECORD_HEADER_LEN {
-            return Err(self.truncated());
-        }
-        let left = self.info.header.stored_size - self.body.count;
         let bad = |reason| DecodeError::BadRecord {
             kind: PayloadKind::Delta,
             index,
             package: self.package.clone(),
             reason,
         };
-        let header = RecordHeader::decode(&fixed, left).map_err(bad)?;
-        if !self.indexed.contains(&header.target) {
-            return Err(DecodeError::DeltaNotIndexed {
-                index,
-                hash: header.target,
-            });
+        // The length prefix: a varint of at most 10 bytes, read a byte at a time.
+        let mut prefix = Vec::with_capacity(10);
+        loop {
+            let mut byte = [0u8; 1];
+            if read_full(&mut self.body, &mut byte)? == 0 {
+                return Err(self.truncated());
+            }
+            prefix.push(byte[0]);
+            if byte[0] & 0x80 == 0 || prefix.len() == 10 {
+                break;
+            }
         }
-        if !self.seen.insert(header.target) {
-            return Err(DecodeError::DeltaDuplicate {
-                index,
-                hash: header.target,
-            });
+        let (len, _) = delta::header_len(&prefix).map_err(bad)?;
+        let left = self.info.header.stored_size - self.body.count;
+        if len > left {
+            return Err(self.truncated());
+        }
+        // At most MAX_HEADER_LEN and at most what the payload still holds.
+        let mut fixed = vec![0u8; len as usize];
+        if read_full(&mut self.body, &mut fixed)? < fixed.len() {
+            return Err(self.truncated());
+        }
+        let left = self.info.header.stored_size - self.body.count;
+        let header = RecordHeader::decode(&fixed, &self.index, left).map_err(bad)?;
+        for target in &header.targets {
+            if !self.seen.insert(target.hash) {
+                return Err(DecodeError::DeltaDuplicate {
+                    index,
+                    hash: target.hash,
+                });
+            }
         }
         let mut frame = Vec::with_capacity(header.frame_len.min(1 << 20) as usize);
         let got = (&mut self.body)

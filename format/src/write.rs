@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::delta::{DeltaRecord, Preamble, RecordHeader};
+use crate::delta::{DeltaRecord, Preamble};
 use crate::hash::AssetHasher;
 use crate::header::{self, ArchiveHeader, FileType};
 use crate::index::{self, IndexEntry};
@@ -242,17 +242,12 @@ impl<W: Write + Seek> Writer<W> {
         let mut hasher = Xxh3::new();
         hasher.update(&preamble);
         let mut size = preamble.len() as u64;
-        let mut fixed = Vec::with_capacity(records.len());
+        let mut encoded = Vec::with_capacity(records.len());
         for record in records {
-            let header = RecordHeader {
-                frame_len: record.frame.len() as u64,
-                ..record.header
-            }
-            .encode();
-            hasher.update(&header);
-            hasher.update(&record.frame);
-            size += (header.len() + record.frame.len()) as u64;
-            fixed.push(header);
+            let bytes = record.encode();
+            hasher.update(&bytes);
+            size += bytes.len() as u64;
+            encoded.push(bytes);
         }
         let header = PayloadHeader {
             stored_size: size,
@@ -260,15 +255,14 @@ impl<W: Write + Seek> Writer<W> {
             checksum: hasher.digest(),
             records: u32::try_from(records.len())
                 .map_err(|_| io::Error::other("more than 2^32 records"))?,
-            version: 1,
+            version: crate::delta::PAYLOAD_VERSION,
             kind: PayloadKind::Delta,
             compression: Compression::None,
         };
         self.out.write_all(&header.encode())?;
         self.out.write_all(&preamble)?;
-        for (header, record) in fixed.iter().zip(records) {
-            self.out.write_all(header)?;
-            self.out.write_all(&record.frame)?;
+        for bytes in &encoded {
+            self.out.write_all(bytes)?;
         }
         self.bump()
     }
