@@ -190,6 +190,9 @@ pub struct Reader<R> {
     seen: u16,
     /// The content payload was handed out; the rest of the archive follows it.
     content_taken: bool,
+    /// A delta stone's layout payload, plain: the prefix its index may be compressed
+    /// against.
+    layout_plain: Option<Vec<u8>>,
 }
 
 impl<R: Read> Reader<R> {
@@ -218,6 +221,7 @@ impl<R: Read> Reader<R> {
             offset: header::LEN as u64,
             seen: 0,
             content_taken: false,
+            layout_plain: None,
         })
     }
 
@@ -379,7 +383,12 @@ impl<R: Read> Reader<R> {
         if !known || matches!(header.compression, Compression::Unknown(_)) {
             return self.skip_body(info);
         }
-        if header.version != 1 {
+        // A delta stone's index may be compressed against its layout (version 2).
+        let against_layout = kind == PayloadKind::Index
+            && header.version == crate::write::INDEX_AGAINST_LAYOUT
+            && header.compression == Compression::Zstd
+            && self.header.file_type == FileType::Delta;
+        if header.version != 1 && !against_layout {
             return Err(DecodeError::UnsupportedPayloadVersion {
                 kind,
                 offset,
@@ -397,7 +406,22 @@ impl<R: Read> Reader<R> {
             }
         }
         let body = self.read_body(info)?;
-        let plain = decompress(&body, info)?;
+        let plain = if against_layout {
+            let prefix =
+                self.layout_plain
+                    .as_deref()
+                    .ok_or(DecodeError::UnsupportedPayloadVersion {
+                        kind,
+                        offset,
+                        version: header.version,
+                    })?;
+            decompress_against(&body, prefix, info)?
+        } else {
+            decompress(&body, info)?
+        };
+        if kind == PayloadKind::Layout && self.header.file_type == FileType::Delta {
+            self.layout_plain = Some(plain.clone());
+        }
         let package = stone.name().map(str::to_owned);
         let bad = |(index, reason): (u64, RecordError)| DecodeError::BadRecord {
             kind,
@@ -592,6 +616,36 @@ fn decompress(body: &[u8], info: PayloadInfo) -> Result<Vec<u8>, DecodeError> {
             offset,
             source,
         })?;
+    if plain.len() as u64 != header.plain_size {
+        return Err(DecodeError::PlainSizeMismatch {
+            kind,
+            offset,
+            declared: header.plain_size,
+            found: plain.len() as u64,
+        });
+    }
+    Ok(plain)
+}
+
+/// Decompresses a payload body made with `prefix` as a raw zstd prefix, into a buffer of
+/// exactly the declared plain size (already bounded by the caller).
+fn decompress_against(
+    body: &[u8],
+    prefix: &[u8],
+    info: PayloadInfo,
+) -> Result<Vec<u8>, DecodeError> {
+    let PayloadInfo { offset, header } = info;
+    let kind = header.kind;
+    let error = |code: usize| DecodeError::Decompress {
+        kind,
+        offset,
+        source: io::Error::other(zstd::zstd_safe::get_error_name(code)),
+    };
+    let mut dctx = zstd::zstd_safe::DCtx::create();
+    dctx.ref_prefix(prefix).map_err(error)?;
+    let capacity = usize::try_from(header.plain_size).unwrap_or(usize::MAX);
+    let mut plain = Vec::with_capacity(capacity);
+    dctx.decompress(&mut plain, body).map_err(error)?;
     if plain.len() as u64 != header.plain_size {
         return Err(DecodeError::PlainSizeMismatch {
             kind,

@@ -200,6 +200,65 @@ fn a_record_of_several_targets_reads_back_and_rebuilds_each() {
     assert_eq!(out, vec![SMALL.to_vec(), new]);
 }
 
+#[test]
+fn a_delta_index_compressed_against_its_layout_reads_back_and_only_in_a_delta() {
+    let new = target();
+    let index = index_of(&new, SMALL);
+    let layout = vec![
+        entry("lib/libx.so.2", AssetHash::of(&new)),
+        entry("share/small", AssetHash::of(SMALL)),
+    ];
+    let options = WriterOptions {
+        level: 19,
+        threads: 0,
+    };
+    let write = |file_type, against: bool| {
+        let mut writer = Writer::new(Cursor::new(Vec::new()), file_type, options).unwrap();
+        writer.add_layout(&layout).unwrap();
+        if against {
+            writer.add_index_against_layout(&index, &layout).unwrap();
+        } else {
+            writer.add_index(&index).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    };
+    let against = write(FileType::Delta, true);
+    let plain = write(FileType::Delta, false);
+    // The two hashes are stored once: the index payload is smaller.
+    assert!(
+        against.len() < plain.len(),
+        "{} vs {}",
+        against.len(),
+        plain.len()
+    );
+    let stone = Reader::new(against.as_slice())
+        .unwrap()
+        .read_metadata()
+        .unwrap();
+    assert_eq!(stone.index, index);
+    assert_eq!(
+        stone.payloads[1].header.version,
+        mossfs_format::write::INDEX_AGAINST_LAYOUT
+    );
+    // A package stone never carries one.
+    let binary = write(FileType::Binary, true);
+    let err = Reader::new(binary.as_slice())
+        .unwrap()
+        .read_metadata()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::UnsupportedPayloadVersion {
+                kind: PayloadKind::Index,
+                version: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
 fn first_error(stone: &[u8]) -> DecodeError {
     read::verify(stone).unwrap_err()
 }

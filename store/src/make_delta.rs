@@ -248,7 +248,8 @@ fn write_atomically(
 
 /// Writes the delta stone, then reads it back through the verifying reader. Its meta,
 /// layout and index payloads are compressed at the records' level (19 by default, not
-/// the writer's 9): they are a large share of a small delta, and tiny to compress.
+/// the writer's 9): they are a large share of a small delta, and tiny to compress; the
+/// index is compressed against the layout, which names the same hashes.
 fn write_delta(
     file: &File,
     new: &Stone,
@@ -260,7 +261,7 @@ fn write_delta(
     let mut writer = Writer::new(BufWriter::new(file), FileType::Delta, options)?;
     writer.add_meta(&new.meta)?;
     writer.add_layout(&new.layout)?;
-    writer.add_index(&new.index)?;
+    writer.add_index_against_layout(&new.index, &new.layout)?;
     writer.add_delta(preamble, records)?;
     let mut buffered = writer.finish()?;
     buffered.flush()?;

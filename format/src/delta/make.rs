@@ -369,6 +369,17 @@ pub fn units(pairings: &[Pairing], options: &Options) -> Vec<Unit> {
 /// function) is then stored once, as a whole-package `--patch-from` stores it.
 pub const GROUP_TARGET_MAX: u64 = 1 << 20;
 
+/// The level of a group's frame: at the default level or above, zstd's strongest (22,
+/// `--ultra`), whose larger match tables find more in a prefix of many files (libc6's
+/// changed files: 1.1% smaller than at 19), where a single pair gains nothing from them.
+pub fn group_level(level: i32) -> i32 {
+    if level >= DEFAULT_LEVEL {
+        level.max(22)
+    } else {
+        level
+    }
+}
+
 /// A group's bases plus targets stay within this, so applying one stays far below the
 /// memory of a big single pair.
 pub const GROUP_LIMIT: u64 = 32 << 20;
@@ -414,7 +425,7 @@ pub fn best<'a>(
         }
     }
     let records = if targets.len() > 1 {
-        let group = record(&bases, &targets, options.level)?;
+        let group = record(&bases, &targets, group_level(options.level))?;
         if group.encode().len() < encoded(&singles) {
             vec![group]
         } else {
