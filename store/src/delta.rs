@@ -6,15 +6,16 @@
 //! which is small:
 //!
 //! 1. **Check, writing nothing.** Every record is read and checked by the format reader,
-//!    every base a patch names must be in the store, and every asset of the new package
-//!    must either have a record or already be in the store. A delta that cannot finish is
-//!    refused here, before any file is made.
-//! 2. **Rebuild.** For each record whose target the store lacks: read the base asset whole
-//!    and hash it again (a store file could have been damaged since it was placed), apply
-//!    the record into a temp file (the output is bounded by the target size and hashed
-//!    against the target), give it the metadata of the first layout entry using it, and
-//!    only then place it under its name. Memory is bounded by one base, one target and
-//!    one frame: never the package.
+//!    every base a record names must be in the store (unless all its targets are), and
+//!    every asset of the new package must either have a record or already be in the
+//!    store. A delta that cannot finish is refused here, before any file is made.
+//! 2. **Rebuild.** For each record with a target the store lacks: read each of its bases
+//!    whole and hash it again (a store file could have been damaged since it was placed),
+//!    apply the record (the output is bounded by its targets' sizes and each target is
+//!    hashed against its name), write each missing target into a temp file with the
+//!    metadata of the first layout entry using it, and only then place it under its name.
+//!    Memory is bounded by one record: its bases, its targets and its frame, never the
+//!    package.
 //!
 //! **Fallback.** Every error from [`Store::apply_delta`] means the same to a caller: fetch
 //! the full stone and ingest it instead ([`StoreError::falls_back_to_full_stone`]). Nothing
