@@ -166,7 +166,7 @@ fn check_line(
             writeln!(
                 out,
                 "check: ok (every payload checksum and {} delta records verified: {whole} whole \
-                 records decoded and hashed; {} patches declare their target's size and are \
+                 records decoded and hashed; {} patches declare their targets' total size and are \
                  checked against their bases when applied)",
                 delta.records.len(),
                 delta.records.len() - whole
