@@ -62,13 +62,14 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
     crate::ui::step("make delta");
     writeln!(
         out,
-        "delta {} {} -> {} into {}: {} records ({} patches, {} whole), {} assets unchanged; {}, {:.1}% of the full stone ({}), in {}",
+        "delta {} {} -> {} into {}: {} assets rebuilt by {} records ({} patches, {} whole), {} assets unchanged; {}, {:.1}% of the full stone ({}), in {}",
         quote::text(&made.name),
         quote::text(&made.old_version),
         quote::text(&made.new_version),
         quote::name(std::os::unix::ffi::OsStrExt::as_bytes(
             args.output.as_os_str()
         )),
+        made.rebuilt,
         made.records,
         made.patches,
         made.records - made.patches,

@@ -161,12 +161,12 @@ fn check_line(
             let whole = delta
                 .records
                 .iter()
-                .filter(|r| r.method == mossfs_format::Method::Whole)
+                .filter(|r| r.method() == mossfs_format::Method::Whole)
                 .count();
             writeln!(
                 out,
                 "check: ok (every payload checksum and {} delta records verified: {whole} whole \
-                 records decoded and hashed; {} patches declare their target's size and are \
+                 records decoded and hashed; {} patches declare their targets' total size and are \
                  checked against their bases when applied)",
                 delta.records.len(),
                 delta.records.len() - whole

@@ -1,44 +1,57 @@
 //! Delta records (DESIGN.md §11): how a delta stone rebuilds a package's new assets from
-//! assets already in the store, one file at a time.
+//! assets already in the store.
 //!
 //! A delta stone has file type 2. It carries the new package's meta, layout and index
 //! payloads unchanged, then, last and in place of the content, one payload of kind 7
-//! (`delta`, compression `none`, version 1). Its record count is the number of records.
+//! (`delta`, compression `none`, **version 2**). Its record count is the number of records.
 //! Upstream uses kinds 1–6 (6 is its writer's scratch kind), so 7 collides with nothing.
-//! All integers are big-endian, as everywhere in the format.
+//! Fixed-width integers are big-endian, as everywhere in the format; `varint` is an
+//! unsigned LEB128 of at most 10 bytes, in its shortest form.
 //!
 //! ```text
-//! delta payload body
+//! delta payload body, version 2
 //!   preamble (72 bytes)
 //!     0   32  from:    the package id (sha256 of the stone) the delta starts from
 //!    32   32  to:      the package id of the full stone it stands for
 //!    64    8  to size: that full stone's size in bytes
-//!   then one record per asset of the new package that the old package lacks:
-//!     0    1  method: 1 patch, 2 whole
-//!     1    1  window log the frame was made with (10..=31)
-//!     2    6  zero
-//!     8    8  target size: the asset's length in bytes
-//!    16    8  base size: the base asset's length (0 for whole)
-//!    24    8  frame length
-//!    32   16  target: xxh3-128 of the asset
-//!    48   16  base: xxh3-128 of the base asset (0 for whole)
-//!    64    n  one zstd frame of `frame length` bytes, with its content size
+//!   then the records; each is
+//!     varint  H: the length of the record header that follows (at most 4 MiB)
+//!     H bytes record header:
+//!       u8      window log the frame was made with (10..=31)
+//!       varint  T: how many assets the frame rebuilds (1..=65536)
+//!       varint  B: how many old assets its prefix is made of (0..=65536; 0 means whole)
+//!       T ×     varint  position of a target in this stone's index payload; the target's
+//!                       xxh3-128 and length are that index entry's
+//!       B ×     16      a base's xxh3-128
+//!               varint  that base's length
+//!       varint  frame length
+//!     one zstd frame of `frame length` bytes, declaring its content size
 //! ```
 //!
-//! A **patch** frame was compressed with the base asset's bytes as a raw prefix
-//! (`ZSTD_CCtx_refPrefix`) and long-distance matching; it decodes only with the same base
-//! referenced as a prefix. A **whole** frame is the asset compressed alone, used when no
-//! base is close enough or the patch is not smaller. Applying a record holds at most the
-//! frame, the base and the target in memory: memory is bounded by one asset pair, never by
-//! the package (a whole-package `--patch-from` holds the entire old package).
+//! A record rebuilds its **targets** (in order, their bytes concatenated) from one frame.
+//! With bases (a **patch**) the frame was compressed with the bases' bytes, concatenated in
+//! order, as a raw prefix (`ZSTD_CCtx_refPrefix`) and long-distance matching; it decodes
+//! only against the same prefix. Without bases (a **whole** record) the targets were
+//! compressed alone. A record of many small targets lets zstd match what the new files
+//! share with each other and with every old file of the record, as a whole-package
+//! `--patch-from` does, while big files keep a record each. Naming a target by its index
+//! position costs a byte or two instead of the 24 bytes of a hash and a length that the
+//! index already holds. Version 1 (a 64-byte fixed header per single-target record) is no
+//! longer read.
+//!
+//! Applying a record holds at most its frame, its bases and its targets in memory: memory
+//! is bounded by the record, which writers keep under [`make::DEFAULT_PAIR_LIMIT`], never
+//! by the package (a whole-package `--patch-from` holds the entire old package). A whole
+//! record of one target is decoded as a stream.
 //!
 //! A delta is hostile input like any stone. Records are checked before anything is
-//! allocated from them: the method and window log must be known, sizes must stay below
-//! [`MAX_PATCH_PAIR`] / [`MAX_WHOLE_ASSET`], the frame must fit in what remains of the
-//! payload, and the frame's own content size must equal the record's target size. Output
-//! is bounded by the target size, and the result must hash to the target.
+//! allocated from them: the header length, counts, window log and varints must be sane,
+//! every position must name an index entry, bases plus targets must stay below
+//! [`MAX_PATCH_PAIR`] (a single whole target below [`MAX_WHOLE_ASSET`]), the frame must fit
+//! in what remains of the payload, and the frame's own content size must equal the
+//! targets' total. Output is bounded by that total, and every target must hash to its name.
 //!
-//! Map: this file holds the records and their bytes; `apply` rebuilds an asset from one
+//! Map: this file holds the records and their bytes; `apply` rebuilds assets from one
 //! ([`DeltaRecord::apply`]); [`make`] encodes records and chooses bases.
 
 mod apply;
@@ -48,57 +61,52 @@ pub use apply::ApplyError;
 
 use crate::error::RecordError;
 use crate::hash::{AssetHash, PackageId};
+use crate::index::IndexEntry;
 use crate::record::Cursor;
+
+/// The delta payload's version: 2, records of many targets named by index position.
+pub const PAYLOAD_VERSION: u16 = 2;
 
 /// Length of the preamble at the start of a delta payload.
 pub const PREAMBLE_LEN: usize = 72;
 
-/// Length of a record's fixed part, before its frame.
-pub const RECORD_HEADER_LEN: usize = 64;
+/// The longest record header a reader accepts (65536 bases of at most 26 bytes each, plus
+/// 65536 positions, fit).
+pub const MAX_HEADER_LEN: u64 = 4 << 20;
+
+/// The most targets, and the most bases, one record may name.
+pub const MAX_RECORD_ASSETS: u64 = 1 << 16;
 
 /// The smallest window log zstd knows.
 pub const MIN_WINDOW_LOG: u8 = 10;
 
 /// The largest window log a record may declare: zstd's limit on 64-bit machines, and what
-/// a 1 GiB pair needs.
+/// a 1 GiB record needs.
 pub const MAX_WINDOW_LOG: u8 = 31;
 
-/// The largest base plus target a patch record may declare: applying one holds both in
-/// memory. Writers stay far below this ([`make::DEFAULT_PAIR_LIMIT`]); the limit is what a
-/// reader refuses outright.
+/// The largest bases plus targets a record decoded in one piece may declare: applying one
+/// holds them all in memory. Writers stay far below this ([`make::DEFAULT_PAIR_LIMIT`]);
+/// the limit is what a reader refuses outright.
 pub const MAX_PATCH_PAIR: u64 = 1 << 30;
 
-/// The largest asset a whole record may declare. Whole frames are decoded as a stream, so
-/// this bounds output, not memory.
+/// The largest asset a whole record of one target may declare. Such a frame is decoded
+/// as a stream, so this bounds output, not memory.
 pub const MAX_WHOLE_ASSET: u64 = 1 << 40;
 
-/// How a record rebuilds its asset.
+/// How a record rebuilds its assets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
-    /// A zstd frame made with the base asset as a raw prefix.
-    Patch {
-        /// The base asset's xxh3-128.
-        base: AssetHash,
-        /// The base asset's length.
-        base_size: u64,
-    },
-    /// The asset compressed alone.
+    /// A zstd frame made with old assets (the bases) as a raw prefix.
+    Patch,
+    /// The targets compressed alone.
     Whole,
 }
 
 impl Method {
-    /// The byte stored at offset 0 of a record.
-    pub fn to_byte(self) -> u8 {
-        match self {
-            Method::Patch { .. } => 1,
-            Method::Whole => 2,
-        }
-    }
-
     /// A short name for people and JSON.
     pub fn name(self) -> &'static str {
         match self {
-            Method::Patch { .. } => "patch",
+            Method::Patch => "patch",
             Method::Whole => "whole",
         }
     }
@@ -143,129 +151,264 @@ impl Preamble {
     }
 }
 
-/// A record's fixed part, checked: everything but the frame bytes.
+/// An asset a record rebuilds: an entry of the stone's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Its position in the index payload.
+    pub position: u32,
+    /// Its xxh3-128, from that index entry.
+    pub hash: AssetHash,
+    /// Its length, from that index entry.
+    pub size: u64,
+}
+
+/// An old asset a patch's prefix is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Base {
+    /// Its xxh3-128.
+    pub hash: AssetHash,
+    /// Its length.
+    pub size: u64,
+}
+
+/// A record's header, checked: everything but the frame bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordHeader {
-    /// Patch (with its base) or whole.
-    pub method: Method,
     /// The window log the frame was made with.
     pub window_log: u8,
-    /// The asset this record rebuilds.
-    pub target: AssetHash,
-    /// Its length.
-    pub target_size: u64,
+    /// The assets the frame rebuilds, in order.
+    pub targets: Vec<Target>,
+    /// The old assets whose bytes, concatenated in order, are the frame's prefix; empty
+    /// for a whole record.
+    pub bases: Vec<Base>,
     /// The frame's length.
     pub frame_len: u64,
 }
 
-impl RecordHeader {
-    /// Decodes and checks the 64 fixed bytes. `left` is how many payload bytes follow them,
-    /// which the frame must fit in.
-    pub fn decode(bytes: &[u8; RECORD_HEADER_LEN], left: u64) -> Result<Self, RecordError> {
-        let mut cursor = Cursor::new(bytes);
-        let method = cursor.u8()?;
-        let window_log = cursor.u8()?;
-        let reserved = cursor.array::<6>()?;
-        let target_size = cursor.u64()?;
-        let base_size = cursor.u64()?;
-        let frame_len = cursor.u64()?;
-        let target = AssetHash(cursor.u128()?);
-        let base = AssetHash(cursor.u128()?);
-        if reserved != [0; 6] {
-            return Err(RecordError::DeltaReserved);
+/// Reads an unsigned LEB128 in its shortest form.
+fn varint(cursor: &mut Cursor<'_>) -> Result<u64, RecordError> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let byte = cursor.u8()?;
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && byte > 1 {
+            return Err(RecordError::DeltaVarint);
         }
+        value |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            if byte == 0 && i > 0 {
+                return Err(RecordError::DeltaVarint);
+            }
+            return Ok(value);
+        }
+    }
+    Err(RecordError::DeltaVarint)
+}
+
+/// Appends `value` as an unsigned LEB128.
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Reads a record's length prefix from the start of `bytes`: the header length and how
+/// many bytes the prefix took.
+pub fn header_len(bytes: &[u8]) -> Result<(u64, usize), RecordError> {
+    let mut cursor = Cursor::new(bytes);
+    let len = varint(&mut cursor)?;
+    if len > MAX_HEADER_LEN {
+        return Err(RecordError::DeltaTooLarge {
+            size: len,
+            limit: MAX_HEADER_LEN,
+        });
+    }
+    Ok((len, bytes.len() - cursor.remaining()))
+}
+
+impl RecordHeader {
+    /// The method: patch when the record names bases.
+    pub fn method(&self) -> Method {
+        if self.bases.is_empty() {
+            Method::Whole
+        } else {
+            Method::Patch
+        }
+    }
+
+    /// The targets' total length: what the frame decodes to.
+    pub fn target_size(&self) -> u64 {
+        self.targets
+            .iter()
+            .fold(0u64, |sum, t| sum.saturating_add(t.size))
+    }
+
+    /// The bases' total length: the prefix.
+    pub fn base_size(&self) -> u64 {
+        self.bases
+            .iter()
+            .fold(0u64, |sum, b| sum.saturating_add(b.size))
+    }
+
+    /// Whether the frame is decoded as a stream (one whole target) rather than in one
+    /// piece.
+    pub fn streams(&self) -> bool {
+        self.bases.is_empty() && self.targets.len() == 1
+    }
+
+    /// Decodes and checks a record header (the `H` bytes after the length prefix) against
+    /// the stone's index. `left` is how many payload bytes follow it, which the frame must
+    /// fit in.
+    pub fn decode(bytes: &[u8], index: &[IndexEntry], left: u64) -> Result<Self, RecordError> {
+        let mut cursor = Cursor::new(bytes);
+        let window_log = cursor.u8()?;
         if !(MIN_WINDOW_LOG..=MAX_WINDOW_LOG).contains(&window_log) {
             return Err(RecordError::DeltaWindowLog {
                 log: window_log,
                 max: MAX_WINDOW_LOG,
             });
         }
-        let method = match method {
-            1 => {
-                let pair = base_size.saturating_add(target_size);
-                if pair > MAX_PATCH_PAIR {
-                    return Err(RecordError::DeltaTooLarge {
-                        size: pair,
-                        limit: MAX_PATCH_PAIR,
-                    });
-                }
-                Method::Patch { base, base_size }
+        let count = |cursor: &mut Cursor<'_>, min: u64| {
+            let n = varint(cursor)?;
+            if n < min || n > MAX_RECORD_ASSETS {
+                return Err(RecordError::DeltaCount {
+                    count: n,
+                    max: MAX_RECORD_ASSETS,
+                });
             }
-            2 => {
-                if base_size != 0 || base != AssetHash(0) {
-                    return Err(RecordError::DeltaReserved);
-                }
-                if target_size > MAX_WHOLE_ASSET {
-                    return Err(RecordError::DeltaTooLarge {
-                        size: target_size,
-                        limit: MAX_WHOLE_ASSET,
-                    });
-                }
-                Method::Whole
-            }
-            other => return Err(RecordError::DeltaMethod(other)),
+            Ok(n)
         };
+        let target_count = count(&mut cursor, 1)?;
+        let base_count = count(&mut cursor, 0)?;
+        // Every target takes at least one byte and every base 17, so nothing is allocated
+        // beyond what the header really holds.
+        let mut targets = Vec::with_capacity((target_count as usize).min(cursor.remaining()));
+        for _ in 0..target_count {
+            let position = varint(&mut cursor)?;
+            let entry = usize::try_from(position)
+                .ok()
+                .and_then(|p| index.get(p))
+                .ok_or(RecordError::DeltaPosition {
+                    position,
+                    entries: index.len() as u64,
+                })?;
+            targets.push(Target {
+                position: position as u32,
+                hash: entry.digest,
+                size: entry.len(),
+            });
+        }
+        let mut bases = Vec::with_capacity((base_count as usize).min(cursor.remaining() / 17));
+        for _ in 0..base_count {
+            let hash = AssetHash(cursor.u128()?);
+            let size = varint(&mut cursor)?;
+            bases.push(Base { hash, size });
+        }
+        let frame_len = varint(&mut cursor)?;
+        if !cursor.is_empty() {
+            return Err(RecordError::DeltaReserved);
+        }
+        let header = RecordHeader {
+            window_log,
+            targets,
+            bases,
+            frame_len,
+        };
+        let (size, limit) = if header.streams() {
+            (header.target_size(), MAX_WHOLE_ASSET)
+        } else {
+            (
+                header.target_size().saturating_add(header.base_size()),
+                MAX_PATCH_PAIR,
+            )
+        };
+        if size > limit {
+            return Err(RecordError::DeltaTooLarge { size, limit });
+        }
         if frame_len > left {
             return Err(RecordError::Short {
                 needed: frame_len,
                 left,
             });
         }
-        Ok(RecordHeader {
-            method,
-            window_log,
-            target,
-            target_size,
-            frame_len,
-        })
+        Ok(header)
     }
 
-    /// Encodes the fixed part.
-    pub fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
-        let (base, base_size) = match self.method {
-            Method::Patch { base, base_size } => (base, base_size),
-            Method::Whole => (AssetHash(0), 0),
-        };
-        let mut out = [0u8; RECORD_HEADER_LEN];
-        out[0] = self.method.to_byte();
-        out[1] = self.window_log;
-        out[8..16].copy_from_slice(&self.target_size.to_be_bytes());
-        out[16..24].copy_from_slice(&base_size.to_be_bytes());
-        out[24..32].copy_from_slice(&self.frame_len.to_be_bytes());
-        out[32..48].copy_from_slice(&self.target.to_be_bytes());
-        out[48..64].copy_from_slice(&base.to_be_bytes());
+    /// Encodes the header, without its length prefix.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.window_log];
+        put_varint(&mut out, self.targets.len() as u64);
+        put_varint(&mut out, self.bases.len() as u64);
+        for target in &self.targets {
+            put_varint(&mut out, u64::from(target.position));
+        }
+        for base in &self.bases {
+            out.extend_from_slice(&base.hash.to_be_bytes());
+            put_varint(&mut out, base.size);
+        }
+        put_varint(&mut out, self.frame_len);
         out
     }
 }
 
-/// One record: its fixed part and its frame.
+/// One record: its header and its frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeltaRecord {
-    /// The fixed part; `header.frame_len == frame.len()`.
+    /// The header; `header.frame_len == frame.len()`.
     pub header: RecordHeader,
     /// The zstd frame.
     pub frame: Vec<u8>,
 }
 
-/// Decodes a whole delta payload body held in memory: the preamble and every record. For
-/// the fuzzer and tests; the reader streams records instead.
-pub fn decode_all(body: &[u8]) -> Result<(Preamble, Vec<DeltaRecord>), (u64, RecordError)> {
+impl DeltaRecord {
+    /// The record's bytes in a payload: length prefix, header, frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = RecordHeader {
+            frame_len: self.frame.len() as u64,
+            ..self.header.clone()
+        }
+        .encode();
+        let mut out = Vec::with_capacity(header.len() + 3 + self.frame.len());
+        put_varint(&mut out, header.len() as u64);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&self.frame);
+        out
+    }
+}
+
+/// Decodes a whole delta payload body held in memory, against the stone's index: the
+/// preamble and every record. For the fuzzer and tests; the reader streams records
+/// instead.
+pub fn decode_all(
+    body: &[u8],
+    index: &[IndexEntry],
+) -> Result<(Preamble, Vec<DeltaRecord>), (u64, RecordError)> {
     let mut cursor = Cursor::new(body);
     let preamble = Preamble::decode(&cursor.array().map_err(|e| (0, e))?);
     let mut records = Vec::new();
     while !cursor.is_empty() {
-        let index = records.len() as u64;
-        let fixed = cursor
-            .array::<RECORD_HEADER_LEN>()
-            .map_err(|e| (index, e))?;
-        let header =
-            RecordHeader::decode(&fixed, cursor.remaining() as u64).map_err(|e| (index, e))?;
+        let at = (records.len() as u64, ());
+        let fail = |e| (at.0, e);
+        let rest = cursor.take(cursor.remaining()).map_err(fail)?;
+        let (len, used) = header_len(rest).map_err(fail)?;
+        let mut inner = Cursor::new(&rest[used..]);
+        if len > inner.remaining() as u64 {
+            return Err(fail(RecordError::Short {
+                needed: len,
+                left: inner.remaining() as u64,
+            }));
+        }
+        let fixed = inner.take(len as usize).map_err(fail)?;
+        let header = RecordHeader::decode(fixed, index, inner.remaining() as u64).map_err(fail)?;
         // frame_len <= remaining was checked, so it fits in usize.
-        let frame = cursor
+        let frame = inner
             .take(header.frame_len as usize)
-            .map_err(|e| (index, e))?
+            .map_err(fail)?
             .to_vec();
         records.push(DeltaRecord { header, frame });
+        cursor = inner;
     }
     Ok((preamble, records))
 }
@@ -274,8 +417,7 @@ pub fn decode_all(body: &[u8]) -> Result<(Preamble, Vec<DeltaRecord>), (u64, Rec
 pub fn encode_all(preamble: &Preamble, records: &[DeltaRecord]) -> Vec<u8> {
     let mut out = preamble.encode().to_vec();
     for record in records {
-        out.extend_from_slice(&record.header.encode());
-        out.extend_from_slice(&record.frame);
+        out.extend_from_slice(&record.encode());
     }
     out
 }
@@ -284,69 +426,120 @@ pub fn encode_all(preamble: &Preamble, records: &[DeltaRecord]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn record_bytes(method: u8, log: u8, target_size: u64, base_size: u64, frame: u64) -> [u8; 64] {
-        let mut b = [0u8; 64];
-        b[0] = method; // method
-        b[1] = log; // window log
-        b[8..16].copy_from_slice(&target_size.to_be_bytes()); // target size
-        b[16..24].copy_from_slice(&base_size.to_be_bytes()); // base size
-        b[24..32].copy_from_slice(&frame.to_be_bytes()); // frame length
-        b[32..48].copy_from_slice(&7u128.to_be_bytes()); // target hash
-        b[48..64].copy_from_slice(&9u128.to_be_bytes()); // base hash
+    fn index() -> Vec<IndexEntry> {
+        crate::layout_index([(AssetHash(7), 100), (AssetHash(8), 50)])
+    }
+
+    fn header(log: u8, positions: &[u64], bases: &[(u128, u64)], frame: u64) -> Vec<u8> {
+        let mut b = vec![log];
+        put_varint(&mut b, positions.len() as u64);
+        put_varint(&mut b, bases.len() as u64);
+        for &p in positions {
+            put_varint(&mut b, p);
+        }
+        for &(hash, size) in bases {
+            b.extend_from_slice(&hash.to_be_bytes());
+            put_varint(&mut b, size);
+        }
+        put_varint(&mut b, frame);
         b
     }
 
     #[test]
-    fn a_record_header_round_trips() {
-        let bytes = record_bytes(1, 20, 100, 200, 30);
-        let header = RecordHeader::decode(&bytes, 30).unwrap();
-        assert_eq!(
-            header.method,
-            Method::Patch {
-                base: AssetHash(9),
-                base_size: 200
-            }
-        );
-        assert_eq!(header.target, AssetHash(7));
-        assert_eq!(header.encode(), bytes);
+    fn a_record_header_round_trips_and_takes_targets_from_the_index() {
+        let bytes = header(20, &[1, 0], &[(9, 200), (10, 300)], 30);
+        let decoded = RecordHeader::decode(&bytes, &index(), 30).unwrap();
+        assert_eq!(decoded.method(), Method::Patch);
+        assert_eq!(decoded.targets[0].hash, AssetHash(8));
+        assert_eq!(decoded.targets[1].size, 100);
+        assert_eq!(decoded.target_size(), 150);
+        assert_eq!(decoded.base_size(), 500);
+        assert_eq!(decoded.encode(), bytes);
+        // Two targets, two bases and the frame length in 42 bytes, against the 128 that
+        // two version-1 headers took.
+        assert_eq!(bytes.len(), 42);
+    }
+
+    #[test]
+    fn varints_are_shortest_and_bounded() {
+        for value in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(varint(&mut Cursor::new(&out)).unwrap(), value);
+        }
+        let refused = |bytes: &[u8]| varint(&mut Cursor::new(bytes)).unwrap_err();
+        assert_eq!(refused(&[0x80, 0x00]), RecordError::DeltaVarint);
+        assert_eq!(refused(&[0xff; 11]), RecordError::DeltaVarint);
+        let mut overflow = vec![0xff; 9];
+        overflow.push(0x02);
+        assert_eq!(refused(&overflow), RecordError::DeltaVarint);
+        assert!(matches!(refused(&[0x80]), RecordError::Short { .. }));
     }
 
     #[test]
     fn hostile_record_headers_are_refused_by_name() {
-        let check = |bytes: [u8; 64], left| RecordHeader::decode(&bytes, left).unwrap_err();
+        let check =
+            |bytes: Vec<u8>, left| RecordHeader::decode(&bytes, &index(), left).unwrap_err();
         assert_eq!(
-            check(record_bytes(3, 20, 1, 1, 1), 1),
-            RecordError::DeltaMethod(3)
-        );
-        assert_eq!(
-            check(record_bytes(1, 40, 1, 1, 1), 1),
+            check(header(40, &[0], &[], 1), 1),
             RecordError::DeltaWindowLog { log: 40, max: 31 }
         );
         assert_eq!(
-            check(record_bytes(1, 9, 1, 1, 1), 1),
+            check(header(9, &[0], &[], 1), 1),
             RecordError::DeltaWindowLog { log: 9, max: 31 }
         );
         assert_eq!(
-            check(record_bytes(1, 20, u64::MAX, 1, 1), 1),
+            check(header(20, &[], &[], 1), 1),
+            RecordError::DeltaCount {
+                count: 0,
+                max: MAX_RECORD_ASSETS
+            }
+        );
+        let mut many = vec![20];
+        put_varint(&mut many, u64::MAX);
+        assert_eq!(
+            check(many, 1),
+            RecordError::DeltaCount {
+                count: u64::MAX,
+                max: MAX_RECORD_ASSETS
+            }
+        );
+        assert_eq!(
+            check(header(20, &[2], &[], 1), 1),
+            RecordError::DeltaPosition {
+                position: 2,
+                entries: 2
+            }
+        );
+        assert_eq!(
+            check(header(20, &[0], &[(9, u64::MAX)], 1), 1),
             RecordError::DeltaTooLarge {
                 size: u64::MAX,
                 limit: MAX_PATCH_PAIR
             }
         );
         assert_eq!(
-            check(record_bytes(1, 20, 1, 1, u64::MAX), 5),
+            check(header(20, &[0], &[(9, 1)], u64::MAX), 5),
             RecordError::Short {
                 needed: u64::MAX,
                 left: 5
             }
         );
-        // A whole record must not name a base.
+        let mut trailing = header(20, &[0], &[], 1);
+        trailing.push(0);
+        assert_eq!(check(trailing, 1), RecordError::DeltaReserved);
+        assert!(matches!(
+            check(header(20, &[0, 1], &[(9, 1)], 1)[..20].to_vec(), 1),
+            RecordError::Short { .. }
+        ));
+        let mut long = Vec::new();
+        put_varint(&mut long, MAX_HEADER_LEN + 1);
         assert_eq!(
-            check(record_bytes(2, 20, 1, 1, 1), 1),
-            RecordError::DeltaReserved
+            header_len(&long).unwrap_err(),
+            RecordError::DeltaTooLarge {
+                size: MAX_HEADER_LEN + 1,
+                limit: MAX_HEADER_LEN
+            }
         );
-        let mut reserved = record_bytes(1, 20, 1, 1, 1);
-        reserved[4] = 1;
-        assert_eq!(check(reserved, 1), RecordError::DeltaReserved);
     }
 }

@@ -365,9 +365,6 @@ pub enum RecordError {
     /// A dependency or provider record without its NUL-terminated text.
     #[error("a dependency or provider needs a kind byte and text")]
     BadRelation,
-    /// A delta record's method is neither patch (1) nor whole (2).
-    #[error("unknown delta method {0} (known: 1 patch, 2 whole)")]
-    DeltaMethod(u8),
     /// A delta record's window log is outside what zstd allows.
     #[error("window log {log} is outside 10..={max}")]
     DeltaWindowLog {
@@ -376,15 +373,38 @@ pub enum RecordError {
         /// The largest allowed.
         max: u8,
     },
-    /// A delta record declares more bytes than a reader will rebuild.
+    /// A delta record declares more bytes than a reader will rebuild, or a longer header
+    /// than a reader accepts.
     #[error("declares {size} bytes, more than the limit of {limit}")]
     DeltaTooLarge {
-        /// The declared size (for a patch: base plus target).
+        /// The declared size (bases plus targets, or the header length).
         size: u64,
         /// The limit.
         limit: u64,
     },
-    /// Bytes that must be zero are not: reserved bytes, or a base named by a whole record.
-    #[error("reserved bytes are not zero (or a whole record names a base)")]
+    /// A delta record names no target, or more targets or bases than a reader accepts.
+    #[error(
+        "names {count} targets or bases (a record has 1..={max} targets and at most {max} bases)"
+    )]
+    DeltaCount {
+        /// The declared count.
+        count: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// A delta record names a target by a position the index does not have.
+    #[error("names target position {position}, but the index has {entries} entries")]
+    DeltaPosition {
+        /// The declared position.
+        position: u64,
+        /// The index's length.
+        entries: u64,
+    },
+    /// A varint that is longer than 10 bytes, overflows 64 bits, or is not in its
+    /// shortest form.
+    #[error("a varint is malformed (too long, too large, or not in its shortest form)")]
+    DeltaVarint,
+    /// A delta record header holds bytes after its frame length.
+    #[error("the record header holds bytes after its frame length")]
     DeltaReserved,
 }

@@ -190,6 +190,9 @@ pub struct Reader<R> {
     seen: u16,
     /// The content payload was handed out; the rest of the archive follows it.
     content_taken: bool,
+    /// A delta stone's layout payload, plain: the prefix its index may be compressed
+    /// against.
+    layout_plain: Option<Vec<u8>>,
 }
 
 impl<R: Read> Reader<R> {
@@ -218,6 +221,7 @@ impl<R: Read> Reader<R> {
             offset: header::LEN as u64,
             seen: 0,
             content_taken: false,
+            layout_plain: None,
         })
     }
 
@@ -379,7 +383,12 @@ impl<R: Read> Reader<R> {
         if !known || matches!(header.compression, Compression::Unknown(_)) {
             return self.skip_body(info);
         }
-        if header.version != 1 {
+        // A delta stone's index may be compressed against its layout (version 2).
+        let against_layout = kind == PayloadKind::Index
+            && header.version == crate::write::INDEX_AGAINST_LAYOUT
+            && header.compression == Compression::Zstd
+            && self.header.file_type == FileType::Delta;
+        if header.version != 1 && !against_layout {
             return Err(DecodeError::UnsupportedPayloadVersion {
                 kind,
                 offset,
@@ -397,7 +406,22 @@ impl<R: Read> Reader<R> {
             }
         }
         let body = self.read_body(info)?;
-        let plain = decompress(&body, info)?;
+        let plain = if against_layout {
+            let prefix =
+                self.layout_plain
+                    .as_deref()
+                    .ok_or(DecodeError::UnsupportedPayloadVersion {
+                        kind,
+                        offset,
+                        version: header.version,
+                    })?;
+            decompress_against(&body, prefix, info)?
+        } else {
+            decompress(&body, info)?
+        };
+        if kind == PayloadKind::Layout && self.header.file_type == FileType::Delta {
+            self.layout_plain = Some(plain.clone());
+        }
         let package = stone.name().map(str::to_owned);
         let bad = |(index, reason): (u64, RecordError)| DecodeError::BadRecord {
             kind,
@@ -592,6 +616,36 @@ fn decompress(body: &[u8], info: PayloadInfo) -> Result<Vec<u8>, DecodeError> {
             offset,
             source,
         })?;
+    if plain.len() as u64 != header.plain_size {
+        return Err(DecodeError::PlainSizeMismatch {
+            kind,
+            offset,
+            declared: header.plain_size,
+            found: plain.len() as u64,
+        });
+    }
+    Ok(plain)
+}
+
+/// Decompresses a payload body made with `prefix` as a raw zstd prefix, into a buffer of
+/// exactly the declared plain size (already bounded by the caller).
+fn decompress_against(
+    body: &[u8],
+    prefix: &[u8],
+    info: PayloadInfo,
+) -> Result<Vec<u8>, DecodeError> {
+    let PayloadInfo { offset, header } = info;
+    let kind = header.kind;
+    let error = |code: usize| DecodeError::Decompress {
+        kind,
+        offset,
+        source: io::Error::other(zstd::zstd_safe::get_error_name(code)),
+    };
+    let mut dctx = zstd::zstd_safe::DCtx::create();
+    dctx.ref_prefix(prefix).map_err(error)?;
+    let capacity = usize::try_from(header.plain_size).unwrap_or(usize::MAX);
+    let mut plain = Vec::with_capacity(capacity);
+    dctx.decompress(&mut plain, body).map_err(error)?;
     if plain.len() as u64 != header.plain_size {
         return Err(DecodeError::PlainSizeMismatch {
             kind,
@@ -1019,9 +1073,9 @@ pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
     if let Some(mut deltas) = reader.deltas(&stone)? {
         let mut index = 0;
         while let Some(record) = deltas.next_record()? {
-            let checked = match record.header.method {
-                Method::Whole => record.apply(None, &mut io::sink()),
-                Method::Patch { .. } => record.check_frame(),
+            let checked = match record.header.method() {
+                Method::Whole => record.apply(&[], &mut |_, _| Ok(())),
+                Method::Patch => record.check_frame(),
             };
             checked.map_err(|source| DecodeError::Delta {
                 index,
@@ -1045,7 +1099,7 @@ pub struct Deltas<'r, R: Read> {
     body: StoredBody<'r, R>,
     info: PayloadInfo,
     preamble: Preamble,
-    indexed: HashSet<AssetHash>,
+    index: Vec<IndexEntry>,
     seen: HashSet<AssetHash>,
     read: u32,
     package: Option<String>,
@@ -1059,7 +1113,7 @@ impl<'r, R: Read> Deltas<'r, R> {
     ) -> Result<Self, DecodeError> {
         let PayloadInfo { offset, header } = info;
         let kind = PayloadKind::Delta;
-        if header.version != 1 {
+        if header.version != delta::PAYLOAD_VERSION {
             return Err(DecodeError::UnsupportedPayloadVersion {
                 kind,
                 offset,
@@ -1091,7 +1145,7 @@ impl<'r, R: Read> Deltas<'r, R> {
             body,
             info,
             preamble: Preamble::decode(&bytes),
-            indexed: stone.index.iter().map(|e| e.digest).collect(),
+            index: stone.index.clone(),
             seen: HashSet::new(),
             read: 0,
             package: stone.name().map(str::to_owned),
@@ -1115,30 +1169,43 @@ impl<'r, R: Read> Deltas<'r, R> {
             return Ok(None);
         }
         let index = u64::from(self.read);
-        let mut fixed = [0u8; delta::RECORD_HEADER_LEN];
-        let found = read_full(&mut self.body, &mut fixed)?;
-        if found < delta::RECORD_HEADER_LEN {
-            return Err(self.truncated());
-        }
-        let left = self.info.header.stored_size - self.body.count;
         let bad = |reason| DecodeError::BadRecord {
             kind: PayloadKind::Delta,
             index,
             package: self.package.clone(),
             reason,
         };
-        let header = RecordHeader::decode(&fixed, left).map_err(bad)?;
-        if !self.indexed.contains(&header.target) {
-            return Err(DecodeError::DeltaNotIndexed {
-                index,
-                hash: header.target,
-            });
+        // The length prefix: a varint of at most 10 bytes, read a byte at a time.
+        let mut prefix = Vec::with_capacity(10);
+        loop {
+            let mut byte = [0u8; 1];
+            if read_full(&mut self.body, &mut byte)? == 0 {
+                return Err(self.truncated());
+            }
+            prefix.push(byte[0]);
+            if byte[0] & 0x80 == 0 || prefix.len() == 10 {
+                break;
+            }
         }
-        if !self.seen.insert(header.target) {
-            return Err(DecodeError::DeltaDuplicate {
-                index,
-                hash: header.target,
-            });
+        let (len, _) = delta::header_len(&prefix).map_err(bad)?;
+        let left = self.info.header.stored_size - self.body.count;
+        if len > left {
+            return Err(self.truncated());
+        }
+        // At most MAX_HEADER_LEN and at most what the payload still holds.
+        let mut fixed = vec![0u8; len as usize];
+        if read_full(&mut self.body, &mut fixed)? < fixed.len() {
+            return Err(self.truncated());
+        }
+        let left = self.info.header.stored_size - self.body.count;
+        let header = RecordHeader::decode(&fixed, &self.index, left).map_err(bad)?;
+        for target in &header.targets {
+            if !self.seen.insert(target.hash) {
+                return Err(DecodeError::DeltaDuplicate {
+                    index,
+                    hash: target.hash,
+                });
+            }
         }
         let mut frame = Vec::with_capacity(header.frame_len.min(1 << 20) as usize);
         let got = (&mut self.body)

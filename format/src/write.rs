@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::delta::{DeltaRecord, Preamble, RecordHeader};
+use crate::delta::{DeltaRecord, Preamble};
 use crate::hash::AssetHasher;
 use crate::header::{self, ArchiveHeader, FileType};
 use crate::index::{self, IndexEntry};
@@ -64,6 +64,10 @@ impl Default for WriterOptions {
     }
 }
 
+/// The version of an index payload compressed against the layout payload's plain body
+/// ([`Writer::add_index_against_layout`]); only a delta stone carries one.
+pub const INDEX_AGAINST_LAYOUT: u16 = 2;
+
 /// Supplies the bytes of each asset when the content is written.
 pub trait ContentSource {
     /// Opens the bytes named by `entry`; the writer reads exactly `entry.len()` bytes.
@@ -119,6 +123,42 @@ impl<W: Write + Seek> Writer<W> {
             entries.len(),
             &index::encode_all(entries),
         )
+    }
+
+    /// Adds the index payload of a delta stone, version 2: one zstd frame made with the
+    /// layout payload's plain body (`layout`, which must be what [`Writer::add_layout`]
+    /// wrote) as a raw prefix. Every regular file's hash is in both payloads, and hashes do
+    /// not compress, so this stores each hash once: a third of a small delta's metadata.
+    pub fn add_index_against_layout(
+        &mut self,
+        entries: &[IndexEntry],
+        layout: &[LayoutEntry],
+    ) -> io::Result<()> {
+        use zstd::zstd_safe::{CCtx, CParameter};
+        let zstd_error = |code: usize| io::Error::other(zstd::zstd_safe::get_error_name(code));
+        let plain = index::encode_all(entries);
+        let prefix = layout::encode_all(layout);
+        let mut cctx = CCtx::create();
+        cctx.set_parameter(CParameter::CompressionLevel(self.options.level))
+            .map_err(zstd_error)?;
+        cctx.set_parameter(CParameter::ContentSizeFlag(true))
+            .map_err(zstd_error)?;
+        cctx.ref_prefix(&prefix).map_err(zstd_error)?;
+        let mut stored = Vec::with_capacity(zstd::zstd_safe::compress_bound(plain.len()));
+        cctx.compress2(&mut stored, &plain).map_err(zstd_error)?;
+        let header = PayloadHeader {
+            stored_size: stored.len() as u64,
+            plain_size: plain.len() as u64,
+            checksum: xxhash_rust::xxh3::xxh3_64(&stored),
+            records: u32::try_from(entries.len())
+                .map_err(|_| io::Error::other("more than 2^32 records"))?,
+            version: INDEX_AGAINST_LAYOUT,
+            kind: PayloadKind::Index,
+            compression: Compression::Zstd,
+        };
+        self.out.write_all(&header.encode())?;
+        self.out.write_all(&stored)?;
+        self.bump()
     }
 
     /// Adds a payload of a kind outside upstream's range, stored uncompressed with its
@@ -242,17 +282,12 @@ impl<W: Write + Seek> Writer<W> {
         let mut hasher = Xxh3::new();
         hasher.update(&preamble);
         let mut size = preamble.len() as u64;
-        let mut fixed = Vec::with_capacity(records.len());
+        let mut encoded = Vec::with_capacity(records.len());
         for record in records {
-            let header = RecordHeader {
-                frame_len: record.frame.len() as u64,
-                ..record.header
-            }
-            .encode();
-            hasher.update(&header);
-            hasher.update(&record.frame);
-            size += (header.len() + record.frame.len()) as u64;
-            fixed.push(header);
+            let bytes = record.encode();
+            hasher.update(&bytes);
+            size += bytes.len() as u64;
+            encoded.push(bytes);
         }
         let header = PayloadHeader {
             stored_size: size,
@@ -260,15 +295,14 @@ impl<W: Write + Seek> Writer<W> {
             checksum: hasher.digest(),
             records: u32::try_from(records.len())
                 .map_err(|_| io::Error::other("more than 2^32 records"))?,
-            version: 1,
+            version: crate::delta::PAYLOAD_VERSION,
             kind: PayloadKind::Delta,
             compression: Compression::None,
         };
         self.out.write_all(&header.encode())?;
         self.out.write_all(&preamble)?;
-        for (header, record) in fixed.iter().zip(records) {
-            self.out.write_all(header)?;
-            self.out.write_all(&record.frame)?;
+        for bytes in &encoded {
+            self.out.write_all(bytes)?;
         }
         self.bump()
     }

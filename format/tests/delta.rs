@@ -10,8 +10,8 @@ use mossfs_format::delta::{self, MAX_PATCH_PAIR};
 use mossfs_format::payload::PayloadHeader;
 use mossfs_format::{
     AssetHash, Compression, DecodeError, DeltaRecord, EntryKind, FileType, LayoutEntry, Method,
-    PackageId, PayloadKind, Preamble, Reader, RecordError, RelPath, Writer, WriterOptions,
-    layout_index, read,
+    PackageId, PayloadKind, Preamble, Reader, RecordError, RecordHeader, RelPath, Writer,
+    WriterOptions, layout_index, read,
 };
 
 fn entry(path: &str, hash: AssetHash) -> LayoutEntry {
@@ -43,23 +43,38 @@ const PREAMBLE: Preamble = Preamble {
     to_size: 12345,
 };
 
+fn index_of(new: &[u8], small: &[u8]) -> Vec<mossfs_format::IndexEntry> {
+    layout_index([
+        (AssetHash::of(new), new.len() as u64),
+        (AssetHash::of(small), small.len() as u64),
+    ])
+}
+
+const SMALL: &[u8] = b"a small new file";
+
+fn bytes(data: &[u8], position: u32) -> make::Bytes<'_> {
+    make::Bytes {
+        hash: AssetHash::of(data),
+        position,
+        bytes: data,
+    }
+}
+
 /// An honest delta stone: one patch and one whole record, with the raw parts a test can
 /// lie about. Returns the stone and the offset of the delta payload's header.
 fn honest() -> (Vec<u8>, usize, Vec<DeltaRecord>) {
     let new = target();
-    let small = b"a small new file".to_vec();
+    let old = base();
+    let level = Options::default().level;
     let records = vec![
-        make::best(Some(&base()), &new, &Options::default()).unwrap(),
-        make::best(None, &small, &Options::default()).unwrap(),
+        make::record(&[bytes(&old, 0)], &[bytes(&new, 0)], level).unwrap(),
+        make::record(&[], &[bytes(SMALL, 1)], level).unwrap(),
     ];
-    assert!(matches!(records[0].header.method, Method::Patch { .. }));
-    let index = layout_index([
-        (AssetHash::of(&new), new.len() as u64),
-        (AssetHash::of(&small), small.len() as u64),
-    ]);
+    assert_eq!(records[0].header.method(), Method::Patch);
+    let index = index_of(&new, SMALL);
     let layout = vec![
         entry("lib/libx.so.2", AssetHash::of(&new)),
-        entry("share/small", AssetHash::of(&small)),
+        entry("share/small", AssetHash::of(SMALL)),
     ];
     let options = WriterOptions {
         level: 3,
@@ -97,7 +112,7 @@ fn with_body(stone: &[u8], at: usize, body: &[u8], records: u32) -> Vec<u8> {
         plain_size: body.len() as u64,
         checksum: xxhash_rust::xxh3::xxh3_64(body),
         records,
-        version: 1,
+        version: delta::PAYLOAD_VERSION,
         kind: PayloadKind::Delta,
         compression: Compression::None,
     };
@@ -106,8 +121,25 @@ fn with_body(stone: &[u8], at: usize, body: &[u8], records: u32) -> Vec<u8> {
     out
 }
 
-fn body_of(stone: &[u8], at: usize) -> Vec<u8> {
-    stone[at + 32..].to_vec()
+/// A record's bytes with its header as given (frame length included), not as the frame
+/// says.
+fn raw(header: &RecordHeader, frame: &[u8]) -> Vec<u8> {
+    let header = header.encode();
+    let mut out = Vec::new();
+    delta::put_varint(&mut out, header.len() as u64);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(frame);
+    out
+}
+
+/// The delta body with the first record replaced by `first`.
+fn body_with_first(records: &[DeltaRecord], first: Vec<u8>) -> Vec<u8> {
+    let mut body = PREAMBLE.encode().to_vec();
+    body.extend_from_slice(&first);
+    for r in &records[1..] {
+        body.extend_from_slice(&r.encode());
+    }
+    body
 }
 
 #[test]
@@ -116,7 +148,9 @@ fn a_delta_stone_round_trips_and_applies() {
     let checked = read::verify(stone.as_slice()).unwrap();
     assert_eq!(checked.header.unwrap().file_type, FileType::Delta);
     assert!(checked.content.is_none());
-    assert_eq!(checked.delta.unwrap().header.records, 2);
+    let info = checked.delta.unwrap().header;
+    assert_eq!(info.records, 2);
+    assert_eq!(info.version, 2);
 
     let mut reader = Reader::new(stone.as_slice()).unwrap();
     let meta = reader.read_metadata().unwrap();
@@ -133,11 +167,96 @@ fn a_delta_stone_round_trips_and_applies() {
     let bases: HashMap<AssetHash, Vec<u8>> = [(AssetHash::of(&base()), base())].into();
     let mut out = Vec::new();
     let patch = &read_back[0];
-    let Method::Patch { base: b, .. } = patch.header.method else {
-        panic!("not a patch")
-    };
-    patch.apply(Some(&bases[&b]), &mut out).unwrap();
+    let given: Vec<&[u8]> = patch
+        .header
+        .bases
+        .iter()
+        .map(|b| bases[&b.hash].as_slice())
+        .collect();
+    patch
+        .apply(&given, &mut |_, b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(out, target());
+}
+
+#[test]
+fn a_record_of_several_targets_reads_back_and_rebuilds_each() {
+    let new = target();
+    let old = base();
+    let record = make::record(&[bytes(&old, 0)], &[bytes(SMALL, 1), bytes(&new, 0)], 3).unwrap();
+    let body = delta::encode_all(&PREAMBLE, std::slice::from_ref(&record));
+    let (_, decoded) = delta::decode_all(&body, &index_of(&new, SMALL)).unwrap();
+    assert_eq!(decoded, vec![record.clone()]);
+    let mut out = vec![Vec::new(), Vec::new()];
+    record
+        .apply(&[&old], &mut |i, b| {
+            out[i].extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(out, vec![SMALL.to_vec(), new]);
+}
+
+#[test]
+fn a_delta_index_compressed_against_its_layout_reads_back_and_only_in_a_delta() {
+    let new = target();
+    let index = index_of(&new, SMALL);
+    let layout = vec![
+        entry("lib/libx.so.2", AssetHash::of(&new)),
+        entry("share/small", AssetHash::of(SMALL)),
+    ];
+    let options = WriterOptions {
+        level: 19,
+        threads: 0,
+    };
+    let write = |file_type, against: bool| {
+        let mut writer = Writer::new(Cursor::new(Vec::new()), file_type, options).unwrap();
+        writer.add_layout(&layout).unwrap();
+        if against {
+            writer.add_index_against_layout(&index, &layout).unwrap();
+        } else {
+            writer.add_index(&index).unwrap();
+        }
+        writer.finish().unwrap().into_inner()
+    };
+    let against = write(FileType::Delta, true);
+    let plain = write(FileType::Delta, false);
+    // The two hashes are stored once: the index payload is smaller.
+    assert!(
+        against.len() < plain.len(),
+        "{} vs {}",
+        against.len(),
+        plain.len()
+    );
+    let stone = Reader::new(against.as_slice())
+        .unwrap()
+        .read_metadata()
+        .unwrap();
+    assert_eq!(stone.index, index);
+    assert_eq!(
+        stone.payloads[1].header.version,
+        mossfs_format::write::INDEX_AGAINST_LAYOUT
+    );
+    // A package stone never carries one.
+    let binary = write(FileType::Binary, true);
+    let err = Reader::new(binary.as_slice())
+        .unwrap()
+        .read_metadata()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::UnsupportedPayloadVersion {
+                kind: PayloadKind::Index,
+                version: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 fn first_error(stone: &[u8]) -> DecodeError {
@@ -146,9 +265,10 @@ fn first_error(stone: &[u8]) -> DecodeError {
 
 #[test]
 fn a_hostile_window_log_is_refused_by_name() {
-    let (stone, at, _) = honest();
-    let mut body = body_of(&stone, at);
-    body[delta::PREAMBLE_LEN + 1] = 40; // first record's window log
+    let (stone, at, records) = honest();
+    let mut header = records[0].header.clone();
+    header.window_log = 40;
+    let body = body_with_first(&records, raw(&header, &records[0].frame));
     let err = first_error(&with_body(&stone, at, &body, 2));
     assert!(
         matches!(
@@ -166,10 +286,10 @@ fn a_hostile_window_log_is_refused_by_name() {
 
 #[test]
 fn an_absurd_size_is_refused_before_anything_is_allocated() {
-    let (stone, at, _) = honest();
-    let mut body = body_of(&stone, at);
-    let r = delta::PREAMBLE_LEN;
-    body[r + 8..r + 16].copy_from_slice(&u64::MAX.to_be_bytes()); // target size
+    let (stone, at, records) = honest();
+    let mut header = records[0].header.clone();
+    header.bases[0].size = u64::MAX;
+    let body = body_with_first(&records, raw(&header, &records[0].frame));
     let err = first_error(&with_body(&stone, at, &body, 2));
     assert!(
         matches!(
@@ -185,8 +305,9 @@ fn an_absurd_size_is_refused_before_anything_is_allocated() {
         "{err}"
     );
     // A frame longer than the payload.
-    let mut body = body_of(&stone, at);
-    body[r + 24..r + 32].copy_from_slice(&(1u64 << 50).to_be_bytes()); // frame length
+    let mut header = records[0].header.clone();
+    header.frame_len = 1 << 50;
+    let body = body_with_first(&records, raw(&header, &records[0].frame));
     let err = first_error(&with_body(&stone, at, &body, 2));
     assert!(
         matches!(
@@ -198,19 +319,34 @@ fn an_absurd_size_is_refused_before_anything_is_allocated() {
         ),
         "{err}"
     );
+    // A header length beyond the limit.
+    let mut body = PREAMBLE.encode().to_vec();
+    delta::put_varint(&mut body, delta::MAX_HEADER_LEN + 1);
+    let err = first_error(&with_body(&stone, at, &body, 1));
+    assert!(
+        matches!(
+            err,
+            DecodeError::BadRecord {
+                reason: RecordError::DeltaTooLarge { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
-fn an_unknown_method_is_refused() {
-    let (stone, at, _) = honest();
-    let mut body = body_of(&stone, at);
-    body[delta::PREAMBLE_LEN] = 9;
+fn a_record_without_targets_is_refused() {
+    let (stone, at, records) = honest();
+    let mut header = records[0].header.clone();
+    header.targets.clear();
+    let body = body_with_first(&records, raw(&header, &records[0].frame));
     let err = first_error(&with_body(&stone, at, &body, 2));
     assert!(
         matches!(
             err,
             DecodeError::BadRecord {
-                reason: RecordError::DeltaMethod(9),
+                reason: RecordError::DeltaCount { count: 0, .. },
                 ..
             }
         ),
@@ -221,12 +357,17 @@ fn an_unknown_method_is_refused() {
 #[test]
 fn a_frame_that_lies_about_its_size_is_refused() {
     let (stone, at, records) = honest();
-    let mut body = body_of(&stone, at);
-    // The whole record is the second; its target size is one more than its frame makes,
-    // and the index entry's length does not matter to the record check.
-    let second = delta::PREAMBLE_LEN + delta::RECORD_HEADER_LEN + records[0].frame.len();
-    let size = records[1].header.target_size + 1;
-    body[second + 8..second + 16].copy_from_slice(&size.to_be_bytes());
+    // The whole record is the second; its frame makes one byte more than its target.
+    let mut longer = SMALL.to_vec();
+    longer.push(b'!');
+    let frame = zstd::bulk::compress(&longer, 3).unwrap();
+    let lying = DeltaRecord {
+        header: records[1].header.clone(),
+        frame,
+    };
+    let mut body = PREAMBLE.encode().to_vec();
+    body.extend_from_slice(&records[0].encode());
+    body.extend_from_slice(&lying.encode());
     let err = first_error(&with_body(&stone, at, &body, 2));
     assert!(
         matches!(&err, DecodeError::Delta { index: 1, source }
@@ -237,8 +378,8 @@ fn a_frame_that_lies_about_its_size_is_refused() {
 
 #[test]
 fn records_that_do_not_match_the_count_are_refused() {
-    let (stone, at, _) = honest();
-    let body = body_of(&stone, at);
+    let (stone, at, records) = honest();
+    let body = delta::encode_all(&PREAMBLE, &records);
     // One record declared, two present: the rest is trailing.
     let err = first_error(&with_body(&stone, at, &body, 1));
     assert!(
@@ -258,7 +399,8 @@ fn records_that_do_not_match_the_count_are_refused() {
         "{err}"
     );
     // Cut inside the first frame.
-    let cut = &body[..delta::PREAMBLE_LEN + delta::RECORD_HEADER_LEN + 3];
+    let header_len = records[0].encode().len() - records[0].frame.len();
+    let cut = &body[..delta::PREAMBLE_LEN + header_len + 3];
     let err = first_error(&with_body(&stone, at, cut, 2));
     assert!(
         matches!(
@@ -278,18 +420,26 @@ fn records_that_do_not_match_the_count_are_refused() {
 #[test]
 fn a_record_for_an_asset_outside_the_index_or_twice_is_refused() {
     let (stone, at, records) = honest();
-    let mut body = body_of(&stone, at);
-    let r = delta::PREAMBLE_LEN;
-    body[r + 32..r + 48].copy_from_slice(&7u128.to_be_bytes()); // target hash
+    let mut header = records[0].header.clone();
+    header.targets[0].position = 5;
+    let body = body_with_first(&records, raw(&header, &records[0].frame));
     let err = first_error(&with_body(&stone, at, &body, 2));
     assert!(
-        matches!(err, DecodeError::DeltaNotIndexed { index: 0, hash } if hash == AssetHash(7)),
+        matches!(
+            err,
+            DecodeError::BadRecord {
+                index: 0,
+                reason: RecordError::DeltaPosition {
+                    position: 5,
+                    entries: 2
+                },
+                ..
+            }
+        ),
         "{err}"
     );
     let mut twice = delta::encode_all(&PREAMBLE, &records);
-    let first = records[0].clone();
-    twice.extend_from_slice(&first.header.encode());
-    twice.extend_from_slice(&first.frame);
+    twice.extend_from_slice(&records[0].encode());
     let err = first_error(&with_body(&stone, at, &twice, 3));
     assert!(
         matches!(err, DecodeError::DeltaDuplicate { index: 2, .. }),
@@ -326,16 +476,32 @@ fn a_damaged_checksum_and_a_compressed_delta_payload_are_refused() {
         ),
         "{err}"
     );
+    // A version-1 payload is no longer read.
+    let (mut stone, at, _) = honest();
+    stone[at + 28..at + 30].copy_from_slice(&1u16.to_be_bytes());
+    let err = first_error(&stone);
+    assert!(
+        matches!(
+            err,
+            DecodeError::UnsupportedPayloadVersion {
+                kind: PayloadKind::Delta,
+                version: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn the_in_memory_decoder_agrees_with_the_stream() {
     let (stone, at, records) = honest();
-    let (preamble, decoded) = delta::decode_all(&body_of(&stone, at)).unwrap();
+    let index = index_of(&target(), SMALL);
+    let (preamble, decoded) = delta::decode_all(&stone[at + 32..], &index).unwrap();
     assert_eq!(preamble, PREAMBLE);
     assert_eq!(decoded, records);
     assert!(matches!(
-        delta::decode_all(&[0u8; 10]),
+        delta::decode_all(&[0u8; 10], &index),
         Err((0, RecordError::Short { .. }))
     ));
 }

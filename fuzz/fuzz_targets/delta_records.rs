@@ -4,17 +4,17 @@
 //! (a record may declare at most `delta::MAX_PATCH_PAIR` bytes, and nothing is allocated
 //! from a frame length before its bytes arrive). Beyond that:
 //! - records that decode re-encode to the same body;
-//! - the reader, given the body inside a real delta stone whose index lists every target,
-//!   refuses whatever the decoder refuses;
-//! - applying any record, against a fixed base for patches, either fails with a typed
-//!   error or writes exactly its target size of bytes that hash to its target.
+//! - the reader, given the body inside a real delta stone with the same index, refuses
+//!   whatever the decoder refuses;
+//! - applying any record, against a fixed base for each of its bases, either fails with a
+//!   typed error or writes, for every target, exactly its size of bytes that hash to it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mossfs_format::payload::PayloadHeader;
 use mossfs_format::{
-    ArchiveHeader, AssetHash, Compression, DecodeError, FileType, Method, PayloadKind, delta,
-    index, layout_index, read,
+    ArchiveHeader, AssetHash, Compression, DecodeError, FileType, PayloadKind, delta, index,
+    layout_index, read,
 };
 
 /// A delta stone holding an index of `targets` and `body` as its delta payload.
@@ -38,7 +38,11 @@ fn stone_around(targets: &[(AssetHash, u64)], records: u32, body: &[u8]) -> Vec<
             plain_size: body.len() as u64,
             checksum: xxhash_rust::xxh3::xxh3_64(body),
             records,
-            version: 1,
+            version: if kind == PayloadKind::Delta {
+                delta::PAYLOAD_VERSION
+            } else {
+                1
+            },
             kind,
             compression: Compression::None,
         };
@@ -48,8 +52,20 @@ fn stone_around(targets: &[(AssetHash, u64)], records: u32, body: &[u8]) -> Vec<
     out
 }
 
+/// A fixed index of a few assets with sizes from the first bytes, so that records can
+/// name real positions.
+fn index_for(body: &[u8]) -> Vec<mossfs_format::IndexEntry> {
+    layout_index(
+        body.iter()
+            .take(4)
+            .enumerate()
+            .map(|(i, &b)| (AssetHash(i as u128 + 1), u64::from(b) * 37)),
+    )
+}
+
 fuzz_target!(|body: &[u8]| {
-    let decoded = delta::decode_all(body);
+    let index = index_for(body);
+    let decoded = delta::decode_all(body, &index);
     if let Ok((preamble, records)) = &decoded {
         assert_eq!(
             delta::encode_all(preamble, records),
@@ -58,26 +74,33 @@ fuzz_target!(|body: &[u8]| {
         );
         let base: Vec<u8> = body.iter().rev().copied().collect();
         for record in records {
-            let mut out = Vec::new();
-            let given =
-                matches!(record.header.method, Method::Patch { .. }).then_some(base.as_slice());
-            if record.apply(given, &mut out).is_ok() {
-                assert_eq!(out.len() as u64, record.header.target_size);
-                assert_eq!(AssetHash::of(&out), record.header.target);
+            let given: Vec<&[u8]> = record
+                .header
+                .bases
+                .iter()
+                .map(|_| base.as_slice())
+                .collect();
+            let mut out = vec![Vec::new(); record.header.targets.len()];
+            let applied = record.apply(&given, &mut |i, b| {
+                out[i].extend_from_slice(b);
+                Ok(())
+            });
+            if applied.is_ok() {
+                for (bytes, target) in out.iter().zip(&record.header.targets) {
+                    assert_eq!(bytes.len() as u64, target.size);
+                    assert_eq!(AssetHash::of(bytes), target.hash);
+                }
             }
         }
     }
-    let (targets, count) = match &decoded {
+    let (entries, count) = match &decoded {
         Ok((_, records)) => (
-            records
-                .iter()
-                .map(|r| (r.header.target, r.header.target_size))
-                .collect::<Vec<_>>(),
+            index.iter().map(|e| (e.digest, e.len())).collect::<Vec<_>>(),
             records.len() as u32,
         ),
-        Err(_) => (Vec::new(), 0),
+        Err(_) => (index.iter().map(|e| (e.digest, e.len())).collect(), 0),
     };
-    let verdict = read::verify(stone_around(&targets, count, body).as_slice());
+    let verdict = read::verify(stone_around(&entries, count, body).as_slice());
     match (&decoded, &verdict) {
         (Err(_), Err(_)) | (Ok(_), Ok(_)) => {}
         // The reader also decodes whole frames and refuses duplicates.

@@ -84,7 +84,8 @@ fn make_delta(root: &TestRoot, old: &Path, new: &Path) -> PathBuf {
     let line = String::from_utf8_lossy(&output.stdout);
     assert!(
         line.starts_with("delta foo 1.0-1 -> 1.1-1 into ")
-            && line.contains("4 records (2 patches, 2 whole), 1 assets unchanged"),
+            && line
+                .contains("4 assets rebuilt by 1 records (1 patches, 0 whole), 1 assets unchanged"),
         "{line}"
     );
     out
@@ -168,11 +169,16 @@ fn inspect_shows_and_checks_the_records() {
         text.contains("header: stone v1, delta archive, 4 payloads"),
         "{text}"
     );
-    assert!(text.contains("delta: 4 records"), "{text}");
-    assert_eq!(text.matches("\n  patch ").count(), 2, "{text}");
-    assert_eq!(text.matches("\n  whole ").count(), 2, "{text}");
+    // Every file here is small, so the four are one record against both bases.
     assert!(
-        text.contains("check: ok (every payload checksum and 4 delta records verified"),
+        text.contains("delta: 1 records rebuilding 4 assets"),
+        "{text}"
+    );
+    assert_eq!(text.matches("\n  patch ").count(), 1, "{text}");
+    assert_eq!(text.matches("\n    target ").count(), 4, "{text}");
+    assert_eq!(text.matches("\n    base ").count(), 2, "{text}");
+    assert!(
+        text.contains("check: ok (every payload checksum and 1 delta records verified"),
         "{text}"
     );
 
@@ -180,9 +186,10 @@ fn inspect_shows_and_checks_the_records() {
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     let d = &json[0]["delta"];
     let records = d["records"].as_array().unwrap();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 1);
     let patch = records.iter().find(|r| r["method"] == "patch").unwrap();
-    assert!(patch["base"].as_str().unwrap().len() == 32);
+    assert_eq!(patch["targets"].as_array().unwrap().len(), 4);
+    assert!(patch["bases"][0]["hash"].as_str().unwrap().len() == 32);
     assert!(patch["window_log"].as_u64().unwrap() >= 10);
     // The delta names the full stone it stands for: the id a full install records.
     root.install(&[&new]);

@@ -288,17 +288,43 @@ fn corrupt_a_patch(delta: &[u8]) -> Vec<u8> {
     let (head, body) = raw.payload(PayloadKind::Delta);
     let records = head.records;
     let mut body = body.clone();
-    // The layout in format/src/delta.rs: a 72-byte preamble, then per record a 64-byte
-    // header (method at 0, frame length at 24) and the frame.
+    // The layout in format/src/delta.rs: a 72-byte preamble, then per record a varint
+    // header length, the header (window log, varint target and base counts, a varint per
+    // target, 16 bytes and a varint per base, the varint frame length) and the frame.
+    fn varint(bytes: &[u8], at: &mut usize) -> usize {
+        let mut value = 0usize;
+        let mut shift = 0;
+        loop {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return value;
+            }
+        }
+    }
     let mut at = 72;
     loop {
-        let frame_len = u64::from_be_bytes(body[at + 24..at + 32].try_into().unwrap()) as usize;
-        if body[at] == 1 {
-            body[at + 64 + frame_len / 2] ^= 0x55;
+        assert!(at < body.len(), "the delta has a patch");
+        let header_len = varint(&body, &mut at);
+        let frame_at = at + header_len;
+        let mut h = at + 1;
+        let targets = varint(&body, &mut h);
+        let bases = varint(&body, &mut h);
+        for _ in 0..targets {
+            varint(&body, &mut h);
+        }
+        for _ in 0..bases {
+            h += 16;
+            varint(&body, &mut h);
+        }
+        let frame_len = varint(&body, &mut h);
+        if bases > 0 {
+            body[frame_at + frame_len / 2] ^= 0x55;
             break;
         }
-        at += 64 + frame_len;
-        assert!(at < body.len(), "the delta has a patch");
+        at = frame_at + frame_len;
     }
     raw.replace(PayloadKind::Delta, records, body);
     raw.bytes()

@@ -6,15 +6,16 @@
 //! which is small:
 //!
 //! 1. **Check, writing nothing.** Every record is read and checked by the format reader,
-//!    every base a patch names must be in the store, and every asset of the new package
-//!    must either have a record or already be in the store. A delta that cannot finish is
-//!    refused here, before any file is made.
-//! 2. **Rebuild.** For each record whose target the store lacks: read the base asset whole
-//!    and hash it again (a store file could have been damaged since it was placed), apply
-//!    the record into a temp file (the output is bounded by the target size and hashed
-//!    against the target), give it the metadata of the first layout entry using it, and
-//!    only then place it under its name. Memory is bounded by one base, one target and
-//!    one frame: never the package.
+//!    every base a record names must be in the store (unless all its targets are), and
+//!    every asset of the new package must either have a record or already be in the
+//!    store. A delta that cannot finish is refused here, before any file is made.
+//! 2. **Rebuild.** For each record with a target the store lacks: read each of its bases
+//!    whole and hash it again (a store file could have been damaged since it was placed),
+//!    apply the record (the output is bounded by its targets' sizes and each target is
+//!    hashed against its name), write each missing target into a temp file with the
+//!    metadata of the first layout entry using it, and only then place it under its name.
+//!    Memory is bounded by one record: its bases, its targets and its frame, never the
+//!    package.
 //!
 //! **Fallback.** Every error from [`Store::apply_delta`] means the same to a caller: fetch
 //! the full stone and ingest it instead ([`StoreError::falls_back_to_full_stone`]). Nothing
@@ -24,10 +25,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
-use mossfs_format::{AssetHash, DecodeError, EntryKind, FileType, Method, Preamble, Reader, Stone};
+use mossfs_format::{
+    AssetHash, DecodeError, DeltaRecord, EntryKind, FileType, Preamble, Reader, Stone,
+};
 
 use crate::asset::{AssetMeta, rel_path};
 use crate::temp::TempFile;
@@ -97,43 +100,21 @@ impl Store {
             bytes_written: 0,
         };
         while let Some(record) = deltas.next_record().map_err(error)? {
-            let target = record.header.target;
-            if self.has_asset(target) {
+            let wanted: Vec<bool> = record
+                .header
+                .targets
+                .iter()
+                .map(|t| !self.has_asset(t.hash))
+                .collect();
+            if !wanted.contains(&true) {
                 continue;
             }
-            let base = match record.header.method {
-                Method::Patch { base, base_size } => {
-                    Some(self.read_base(path, base, base_size, target)?)
-                }
-                Method::Whole => None,
-            };
-            let meta = metas.get(&target).copied().unwrap_or(AssetMeta::DEFAULT);
-            let owner = self.owner(target, meta)?;
-            let mut temp = TempFile::create(&self.assets_tmp, &self.assets_tmp_dir)?;
-            record
-                .apply(base.as_deref(), temp.file())
-                .map_err(|source| StoreError::DeltaRecord {
-                    path: path.to_owned(),
-                    target,
-                    source: Box::new(source),
-                })?;
-            let write_error = |source| StoreError::WriteAsset {
-                hash: target,
-                path: temp.path(),
-                source,
-            };
-            temp.set_metadata(meta.perm, owner).map_err(write_error)?;
-            let rel = rel_path(target);
-            let placed =
-                temp.place(&self.assets, &rel, false)
-                    .map_err(|source| StoreError::WriteAsset {
-                        hash: target,
-                        path: self.assets_dir.join(&rel),
-                        source,
-                    })?;
-            if placed == crate::temp::Placed::New {
+            for (target, size) in self.rebuild(path, &record, &wanted, &|hash| {
+                metas.get(&hash).copied().unwrap_or(AssetMeta::DEFAULT)
+            })? {
+                let _ = target;
                 applied.written += 1;
-                applied.bytes_written += record.header.target_size;
+                applied.bytes_written += size;
             }
         }
         deltas.finish().map_err(error)?;
@@ -176,16 +157,20 @@ impl Store {
         let preamble = deltas.preamble();
         let mut rebuilt = HashSet::new();
         while let Some(record) = deltas.next_record().map_err(error)? {
-            let target = record.header.target;
-            rebuilt.insert(target);
-            if let Method::Patch { base, .. } = record.header.method
-                && !self.has_asset(target)
-                && !self.has_asset(base)
-            {
+            rebuilt.extend(record.header.targets.iter().map(|t| t.hash));
+            let Some(target) = record
+                .header
+                .targets
+                .iter()
+                .find(|t| !self.has_asset(t.hash))
+            else {
+                continue;
+            };
+            if let Some(base) = record.header.bases.iter().find(|b| !self.has_asset(b.hash)) {
                 return Err(StoreError::DeltaBaseMissing {
                     path: path.to_owned(),
-                    base,
-                    target,
+                    base: base.hash,
+                    target: target.hash,
                 });
             }
         }
@@ -238,31 +223,18 @@ impl Store {
         };
         let from = deltas.preamble().from;
         while let Some(record) = deltas.next_record().map_err(error)? {
-            if record.header.target != hash {
+            let wanted: Vec<bool> = record
+                .header
+                .targets
+                .iter()
+                .map(|t| t.hash == hash)
+                .collect();
+            if !wanted.contains(&true) {
                 continue;
             }
-            let base = match record.header.method {
-                Method::Patch { base, base_size } => {
-                    Some(self.read_base(path, base, base_size, hash)?)
-                }
-                Method::Whole => None,
-            };
-            let owner = self.owner(hash, meta)?;
-            let mut temp = TempFile::create(&self.assets_tmp, &self.assets_tmp_dir)?;
-            record
-                .apply(base.as_deref(), temp.file())
-                .map_err(|source| StoreError::DeltaRecord {
-                    path: path.to_owned(),
-                    target: hash,
-                    source: Box::new(source),
-                })?;
-            temp.set_metadata(meta.perm, owner)
-                .map_err(|source| StoreError::WriteAsset {
-                    hash,
-                    path: temp.path(),
-                    source,
-                })?;
-            self.replace_asset(temp, hash)?;
+            self.rebuild_into(path, &record, &wanted, &|_| meta, &mut |temp, target| {
+                self.replace_asset(temp, target)
+            })?;
             return self.remove_variants(hash, false);
         }
         // An unchanged file: the old package's stone has it.
@@ -274,6 +246,113 @@ impl Store {
             id,
             path: path.to_owned(),
         })
+    }
+
+    /// Applies one record and places each wanted target the store lacks under its name,
+    /// with the metadata `meta_of` gives; returns the targets placed and their sizes.
+    fn rebuild(
+        &self,
+        path: &Path,
+        record: &DeltaRecord,
+        wanted: &[bool],
+        meta_of: &dyn Fn(AssetHash) -> AssetMeta,
+    ) -> Result<Vec<(AssetHash, u64)>> {
+        let mut placed = Vec::new();
+        self.rebuild_into(path, record, wanted, meta_of, &mut |temp, target| {
+            let rel = rel_path(target);
+            let size = temp.file_ref().metadata().map_or(0, |m| m.len());
+            let new =
+                temp.place(&self.assets, &rel, false)
+                    .map_err(|source| StoreError::WriteAsset {
+                        hash: target,
+                        path: self.assets_dir.join(&rel),
+                        source,
+                    })?;
+            if new == crate::temp::Placed::New {
+                placed.push((target, size));
+            }
+            Ok(())
+        })?;
+        Ok(placed)
+    }
+
+    /// Applies one record: reads and re-hashes its bases, rebuilds each wanted target into
+    /// a temp file with its metadata, and hands each to `finish` only once it hashed to its
+    /// name. Memory is bounded by the record: its bases and targets, never the package.
+    fn rebuild_into(
+        &self,
+        path: &Path,
+        record: &DeltaRecord,
+        wanted: &[bool],
+        meta_of: &dyn Fn(AssetHash) -> AssetMeta,
+        finish: &mut dyn FnMut(TempFile<'_>, AssetHash) -> Result<()>,
+    ) -> Result<()> {
+        let targets = &record.header.targets;
+        let first = targets.first().map_or(AssetHash(0), |t| t.hash);
+        let bases = record
+            .header
+            .bases
+            .iter()
+            .map(|b| self.read_base(path, b.hash, b.size, first))
+            .collect::<Result<Vec<_>>>()?;
+        let given: Vec<&[u8]> = bases.iter().map(Vec::as_slice).collect();
+        let record_error = |target, source| StoreError::DeltaRecord {
+            path: path.to_owned(),
+            target,
+            source: Box::new(source),
+        };
+        let prepare = |target: AssetHash| -> Result<TempFile<'_>> {
+            let meta = meta_of(target);
+            let owner = self.owner(target, meta)?;
+            let temp = TempFile::create(&self.assets_tmp, &self.assets_tmp_dir)?;
+            temp.set_metadata(meta.perm, owner)
+                .map_err(|source| StoreError::WriteAsset {
+                    hash: target,
+                    path: temp.path(),
+                    source,
+                })?;
+            Ok(temp)
+        };
+        if record.header.streams() {
+            // One whole target, decoded as a stream into its temp file, which is placed
+            // only once the whole of it hashed to its name.
+            if !wanted.first().copied().unwrap_or(false) {
+                return Ok(());
+            }
+            let mut temp = prepare(first)?;
+            let file = temp.file();
+            record
+                .apply(&[], &mut |_, bytes| file.write_all(bytes))
+                .map_err(|source| record_error(first, source))?;
+            return finish(temp, first);
+        }
+        // Decoded in one piece: every target has hashed to its name before the first
+        // call, so each is written and placed as it comes, one temp file at a time.
+        let mut failed: Option<StoreError> = None;
+        let result = record.apply(&given, &mut |i, bytes| {
+            if !wanted.get(i).copied().unwrap_or(false) {
+                return Ok(());
+            }
+            let target = targets[i].hash;
+            let done = prepare(target).and_then(|mut temp| {
+                temp.file()
+                    .write_all(bytes)
+                    .map_err(|source| StoreError::WriteAsset {
+                        hash: target,
+                        path: temp.path(),
+                        source,
+                    })?;
+                finish(temp, target)
+            });
+            done.map_err(|e| {
+                failed = Some(e);
+                std::io::Error::other("stopped")
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        result.map_err(|source| record_error(first, source))
     }
 
     /// Reads a base asset whole and hashes it again: a damaged store file must not become

@@ -103,7 +103,9 @@ pub struct Made {
     pub preamble: Preamble,
     /// Records in the delta.
     pub records: usize,
-    /// Of which patches (the rest are whole frames).
+    /// Assets the records rebuild (a record may rebuild several).
+    pub rebuilt: usize,
+    /// Records that are patches (the rest are whole frames).
     pub patches: usize,
     /// Assets of NEW that OLD already has, so need no record.
     pub unchanged: usize,
@@ -165,7 +167,7 @@ pub fn make_delta(
     let size = std::fs::metadata(output).map_or(0, |m| m.len());
     let patches = records
         .iter()
-        .filter(|r| matches!(r.header.method, Method::Patch { .. }))
+        .filter(|r| r.header.method() == Method::Patch)
         .count();
     let unique: HashSet<AssetHash> = new_loaded.stone.index.iter().map(|e| e.digest).collect();
     Ok(Made {
@@ -174,35 +176,40 @@ pub fn make_delta(
         new_version: version_of(&new_loaded.stone),
         preamble,
         records: records.len(),
+        rebuilt: rebuilt_count(&records),
         patches,
-        unchanged: unique.len() - records.len(),
+        unchanged: unique.len() - rebuilt_count(&records),
         size,
     })
 }
 
-/// One record per pairing, on the current rayon pool, in the pairings' order.
+/// The records for the pairings, on the current rayon pool, one unit at a time
+/// ([`make::units`]: big targets alone, small ones tried as groups), in the pairings' order.
 pub fn make_records(
     pairings: &[Pairing],
     old: &HashMap<AssetHash, Vec<u8>>,
     new: &HashMap<AssetHash, Vec<u8>>,
     options: &Options,
 ) -> Result<Vec<DeltaRecord>, MakeDeltaError> {
-    pairings
+    let units = make::units(pairings, options);
+    let made: Vec<Vec<DeltaRecord>> = units
         .par_iter()
-        .map(|pairing| {
-            let target = pairing.target;
-            let bytes = new.get(&target).ok_or_else(|| MakeDeltaError::Record {
-                target,
-                source: io::Error::other("the new stone's content lacks it"),
-            })?;
-            let base = pairing
-                .base
-                .and_then(|(hash, _)| old.get(&hash))
-                .map(Vec::as_slice);
-            make::best(base, bytes, options)
-                .map_err(|source| MakeDeltaError::Record { target, source })
+        .map(|unit| {
+            let old_bytes = |h: AssetHash| old.get(&h).map(Vec::as_slice);
+            let new_bytes = |h: AssetHash| new.get(&h).map(Vec::as_slice);
+            make::best(pairings, unit, &old_bytes, &new_bytes, options).map_err(|source| {
+                MakeDeltaError::Record {
+                    target: pairings[unit.pairings[0]].target,
+                    source,
+                }
+            })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(made.into_iter().flatten().collect())
+}
+
+fn rebuilt_count(records: &[DeltaRecord]) -> usize {
+    records.iter().map(|r| r.header.targets.len()).sum()
 }
 
 /// Writes through a temporary file beside `output`, synced, then renamed.
@@ -241,7 +248,8 @@ fn write_atomically(
 
 /// Writes the delta stone, then reads it back through the verifying reader. Its meta,
 /// layout and index payloads are compressed at the records' level (19 by default, not
-/// the writer's 9): they are a large share of a small delta, and tiny to compress.
+/// the writer's 9): they are a large share of a small delta, and tiny to compress; the
+/// index is compressed against the layout, which names the same hashes.
 fn write_delta(
     file: &File,
     new: &Stone,
@@ -253,7 +261,7 @@ fn write_delta(
     let mut writer = Writer::new(BufWriter::new(file), FileType::Delta, options)?;
     writer.add_meta(&new.meta)?;
     writer.add_layout(&new.layout)?;
-    writer.add_index(&new.index)?;
+    writer.add_index_against_layout(&new.index, &new.layout)?;
     writer.add_delta(preamble, records)?;
     let mut buffered = writer.finish()?;
     buffered.flush()?;
@@ -291,18 +299,20 @@ fn check_applies(
         .ok_or_else(|| failed(&"it has no delta payload"))?;
     let mut rebuilt = HashSet::new();
     while let Some(record) = deltas.next_record().map_err(|e| failed(&e))? {
-        let base = match record.header.method {
-            Method::Patch { base, .. } => Some(
-                old.get(&base)
-                    .ok_or_else(|| failed(&format!("base {base} is not in the old package")))?
-                    .as_slice(),
-            ),
-            Method::Whole => None,
-        };
+        let bases = record
+            .header
+            .bases
+            .iter()
+            .map(|b| {
+                old.get(&b.hash)
+                    .map(Vec::as_slice)
+                    .ok_or_else(|| failed(&format!("base {} is not in the old package", b.hash)))
+            })
+            .collect::<io::Result<Vec<&[u8]>>>()?;
         record
-            .apply(base, &mut io::sink())
+            .apply(&bases, &mut |_, _| Ok(()))
             .map_err(|e| failed(&e))?;
-        rebuilt.insert(record.header.target);
+        rebuilt.extend(record.header.targets.iter().map(|t| t.hash));
     }
     deltas.finish().map_err(|e| failed(&e))?;
     if let Some(missing) = new

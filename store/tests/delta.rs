@@ -86,8 +86,15 @@ fn read_stone(bytes: &[u8]) -> (mossfs_format::Stone, HashMap<AssetHash, Vec<u8>
     (stone, assets)
 }
 
-/// A delta stone from `old` to `new`, made as `mossfs delta` makes it.
+/// A delta stone from `old` to `new` with one record per target, so that a test can lie
+/// about one target's record.
 fn build_delta(old: &[u8], new: &[u8]) -> (Vec<u8>, Vec<DeltaRecord>) {
+    build(old, new, false)
+}
+
+/// A delta stone from `old` to `new`, made as `mossfs delta` makes it (with `grouped`,
+/// small targets are tried as one record), or with one record per target.
+fn build(old: &[u8], new: &[u8], grouped: bool) -> (Vec<u8>, Vec<DeltaRecord>) {
     let (old_stone, old_assets) = read_stone(old);
     let (new_stone, new_assets) = read_stone(new);
     let pairings = make::choose_bases(
@@ -96,12 +103,19 @@ fn build_delta(old: &[u8], new: &[u8]) -> (Vec<u8>, Vec<DeltaRecord>) {
         &new_stone.layout,
         &new_stone.index,
     );
-    let records: Vec<DeltaRecord> = pairings
+    let options = Options::default();
+    let units = if grouped {
+        make::units(&pairings, &options)
+    } else {
+        (0..pairings.len())
+            .map(|i| make::Unit { pairings: vec![i] })
+            .collect()
+    };
+    let old_bytes = |h: AssetHash| old_assets.get(&h).map(Vec::as_slice);
+    let new_bytes = |h: AssetHash| new_assets.get(&h).map(Vec::as_slice);
+    let records: Vec<DeltaRecord> = units
         .iter()
-        .map(|p| {
-            let base = p.base.map(|(h, _)| old_assets[&h].as_slice());
-            make::best(base, &new_assets[&p.target], &Options::default()).unwrap()
-        })
+        .flat_map(|unit| make::best(&pairings, unit, &old_bytes, &new_bytes, &options).unwrap())
         .collect();
     (write_delta(&new_stone, &records), records)
 }
@@ -222,6 +236,25 @@ fn a_delta_rebuilds_exactly_what_the_full_stone_unpacks() {
 }
 
 #[test]
+fn a_grouped_delta_rebuilds_exactly_what_the_full_stone_unpacks() {
+    let setup = setup(|old, new| {
+        let (bytes, records) = build(old, new, true);
+        // Every target here is small: they are tried as one group, which wins, so one
+        // record rebuilds all five against both bases.
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].header.targets.len(), 5);
+        assert_eq!(records[0].header.bases.len(), 2);
+        bytes
+    });
+    let applied = setup.store.apply_delta(&setup.delta).unwrap();
+    assert_eq!((applied.written, applied.present), (5, 1));
+    assert_eq!(contents(&setup.store), reference());
+    assert!(temp_files(&setup.store).is_empty());
+    let again = setup.store.apply_delta(&setup.delta).unwrap();
+    assert_eq!((again.written, again.present), (0, 6));
+}
+
+#[test]
 fn bases_are_chosen_by_path_then_by_version_stripped_name() {
     let (old_files, new_files) = pair();
     let (_, records) = build_delta(
@@ -230,28 +263,24 @@ fn bases_are_chosen_by_path_then_by_version_stripped_name() {
     );
     let by_target: HashMap<AssetHash, RecordHeader> = records
         .iter()
-        .map(|r| (r.header.target, r.header))
+        .map(|r| (r.header.targets[0].hash, r.header.clone()))
         .collect();
-    let base_of = |new: usize| by_target[&new_files[new].hash()].method;
+    let bases_of = |new: usize| {
+        let r = &by_target[&new_files[new].hash()];
+        r.bases.iter().map(|b| (b.hash, b.size)).collect::<Vec<_>>()
+    };
     // bin/tool: same path.
-    assert_eq!(
-        base_of(0),
-        Method::Patch {
-            base: old_files[0].hash(),
-            base_size: 80_000
-        }
-    );
+    assert_eq!(bases_of(0), vec![(old_files[0].hash(), 80_000)]);
     // lib/libfoo.so.1.2.4 from lib/libfoo.so.1.2.3.
-    assert_eq!(
-        base_of(1),
-        Method::Patch {
-            base: old_files[1].hash(),
-            base_size: 300_000
-        }
-    );
+    assert_eq!(bases_of(1), vec![(old_files[1].hash(), 300_000)]);
     // Unrelated new data, the empty file and a tiny file are whole.
     for new in [3, 4, 6] {
-        assert_eq!(base_of(new), Method::Whole, "{}", new_files[new].path);
+        assert_eq!(
+            by_target[&new_files[new].hash()].method(),
+            Method::Whole,
+            "{}",
+            new_files[new].path
+        );
     }
     // The patches are far smaller than the files.
     for new in [0, 1] {
@@ -352,9 +381,18 @@ fn a_record_that_rebuilds_other_bytes_is_refused_by_hash() {
         let target = AssetHash::of(b"version 2\n");
         let record = records
             .iter_mut()
-            .find(|r| r.header.target == target)
+            .find(|r| r.header.targets[0].hash == target)
             .unwrap();
-        let forged = make::whole(b"version 3\n", 3).unwrap();
+        let forged = make::record(
+            &[],
+            &[make::Bytes {
+                hash: target,
+                position: 0,
+                bytes: b"version 3\n",
+            }],
+            3,
+        )
+        .unwrap();
         record.frame = forged.frame;
         record.header.frame_len = record.frame.len() as u64;
         write_delta(&new_stone, &records)

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::Path;
 
-use mossfs_format::{Method, Preamble, Reader, RecordHeader, Stone};
+use mossfs_format::{Preamble, Reader, RecordHeader, Stone};
 use serde_json::{Value, json};
 
 use crate::error::CliError;
@@ -47,56 +47,67 @@ pub fn read(path: &Path, stone: &Stone) -> Result<Option<Records>, CliError> {
     Ok(Some(Records { preamble, records }))
 }
 
-/// The text form: a summary line, then one line per record.
+/// The text form: a summary line, then one line per record and one per asset it names.
 pub fn text(out: &mut dyn Write, delta: &Records) -> Result<(), CliError> {
     let frames: u64 = delta.records.iter().map(|r| r.frame_len).sum();
+    let targets: usize = delta.records.iter().map(|r| r.targets.len()).sum();
     writeln!(
         out,
-        "delta: {} records, {} of frames",
+        "delta: {} records rebuilding {targets} assets, {} of frames",
         delta.records.len(),
         units::bytes(frames)
     )?;
     writeln!(out, "  from package {}", delta.preamble.from)?;
     writeln!(out, "  to package   {}", delta.preamble.to)?;
     for r in &delta.records {
-        write!(
+        writeln!(
             out,
-            "  {:<5} {} {:>10} B  frame {:>10} B  window 2^{}",
-            r.method.name(),
-            r.target,
-            r.target_size,
+            "  {:<5} {:>4} targets {:>10} B  {:>3} bases {:>10} B  frame {:>10} B  window 2^{}",
+            r.method().name(),
+            r.targets.len(),
+            r.target_size(),
+            r.bases.len(),
+            r.base_size(),
             r.frame_len,
             r.window_log
         )?;
-        match r.method {
-            Method::Patch { base, base_size } => {
-                writeln!(out, "  base {base} {base_size} B")?;
-            }
-            Method::Whole => writeln!(out)?,
+        for t in &r.targets {
+            writeln!(out, "    target {} {:>10} B", t.hash, t.size)?;
+        }
+        for b in &r.bases {
+            writeln!(out, "    base   {} {:>10} B", b.hash, b.size)?;
         }
     }
     Ok(())
 }
 
-/// The JSON form: `{ "from", "to", "records": [ { "method", "target", "target_size",
-/// "frame_size", "window_log", and for a patch "base", "base_size" } ] }`.
+/// The JSON form: `{ "from", "to", "records": [ { "method", "targets": [ { "hash",
+/// "size" } ], "bases": [ { "hash", "size" } ], "target_size", "base_size",
+/// "frame_size", "window_log" } ] }`.
 pub fn json(delta: &Records) -> Value {
     let records: Vec<Value> = delta
         .records
         .iter()
         .map(|r| {
-            let mut v = json!({
-                "method": r.method.name(),
-                "target": r.target.to_string(),
-                "target_size": r.target_size,
+            let targets: Vec<Value> = r
+                .targets
+                .iter()
+                .map(|t| json!({ "hash": t.hash.to_string(), "size": t.size }))
+                .collect();
+            let bases: Vec<Value> = r
+                .bases
+                .iter()
+                .map(|b| json!({ "hash": b.hash.to_string(), "size": b.size }))
+                .collect();
+            json!({
+                "method": r.method().name(),
+                "targets": targets,
+                "bases": bases,
+                "target_size": r.target_size(),
+                "base_size": r.base_size(),
                 "frame_size": r.frame_len,
                 "window_log": r.window_log,
-            });
-            if let Method::Patch { base, base_size } = r.method {
-                v["base"] = base.to_string().into();
-                v["base_size"] = base_size.into();
-            }
-            v
+            })
         })
         .collect();
     json!({

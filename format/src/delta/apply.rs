@@ -1,21 +1,22 @@
-//! Applying a delta record: rebuilding one asset from its frame (and, for a patch, its
-//! base), with the output bounded by the record's target size and hashed against it.
+//! Applying a delta record: rebuilding its assets from its frame (and, for a patch, its
+//! bases), with the output bounded by the targets' sizes and each target hashed against
+//! its name.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
-use super::{DeltaRecord, Method};
+use super::DeltaRecord;
 use crate::hash::{AssetHash, AssetHasher};
 
-/// Why a record could not rebuild its asset.
+/// Why a record could not rebuild its assets.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApplyError {
-    /// A patch was applied without a base, or with a base of the wrong length or hash.
+    /// A patch was applied without its bases, or with a base of the wrong length or hash.
     #[error(
         "the patch for {target} needs base {expected} ({expected_size} bytes), but was given {found}"
     )]
     WrongBase {
-        /// The asset being rebuilt.
+        /// The record's first target.
         target: AssetHash,
         /// The base the record names.
         expected: AssetHash,
@@ -27,7 +28,7 @@ pub enum ApplyError {
     /// zstd refused the frame.
     #[error("the frame for {target} does not decode: {reason}")]
     Decompress {
-        /// The asset being rebuilt.
+        /// The record's first target.
         target: AssetHash,
         /// What zstd said.
         reason: String,
@@ -35,9 +36,9 @@ pub enum ApplyError {
     /// The frame decodes to another length than the record says.
     #[error("the frame for {target} decodes to {found} bytes, the record says {expected}")]
     Size {
-        /// The asset being rebuilt.
+        /// The record's first target.
         target: AssetHash,
-        /// The record's target size.
+        /// The targets' total size.
         expected: u64,
         /// Bytes produced (for an overrun: at least this many).
         found: u64,
@@ -45,7 +46,7 @@ pub enum ApplyError {
     /// The rebuilt bytes do not hash to the target.
     #[error("the rebuilt bytes hash to {computed}, but the record names them {target}")]
     Hash {
-        /// The record's target.
+        /// The target.
         target: AssetHash,
         /// The hash of what was rebuilt.
         computed: AssetHash,
@@ -62,15 +63,20 @@ pub enum ApplyError {
 }
 
 impl DeltaRecord {
-    /// Checks that the frame declares exactly the record's target size, before anything is
+    fn first_target(&self) -> AssetHash {
+        self.header.targets.first().map_or(AssetHash(0), |t| t.hash)
+    }
+
+    /// Checks that the frame declares exactly the targets' total size, before anything is
     /// decoded or allocated for it.
     pub fn check_frame(&self) -> Result<(), ApplyError> {
-        let target = self.header.target;
+        let target = self.first_target();
+        let expected = self.header.target_size();
         match zstd::zstd_safe::get_frame_content_size(&self.frame) {
-            Ok(Some(size)) if size == self.header.target_size => Ok(()),
+            Ok(Some(size)) if size == expected => Ok(()),
             Ok(Some(size)) => Err(ApplyError::Size {
                 target,
-                expected: self.header.target_size,
+                expected,
                 found: size,
             }),
             Ok(None) => Err(ApplyError::Decompress {
@@ -84,89 +90,118 @@ impl DeltaRecord {
         }
     }
 
-    /// Rebuilds the asset into `out`, hashing it on the way. A patch needs its base's bytes,
-    /// which are checked against the record's base hash and size first. `out` receives
-    /// bytes before the final hash check: write it somewhere that becomes visible only
-    /// after this returns `Ok`.
-    pub fn apply(&self, base: Option<&[u8]>, out: &mut dyn Write) -> Result<(), ApplyError> {
+    /// Rebuilds the record's targets. `bases` are the bytes of the bases the record names,
+    /// in its order (none for a whole record); each is checked against the record's hash
+    /// and size first. `out` receives `(i, bytes)` for target `i`: for a record decoded in
+    /// one piece, each target once and only after every target hashed to its name; for a
+    /// single whole target, in chunks as they are decoded, before the final hash check, so
+    /// write it somewhere that becomes visible only after this returns `Ok`.
+    pub fn apply(
+        &self,
+        bases: &[&[u8]],
+        out: &mut dyn FnMut(usize, &[u8]) -> io::Result<()>,
+    ) -> Result<(), ApplyError> {
         self.check_frame()?;
-        match self.header.method {
-            Method::Patch {
-                base: want,
-                base_size,
-            } => {
-                let base = match base {
-                    Some(bytes)
-                        if bytes.len() as u64 == base_size && AssetHash::of(bytes) == want =>
-                    {
-                        bytes
-                    }
-                    other => {
-                        return Err(ApplyError::WrongBase {
-                            target: self.header.target,
-                            expected: want,
-                            expected_size: base_size,
-                            found: match other {
-                                None => "none".into(),
-                                Some(b) => {
-                                    format!("{} bytes hashing to {}", b.len(), AssetHash::of(b))
-                                }
-                            },
-                        });
-                    }
-                };
-                let plain = self.decode_patch(base)?;
-                self.finish(&plain, out)
-            }
-            Method::Whole => self.decode_whole(out),
+        let target = self.first_target();
+        if bases.len() != self.header.bases.len() {
+            let expected = self.header.bases.first().copied();
+            return Err(ApplyError::WrongBase {
+                target,
+                expected: expected.map_or(AssetHash(0), |b| b.hash),
+                expected_size: expected.map_or(0, |b| b.size),
+                found: format!(
+                    "{} bases where the record names {}",
+                    bases.len(),
+                    self.header.bases.len()
+                ),
+            });
         }
+        for (bytes, want) in bases.iter().zip(&self.header.bases) {
+            if bytes.len() as u64 != want.size || AssetHash::of(bytes) != want.hash {
+                return Err(ApplyError::WrongBase {
+                    target,
+                    expected: want.hash,
+                    expected_size: want.size,
+                    found: format!("{} bytes hashing to {}", bytes.len(), AssetHash::of(bytes)),
+                });
+            }
+        }
+        if self.header.streams() {
+            return self.decode_whole(&mut |bytes| out(0, bytes));
+        }
+        let plain = self.decode_at_once(bases)?;
+        let mut at = 0usize;
+        let mut pieces = Vec::with_capacity(self.header.targets.len());
+        for t in &self.header.targets {
+            // The sizes sum to plain.len(), checked by decode_at_once.
+            let piece = &plain[at..at + t.size as usize];
+            at += t.size as usize;
+            let computed = AssetHash::of(piece);
+            if computed != t.hash {
+                return Err(ApplyError::Hash {
+                    target: t.hash,
+                    computed,
+                });
+            }
+            pieces.push(piece);
+        }
+        for (i, (piece, t)) in pieces.into_iter().zip(&self.header.targets).enumerate() {
+            out(i, piece).map_err(|source| ApplyError::Write {
+                target: t.hash,
+                source,
+            })?;
+        }
+        Ok(())
     }
 
-    /// One-shot decode against the prefix into a buffer of exactly the target size: zstd
-    /// cannot write past it. The capacity comes from the record, bounded by
-    /// [`super::MAX_PATCH_PAIR`] and checked against the frame's own content size; its
-    /// pages are only touched as zstd really writes them.
-    fn decode_patch(&self, base: &[u8]) -> Result<Vec<u8>, ApplyError> {
-        let target = self.header.target;
+    /// One-shot decode against the bases as one prefix into a buffer of exactly the
+    /// targets' total size: zstd cannot write past it. The capacity comes from the record,
+    /// bounded by [`super::MAX_PATCH_PAIR`] and checked against the frame's own content
+    /// size; its pages are only touched as zstd really writes them.
+    fn decode_at_once(&self, bases: &[&[u8]]) -> Result<Vec<u8>, ApplyError> {
+        let target = self.first_target();
+        let expected = self.header.target_size();
         let zstd_error = |code: usize| ApplyError::Decompress {
             target,
             reason: zstd::zstd_safe::get_error_name(code).to_owned(),
         };
-        let size = usize::try_from(self.header.target_size).map_err(|_| ApplyError::Size {
+        let size = usize::try_from(expected).map_err(|_| ApplyError::Size {
             target,
-            expected: self.header.target_size,
+            expected,
             found: 0,
         })?;
+        let prefix: Vec<u8>;
+        let prefix = match bases {
+            [] => None,
+            [one] => Some(*one),
+            many => {
+                prefix = many.concat();
+                Some(prefix.as_slice())
+            }
+        };
         let mut dctx = zstd::zstd_safe::DCtx::create();
-        dctx.ref_prefix(base).map_err(zstd_error)?;
+        if let Some(prefix) = prefix {
+            dctx.ref_prefix(prefix).map_err(zstd_error)?;
+        }
         let mut plain = Vec::with_capacity(size);
         let n = dctx
             .decompress(&mut plain, &self.frame)
             .map_err(zstd_error)?;
-        if n as u64 != self.header.target_size {
+        if n as u64 != expected {
             return Err(ApplyError::Size {
                 target,
-                expected: self.header.target_size,
+                expected,
                 found: n as u64,
             });
         }
         Ok(plain)
     }
 
-    fn finish(&self, plain: &[u8], out: &mut dyn Write) -> Result<(), ApplyError> {
-        let target = self.header.target;
-        let computed = AssetHash::of(plain);
-        if computed != target {
-            return Err(ApplyError::Hash { target, computed });
-        }
-        out.write_all(plain)
-            .map_err(|source| ApplyError::Write { target, source })
-    }
-
-    /// Streams a whole frame through zstd with the recorded window as the limit, never
-    /// producing more than the target size plus one byte.
-    fn decode_whole(&self, out: &mut dyn Write) -> Result<(), ApplyError> {
-        let target = self.header.target;
+    /// Streams a whole frame of one target through zstd with the recorded window as the
+    /// limit, never producing more than the target size plus one byte.
+    fn decode_whole(&self, out: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<(), ApplyError> {
+        let target = self.first_target();
+        let expected = self.header.target_size();
         let zstd_error = |e: io::Error| ApplyError::Decompress {
             target,
             reason: e.to_string(),
@@ -176,7 +211,7 @@ impl DeltaRecord {
         decoder
             .window_log_max(u32::from(self.header.window_log))
             .map_err(zstd_error)?;
-        let mut limited = decoder.take(self.header.target_size.saturating_add(1));
+        let mut limited = decoder.take(expected.saturating_add(1));
         let mut hasher = AssetHasher::new();
         let mut buf = vec![0u8; 128 * 1024];
         let mut produced = 0u64;
@@ -188,17 +223,16 @@ impl DeltaRecord {
                 Err(e) => return Err(zstd_error(e)),
             };
             produced += n as u64;
-            if produced > self.header.target_size {
+            if produced > expected {
                 break;
             }
             hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|source| ApplyError::Write { target, source })?;
+            out(&buf[..n]).map_err(|source| ApplyError::Write { target, source })?;
         }
-        if produced != self.header.target_size {
+        if produced != expected {
             return Err(ApplyError::Size {
                 target,
-                expected: self.header.target_size,
+                expected,
                 found: produced,
             });
         }
@@ -213,24 +247,32 @@ impl DeltaRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delta::RecordHeader;
+    use crate::delta::{RecordHeader, Target};
+
+    fn whole(plain: &[u8], frame: Vec<u8>, size: u64) -> DeltaRecord {
+        DeltaRecord {
+            header: RecordHeader {
+                window_log: 10,
+                targets: vec![Target {
+                    position: 0,
+                    hash: AssetHash::of(plain),
+                    size,
+                }],
+                bases: Vec::new(),
+                frame_len: frame.len() as u64,
+            },
+            frame,
+        }
+    }
 
     #[test]
     fn a_lying_frame_is_refused_before_decoding() {
         let plain = b"hello hello hello".to_vec();
         let frame = zstd::bulk::compress(&plain, 3).unwrap();
-        let record = DeltaRecord {
-            header: RecordHeader {
-                method: Method::Whole,
-                window_log: 10,
-                target: AssetHash::of(&plain),
-                target_size: 5,
-                frame_len: frame.len() as u64,
-            },
-            frame,
-        };
+        let record = whole(&plain, frame, 5);
+        let mut sink = |_: usize, _: &[u8]| Ok(());
         assert!(matches!(
-            record.apply(None, &mut Vec::new()),
+            record.apply(&[], &mut sink),
             Err(ApplyError::Size {
                 expected: 5,
                 found: 17,
@@ -242,7 +284,7 @@ mod tests {
             ..record
         };
         assert!(matches!(
-            garbage.apply(None, &mut Vec::new()),
+            garbage.apply(&[], &mut sink),
             Err(ApplyError::Decompress { .. })
         ));
     }
