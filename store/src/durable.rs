@@ -23,9 +23,14 @@
 //!
 //! # Why the order is safe, per file system
 //!
-//! The order is: asset and stone data, then the store's folders, then (after the blit)
-//! the staging tree's new files and directories, then the exchange, then the parents of
-//! the exchange. What each file system needs on top of that:
+//! The order is: the cached stones' data, then their names in `cache/` (both before the
+//! state that needs them is recorded); then, after the blit, in one pass, the new assets'
+//! data, the store's folders and the staging tree's new files and directories; then the
+//! exchange, then the parents of the exchange. The assets need not be durable before the
+//! blit links to them: nothing names the staging tree from the live one until the
+//! exchange, and a kill before it removes staging and drops the state, so only "both before
+//! the exchange" matters, and one pass costs one journal commit (or one `syncfs`) instead
+//! of two. What each file system needs on top of that:
 //!
 //! - **ext4 with a journal** (`data=ordered`, the default): every name and inode change
 //!   (mkdir, link, symlink, chmod, rename, the block allocations and size updates that
