@@ -311,8 +311,9 @@ fn child_path(parent: &Path, name: &[u8]) -> PathBuf {
 /// Creates `target`, which must not exist, and fills it with the tree `root` read through
 /// `q`, linking files from `store`.
 ///
-/// The store's assets must be durable already (DESIGN.md §6.2: `Store::sync_assets` first), and
-/// the result is not durable until [`sync_tree`]. On error, whatever was created stays;
+/// The store's assets must be durable before the exchange (DESIGN.md §6.2): already
+/// (`Store::sync_assets`), or with the tree, named to [`Written::outside`]. The result is
+/// not durable until [`sync_tree`]. On error, whatever was created stays;
 /// remove it with [`remove_tree`]. Nothing is created when the tree itself is unreadable
 /// or damaged.
 pub fn blit(

@@ -156,7 +156,7 @@ impl Store {
 }
 
 impl Draft<'_> {
-    fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         match self {
             Draft::Anonymous(file) => file,
             Draft::Named(temp) => temp.file_ref(),

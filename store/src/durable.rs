@@ -23,9 +23,14 @@
 //!
 //! # Why the order is safe, per file system
 //!
-//! The order is: asset and stone data, then the store's folders, then (after the blit)
-//! the staging tree's new files and directories, then the exchange, then the parents of
-//! the exchange. What each file system needs on top of that:
+//! The order is: the cached stones' data, then their names in `cache/` (both before the
+//! state that needs them is recorded); then, after the blit, in one pass, the new assets'
+//! data, the store's folders and the staging tree's new files and directories; then the
+//! exchange, then the parents of the exchange. The assets need not be durable before the
+//! blit links to them: nothing names the staging tree from the live one until the
+//! exchange, and a kill before it removes staging and drops the state, so only "both before
+//! the exchange" matters, and one pass costs one journal commit (or one `syncfs`) instead
+//! of two. What each file system needs on top of that:
 //!
 //! - **ext4 with a journal** (`data=ordered`, the default): every name and inode change
 //!   (mkdir, link, symlink, chmod, rename, the block allocations and size updates that
@@ -286,11 +291,28 @@ fn write_out(files: &[PathBuf]) -> Result<(), SyncError> {
     })
 }
 
+/// Starts writing the dirty pages of `fd` to the device and returns without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): for a large file written early in a change,
+/// so that its writeback overlaps the rest of the change instead of being waited for all
+/// at once by the sync at its end. Only a head start: it promises nothing, so a failure
+/// is left for that sync to report (a failed writeback marks the file, and the sync sees
+/// it), and it is skipped where nothing survives a reboot.
+pub fn start_writeback(fd: &impl AsFd, kind: FsKind) {
+    if kind != FsKind::Volatile {
+        let _ = sync_file_range_raw(fd.as_fd().as_raw_fd(), libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /// `sync_file_range(fd, 0, 0, flags)`: the whole file.
 fn sync_file_range(fd: &std::os::fd::OwnedFd, flags: libc::c_uint) -> rustix::io::Result<()> {
-    // SAFETY: `fd` is an open descriptor that outlives the call, and the call takes no
-    // pointers. rustix has no wrapper for this syscall.
-    let done = unsafe { libc::sync_file_range(fd.as_raw_fd(), 0, 0, flags) };
+    sync_file_range_raw(fd.as_raw_fd(), flags)
+}
+
+/// [`sync_file_range`] of a descriptor the caller keeps open for the call.
+fn sync_file_range_raw(fd: std::os::fd::RawFd, flags: libc::c_uint) -> rustix::io::Result<()> {
+    // SAFETY: every caller passes the raw descriptor of an fd it borrows for the whole
+    // call, and the call takes no pointers. rustix has no wrapper for this syscall.
+    let done = unsafe { libc::sync_file_range(fd, 0, 0, flags) };
     if done == 0 {
         Ok(())
     } else {

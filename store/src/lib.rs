@@ -211,6 +211,21 @@ impl Store {
         if self.fs_kind() == FsKind::Volatile || hashes.is_empty() {
             return Ok(());
         }
+        let (files, dirs) = self.asset_change(hashes);
+        durable::sync_change(self.fs_kind(), &files, &dirs, &self.assets_dir)?;
+        Ok(())
+    }
+
+    /// What making the canonical files of `hashes` durable takes: their paths, and the
+    /// folders whose entries they changed (their shard folders and `assets/`). A commit
+    /// hands these to the sync of the tree it blits (`mossfs_fs::blit::sync_tree`), so the
+    /// new assets and the tree that links to them are made durable in one pass, with one
+    /// journal commit (or one `syncfs`) instead of two; [`Store::sync_assets`] syncs them
+    /// alone.
+    pub fn asset_change(&self, hashes: &[AssetHash]) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        if hashes.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
         let mut hashes = hashes.to_vec();
         hashes.sort_unstable();
         hashes.dedup();
@@ -221,8 +236,7 @@ impl Store {
             .collect();
         dirs.dedup();
         dirs.push(self.assets_dir.clone());
-        durable::sync_change(self.fs_kind(), &files, &dirs, &self.assets_dir)?;
-        Ok(())
+        (files, dirs)
     }
 
     /// The kind of file system the store is on, which says how to make writes durable.

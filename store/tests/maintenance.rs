@@ -47,6 +47,68 @@ fn caching_names_a_stone_by_its_sha256_once() {
 }
 
 #[test]
+fn stones_kept_together_are_cached_whole_and_one_already_there_is_left() {
+    let (_dir, store) = store();
+    let first = store.cache_stone(&upstream(PINEAPPLE)).unwrap();
+    let inode = std::fs::metadata(&first.path).unwrap().ino();
+    let names = [BASH_COMPLETION, ITALIAN_PIZZA, PINEAPPLE];
+    let pending: Vec<_> = names
+        .iter()
+        .map(|name| store.copy_stone(&upstream(name)).unwrap())
+        .collect();
+    let ids: Vec<PackageId> = pending.iter().map(|p| p.id).collect();
+    let kept = store.keep_stones(pending).unwrap();
+    assert_eq!(
+        kept.iter().map(|k| k.id).collect::<Vec<_>>(),
+        ids,
+        "in order"
+    );
+    for (cached, name) in kept.iter().zip(names) {
+        assert_eq!(cached.path, store.cached_path(&cached.id));
+        assert_eq!(
+            std::fs::read(&cached.path).unwrap(),
+            std::fs::read(upstream(name)).unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::metadata(&cached.path).unwrap().mode() & 0o7777,
+            0o644,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&first.path).unwrap().ino(),
+        inode,
+        "a stone already cached is kept as it was"
+    );
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(store.list_cached().unwrap(), sorted);
+    assert!(temp_files(&store).is_empty());
+    assert!(store.keep_stones(Vec::new()).unwrap().is_empty());
+}
+
+#[test]
+fn a_batch_with_one_copy_gone_caches_none_of_them() {
+    let (_dir, store) = store();
+    let good = store.copy_stone(&upstream(BASH_COMPLETION)).unwrap();
+    let lost = store.copy_stone(&upstream(ITALIAN_PIZZA)).unwrap();
+    // Whatever took it, the copy is not there to be made durable: nothing may get a name.
+    std::fs::remove_file(lost.path()).unwrap();
+    let lost_path = lost.path();
+    match store.keep_stones(vec![good, lost]) {
+        Err(StoreError::WriteCache { from, path, source }) => {
+            assert_eq!(from, upstream(ITALIAN_PIZZA));
+            assert_eq!(path, lost_path);
+            assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        }
+        other => panic!("expected WriteCache, got {other:?}"),
+    }
+    assert_eq!(store.list_cached().unwrap(), Vec::<PackageId>::new());
+    assert!(temp_files(&store).is_empty(), "the copies are removed");
+}
+
+#[test]
 fn caching_a_missing_file_names_it() {
     let (dir, store) = store();
     let missing = dir.path().join("nope.stone");

@@ -4,8 +4,8 @@
 //!
 //! | step | then | a kill here leaves |
 //! |---|---|---|
-//! | `ingest` | packages unpacked, their assets synced | the old state active; assets are garbage at worst |
-//! | `blit` | staging/usr written, `.stateID` in it, what the blit wrote synced | the old state active; staging is removed at next start |
+//! | `ingest` | packages unpacked | the old state active; assets are garbage at worst |
+//! | `blit` | staging/usr written, `.stateID` in it, what the blit wrote and the new assets synced in one pass, the packages recorded as unpacked | the old state active; staging is removed at next start |
 //! | `triggers` | transaction triggers ran in their container; their output is in staging, the store and the state's tree | the old state active; staging is removed at next start |
 //! | `exchange` | `renameat2(RENAME_EXCHANGE)` of staging/usr and usr | **the new state live**: the next start marks it active in the DB and archives the old tree |
 //! | `archive` | old tree moved to `.moss/root/<old>/usr` (a taken-over `usr` to `unmanaged-N/usr`) | the new state live; the DB is brought in line at next start, and the old tree archived or kept |
@@ -24,7 +24,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mossfs_db::{Query, State, StateId, Status};
 use mossfs_fs::{blit, sysroot, tree};
-use rayon::prelude::*;
 
 use super::audit;
 use super::error::{EngineError, Result};
@@ -74,7 +73,7 @@ pub fn record_state(
     }
     // Cached before the state that needs them is committed; readers never wait for this
     // transaction, and writers already wait for the root's lock.
-    stones.par_iter_mut().try_for_each(LoadedStone::keep)?;
+    LoadedStone::keep_all(&root.store, stones)?;
     let id = txn.next_state_id()?;
     let state = State {
         id,
@@ -236,7 +235,8 @@ pub fn commit_state(
     super::preview::complete(root, &state)?;
     let snapshot = root.db.read()?;
 
-    // Assets first, durable before anything links to them.
+    // Assets first. They are made durable with the tree that links to them, in one pass
+    // before the exchange (`blit::Written::outside`), and recorded as unpacked only then.
     let mut pending = Vec::new();
     for s in &state.selections {
         if !snapshot.package(&s.package)?.is_some_and(|r| r.unpacked) {
@@ -244,17 +244,10 @@ pub fn commit_state(
         }
     }
     drop(snapshot);
+    let mut assets = Vec::new();
     if !pending.is_empty() {
         super::unpack::unpack(root, &pending)?;
-        let assets = check_sizes(root, &pending)?;
-        // Durable before they are recorded as unpacked: exactly these assets, whoever
-        // wrote them, and nothing else on the file system.
-        root.store.sync_assets(&assets)?;
-        let mut txn = root.db.write()?;
-        for package in &pending {
-            txn.set_unpacked(package, true)?;
-        }
-        txn.commit()?;
+        assets = check_sizes(root, &pending)?;
     }
     fault_point("ingest");
 
@@ -275,12 +268,18 @@ pub fn commit_state(
         && audit::prepare_archive(root, &root.db.read()?, state.head(), true)?.reusable();
     let mut base_id = None;
     let blitted = if reused_archive {
+        // No blit to carry the new assets (there are none unless the store lost them).
+        root.store.sync_assets(&assets)?;
         sysroot::rename_durable(&archived, &staged)?;
         let _ = std::fs::remove_dir(root.archive(id));
         0
     } else {
         let snapshot = root.db.read()?;
         let written = blit::Written::new();
+        // Durable exactly these assets, whoever wrote them, and nothing else on the
+        // file system: with the tree, below.
+        let (files, dirs) = root.store.asset_change(&assets);
+        written.outside(files, dirs);
         let options = blit::BlitOptions {
             progress,
             written: Some(&written),
@@ -317,6 +316,13 @@ pub fn commit_state(
     // tree lists. Recorded with the commit's last transaction: a tree whose commit did
     // not finish has no seal, and is listed whole.
     let seal = blit::Seal::now();
+    if !pending.is_empty() {
+        let mut txn = root.db.write()?;
+        for package in &pending {
+            txn.set_unpacked(package, true)?;
+        }
+        txn.commit()?;
+    }
     fault_point("blit");
 
     // Transaction triggers, on the staging tree (DESIGN.md §10). Their output is in the

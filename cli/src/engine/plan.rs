@@ -35,9 +35,9 @@ pub struct LoadedStone<'s> {
     pub layout: Vec<LayoutEntry>,
     /// Its index.
     pub index: Vec<IndexEntry>,
-    /// The copy, until [`LoadedStone::keep`] caches it; dropped, it vanishes.
+    /// The copy, until [`LoadedStone::keep_all`] caches it; dropped, it vanishes.
     copy: Option<PendingStone<'s>>,
-    /// For a delta stone copied into a store, that store: `keep` rebuilds the delta's
+    /// For a delta stone copied into a store, that store: `keep_all` rebuilds the delta's
     /// assets there before caching the copy.
     delta: Option<&'s Store>,
 }
@@ -68,7 +68,7 @@ impl<'s> LoadedStone<'s> {
     }
 
     /// Reads the stone's metadata and hashes it, writing nothing: what a dry run shows.
-    /// It has no copy, so [`LoadedStone::keep`] does nothing with it. A delta stone is
+    /// It has no copy, so [`LoadedStone::keep_all`] does nothing with it. A delta stone is
     /// checked against `store`, when the root has one, as `load` checks it: a dry run
     /// refuses a delta whose bases are missing just as the install would.
     pub fn inspect(path: &Path, store: Option<&Store>) -> Result<LoadedStone<'static>> {
@@ -99,7 +99,7 @@ impl<'s> LoadedStone<'s> {
         ))
     }
 
-    /// A package with no copy for [`LoadedStone::keep`] to put in the cache: one a dry run
+    /// A package with no copy for [`LoadedStone::keep_all`] to put in the cache: one a dry run
     /// inspects, one already cached, or one read from its stone's head alone (a repository's,
     /// staged before its body is downloaded: `engine::preview`, whose stone reaches the
     /// cache when it is downloaded, checked against the head it was read from).
@@ -161,7 +161,7 @@ impl<'s> LoadedStone<'s> {
         if let Some(preamble) = delta {
             // A delta stone stands for its package's full stone (DESIGN.md §11): it is
             // recorded and cached under that stone's id and size. Checking it here writes
-            // nothing; its assets are rebuilt by `keep`, once the plan holds.
+            // nothing; its assets are rebuilt by `keep_all`, once the plan holds.
             store.check_delta(path)?;
             copy.id = preamble.to;
             copy.size = preamble.to_size;
@@ -180,7 +180,7 @@ impl<'s> LoadedStone<'s> {
 
     /// Reads the metadata of a stone already in the cache under `id` (one a download
     /// verified against its index's sha256 and size), without copying it: there is nothing
-    /// for [`LoadedStone::keep`] to do.
+    /// for [`LoadedStone::keep_all`] to do.
     pub fn cached(path: &Path, id: PackageId, size: u64) -> Result<LoadedStone<'static>> {
         let file = open(path)?;
         let Metadata {
@@ -199,19 +199,24 @@ impl<'s> LoadedStone<'s> {
         ))
     }
 
-    /// Puts the copy in the cache, where commits and lazy unpacking find it.
+    /// Puts the copies of `stones` in `store`'s cache, where commits and lazy unpacking
+    /// find them: all at once, so that their syncs are batched ([`Store::keep_stones`]).
     ///
     /// A delta's assets are rebuilt first, from the copy: one that cannot finish here is
-    /// refused before it is cached or its state is recorded (this runs inside the
+    /// refused before anything is cached or its state is recorded (this runs inside the
     /// recording transaction), and what it placed are verified assets, garbage for gc at
     /// worst. The commit then finds every asset present.
-    pub fn keep(&mut self) -> Result<()> {
-        if let Some(copy) = self.copy.take() {
-            if let Some(store) = self.delta {
+    pub fn keep_all(store: &Store, stones: &mut [LoadedStone<'_>]) -> Result<()> {
+        use rayon::prelude::*;
+        stones.par_iter().try_for_each(|stone| -> Result<()> {
+            if let (Some(copy), Some(store)) = (&stone.copy, stone.delta) {
                 store.apply_delta(&copy.path())?;
             }
-            copy.keep()?;
-        }
+            Ok(())
+        })?;
+        let copies: Vec<PendingStone<'_>> =
+            stones.iter_mut().filter_map(|s| s.copy.take()).collect();
+        store.keep_stones(copies)?;
         Ok(())
     }
 

@@ -28,6 +28,10 @@ struct Ledger {
     dirs: Vec<PathBuf>,
     files: Vec<PathBuf>,
     unopenable: u64,
+    /// Files and directories outside the tree, as full paths: the store's new assets and
+    /// their folders, made durable in the same pass ([`Written::outside`]).
+    outside_files: Vec<PathBuf>,
+    outside_dirs: Vec<PathBuf>,
 }
 
 /// How [`sync_tree`] made a tree durable, for tests and benchmarks.
@@ -76,6 +80,19 @@ impl Written {
         self.with(|l| l.files.push(path));
     }
 
+    /// Files and directories outside the tree (full paths, on the tree's file system) that
+    /// [`sync_tree`] makes durable with it: a commit's new store assets and their folders
+    /// (`Store::asset_change`). Nothing names the tree from the live `/usr` before the
+    /// exchange, so the tree's links may be written before the assets they link to are
+    /// durable, as long as both are before the exchange; one pass then costs one journal
+    /// commit, or one `syncfs`, instead of two.
+    pub fn outside(&self, files: Vec<PathBuf>, dirs: Vec<PathBuf>) {
+        self.with(|l| {
+            l.outside_files.extend(files);
+            l.outside_dirs.extend(dirs);
+        });
+    }
+
     /// Entries that cannot be opened, so cannot be synced one by one.
     pub fn unopenable(&self, count: u64) {
         self.with(|l| l.unopenable += count);
@@ -96,8 +113,9 @@ impl Written {
 }
 
 /// Makes what `written` records of the tree in `target` durable, and `target` itself with
-/// its entries (a commit writes `.stateID` there after the blit). DESIGN.md §6.2: call it
-/// after [`super::blit`] or [`super::apply`] and before the exchange. On a file system
+/// its entries (a commit writes `.stateID` there after the blit), together with what it
+/// records outside the tree ([`Written::outside`]). DESIGN.md §6.2: call it after
+/// [`super::blit`] or [`super::apply`] and before the exchange. On a file system
 /// without a journal a tree with symlinks or nodes needs one `syncfs` instead, because
 /// nothing else writes their inodes (see [`mossfs_store::durable`]).
 pub fn sync_tree(target: &Path, written: &Written) -> Result<TreeSync, BlitError> {
@@ -130,8 +148,10 @@ pub fn sync_tree(target: &Path, written: &Written) -> Result<TreeSync, BlitError
         // Every recorded path starts at the state root; anything else is a bug here.
         Err(_) => target.join(path),
     };
-    let files: Vec<PathBuf> = ledger.files.iter().map(on_disk).collect();
+    let mut files: Vec<PathBuf> = ledger.files.iter().map(on_disk).collect();
+    files.extend(ledger.outside_files);
     let mut dirs: Vec<PathBuf> = ledger.dirs.iter().map(on_disk).collect();
+    dirs.extend(ledger.outside_dirs);
     dirs.push(target.to_owned());
     dirs.sort_unstable();
     dirs.dedup();

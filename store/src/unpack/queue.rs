@@ -328,6 +328,9 @@ impl<'s> Queue<'s> {
             .take()
             .expect("published once, by the last share");
         let Target { hash, perm, owner } = large.target;
+        // A large asset (over one buffer) is worth a head start on its writeback, which
+        // then overlaps the rest of the unpack instead of the sync at the end of it.
+        crate::durable::start_writeback(draft.file(), self.store.fs_kind());
         draft
             .set_metadata(perm, owner)
             .map_err(|source| StoreError::WriteAsset {
