@@ -128,6 +128,14 @@ pub struct Stats {
     pub opens: u64,
     /// `read` requests (none with passthrough).
     pub reads: u64,
+    /// `getattr` requests (the kernel asks again only when an attribute's TTL has run out).
+    pub getattrs: u64,
+    /// `readlink` requests (one per symlink while `FUSE_CACHE_SYMLINKS` keeps the text).
+    pub readlinks: u64,
+    /// `opendir` requests (one at most when the kernel accepts `ENOSYS` for good).
+    pub opendirs: u64,
+    /// `release` requests for files; the kernel sends them without waiting for the answer.
+    pub releases: u64,
     /// Packages unpacked on first read.
     pub unpacks: u64,
     /// Unpacks running right now.
@@ -142,6 +150,10 @@ struct Counters {
     readdirs: AtomicU64,
     opens: AtomicU64,
     reads: AtomicU64,
+    getattrs: AtomicU64,
+    readlinks: AtomicU64,
+    opendirs: AtomicU64,
+    releases: AtomicU64,
     unpacks: AtomicU64,
     unpacking: AtomicU64,
 }
@@ -245,6 +257,10 @@ impl Inner {
             readdirs: get(&c.readdirs),
             opens: get(&c.opens),
             reads: get(&c.reads),
+            getattrs: get(&c.getattrs),
+            readlinks: get(&c.readlinks),
+            opendirs: get(&c.opendirs),
+            releases: get(&c.releases),
             unpacks: get(&c.unpacks),
             unpacking: get(&c.unpacking),
             inodes: self.inodes.len() as u64,
