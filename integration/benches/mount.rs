@@ -58,12 +58,15 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mossfs_db::{Db, Query, StateId};
+use mossfs_fs::fuse::Stats;
 use mossfs_integration::corpus::{self, SyntheticSpec};
 use mossfs_integration::mossfs_bin;
 
 use large::large_reads;
 use mounts::{Mounted, Served, clear_stale_mounts};
-use report::{mib, print_a, print_b, print_c_large, print_c_small, print_d, secs, thousands};
+use report::{
+    mib, print_a, print_b, print_c_large, print_c_small, print_d, print_requests, secs, thousands,
+};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -185,6 +188,9 @@ fn main() -> Result<()> {
         if let Some(large) = &large {
             print_c_large(large);
         }
+    }
+    if wants('b') || wants('c') {
+        print_requests(&sizes);
     }
     if wants('d') {
         print_d(&sizes);
@@ -315,6 +321,9 @@ struct Figures {
     small_files: (usize, u64),
     /// (c): what the comparison of a fresh mount with the blit found.
     fidelity: String,
+    /// Requests a fresh in-process mount (reads as `mossfs mount` serves them) was sent
+    /// by (b)'s walk and by (c)'s small reads.
+    requests: Option<[Stats; 2]>,
     /// (d): VmRSS after mount, after the walk, after the small reads; VmHWM; RssAnon
     /// after the walk. In KiB.
     memory: [u64; 5],
@@ -334,6 +343,9 @@ fn measure(bench: &Bench, entries: usize, wants: &dyn Fn(char) -> bool) -> Resul
     }
     if wants('b') {
         (figures.walk, figures.walked) = walks(bench, &corpus)?;
+    }
+    if wants('b') || wants('c') {
+        figures.requests = Some(requests(bench, &corpus)?);
     }
     if wants('c') {
         figures.small = small_reads(bench, &corpus)?;
@@ -419,6 +431,17 @@ fn walks(bench: &Bench, corpus: &Corpus) -> Result<([Duration; 4], [usize; 3])> 
         Ok(time)
     })?;
     Ok(([best[0], best[1], best[2], warm], walked))
+}
+
+/// The requests behind (b) and (c): a fresh in-process mount walked as in (b), and another
+/// whose small files are read as in (c), both reading as `mossfs mount` does.
+fn requests(bench: &Bench, corpus: &Corpus) -> Result<[Stats; 2]> {
+    let walked = bench.mount_in_process(corpus, false)?;
+    find(&walked.at, false)?;
+    let read = bench.mount_in_process(corpus, false)?;
+    cat_all(&read.at.join("usr/share"))?;
+    let stats = |mounted: &Mounted| mounted.stats().ok_or("not an in-process mount");
+    Ok([stats(&walked)?, stats(&read)?])
 }
 
 /// Figure (c), small files: ext4, a passthrough mount, an in-process mount serving reads

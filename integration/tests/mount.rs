@@ -149,6 +149,38 @@ fn the_kernel_caches_entries_listings_and_misses() {
         before.lookups + 1,
         "a miss is cached too"
     );
+    let link = dir.join("link");
+    for _ in 0..3 {
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("data.txt"));
+    }
+    assert_eq!(
+        mount.stats().readlinks,
+        before.readlinks + 1,
+        "a link's text stays in the page cache"
+    );
+    assert!(
+        mount.stats().opendirs <= 1,
+        "opendir is answered ENOSYS once, or directories open with FOPEN_CACHE_DIR: {:?}",
+        mount.stats()
+    );
+    assert_eq!(
+        mount.stats().getattrs,
+        before.getattrs,
+        "attributes are cached"
+    );
+    // With passthrough, one open and one release (sent without waiting) per open file.
+    let data = dir.join("data.txt");
+    for _ in 0..2 {
+        assert_eq!(fs::read(&data).unwrap(), b"data\n");
+    }
+    if mount.read_mode() == ReadMode::Passthrough {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while mount.stats().releases < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stats = mount.stats();
+        assert_eq!((stats.opens, stats.releases), (2, 2), "{stats:?}");
+    }
 
     // Served from the store: one open at most (then ENOSYS), and pages read once.
     drop(mount);

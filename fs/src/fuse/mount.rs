@@ -147,6 +147,7 @@ fn spawn_with(
     let inner = Arc::clone(&fs.inner);
     let mut config = Config::default();
     config.n_threads = Some(THREADS);
+    // Only used with more than one thread: each then reads its own clone of the fd.
     config.clone_fd = true;
     let mount_error = |source| MountError::Mount {
         path: path.clone(),

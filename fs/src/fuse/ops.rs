@@ -78,6 +78,7 @@ impl Filesystem for MossFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        bump(&self.inner.counters.getattrs);
         match self.inner.inodes.get(ino.0) {
             Some(inode) => reply.attr(&TTL, &self.inner.attr(ino.0, &inode)),
             None => reply.error(Errno::ENOENT),
@@ -85,6 +86,7 @@ impl Filesystem for MossFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        bump(&self.inner.counters.readlinks);
         match self.inner.readlink(ino.0) {
             Ok(text) => reply.data(&text),
             Err(errno) => reply.error(errno),
@@ -92,6 +94,7 @@ impl Filesystem for MossFs {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        bump(&self.inner.counters.opendirs);
         if self.inner.no_opendir.load(Ordering::Relaxed) {
             // The kernel then opens every directory itself with FOPEN_CACHE_DIR.
             reply.error(Errno::ENOSYS);
@@ -187,6 +190,7 @@ impl Filesystem for MossFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        bump(&self.inner.counters.releases);
         self.inner.release(fh.0);
         reply.ok();
     }

@@ -1,12 +1,13 @@
-//! The database snapshot a mount serves from, one read transaction per serving thread.
+//! The database snapshots a mount serves from: a few read transactions, one per thread.
 //!
 //! A mount reads directory objects straight from LMDB's memory map for its whole life, so
 //! it must hold a read transaction that long: the pages of its trees then stay put even if
 //! the state is removed and garbage collected meanwhile. An LMDB read transaction may move
 //! between threads but not be used by two at once, and one shared behind a lock would
-//! serialise every `lookup`. So the mount opens one transaction per serving thread up front
-//! and each thread keeps to its own slot; the lock on a slot is only ever contended by the
-//! rare extra thread. Every transaction is checked to see the same root for the state, so
+//! serialise every `lookup`. So the mount opens its transactions up front (one for the
+//! serving thread and one for the rare others, such as unpacks naming a path in a message)
+//! and each thread keeps to the slot it first got; a slot's lock is only contended when two
+//! threads land on the same one. Every transaction is checked to see the same root for the state, so
 //! they all serve the same tree (trees are content-addressed: same hash, same bytes).
 
 use std::cell::Cell;

@@ -102,6 +102,14 @@ pub(crate) struct Served {
 }
 
 impl Mounted {
+    /// The requests an in-process mount has served so far; `None` for other servers.
+    pub(crate) fn stats(&self) -> Option<fuse::Stats> {
+        match &self.server {
+            Server::InProcess(Some(mount)) => Some(mount.stats()),
+            _ => None,
+        }
+    }
+
     /// Adopts a mount made by `mossfs mount`, whose output is `output`. The guard exists
     /// before the output is checked, so even a half-made mount is undone.
     pub(crate) fn by_cli(bench: &Bench, at: PathBuf, output: &Output) -> Result<(Mounted, Served)> {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::large::Large;
-use super::{Figures, MIB, WALK};
+use super::{Figures, MIB, Stats, WALK};
 
 fn header(title: &str, sizes: &[Figures]) {
     println!("{title}");
@@ -142,6 +142,38 @@ pub(crate) fn print_c_small(sizes: &[Figures]) {
     }
     for f in sizes {
         println!("  fidelity at {}: {}", thousands(f.entries), f.fidelity);
+    }
+    println!();
+}
+
+/// The requests a fresh mount was sent by (b)'s walk and by (c)'s small reads, by opcode.
+pub(crate) fn print_requests(sizes: &[Figures]) {
+    header(
+        "requests to a fresh in-process mount: (b)'s walk / (c)'s small reads",
+        sizes,
+    );
+    type Count = fn(&Stats) -> u64;
+    let opcodes: [(&str, Count); 8] = [
+        ("lookup", |s| s.lookups),
+        ("readdir(plus)", |s| s.readdirs),
+        ("readlink", |s| s.readlinks),
+        ("getattr", |s| s.getattrs),
+        ("opendir", |s| s.opendirs),
+        ("open", |s| s.opens),
+        ("read", |s| s.reads),
+        ("release (sent without waiting)", |s| s.releases),
+    ];
+    for (label, count) in opcodes {
+        row(label, sizes, |f| match &f.requests {
+            Some([walk, small]) => {
+                format!(
+                    "{}/{}",
+                    thousands(count(walk) as usize),
+                    thousands(count(small) as usize)
+                )
+            }
+            None => "skipped".to_owned(),
+        });
     }
     println!();
 }
