@@ -96,7 +96,11 @@ fn by_delta<'s>(
     .ok_or("the download did not run")?
     .map_err(|e| chain(&e))?;
     crate::ui::step("download delta");
-    let (_, preamble) = root.store.check_delta(&path).map_err(|e| chain(&e))?;
+    // Records name their bases by position in the old package's index, which the
+    // database holds for every package this root knows.
+    let from = package_id(&offer.from).ok_or("the index names no valid package it starts from")?;
+    let old = crate::engine::plan::old_index(&root.db, &path, &from).map_err(|e| chain(&e))?;
+    let (_, preamble) = root.store.check_delta(&path, &old).map_err(|e| chain(&e))?;
     let wanted = meta.hash.as_deref().and_then(package_id);
     if Some(preamble.to) != wanted || Some(preamble.to_size) != meta.size {
         return Err(format!(
@@ -110,9 +114,9 @@ fn by_delta<'s>(
             preamble.from
         ));
     }
-    root.store.apply_delta(&path).map_err(|e| chain(&e))?;
+    root.store.apply_delta(&path, &old).map_err(|e| chain(&e))?;
     crate::ui::step("apply delta");
-    LoadedStone::load(&path, &root.store).map_err(|e| chain(&e))
+    LoadedStone::load(&path, &root.store, &root.db).map_err(|e| chain(&e))
 }
 
 /// The bytes the packages in `wanted` (meta and repository) take to download: with the
