@@ -3,13 +3,13 @@
 //!
 //! A delta stone has file type 2. It carries the new package's meta, layout and index
 //! payloads unchanged, then, last and in place of the content, one payload of kind 7
-//! (`delta`, compression `none`, **version 2**). Its record count is the number of records.
+//! (`delta`, compression `none`, **version 3**). Its record count is the number of records.
 //! Upstream uses kinds 1–6 (6 is its writer's scratch kind), so 7 collides with nothing.
 //! Fixed-width integers are big-endian, as everywhere in the format; `varint` is an
 //! unsigned LEB128 of at most 10 bytes, in its shortest form.
 //!
 //! ```text
-//! delta payload body, version 2
+//! delta payload body, version 3
 //!   preamble (72 bytes)
 //!     0   32  from:    the package id (sha256 of the stone) the delta starts from
 //!    32   32  to:      the package id of the full stone it stands for
@@ -22,8 +22,8 @@
 //!       varint  B: how many old assets its prefix is made of (0..=65536; 0 means whole)
 //!       T ×     varint  position of a target in this stone's index payload; the target's
 //!                       xxh3-128 and length are that index entry's
-//!       B ×     16      a base's xxh3-128
-//!               varint  that base's length
+//!       B ×     varint  position of a base in the OLD package's index payload; the
+//!                       base's xxh3-128 and length are that entry's
 //!       varint  frame length
 //!     one zstd frame of `frame length` bytes, declaring its content size
 //! ```
@@ -36,8 +36,15 @@
 //! share with each other and with every old file of the record, as a whole-package
 //! `--patch-from` does, while big files keep a record each. Naming a target by its index
 //! position costs a byte or two instead of the 24 bytes of a hash and a length that the
-//! index already holds. Version 1 (a 64-byte fixed header per single-target record) is no
-//! longer read.
+//! index already holds. Bases are named the same way, by their position in the index of
+//! the package the delta starts from (the preamble's `from`), which whoever applies a delta
+//! already has: a database holds the index of every installed package, and `mossfs delta
+//! OLD NEW` has the old stone. A record's bases are therefore resolved against that index
+//! ([`RecordHeader::resolve_bases`]) rather than when the record is read; a position the
+//! old index lacks is [`RecordError::DeltaBasePosition`], and a store file that does not
+//! hash to its entry is refused when it is read. Versions 1 (a 64-byte fixed header per
+//! single-target record) and 2 (bases named by a 16-byte hash and a length) are no longer
+//! read, and refused by name ([`crate::DecodeError::DeltaVersion`]).
 //!
 //! Applying a record holds at most its frame, its bases and its targets in memory: memory
 //! is bounded by the record, which writers keep under [`make::DEFAULT_PAIR_LIMIT`], never
@@ -64,14 +71,15 @@ use crate::hash::{AssetHash, PackageId};
 use crate::index::IndexEntry;
 use crate::record::Cursor;
 
-/// The delta payload's version: 2, records of many targets named by index position.
-pub const PAYLOAD_VERSION: u16 = 2;
+/// The delta payload's version: 3, records of many targets named by their position in
+/// the new index, and bases by theirs in the old package's index.
+pub const PAYLOAD_VERSION: u16 = 3;
 
 /// Length of the preamble at the start of a delta payload.
 pub const PREAMBLE_LEN: usize = 72;
 
-/// The longest record header a reader accepts (65536 bases of at most 26 bytes each, plus
-/// 65536 positions, fit).
+/// The longest record header a reader accepts (65536 target and 65536 base positions of
+/// at most 10 bytes each fit).
 pub const MAX_HEADER_LEN: u64 = 4 << 20;
 
 /// The most targets, and the most bases, one record may name.
@@ -162,12 +170,14 @@ pub struct Target {
     pub size: u64,
 }
 
-/// An old asset a patch's prefix is made of.
+/// An old asset a patch's prefix is made of: an entry of the old package's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Base {
-    /// Its xxh3-128.
+    /// Its position in the old package's index payload: how a record names it.
+    pub position: u32,
+    /// Its xxh3-128, from that index entry.
     pub hash: AssetHash,
-    /// Its length.
+    /// Its length, from that index entry.
     pub size: u64,
 }
 
@@ -178,9 +188,10 @@ pub struct RecordHeader {
     pub window_log: u8,
     /// The assets the frame rebuilds, in order.
     pub targets: Vec<Target>,
-    /// The old assets whose bytes, concatenated in order, are the frame's prefix; empty
-    /// for a whole record.
-    pub bases: Vec<Base>,
+    /// The positions, in the old package's index, of the old assets whose bytes,
+    /// concatenated in order, are the frame's prefix; empty for a whole record. See
+    /// [`RecordHeader::resolve_bases`].
+    pub bases: Vec<u32>,
     /// The frame's length.
     pub frame_len: u64,
 }
@@ -245,11 +256,33 @@ impl RecordHeader {
             .fold(0u64, |sum, t| sum.saturating_add(t.size))
     }
 
-    /// The bases' total length: the prefix.
-    pub fn base_size(&self) -> u64 {
-        self.bases
-            .iter()
-            .fold(0u64, |sum, b| sum.saturating_add(b.size))
+    /// The record's bases, looked up in the index of the package the delta starts from,
+    /// and checked: every position must name an entry, and bases plus targets must stay
+    /// below [`MAX_PATCH_PAIR`], since applying the record holds them all.
+    pub fn resolve_bases(&self, old_index: &[IndexEntry]) -> Result<Vec<Base>, RecordError> {
+        let mut total = self.target_size();
+        let mut out = Vec::with_capacity(self.bases.len());
+        for &position in &self.bases {
+            let entry = old_index
+                .get(position as usize)
+                .ok_or(RecordError::DeltaBasePosition {
+                    position: u64::from(position),
+                    entries: old_index.len() as u64,
+                })?;
+            total = total.saturating_add(entry.len());
+            out.push(Base {
+                position,
+                hash: entry.digest,
+                size: entry.len(),
+            });
+        }
+        if total > MAX_PATCH_PAIR {
+            return Err(RecordError::DeltaTooLarge {
+                size: total,
+                limit: MAX_PATCH_PAIR,
+            });
+        }
+        Ok(out)
     }
 
     /// Whether the frame is decoded as a stream (one whole target) rather than in one
@@ -260,7 +293,8 @@ impl RecordHeader {
 
     /// Decodes and checks a record header (the `H` bytes after the length prefix) against
     /// the stone's index. `left` is how many payload bytes follow it, which the frame must
-    /// fit in.
+    /// fit in. Base positions are checked later, against the old package's index
+    /// ([`RecordHeader::resolve_bases`]), which a stone alone does not carry.
     pub fn decode(bytes: &[u8], index: &[IndexEntry], left: u64) -> Result<Self, RecordError> {
         let mut cursor = Cursor::new(bytes);
         let window_log = cursor.u8()?;
@@ -282,7 +316,7 @@ impl RecordHeader {
         };
         let target_count = count(&mut cursor, 1)?;
         let base_count = count(&mut cursor, 0)?;
-        // Every target takes at least one byte and every base 17, so nothing is allocated
+        // Every target and every base takes at least one byte, so nothing is allocated
         // beyond what the header really holds.
         let mut targets = Vec::with_capacity((target_count as usize).min(cursor.remaining()));
         for _ in 0..target_count {
@@ -300,11 +334,14 @@ impl RecordHeader {
                 size: entry.len(),
             });
         }
-        let mut bases = Vec::with_capacity((base_count as usize).min(cursor.remaining() / 17));
+        let mut bases = Vec::with_capacity((base_count as usize).min(cursor.remaining()));
         for _ in 0..base_count {
-            let hash = AssetHash(cursor.u128()?);
-            let size = varint(&mut cursor)?;
-            bases.push(Base { hash, size });
+            let position = varint(&mut cursor)?;
+            let position = u32::try_from(position).map_err(|_| RecordError::DeltaBasePosition {
+                position,
+                entries: u64::from(u32::MAX),
+            })?;
+            bases.push(position);
         }
         let frame_len = varint(&mut cursor)?;
         if !cursor.is_empty() {
@@ -316,13 +353,11 @@ impl RecordHeader {
             bases,
             frame_len,
         };
+        // Bases are added to this when they are resolved.
         let (size, limit) = if header.streams() {
             (header.target_size(), MAX_WHOLE_ASSET)
         } else {
-            (
-                header.target_size().saturating_add(header.base_size()),
-                MAX_PATCH_PAIR,
-            )
+            (header.target_size(), MAX_PATCH_PAIR)
         };
         if size > limit {
             return Err(RecordError::DeltaTooLarge { size, limit });
@@ -344,9 +379,8 @@ impl RecordHeader {
         for target in &self.targets {
             put_varint(&mut out, u64::from(target.position));
         }
-        for base in &self.bases {
-            out.extend_from_slice(&base.hash.to_be_bytes());
-            put_varint(&mut out, base.size);
+        for &base in &self.bases {
+            put_varint(&mut out, u64::from(base));
         }
         put_varint(&mut out, self.frame_len);
         out
@@ -430,16 +464,19 @@ mod tests {
         crate::layout_index([(AssetHash(7), 100), (AssetHash(8), 50)])
     }
 
-    fn header(log: u8, positions: &[u64], bases: &[(u128, u64)], frame: u64) -> Vec<u8> {
+    fn old_index() -> Vec<IndexEntry> {
+        crate::layout_index([(AssetHash(9), 200), (AssetHash(10), 300)])
+    }
+
+    fn header(log: u8, positions: &[u64], bases: &[u64], frame: u64) -> Vec<u8> {
         let mut b = vec![log];
         put_varint(&mut b, positions.len() as u64);
         put_varint(&mut b, bases.len() as u64);
         for &p in positions {
             put_varint(&mut b, p);
         }
-        for &(hash, size) in bases {
-            b.extend_from_slice(&hash.to_be_bytes());
-            put_varint(&mut b, size);
+        for &base in bases {
+            put_varint(&mut b, base);
         }
         put_varint(&mut b, frame);
         b
@@ -447,17 +484,32 @@ mod tests {
 
     #[test]
     fn a_record_header_round_trips_and_takes_targets_from_the_index() {
-        let bytes = header(20, &[1, 0], &[(9, 200), (10, 300)], 30);
+        let bytes = header(20, &[1, 0], &[1, 0], 30);
         let decoded = RecordHeader::decode(&bytes, &index(), 30).unwrap();
         assert_eq!(decoded.method(), Method::Patch);
         assert_eq!(decoded.targets[0].hash, AssetHash(8));
         assert_eq!(decoded.targets[1].size, 100);
         assert_eq!(decoded.target_size(), 150);
-        assert_eq!(decoded.base_size(), 500);
+        let bases = decoded.resolve_bases(&old_index()).unwrap();
+        assert_eq!(
+            bases,
+            vec![
+                Base {
+                    position: 1,
+                    hash: AssetHash(10),
+                    size: 300
+                },
+                Base {
+                    position: 0,
+                    hash: AssetHash(9),
+                    size: 200
+                }
+            ]
+        );
         assert_eq!(decoded.encode(), bytes);
-        // Two targets, two bases and the frame length in 42 bytes, against the 128 that
-        // two version-1 headers took.
-        assert_eq!(bytes.len(), 42);
+        // Two targets, two bases and the frame length in 8 bytes, against the 42 that
+        // version 2 took and the 128 of two version-1 headers.
+        assert_eq!(bytes.len(), 8);
     }
 
     #[test]
@@ -511,15 +563,40 @@ mod tests {
                 entries: 2
             }
         );
+        let resolved = |bytes: Vec<u8>, old: &[IndexEntry]| {
+            RecordHeader::decode(&bytes, &index(), 1)
+                .unwrap()
+                .resolve_bases(old)
+                .unwrap_err()
+        };
         assert_eq!(
-            check(header(20, &[0], &[(9, u64::MAX)], 1), 1),
-            RecordError::DeltaTooLarge {
-                size: u64::MAX,
-                limit: MAX_PATCH_PAIR
+            resolved(header(20, &[0], &[2], 1), &old_index()),
+            RecordError::DeltaBasePosition {
+                position: 2,
+                entries: 2
             }
         );
         assert_eq!(
-            check(header(20, &[0], &[(9, 1)], u64::MAX), 5),
+            resolved(header(20, &[0], &[0], 1), &[]),
+            RecordError::DeltaBasePosition {
+                position: 0,
+                entries: 0
+            }
+        );
+        let huge = crate::layout_index([(AssetHash(9), MAX_PATCH_PAIR)]);
+        assert_eq!(
+            resolved(header(20, &[0], &[0], 1), &huge),
+            RecordError::DeltaTooLarge {
+                size: MAX_PATCH_PAIR + 100,
+                limit: MAX_PATCH_PAIR
+            }
+        );
+        assert!(matches!(
+            check(header(20, &[0], &[u64::from(u32::MAX) + 1], 1), 1),
+            RecordError::DeltaBasePosition { .. }
+        ));
+        assert_eq!(
+            check(header(20, &[0], &[0], u64::MAX), 5),
             RecordError::Short {
                 needed: u64::MAX,
                 left: 5
@@ -529,7 +606,7 @@ mod tests {
         trailing.push(0);
         assert_eq!(check(trailing, 1), RecordError::DeltaReserved);
         assert!(matches!(
-            check(header(20, &[0, 1], &[(9, 1)], 1)[..20].to_vec(), 1),
+            check(header(20, &[0, 1], &[0], 1)[..4].to_vec(), 1),
             RecordError::Short { .. }
         ));
         let mut long = Vec::new();

@@ -249,6 +249,18 @@ pub enum DecodeError {
         /// The asset.
         hash: AssetHash,
     },
+    /// A delta payload of an older version, which this reader no longer reads.
+    #[error(
+        "delta payload at offset {offset} is version {version}, which this mossfs no longer reads (it reads version {supported}, whose records name bases by their position in the old package's index); use the full stone, or remake the delta with `mossfs delta`"
+    )]
+    DeltaVersion {
+        /// Offset of its header.
+        offset: u64,
+        /// The version found.
+        version: u16,
+        /// The version this reader reads.
+        supported: u16,
+    },
     /// A delta payload holds bytes after its declared records.
     #[error(
         "delta payload at offset {offset}: {extra} bytes follow its {records} declared records"
@@ -398,6 +410,15 @@ pub enum RecordError {
         /// The declared position.
         position: u64,
         /// The index's length.
+        entries: u64,
+    },
+    /// A delta record names a base by a position the old package's index does not have:
+    /// the delta was made from another package than the one it is applied against.
+    #[error("names base position {position}, but the old package's index has {entries} entries")]
+    DeltaBasePosition {
+        /// The declared position.
+        position: u64,
+        /// The old index's length.
         entries: u64,
     },
     /// A varint that is longer than 10 bytes, overflows 64 bits, or is not in its

@@ -1060,7 +1060,8 @@ impl<R: Read> Read for Asset<'_, '_, R> {
 ///
 /// For a delta stone, every record is checked: its fixed part, that its frame declares the
 /// record's target size, and for a whole record that it decodes to its target's hash. A
-/// patch can only be applied against its base, which a stone alone does not carry.
+/// patch can only be applied against its bases, which a stone alone does not carry, named
+/// by their position in the old package's index, which it does not carry either.
 pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
     let mut reader = Reader::new(inner)?;
     let stone = reader.read_metadata()?;
@@ -1074,7 +1075,7 @@ pub fn verify<R: Read>(inner: R) -> Result<Stone, DecodeError> {
         let mut index = 0;
         while let Some(record) = deltas.next_record()? {
             let checked = match record.header.method() {
-                Method::Whole => record.apply(&[], &mut |_, _| Ok(())),
+                Method::Whole => record.apply(&[], &[], &mut |_, _| Ok(())),
                 Method::Patch => record.check_frame(),
             };
             checked.map_err(|source| DecodeError::Delta {
@@ -1114,6 +1115,15 @@ impl<'r, R: Read> Deltas<'r, R> {
         let PayloadInfo { offset, header } = info;
         let kind = PayloadKind::Delta;
         if header.version != delta::PAYLOAD_VERSION {
+            // Versions 1 and 2 named bases by hash; they are refused by name, so that the
+            // message says what to do rather than "unsupported".
+            if (1..delta::PAYLOAD_VERSION).contains(&header.version) {
+                return Err(DecodeError::DeltaVersion {
+                    offset,
+                    version: header.version,
+                    supported: delta::PAYLOAD_VERSION,
+                });
+            }
             return Err(DecodeError::UnsupportedPayloadVersion {
                 kind,
                 offset,

@@ -52,6 +52,12 @@ fn index_of(new: &[u8], small: &[u8]) -> Vec<mossfs_format::IndexEntry> {
 
 const SMALL: &[u8] = b"a small new file";
 
+/// The old package's index: the base alone.
+fn old_index() -> Vec<mossfs_format::IndexEntry> {
+    let old = base();
+    layout_index([(AssetHash::of(&old), old.len() as u64)])
+}
+
 fn bytes(data: &[u8], position: u32) -> make::Bytes<'_> {
     make::Bytes {
         hash: AssetHash::of(data),
@@ -150,7 +156,7 @@ fn a_delta_stone_round_trips_and_applies() {
     assert!(checked.content.is_none());
     let info = checked.delta.unwrap().header;
     assert_eq!(info.records, 2);
-    assert_eq!(info.version, 2);
+    assert_eq!(info.version, 3);
 
     let mut reader = Reader::new(stone.as_slice()).unwrap();
     let meta = reader.read_metadata().unwrap();
@@ -167,14 +173,16 @@ fn a_delta_stone_round_trips_and_applies() {
     let bases: HashMap<AssetHash, Vec<u8>> = [(AssetHash::of(&base()), base())].into();
     let mut out = Vec::new();
     let patch = &read_back[0];
+    let old_index = old_index();
     let given: Vec<&[u8]> = patch
         .header
-        .bases
+        .resolve_bases(&old_index)
+        .unwrap()
         .iter()
         .map(|b| bases[&b.hash].as_slice())
         .collect();
     patch
-        .apply(&given, &mut |_, b| {
+        .apply(&old_index, &given, &mut |_, b| {
             out.extend_from_slice(b);
             Ok(())
         })
@@ -192,7 +200,7 @@ fn a_record_of_several_targets_reads_back_and_rebuilds_each() {
     assert_eq!(decoded, vec![record.clone()]);
     let mut out = vec![Vec::new(), Vec::new()];
     record
-        .apply(&[&old], &mut |i, b| {
+        .apply(&old_index(), &[&old], &mut |i, b| {
             out[i].extend_from_slice(b);
             Ok(())
         })
@@ -285,25 +293,60 @@ fn a_hostile_window_log_is_refused_by_name() {
 }
 
 #[test]
-fn an_absurd_size_is_refused_before_anything_is_allocated() {
-    let (stone, at, records) = honest();
-    let mut header = records[0].header.clone();
-    header.bases[0].size = u64::MAX;
-    let body = body_with_first(&records, raw(&header, &records[0].frame));
-    let err = first_error(&with_body(&stone, at, &body, 2));
+fn a_base_the_old_index_lacks_or_too_large_is_refused_before_decoding() {
+    let (_, _, records) = honest();
+    let patch = &records[0];
+    let base = base();
+    let err = |old_index: &[mossfs_format::IndexEntry]| {
+        patch
+            .apply(old_index, &[&base], &mut |_, _| {
+                panic!("nothing is written for a refused record")
+            })
+            .unwrap_err()
+    };
+    // Applied against another package's index: the position names nothing.
     assert!(
         matches!(
-            err,
-            DecodeError::BadRecord {
-                reason: RecordError::DeltaTooLarge {
+            err(&[]),
+            delta::ApplyError::Bases {
+                source: RecordError::DeltaBasePosition {
+                    position: 0,
+                    entries: 0
+                },
+                ..
+            }
+        ),
+        "{}",
+        err(&[])
+    );
+    // An old index whose entry would make the record hold more than a reader allows.
+    let huge = layout_index([(AssetHash::of(&base), MAX_PATCH_PAIR)]);
+    assert!(
+        matches!(
+            err(&huge),
+            delta::ApplyError::Bases {
+                source: RecordError::DeltaTooLarge {
                     limit: MAX_PATCH_PAIR,
                     ..
                 },
                 ..
             }
         ),
-        "{err}"
+        "{}",
+        err(&huge)
     );
+    // An entry at that position of another hash: the bytes given do not match it.
+    let other = layout_index([(AssetHash(1), base.len() as u64)]);
+    assert!(
+        matches!(err(&other), delta::ApplyError::WrongBase { .. }),
+        "{}",
+        err(&other)
+    );
+}
+
+#[test]
+fn an_absurd_size_is_refused_before_anything_is_allocated() {
+    let (stone, at, records) = honest();
     // A frame longer than the payload.
     let mut header = records[0].header.clone();
     header.frame_len = 1 << 50;
@@ -476,21 +519,31 @@ fn a_damaged_checksum_and_a_compressed_delta_payload_are_refused() {
         ),
         "{err}"
     );
-    // A version-1 payload is no longer read.
+    // Version-1 and version-2 payloads (bases named by hash) are refused by name; an
+    // unknown version is simply unsupported.
+    for old in [1u16, 2] {
+        let (mut stone, at, _) = honest();
+        stone[at + 28..at + 30].copy_from_slice(&old.to_be_bytes());
+        let err = first_error(&stone);
+        assert!(
+            matches!(
+                err,
+                DecodeError::DeltaVersion { version, supported: 3, .. } if version == old
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("full stone"), "{err}");
+    }
     let (mut stone, at, _) = honest();
-    stone[at + 28..at + 30].copy_from_slice(&1u16.to_be_bytes());
-    let err = first_error(&stone);
-    assert!(
-        matches!(
-            err,
-            DecodeError::UnsupportedPayloadVersion {
-                kind: PayloadKind::Delta,
-                version: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    stone[at + 28..at + 30].copy_from_slice(&9u16.to_be_bytes());
+    assert!(matches!(
+        first_error(&stone),
+        DecodeError::UnsupportedPayloadVersion {
+            kind: PayloadKind::Delta,
+            version: 9,
+            ..
+        }
+    ));
 }
 
 #[test]

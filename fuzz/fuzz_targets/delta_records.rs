@@ -6,8 +6,10 @@
 //! - records that decode re-encode to the same body;
 //! - the reader, given the body inside a real delta stone with the same index, refuses
 //!   whatever the decoder refuses;
-//! - applying any record, against a fixed base for each of its bases, either fails with a
-//!   typed error or writes, for every target, exactly its size of bytes that hash to it.
+//! - applying any record, against a small old index (whose first entry is a fixed base,
+//!   the others sized from the input) and that base's bytes for each of its bases, either
+//!   fails with a typed error or writes, for every target, exactly its size of bytes that
+//!   hash to it; it never succeeds for a record whose base positions the old index lacks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -73,6 +75,15 @@ fuzz_target!(|body: &[u8]| {
             "re-encoding changed the body"
         );
         let base: Vec<u8> = body.iter().rev().copied().collect();
+        let old_index = layout_index(
+            std::iter::once((AssetHash::of(&base), base.len() as u64)).chain(
+                body.iter()
+                    .skip(4)
+                    .take(2)
+                    .enumerate()
+                    .map(|(i, &b)| (AssetHash(i as u128 + 100), u64::from(b) * 41)),
+            ),
+        );
         for record in records {
             let given: Vec<&[u8]> = record
                 .header
@@ -81,11 +92,12 @@ fuzz_target!(|body: &[u8]| {
                 .map(|_| base.as_slice())
                 .collect();
             let mut out = vec![Vec::new(); record.header.targets.len()];
-            let applied = record.apply(&given, &mut |i, b| {
+            let applied = record.apply(&old_index, &given, &mut |i, b| {
                 out[i].extend_from_slice(b);
                 Ok(())
             });
             if applied.is_ok() {
+                assert!(record.header.resolve_bases(&old_index).is_ok());
                 for (bytes, target) in out.iter().zip(&record.header.targets) {
                     assert_eq!(bytes.len() as u64, target.size);
                     assert_eq!(AssetHash::of(bytes), target.hash);

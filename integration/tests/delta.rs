@@ -189,7 +189,16 @@ fn inspect_shows_and_checks_the_records() {
     assert_eq!(records.len(), 1);
     let patch = records.iter().find(|r| r["method"] == "patch").unwrap();
     assert_eq!(patch["targets"].as_array().unwrap().len(), 4);
-    assert!(patch["bases"][0]["hash"].as_str().unwrap().len() == 32);
+    // Bases are named by their position in the old package's index (its five assets).
+    let positions: Vec<u64> = patch["bases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions.len(), 2);
+    assert!(positions.iter().all(|&p| p < 5), "{positions:?}");
+    assert_ne!(positions[0], positions[1]);
     assert!(patch["window_log"].as_u64().unwrap() >= 10);
     // The delta names the full stone it stands for: the id a full install records.
     root.install(&[&new]);
@@ -228,7 +237,12 @@ fn a_delta_without_its_bases_is_refused_and_the_full_stone_gives_the_same_system
             words.push("--dry-run".as_ref());
         }
         let line = root.fail(&words);
-        assert!(line.contains("which the store does not hold"), "{line}");
+        // The old package is unknown here, so is its index, in which the records name
+        // their bases.
+        assert!(
+            line.contains("whose index this root does not hold"),
+            "{line}"
+        );
         assert!(
             line.ends_with("install the package's full stone instead; nothing was changed"),
             "{line}"
@@ -247,6 +261,31 @@ fn a_delta_without_its_bases_is_refused_and_the_full_stone_gives_the_same_system
         &root.system(),
         "full stone after a refused delta",
     );
+}
+
+#[test]
+fn a_delta_of_an_older_payload_version_is_refused_by_name() {
+    let root = TestRoot::new();
+    let (old, new) = versions(&root);
+    let delta = make_delta(&root, &old, &new);
+    root.install(&[&old]);
+    // Version 2 named bases by hash; the bytes after the header no longer mean that.
+    let mut raw = common::forge::RawStone::parse(&fs::read(&delta).unwrap());
+    raw.payload(mossfs_format::PayloadKind::Delta).0.version = 2;
+    let forged = root.scratch("deltas").join("v2.stone");
+    fs::write(&forged, raw.bytes()).unwrap();
+    let before = root.system();
+    let states = root.states().len();
+    let line = root.fail(&["install".as_ref(), forged.as_os_str()]);
+    assert!(
+        line.contains("is version 2, which this mossfs no longer reads"),
+        "{line}"
+    );
+    assert!(line.contains("use the full stone"), "{line}");
+    assert_same(&before, &root.system(), "after a refused delta");
+    assert_eq!(root.states().len(), states);
+    // The full stone still installs.
+    root.install(&[&new]);
 }
 
 #[test]

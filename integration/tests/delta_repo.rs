@@ -290,7 +290,8 @@ fn corrupt_a_patch(delta: &[u8]) -> Vec<u8> {
     let mut body = body.clone();
     // The layout in format/src/delta.rs: a 72-byte preamble, then per record a varint
     // header length, the header (window log, varint target and base counts, a varint per
-    // target, 16 bytes and a varint per base, the varint frame length) and the frame.
+    // target, a varint per base (its position in the old package's index), the varint
+    // frame length) and the frame.
     fn varint(bytes: &[u8], at: &mut usize) -> usize {
         let mut value = 0usize;
         let mut shift = 0;
@@ -316,7 +317,6 @@ fn corrupt_a_patch(delta: &[u8]) -> Vec<u8> {
             varint(&body, &mut h);
         }
         for _ in 0..bases {
-            h += 16;
             varint(&body, &mut h);
         }
         let frame_len = varint(&body, &mut h);

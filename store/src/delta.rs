@@ -2,11 +2,16 @@
 //! (DESIGN.md §11).
 //!
 //! [`Store::apply_delta`] is what an installer calls once it has a delta stone on disk
-//! (fetched from a repository, or given by hand). It works in two passes over the delta,
+//! (fetched from a repository, or given by hand), with the index of the package the delta
+//! starts from: records name their bases by position in it (`mossfs_format::delta`), and
+//! the caller has it in its database. Where the store works alone (lazy unpacking and
+//! repair of a package whose cached stone is a delta), it reads that index from the old
+//! package's cached stone ([`Store::cached_index`]). It works in two passes over the delta,
 //! which is small:
 //!
 //! 1. **Check, writing nothing.** Every record is read and checked by the format reader,
-//!    every base a record names must be in the store (unless all its targets are), and
+//!    every base position must name an entry of the old index, every base a record names
+//!    must be in the store (unless all its targets are), and
 //!    every asset of the new package must either have a record or already be in the
 //!    store. A delta that cannot finish is refused here, before any file is made.
 //! 2. **Rebuild.** For each record with a target the store lacks: read each of its bases
@@ -29,7 +34,8 @@ use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
 use mossfs_format::{
-    AssetHash, DecodeError, DeltaRecord, EntryKind, FileType, Preamble, Reader, Stone,
+    AssetHash, DecodeError, DeltaRecord, EntryKind, FileType, IndexEntry, PackageId, Preamble,
+    Reader, Stone,
 };
 
 use crate::asset::{AssetMeta, rel_path};
@@ -61,6 +67,7 @@ impl StoreError {
             self,
             StoreError::Delta { .. }
                 | StoreError::NotADelta { .. }
+                | StoreError::DeltaOldIndex { .. }
                 | StoreError::DeltaBaseMissing { .. }
                 | StoreError::DeltaBaseDamaged { .. }
                 | StoreError::DeltaIncomplete { .. }
@@ -73,10 +80,12 @@ impl StoreError {
 
 impl Store {
     /// Rebuilds into the store every asset of the package the delta stone at `path`
-    /// stands for, from the assets already here. See the module docs for the order of
-    /// steps and the fallback rule. Safe to run beside ingests and other applies.
-    pub fn apply_delta(&self, path: &Path) -> Result<DeltaApplied> {
-        let (stone, preamble) = self.check_delta(path)?;
+    /// stands for, from the assets already here. `old_index` is the index of the package
+    /// the delta starts from, in its payload's order, in which records name their bases.
+    /// See the module docs for the order of steps and the fallback rule. Safe to run beside
+    /// ingests and other applies.
+    pub fn apply_delta(&self, path: &Path, old_index: &[IndexEntry]) -> Result<DeltaApplied> {
+        let (stone, preamble) = self.check_delta(path, old_index)?;
         let metas = first_use_metas(&stone);
         let error = |source| StoreError::Delta {
             path: path.to_owned(),
@@ -109,7 +118,7 @@ impl Store {
             if !wanted.contains(&true) {
                 continue;
             }
-            for (target, size) in self.rebuild(path, &record, &wanted, &|hash| {
+            for (target, size) in self.rebuild(path, old_index, &record, &wanted, &|hash| {
                 metas.get(&hash).copied().unwrap_or(AssetMeta::DEFAULT)
             })? {
                 let _ = target;
@@ -133,10 +142,11 @@ impl Store {
     }
 
     /// The first pass of [`Store::apply_delta`], on its own: reads every record and checks
-    /// that the delta can finish in this store (every patch's base is here, and every asset
-    /// of the new package is rebuilt by a record or already here), writing nothing. An
-    /// installer calls it while planning, to refuse a delta before recording a state.
-    pub fn check_delta(&self, path: &Path) -> Result<(Stone, Preamble)> {
+    /// that the delta can finish in this store (every patch's bases are in `old_index` and
+    /// here, and every asset of the new package is rebuilt by a record or already here),
+    /// writing nothing. An installer calls it while planning, to refuse a delta before
+    /// recording a state.
+    pub fn check_delta(&self, path: &Path, old_index: &[IndexEntry]) -> Result<(Stone, Preamble)> {
         let error = |source| StoreError::Delta {
             path: path.to_owned(),
             source: Box::new(source),
@@ -166,7 +176,8 @@ impl Store {
             else {
                 continue;
             };
-            if let Some(base) = record.header.bases.iter().find(|b| !self.has_asset(b.hash)) {
+            let bases = resolve_bases(path, old_index, &record)?;
+            if let Some(base) = bases.iter().find(|b| !self.has_asset(b.hash)) {
                 return Err(StoreError::DeltaBaseMissing {
                     path: path.to_owned(),
                     base: base.hash,
@@ -232,9 +243,20 @@ impl Store {
             if !wanted.contains(&true) {
                 continue;
             }
-            self.rebuild_into(path, &record, &wanted, &|_| meta, &mut |temp, target| {
-                self.replace_asset(temp, target)
-            })?;
+            // Only a patch needs the old index.
+            let old_index = if record.header.bases.is_empty() {
+                Vec::new()
+            } else {
+                self.cached_index(path, &from)?
+            };
+            self.rebuild_into(
+                path,
+                &old_index,
+                &record,
+                &wanted,
+                &|_| meta,
+                &mut |temp, target| self.replace_asset(temp, target),
+            )?;
             return self.remove_variants(hash, false);
         }
         // An unchanged file: the old package's stone has it.
@@ -253,26 +275,34 @@ impl Store {
     fn rebuild(
         &self,
         path: &Path,
+        old_index: &[IndexEntry],
         record: &DeltaRecord,
         wanted: &[bool],
         meta_of: &dyn Fn(AssetHash) -> AssetMeta,
     ) -> Result<Vec<(AssetHash, u64)>> {
         let mut placed = Vec::new();
-        self.rebuild_into(path, record, wanted, meta_of, &mut |temp, target| {
-            let rel = rel_path(target);
-            let size = temp.file_ref().metadata().map_or(0, |m| m.len());
-            let new =
-                temp.place(&self.assets, &rel, false)
-                    .map_err(|source| StoreError::WriteAsset {
+        self.rebuild_into(
+            path,
+            old_index,
+            record,
+            wanted,
+            meta_of,
+            &mut |temp, target| {
+                let rel = rel_path(target);
+                let size = temp.file_ref().metadata().map_or(0, |m| m.len());
+                let new = temp.place(&self.assets, &rel, false).map_err(|source| {
+                    StoreError::WriteAsset {
                         hash: target,
                         path: self.assets_dir.join(&rel),
                         source,
-                    })?;
-            if new == crate::temp::Placed::New {
-                placed.push((target, size));
-            }
-            Ok(())
-        })?;
+                    }
+                })?;
+                if new == crate::temp::Placed::New {
+                    placed.push((target, size));
+                }
+                Ok(())
+            },
+        )?;
         Ok(placed)
     }
 
@@ -282,6 +312,7 @@ impl Store {
     fn rebuild_into(
         &self,
         path: &Path,
+        old_index: &[IndexEntry],
         record: &DeltaRecord,
         wanted: &[bool],
         meta_of: &dyn Fn(AssetHash) -> AssetMeta,
@@ -289,9 +320,7 @@ impl Store {
     ) -> Result<()> {
         let targets = &record.header.targets;
         let first = targets.first().map_or(AssetHash(0), |t| t.hash);
-        let bases = record
-            .header
-            .bases
+        let bases = resolve_bases(path, old_index, record)?
             .iter()
             .map(|b| self.read_base(path, b.hash, b.size, first))
             .collect::<Result<Vec<_>>>()?;
@@ -322,14 +351,14 @@ impl Store {
             let mut temp = prepare(first)?;
             let file = temp.file();
             record
-                .apply(&[], &mut |_, bytes| file.write_all(bytes))
+                .apply(old_index, &[], &mut |_, bytes| file.write_all(bytes))
                 .map_err(|source| record_error(first, source))?;
             return finish(temp, first);
         }
         // Decoded in one piece: every target has hashed to its name before the first
         // call, so each is written and placed as it comes, one temp file at a time.
         let mut failed: Option<StoreError> = None;
-        let result = record.apply(&given, &mut |i, bytes| {
+        let result = record.apply(old_index, &given, &mut |i, bytes| {
             if !wanted.get(i).copied().unwrap_or(false) {
                 return Ok(());
             }
@@ -393,6 +422,45 @@ impl Store {
             });
         }
         Ok(bytes)
+    }
+}
+
+/// A record's bases, looked up in the old package's index; a position it lacks (the delta
+/// was made from another package) is the record's error, and falls back.
+fn resolve_bases(
+    path: &Path,
+    old_index: &[IndexEntry],
+    record: &DeltaRecord,
+) -> Result<Vec<mossfs_format::delta::Base>> {
+    let target = record
+        .header
+        .targets
+        .first()
+        .map_or(AssetHash(0), |t| t.hash);
+    record
+        .header
+        .resolve_bases(old_index)
+        .map_err(|source| StoreError::DeltaRecord {
+            path: path.to_owned(),
+            target,
+            source: Box::new(mossfs_format::delta::ApplyError::Bases { target, source }),
+        })
+}
+
+impl Store {
+    /// The index of package `from`, read from its cached stone (a full stone or a delta:
+    /// both carry it), for the delta at `path` that starts from it: what the store
+    /// consults when no database hands it the index (lazy unpacking and repair of a
+    /// package whose cached stone is a delta).
+    pub fn cached_index(&self, path: &Path, from: &PackageId) -> Result<Vec<IndexEntry>> {
+        match self.open_stone(from) {
+            Ok(open) => Ok(open.stone.index),
+            Err(StoreError::StoneNotCached { .. }) => Err(StoreError::DeltaOldIndex {
+                path: path.to_owned(),
+                from: *from,
+            }),
+            Err(other) => Err(other),
+        }
     }
 }
 

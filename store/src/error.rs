@@ -183,6 +183,17 @@ pub enum StoreError {
         /// The asset it would rebuild.
         target: AssetHash,
     },
+    /// The index of the package a delta starts from is not at hand (the database does not
+    /// know the package, or, where the store works alone, its stone is not cached), so
+    /// nothing can tell which old assets the delta's records name: they name bases by
+    /// their position in that index. Fall back to the full stone.
+    #[error("delta {} starts from package {from}, whose index this root does not hold, so the old assets its records patch are unknown", path.display())]
+    DeltaOldIndex {
+        /// The delta stone.
+        path: PathBuf,
+        /// The package it starts from.
+        from: mossfs_format::PackageId,
+    },
     /// A base asset in the store no longer hashes to its name. Fall back to the full
     /// stone, and run `verify --repair`.
     #[error("base asset {base} at {} is damaged (its bytes hash to {computed})", path.display())]

@@ -24,11 +24,11 @@ use crate::unpack::{Plan, unpack};
 use crate::{BUF_SIZE, Result, Store, StoreError};
 
 /// A cached stone opened for unpacking, its metadata read and checked.
-struct OpenStone {
+pub(crate) struct OpenStone {
     id: PackageId,
     path: PathBuf,
     reader: Reader<BufReader<File>>,
-    stone: Stone,
+    pub(crate) stone: Stone,
 }
 
 impl OpenStone {
@@ -117,8 +117,14 @@ impl Store {
         // A delta stone cached as its package's stone (an install from a delta) is rebuilt
         // from the store's own assets instead.
         if stone.delta.is_some() {
+            let from = reader
+                .deltas(&stone)
+                .map_err(|source| stone_error(id, &path, source))?
+                .map(|deltas| deltas.preamble().from)
+                .ok_or_else(|| StoreError::NotADelta { path: path.clone() })?;
             drop(reader);
-            let applied = self.apply_delta(&path)?;
+            let old_index = self.cached_index(&path, &from)?;
+            let applied = self.apply_delta(&path, &old_index)?;
             return Ok(IngestStats {
                 written: applied.written,
                 present: applied.present,
@@ -219,7 +225,7 @@ impl Store {
 
     /// Opens the cached stone `id` and reads its metadata, checking that its index
     /// covers every regular file of its layout.
-    fn open_stone(&self, id: &PackageId) -> Result<OpenStone> {
+    pub(crate) fn open_stone(&self, id: &PackageId) -> Result<OpenStone> {
         let path = self.cached_path(id);
         let file = match File::open(&path) {
             Ok(file) => file,

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use mossfs_format::delta::make::{self, Pairing};
 use mossfs_format::{
-    AssetHash, DecodeError, DeltaRecord, FileType, Method, PackageId, Preamble, Reader, Stone,
-    Writer, WriterOptions,
+    AssetHash, DecodeError, DeltaRecord, FileType, IndexEntry, Method, PackageId, Preamble, Reader,
+    Stone, Writer, WriterOptions,
 };
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -148,12 +148,18 @@ pub fn make_delta(
     );
     let bases: HashSet<AssetHash> = pairings
         .iter()
-        .filter_map(|p| p.base.map(|(hash, _)| hash))
+        .filter_map(|p| p.base.map(|b| b.hash))
         .collect();
     let targets: HashSet<AssetHash> = pairings.iter().map(|p| p.target).collect();
     let old_loaded = load(old, &bases)?;
     let new_loaded = load(new, &targets)?;
-    let records = make_records(&pairings, &old_loaded.assets, &new_loaded.assets, options)?;
+    let records = make_records(
+        &old_meta.index,
+        &pairings,
+        &old_loaded.assets,
+        &new_loaded.assets,
+        options,
+    )?;
     let preamble = Preamble {
         from: old_loaded.id,
         to: new_loaded.id,
@@ -162,7 +168,13 @@ pub fn make_delta(
     let old_digests: HashSet<AssetHash> = old_loaded.stone.index.iter().map(|e| e.digest).collect();
     write_atomically(output, |file| {
         write_delta(file, &new_loaded.stone, &preamble, &records, options.level)?;
-        check_applies(file, &old_loaded.assets, &old_digests, &new_loaded.stone)
+        check_applies(
+            file,
+            &old_meta.index,
+            &old_loaded.assets,
+            &old_digests,
+            &new_loaded.stone,
+        )
     })?;
     let size = std::fs::metadata(output).map_or(0, |m| m.len());
     let patches = records
@@ -185,7 +197,9 @@ pub fn make_delta(
 
 /// The records for the pairings, on the current rayon pool, one unit at a time
 /// ([`make::units`]: big targets alone, small ones tried as groups), in the pairings' order.
+/// `old_index` is the old package's index, by whose positions records name their bases.
 pub fn make_records(
+    old_index: &[IndexEntry],
     pairings: &[Pairing],
     old: &HashMap<AssetHash, Vec<u8>>,
     new: &HashMap<AssetHash, Vec<u8>>,
@@ -197,12 +211,12 @@ pub fn make_records(
         .map(|unit| {
             let old_bytes = |h: AssetHash| old.get(&h).map(Vec::as_slice);
             let new_bytes = |h: AssetHash| new.get(&h).map(Vec::as_slice);
-            make::best(pairings, unit, &old_bytes, &new_bytes, options).map_err(|source| {
-                MakeDeltaError::Record {
+            make::best(old_index, pairings, unit, &old_bytes, &new_bytes, options).map_err(
+                |source| MakeDeltaError::Record {
                     target: pairings[unit.pairings[0]].target,
                     source,
-                }
-            })
+                },
+            )
         })
         .collect::<Result<_, _>>()?;
     Ok(made.into_iter().flatten().collect())
@@ -277,11 +291,12 @@ fn write_delta(
 }
 
 /// Applies every record of the delta stone in `file` against the old package's assets
-/// and checks each target's hash, and checks that every asset of the new package is
+/// (its bases looked up in `old_index`, as an installer will) and checks each target's hash, and checks that every asset of the new package is
 /// rebuilt by a record or already in the old one: the delta is known to work before
 /// anyone is offered it.
 fn check_applies(
     file: &File,
+    old_index: &[IndexEntry],
     old: &HashMap<AssetHash, Vec<u8>>,
     old_digests: &HashSet<AssetHash>,
     new: &Stone,
@@ -301,7 +316,8 @@ fn check_applies(
     while let Some(record) = deltas.next_record().map_err(|e| failed(&e))? {
         let bases = record
             .header
-            .bases
+            .resolve_bases(old_index)
+            .map_err(|e| failed(&e))?
             .iter()
             .map(|b| {
                 old.get(&b.hash)
@@ -310,7 +326,7 @@ fn check_applies(
             })
             .collect::<io::Result<Vec<&[u8]>>>()?;
         record
-            .apply(&bases, &mut |_, _| Ok(()))
+            .apply(old_index, &bases, &mut |_, _| Ok(()))
             .map_err(|e| failed(&e))?;
         rebuilt.extend(record.header.targets.iter().map(|t| t.hash));
     }

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use common::{TestFile, build_stone, cache_bytes, file, store, temp_files};
 use mossfs_format::delta::make::{self, Options};
 use mossfs_format::{
-    AssetHash, DeltaRecord, FileType, Method, PackageId, Preamble, Reader, RecordHeader, Writer,
-    WriterOptions,
+    AssetHash, DeltaRecord, FileType, IndexEntry, Method, PackageId, Preamble, Reader, RecordError,
+    RecordHeader, Writer, WriterOptions,
 };
 use mossfs_store::{Store, StoreError};
 
@@ -115,7 +115,17 @@ fn build(old: &[u8], new: &[u8], grouped: bool) -> (Vec<u8>, Vec<DeltaRecord>) {
     let new_bytes = |h: AssetHash| new_assets.get(&h).map(Vec::as_slice);
     let records: Vec<DeltaRecord> = units
         .iter()
-        .flat_map(|unit| make::best(&pairings, unit, &old_bytes, &new_bytes, &options).unwrap())
+        .flat_map(|unit| {
+            make::best(
+                &old_stone.index,
+                &pairings,
+                unit,
+                &old_bytes,
+                &new_bytes,
+                &options,
+            )
+            .unwrap()
+        })
         .collect();
     (write_delta(&new_stone, &records), records)
 }
@@ -159,6 +169,8 @@ struct Setup {
     store: Store,
     new_full: Vec<u8>,
     delta: PathBuf,
+    /// The old package's index, in which the delta's records name their bases.
+    old_index: Vec<IndexEntry>,
 }
 
 fn setup(delta_bytes: impl FnOnce(&[u8], &[u8]) -> Vec<u8>) -> Setup {
@@ -175,6 +187,7 @@ fn setup(delta_bytes: impl FnOnce(&[u8], &[u8]) -> Vec<u8>) -> Setup {
         store,
         new_full,
         delta,
+        old_index: read_stone(&old_full).0.index,
     }
 }
 
@@ -222,7 +235,10 @@ fn only(setup: &Setup) -> BTreeMap<AssetHash, (Vec<u8>, u32)> {
 #[test]
 fn a_delta_rebuilds_exactly_what_the_full_stone_unpacks() {
     let setup = setup(|old, new| build_delta(old, new).0);
-    let applied = setup.store.apply_delta(&setup.delta).unwrap();
+    let applied = setup
+        .store
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap();
     assert_eq!(applied.preamble.to, PackageId([2; 32]));
     assert_eq!(applied.stone.name(), Some("foo"));
     // New: tool, libfoo, new, empty, tiny. README is shared. shrinks → empty is the empty
@@ -231,7 +247,10 @@ fn a_delta_rebuilds_exactly_what_the_full_stone_unpacks() {
     assert_eq!(contents(&setup.store), reference());
     assert!(temp_files(&setup.store).is_empty());
     // Applying again is free: everything is there.
-    let again = setup.store.apply_delta(&setup.delta).unwrap();
+    let again = setup
+        .store
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap();
     assert_eq!((again.written, again.present), (0, 6));
 }
 
@@ -246,28 +265,37 @@ fn a_grouped_delta_rebuilds_exactly_what_the_full_stone_unpacks() {
         assert_eq!(records[0].header.bases.len(), 2);
         bytes
     });
-    let applied = setup.store.apply_delta(&setup.delta).unwrap();
+    let applied = setup
+        .store
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap();
     assert_eq!((applied.written, applied.present), (5, 1));
     assert_eq!(contents(&setup.store), reference());
     assert!(temp_files(&setup.store).is_empty());
-    let again = setup.store.apply_delta(&setup.delta).unwrap();
+    let again = setup
+        .store
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap();
     assert_eq!((again.written, again.present), (0, 6));
 }
 
 #[test]
 fn bases_are_chosen_by_path_then_by_version_stripped_name() {
     let (old_files, new_files) = pair();
-    let (_, records) = build_delta(
-        &build_stone("foo", &old_files),
-        &build_stone("foo", &new_files),
-    );
+    let old_full = build_stone("foo", &old_files);
+    let old_index = read_stone(&old_full).0.index;
+    let (_, records) = build_delta(&old_full, &build_stone("foo", &new_files));
     let by_target: HashMap<AssetHash, RecordHeader> = records
         .iter()
         .map(|r| (r.header.targets[0].hash, r.header.clone()))
         .collect();
     let bases_of = |new: usize| {
         let r = &by_target[&new_files[new].hash()];
-        r.bases.iter().map(|b| (b.hash, b.size)).collect::<Vec<_>>()
+        r.resolve_bases(&old_index)
+            .unwrap()
+            .iter()
+            .map(|b| (b.hash, b.size))
+            .collect::<Vec<_>>()
     };
     // bin/tool: same path.
     assert_eq!(bases_of(0), vec![(old_files[0].hash(), 80_000)]);
@@ -301,7 +329,9 @@ fn a_missing_base_is_refused_before_anything_is_written() {
     let setup = setup(|old, new| build_delta(old, new).0);
     // An empty store: no base is here.
     let (_dir, empty) = store();
-    let err = empty.apply_delta(&setup.delta).unwrap_err();
+    let err = empty
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap_err();
     assert!(matches!(err, StoreError::DeltaBaseMissing { .. }), "{err}");
     assert!(err.falls_back_to_full_stone());
     assert!(empty.list_assets().unwrap().is_empty());
@@ -314,7 +344,10 @@ fn a_store_without_the_unchanged_files_is_refused_as_incomplete() {
     let (old_files, _) = pair();
     std::fs::remove_file(setup.store.asset_path(old_files[2].hash())).unwrap();
     let before = only(&setup);
-    let err = setup.store.apply_delta(&setup.delta).unwrap_err();
+    let err = setup
+        .store
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::DeltaIncomplete { missing, count: 1, .. } if missing == old_files[2].hash()),
         "{err}"
@@ -330,7 +363,10 @@ fn a_damaged_base_is_named_and_nothing_built_on_it_is_placed() {
     let mut bytes = std::fs::read(&base).unwrap();
     bytes[5] ^= 1;
     std::fs::write(&base, &bytes).unwrap();
-    let err = setup.store.apply_delta(&setup.delta).unwrap_err();
+    let err = setup
+        .store
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap_err();
     assert!(
         matches!(&err, StoreError::DeltaBaseDamaged { base, .. } if *base == old_files[1].hash()),
         "{err}"
@@ -362,7 +398,10 @@ fn a_damaged_delta_is_refused_before_anything_is_written() {
         delta
     });
     let before = only(&setup);
-    let err = setup.store.apply_delta(&setup.delta).unwrap_err();
+    let err = setup
+        .store
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap_err();
     assert!(
         matches!(&err, StoreError::Delta { source, .. }
             if matches!(**source, mossfs_format::DecodeError::BadChecksum { .. })),
@@ -397,7 +436,10 @@ fn a_record_that_rebuilds_other_bytes_is_refused_by_hash() {
         record.header.frame_len = record.frame.len() as u64;
         write_delta(&new_stone, &records)
     });
-    let err = setup.store.apply_delta(&setup.delta).unwrap_err();
+    let err = setup
+        .store
+        .apply_delta(&setup.delta, &setup.old_index)
+        .unwrap_err();
     assert!(
         matches!(&err, StoreError::DeltaRecord { source, .. }
             if matches!(**source, mossfs_format::ApplyError::Hash { .. })),
@@ -419,7 +461,63 @@ fn a_full_stone_given_as_a_delta_is_refused() {
     let setup = setup(|old, new| build_delta(old, new).0);
     let full = setup.dir.path().join("new.stone");
     std::fs::write(&full, &setup.new_full).unwrap();
-    let err = setup.store.apply_delta(&full).unwrap_err();
+    let err = setup
+        .store
+        .apply_delta(&full, &setup.old_index)
+        .unwrap_err();
     assert!(matches!(err, StoreError::NotADelta { .. }), "{err}");
     assert!(err.falls_back_to_full_stone());
+}
+
+#[test]
+fn a_delta_applied_against_another_packages_index_falls_back() {
+    let setup = setup(|old, new| build_delta(old, new).0);
+    let before = only(&setup);
+    // An index too short for the positions the records name: refused by position, in the
+    // first pass.
+    let err = setup.store.apply_delta(&setup.delta, &[]).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DeltaRecord { source, .. }
+        if matches!(**source, mossfs_format::ApplyError::Bases {
+            source: RecordError::DeltaBasePosition { entries: 0, .. },
+            ..
+        })),
+        "{err}"
+    );
+    assert_eq!(only(&setup), before);
+    falls_back(&setup, &err, &before);
+}
+
+#[test]
+fn bases_named_by_a_reordered_index_do_not_rebuild_anything() {
+    // The same assets in another order: every position names an asset the store holds and
+    // that hashes to its name, but not the one the patch was made against. The targets'
+    // hashes refuse every record made on them.
+    let setup = setup(|old, new| build_delta(old, new).0);
+    let mut other = setup.old_index.clone();
+    other.reverse();
+    let err = setup.store.apply_delta(&setup.delta, &other).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DeltaRecord { source, .. }
+            if matches!(**source,
+                mossfs_format::ApplyError::Hash { .. }
+                | mossfs_format::ApplyError::Decompress { .. }
+                | mossfs_format::ApplyError::Size { .. })),
+        "{err}"
+    );
+    for (hash, (bytes, _)) in only(&setup) {
+        assert_eq!(AssetHash::of(&bytes), hash, "a wrong asset was placed");
+    }
+    falls_back_after_placing_only_verified(&setup, &err);
+}
+
+/// Like [`falls_back`] for a failure in the second pass: records before the failing one
+/// may have placed verified assets, so the store may have grown, but only by assets the
+/// new package has.
+fn falls_back_after_placing_only_verified(setup: &Setup, err: &StoreError) {
+    assert!(err.falls_back_to_full_stone(), "{err}");
+    assert!(temp_files(&setup.store).is_empty());
+    let cached = cache_bytes(&setup.store, setup.dir.path(), "new.stone", &setup.new_full);
+    setup.store.ingest(&cached.id).unwrap();
+    assert_eq!(contents(&setup.store), reference());
 }

@@ -5,10 +5,12 @@
 //! the package's repository ([`mossfs_repo::deltas::offers`]), take the smallest one that
 //! starts from a package this root knows and whose every asset is in the store; download
 //! it (verified against the sha256 and size the signed index gives); check that it stands
-//! for exactly the full stone the index names (package id and size); rebuild the new
-//! assets with [`Store::apply_delta`](mossfs_store::Store::apply_delta), which re-hashes
-//! each base it reads, holds at most one record (its bases and targets) in memory and checks every target's
-//! xxh3-128; and copy the delta into the cache under the full stone's id, as a delta given
+//! for exactly the full stone the index names (package id and size); look up the old
+//! package's index in the database (the delta's records name their bases by position in
+//! it); rebuild the new assets with
+//! [`Store::apply_delta`](mossfs_store::Store::apply_delta), which re-hashes each base it
+//! reads, holds at most one record (its bases and targets) in memory and checks every
+//! target's xxh3-128; and copy the delta into the cache under the full stone's id, as a delta given
 //! on the command line is. Any failure on that path (a missing or damaged base, a wrong
 //! hash, a malformed delta, a download error) gives `None` after one note on stderr, and
 //! the caller downloads the full stone as it would have anyway. A failed attempt leaves
@@ -96,7 +98,11 @@ fn by_delta<'s>(
     .ok_or("the download did not run")?
     .map_err(|e| chain(&e))?;
     crate::ui::step("download delta");
-    let (_, preamble) = root.store.check_delta(&path).map_err(|e| chain(&e))?;
+    // Records name their bases by position in the old package's index, which the
+    // database holds for every package this root knows.
+    let from = package_id(&offer.from).ok_or("the index names no valid package it starts from")?;
+    let old = crate::engine::plan::old_index(&root.db, &path, &from).map_err(|e| chain(&e))?;
+    let (_, preamble) = root.store.check_delta(&path, &old).map_err(|e| chain(&e))?;
     let wanted = meta.hash.as_deref().and_then(package_id);
     if Some(preamble.to) != wanted || Some(preamble.to_size) != meta.size {
         return Err(format!(
@@ -110,9 +116,9 @@ fn by_delta<'s>(
             preamble.from
         ));
     }
-    root.store.apply_delta(&path).map_err(|e| chain(&e))?;
+    root.store.apply_delta(&path, &old).map_err(|e| chain(&e))?;
     crate::ui::step("apply delta");
-    LoadedStone::load(&path, &root.store).map_err(|e| chain(&e))
+    LoadedStone::load(&path, &root.store, &root.db).map_err(|e| chain(&e))
 }
 
 /// The bytes the packages in `wanted` (meta and repository) take to download: with the

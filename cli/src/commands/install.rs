@@ -208,10 +208,10 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     crate::ui::step("check stones");
     if args.change.dry_run {
         let (installed, root) = dry_run_base(&args.change.root.root)?;
-        let store = root.as_ref().map(|root| &root.store);
+        let at = root.as_ref().map(|root| (&root.store, &root.db));
         let stones = paths
             .par_iter()
-            .map(|path| LoadedStone::inspect(path, store))
+            .map(|path| LoadedStone::inspect(path, at))
             .collect::<Result<Vec<_>>>()?;
         let plan = match &root {
             Some(root) => {
@@ -241,7 +241,7 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     let mut stones = paths
         .par_iter()
         .map(|path| {
-            let stone = LoadedStone::load(path, &root.store)?;
+            let stone = LoadedStone::load(path, &root.store, &root.db)?;
             bar.inc(stone.size);
             Ok(stone)
         })

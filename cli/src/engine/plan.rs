@@ -9,7 +9,7 @@ use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mossfs_db::{PackageRecord, Query, Selection};
+use mossfs_db::{Db, DbError, PackageRecord, Query, Selection};
 use mossfs_format::{IndexEntry, LayoutEntry, Meta, PackageId, Preamble, Reader};
 use mossfs_store::{PendingStone, Store};
 
@@ -37,9 +37,25 @@ pub struct LoadedStone<'s> {
     pub index: Vec<IndexEntry>,
     /// The copy, until [`LoadedStone::keep_all`] caches it; dropped, it vanishes.
     copy: Option<PendingStone<'s>>,
-    /// For a delta stone copied into a store, that store: `keep_all` rebuilds the delta's
-    /// assets there before caching the copy.
-    delta: Option<&'s Store>,
+    /// For a delta stone copied into a store, that store and the index of the package the
+    /// delta starts from: `keep_all` rebuilds the delta's assets there before caching the copy.
+    delta: Option<(&'s Store, Vec<IndexEntry>)>,
+}
+
+/// The index of the package a delta at `path` starts from, as the database holds it: the
+/// delta's records name their bases by position in it. A package the database does not
+/// know is the store's [`DeltaOldIndex`](mossfs_store::StoreError::DeltaOldIndex), which
+/// falls back to the full stone like every other delta failure.
+pub fn old_index(db: &Db, path: &Path, from: &PackageId) -> Result<Vec<IndexEntry>> {
+    match db.read()?.index(from) {
+        Ok(index) => Ok(index),
+        Err(DbError::NoPackage(_)) => Err(mossfs_store::StoreError::DeltaOldIndex {
+            path: path.to_owned(),
+            from: *from,
+        }
+        .into()),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// The stone's metadata, checked: what [`LoadedStone`] keeps of it.
@@ -69,9 +85,10 @@ impl<'s> LoadedStone<'s> {
 
     /// Reads the stone's metadata and hashes it, writing nothing: what a dry run shows.
     /// It has no copy, so [`LoadedStone::keep_all`] does nothing with it. A delta stone is
-    /// checked against `store`, when the root has one, as `load` checks it: a dry run
-    /// refuses a delta whose bases are missing just as the install would.
-    pub fn inspect(path: &Path, store: Option<&Store>) -> Result<LoadedStone<'static>> {
+    /// checked against `root` (its store and database), when there is one, as `load`
+    /// checks it: a dry run refuses a delta whose bases are missing just as the install
+    /// would.
+    pub fn inspect(path: &Path, root: Option<(&Store, &Db)>) -> Result<LoadedStone<'static>> {
         let file = open(path)?;
         let Metadata {
             meta,
@@ -82,8 +99,8 @@ impl<'s> LoadedStone<'s> {
         // A delta stands for its package's full stone, as in `load`.
         let (id, size) = match delta {
             Some(preamble) => {
-                if let Some(store) = store {
-                    store.check_delta(path)?;
+                if let Some((store, db)) = root {
+                    store.check_delta(path, &old_index(db, path, &preamble.from)?)?;
                 }
                 (preamble.to, preamble.to_size)
             }
@@ -143,8 +160,8 @@ impl<'s> LoadedStone<'s> {
     }
 
     /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
-    /// reads the metadata from the copy.
-    pub fn load(path: &Path, store: &'s Store) -> Result<LoadedStone<'s>> {
+    /// reads the metadata from the copy. A delta stone's old package is looked up in `db`.
+    pub fn load(path: &Path, store: &'s Store, db: &Db) -> Result<LoadedStone<'s>> {
         let mut copy = store.copy_stone(path)?;
         let mut file = copy.file();
         file.seek(SeekFrom::Start(0))
@@ -158,13 +175,16 @@ impl<'s> LoadedStone<'s> {
             index,
             delta,
         } = Self::metadata(path, file)?;
+        let mut old = None;
         if let Some(preamble) = delta {
             // A delta stone stands for its package's full stone (DESIGN.md §11): it is
             // recorded and cached under that stone's id and size. Checking it here writes
             // nothing; its assets are rebuilt by `keep_all`, once the plan holds.
-            store.check_delta(path)?;
+            let index = old_index(db, path, &preamble.from)?;
+            store.check_delta(path, &index)?;
             copy.id = preamble.to;
             copy.size = preamble.to_size;
+            old = Some((store, index));
         }
         Ok(LoadedStone {
             path: path.to_owned(),
@@ -174,7 +194,7 @@ impl<'s> LoadedStone<'s> {
             layout,
             index,
             copy: Some(copy),
-            delta: delta.map(|_| store),
+            delta: old,
         })
     }
 
@@ -209,8 +229,8 @@ impl<'s> LoadedStone<'s> {
     pub fn keep_all(store: &Store, stones: &mut [LoadedStone<'_>]) -> Result<()> {
         use rayon::prelude::*;
         stones.par_iter().try_for_each(|stone| -> Result<()> {
-            if let (Some(copy), Some(store)) = (&stone.copy, stone.delta) {
-                store.apply_delta(&copy.path())?;
+            if let (Some(copy), Some((store, old))) = (&stone.copy, &stone.delta) {
+                store.apply_delta(&copy.path(), old)?;
             }
             Ok(())
         })?;

@@ -2,6 +2,8 @@
 //!
 //! The records sit in the last payload, so showing them reads the whole file; frames are
 //! read past, never kept. Their checks (`inspect --check`) are the verifying reader's.
+//! A record names its bases by position in the index of the package the delta starts
+//! from, which the delta stone does not carry, so bases are shown by that position.
 
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -62,12 +64,11 @@ pub fn text(out: &mut dyn Write, delta: &Records) -> Result<(), CliError> {
     for r in &delta.records {
         writeln!(
             out,
-            "  {:<5} {:>4} targets {:>10} B  {:>3} bases {:>10} B  frame {:>10} B  window 2^{}",
+            "  {:<5} {:>4} targets {:>10} B  {:>3} bases  frame {:>10} B  window 2^{}",
             r.method().name(),
             r.targets.len(),
             r.target_size(),
             r.bases.len(),
-            r.base_size(),
             r.frame_len,
             r.window_log
         )?;
@@ -75,15 +76,15 @@ pub fn text(out: &mut dyn Write, delta: &Records) -> Result<(), CliError> {
             writeln!(out, "    target {} {:>10} B", t.hash, t.size)?;
         }
         for b in &r.bases {
-            writeln!(out, "    base   {} {:>10} B", b.hash, b.size)?;
+            writeln!(out, "    base   #{b} of the old package's index")?;
         }
     }
     Ok(())
 }
 
 /// The JSON form: `{ "from", "to", "records": [ { "method", "targets": [ { "hash",
-/// "size" } ], "bases": [ { "hash", "size" } ], "target_size", "base_size",
-/// "frame_size", "window_log" } ] }`.
+/// "size" } ], "bases": [ { "position" } ], "target_size", "frame_size", "window_log" } ]
+/// }`; a base's position is in the old package's index.
 pub fn json(delta: &Records) -> Value {
     let records: Vec<Value> = delta
         .records
@@ -94,17 +95,12 @@ pub fn json(delta: &Records) -> Value {
                 .iter()
                 .map(|t| json!({ "hash": t.hash.to_string(), "size": t.size }))
                 .collect();
-            let bases: Vec<Value> = r
-                .bases
-                .iter()
-                .map(|b| json!({ "hash": b.hash.to_string(), "size": b.size }))
-                .collect();
+            let bases: Vec<Value> = r.bases.iter().map(|b| json!({ "position": b })).collect();
             json!({
                 "method": r.method().name(),
                 "targets": targets,
                 "bases": bases,
                 "target_size": r.target_size(),
-                "base_size": r.base_size(),
                 "frame_size": r.frame_len,
                 "window_log": r.window_log,
             })

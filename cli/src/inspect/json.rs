@@ -12,8 +12,8 @@
 //!                   and "hash" (regular files) or "target" (symlinks) } ],
 //!   "index":    [ { "start", "end", "digest" } ],
 //!   "delta":    null, or for a delta stone { "from", "to", "records": [ { "method",
-//!               "target", "target_size", "frame_size", "window_log", and for a patch
-//!               "base", "base_size" } ] } }
+//!               "targets": [ { "hash", "size" } ], "bases": [ { "position" } ] (in the
+//!               old package's index), "target_size", "frame_size", "window_log" } ] } }
 //! ```
 //!
 //! A path, link text or file name that is not UTF-8 is `{"bytes": "<hex>"}` instead of a

@@ -5,7 +5,9 @@
 use std::io::{self, Read};
 
 use super::DeltaRecord;
+use crate::error::RecordError;
 use crate::hash::{AssetHash, AssetHasher};
+use crate::index::IndexEntry;
 
 /// Why a record could not rebuild its assets.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,16 @@ pub enum ApplyError {
         expected_size: u64,
         /// What was given instead (`none`, or a length and hash).
         found: String,
+    },
+    /// The record's bases are not in the old package's index, or with it exceed what a
+    /// reader holds: the delta was made from another package.
+    #[error("the patch for {target} cannot find its bases in the old package's index: it {source}")]
+    Bases {
+        /// The record's first target.
+        target: AssetHash,
+        /// What is wrong.
+        #[source]
+        source: RecordError,
     },
     /// zstd refused the frame.
     #[error("the frame for {target} does not decode: {reason}")]
@@ -90,21 +102,27 @@ impl DeltaRecord {
         }
     }
 
-    /// Rebuilds the record's targets. `bases` are the bytes of the bases the record names,
-    /// in its order (none for a whole record); each is checked against the record's hash
-    /// and size first. `out` receives `(i, bytes)` for target `i`: for a record decoded in
+    /// Rebuilds the record's targets. `old_index` is the index of the package the delta
+    /// starts from, in which the record's bases are looked up; `bases` are their bytes, in
+    /// the record's order (none for a whole record), each checked against its index
+    /// entry's hash and length first. `out` receives `(i, bytes)` for target `i`: for a record decoded in
     /// one piece, each target once and only after every target hashed to its name; for a
     /// single whole target, in chunks as they are decoded, before the final hash check, so
     /// write it somewhere that becomes visible only after this returns `Ok`.
     pub fn apply(
         &self,
+        old_index: &[IndexEntry],
         bases: &[&[u8]],
         out: &mut dyn FnMut(usize, &[u8]) -> io::Result<()>,
     ) -> Result<(), ApplyError> {
         self.check_frame()?;
         let target = self.first_target();
-        if bases.len() != self.header.bases.len() {
-            let expected = self.header.bases.first().copied();
+        let named = self
+            .header
+            .resolve_bases(old_index)
+            .map_err(|source| ApplyError::Bases { target, source })?;
+        if bases.len() != named.len() {
+            let expected = named.first().copied();
             return Err(ApplyError::WrongBase {
                 target,
                 expected: expected.map_or(AssetHash(0), |b| b.hash),
@@ -112,11 +130,11 @@ impl DeltaRecord {
                 found: format!(
                     "{} bases where the record names {}",
                     bases.len(),
-                    self.header.bases.len()
+                    named.len()
                 ),
             });
         }
-        for (bytes, want) in bases.iter().zip(&self.header.bases) {
+        for (bytes, want) in bases.iter().zip(&named) {
             if bytes.len() as u64 != want.size || AssetHash::of(bytes) != want.hash {
                 return Err(ApplyError::WrongBase {
                     target,
@@ -272,7 +290,7 @@ mod tests {
         let record = whole(&plain, frame, 5);
         let mut sink = |_: usize, _: &[u8]| Ok(());
         assert!(matches!(
-            record.apply(&[], &mut sink),
+            record.apply(&[], &[], &mut sink),
             Err(ApplyError::Size {
                 expected: 5,
                 found: 17,
@@ -284,7 +302,7 @@ mod tests {
             ..record
         };
         assert!(matches!(
-            garbage.apply(&[], &mut sink),
+            garbage.apply(&[], &[], &mut sink),
             Err(ApplyError::Decompress { .. })
         ));
     }

@@ -59,8 +59,8 @@ pub struct Pairing {
     pub position: u32,
     /// Its length.
     pub target_size: u64,
-    /// The old asset to patch against, with its length, if any is close enough.
-    pub base: Option<(AssetHash, u64)>,
+    /// The old asset to patch against, if any is close enough.
+    pub base: Option<Base>,
 }
 
 /// Chooses, for every asset of the new package that the old package lacks, the old asset
@@ -73,6 +73,11 @@ pub fn choose_bases(
 ) -> Vec<Pairing> {
     let old_sizes: HashMap<AssetHash, u64> =
         old_index.iter().map(|e| (e.digest, e.len())).collect();
+    // A record names a base by its first position in the old index.
+    let mut old_positions: HashMap<AssetHash, u32> = HashMap::new();
+    for (position, entry) in old_index.iter().enumerate() {
+        old_positions.entry(entry.digest).or_insert(position as u32);
+    }
     let old_files: Vec<(&[u8], AssetHash, u64)> = old_layout
         .iter()
         .filter_map(|entry| match entry.kind {
@@ -124,6 +129,13 @@ pub fn choose_bases(
             paths
                 .get(&target)
                 .and_then(|path| pick(path, target_size, &by_path, &by_key, &by_name, &by_ext))
+                .and_then(|(hash, size)| {
+                    old_positions.get(&hash).map(|&position| Base {
+                        position,
+                        hash,
+                        size,
+                    })
+                })
         };
         out.push(Pairing {
             target,
@@ -214,7 +226,7 @@ fn zstd_error(code: usize) -> io::Error {
 pub struct Bytes<'a> {
     /// Its xxh3-128.
     pub hash: AssetHash,
-    /// Its position in the new index (targets only).
+    /// Its position in the new index (a target) or the old one (a base).
     pub position: u32,
     /// Its bytes.
     pub bytes: &'a [u8],
@@ -263,13 +275,7 @@ pub fn record(bases: &[Bytes<'_>], targets: &[Bytes<'_>], level: i32) -> io::Res
                     size: t.bytes.len() as u64,
                 })
                 .collect(),
-            bases: bases
-                .iter()
-                .map(|b| Base {
-                    hash: b.hash,
-                    size: b.bytes.len() as u64,
-                })
-                .collect(),
+            bases: bases.iter().map(|b| b.position).collect(),
             frame_len: frame.len() as u64,
         },
         frame,
@@ -344,7 +350,7 @@ pub fn units(pairings: &[Pairing], options: &Options) -> Vec<Unit> {
     let mut group = Vec::new();
     let mut group_size = 0u64;
     for (i, p) in pairings.iter().enumerate() {
-        let size = p.target_size + p.base.map_or(0, |(_, s)| s);
+        let size = p.target_size + p.base.map_or(0, |b| b.size);
         if p.target_size > GROUP_TARGET_MAX || size > limit {
             out.push(Unit { pairings: vec![i] });
             continue;
@@ -386,10 +392,12 @@ pub const GROUP_LIMIT: u64 = 32 << 20;
 
 /// The records for one unit. A unit of one target gets its best single record; a group
 /// gets one record for all its targets, against all their bases, if that encodes smaller
-/// than the targets' single records, and the single records otherwise. `base_of` and
-/// `bytes_of` give the bytes of an old and a new asset. Every record is applied once and
-/// its outputs hashed before it is returned.
+/// than the targets' single records, and the single records otherwise. `old` and `new`
+/// give the bytes of an old and a new asset. Every record is applied once, its bases
+/// looked up in `old_index` (the old package's index, as whoever applies it will), and its
+/// outputs hashed before it is returned.
 pub fn best<'a>(
+    old_index: &[IndexEntry],
     pairings: &[Pairing],
     unit: &Unit,
     old: &dyn Fn(AssetHash) -> Option<&'a [u8]>,
@@ -409,10 +417,10 @@ pub fn best<'a>(
             position: p.position,
             bytes,
         };
-        let base = p.base.and_then(|(hash, _)| {
-            old(hash).map(|bytes| Bytes {
-                hash,
-                position: 0,
+        let base = p.base.and_then(|b| {
+            old(b.hash).map(|bytes| Bytes {
+                hash: b.hash,
+                position: b.position,
                 bytes,
             })
         });
@@ -439,14 +447,16 @@ pub fn best<'a>(
             .header
             .bases
             .iter()
-            .filter_map(|b| bases.iter().find(|x| x.hash == b.hash).map(|x| x.bytes))
+            .filter_map(|&p| bases.iter().find(|x| x.position == p).map(|x| x.bytes))
             .collect();
-        record.apply(&given, &mut |_, _| Ok(())).map_err(|e| {
-            io::Error::other(format!(
-                "the record made for {} does not apply: {e}",
-                record.header.targets[0].hash
-            ))
-        })?;
+        record
+            .apply(old_index, &given, &mut |_, _| Ok(()))
+            .map_err(|e| {
+                io::Error::other(format!(
+                    "the record made for {} does not apply: {e}",
+                    record.header.targets[0].hash
+                ))
+            })?;
     }
     Ok(records)
 }
@@ -517,7 +527,7 @@ mod tests {
             pairings
                 .iter()
                 .find(|p| p.target == AssetHash(target))
-                .map(|p| p.base.map(|(h, _)| h.0))
+                .map(|p| p.base.map(|b| b.hash.0))
         };
         assert_eq!(base(11), Some(Some(1)), "same path");
         assert_eq!(base(12), Some(Some(2)), "same path without the version");
@@ -545,10 +555,16 @@ mod tests {
         }
     }
 
+    /// An old index listing `bases` in order.
+    fn index_of(bases: &[&[u8]]) -> Vec<IndexEntry> {
+        crate::layout_index(bases.iter().map(|b| (AssetHash::of(b), b.len() as u64)))
+    }
+
     fn rebuilt(record: &DeltaRecord, bases: &[&[u8]]) -> Vec<Vec<u8>> {
         let mut out = vec![Vec::new(); record.header.targets.len()];
+        let old_index = index_of(bases);
         record
-            .apply(bases, &mut |i, b| {
+            .apply(&old_index, bases, &mut |i, b| {
                 out[i].extend_from_slice(b);
                 Ok(())
             })
@@ -578,7 +594,9 @@ mod tests {
         );
         assert_eq!(rebuilt(&record, &[&base]), vec![target.clone()]);
         // Another base is refused by name.
-        let err = record.apply(&[&target], &mut |_, _| Ok(())).unwrap_err();
+        let err = record
+            .apply(&index_of(&[&base]), &[&target], &mut |_, _| Ok(()))
+            .unwrap_err();
         assert!(
             matches!(err, super::super::ApplyError::WrongBase { .. }),
             "{err}"
@@ -620,7 +638,11 @@ mod tests {
                 target: AssetHash::of(&news[k]),
                 position: k as u32,
                 target_size: news[k].len() as u64,
-                base: Some((AssetHash::of(&olds[k]), olds[k].len() as u64)),
+                base: Some(Base {
+                    position: k as u32,
+                    hash: AssetHash::of(&olds[k]),
+                    size: olds[k].len() as u64,
+                }),
             })
             .collect();
         let options = Options::default();
@@ -640,7 +662,9 @@ mod tests {
         };
         let olds: &'static [Vec<u8>] = Box::leak(olds.into_boxed_slice());
         let news_static: &'static [Vec<u8>] = Box::leak(news.clone().into_boxed_slice());
+        let old_refs: Vec<&[u8]> = olds.iter().map(Vec::as_slice).collect();
         let records = best(
+            &index_of(&old_refs),
             &pairings,
             &units[0],
             &find(olds),
