@@ -575,23 +575,17 @@ pub trait Query {
 
     /// Every state, oldest first.
     fn states(&self) -> Result<Vec<State>> {
-        let mut out = Vec::new();
-        for item in self
-            .db()
-            .states
-            .iter(self.txn())
-            .map_err(lmdb("list states"))?
-        {
-            let (id, bytes) = item.map_err(lmdb("list states"))?;
-            out.push(State::decode(bytes).ok_or_else(|| DbError::Corrupt {
-                what: format!("state {id}"),
-            })?);
-        }
-        Ok(out)
+        self.each_state(State::decode)
     }
 
     /// Every state's [`StateHead`], oldest first, without decoding the rest of each.
     fn state_heads(&self) -> Result<Vec<StateHead>> {
+        self.each_state(State::decode_head)
+    }
+
+    /// Every state record, oldest first, read with `decode`: a record it refuses is
+    /// corrupt.
+    fn each_state<T>(&self, decode: fn(&[u8]) -> Option<T>) -> Result<Vec<T>> {
         let mut out = Vec::new();
         for item in self
             .db()
@@ -600,7 +594,7 @@ pub trait Query {
             .map_err(lmdb("list states"))?
         {
             let (id, bytes) = item.map_err(lmdb("list states"))?;
-            out.push(State::decode_head(bytes).ok_or_else(|| DbError::Corrupt {
+            out.push(decode(bytes).ok_or_else(|| DbError::Corrupt {
                 what: format!("state {id}"),
             })?);
         }

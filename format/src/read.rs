@@ -616,15 +616,7 @@ fn decompress(body: &[u8], info: PayloadInfo) -> Result<Vec<u8>, DecodeError> {
             offset,
             source,
         })?;
-    if plain.len() as u64 != header.plain_size {
-        return Err(DecodeError::PlainSizeMismatch {
-            kind,
-            offset,
-            declared: header.plain_size,
-            found: plain.len() as u64,
-        });
-    }
-    Ok(plain)
+    exact_size(plain, kind, offset, header.plain_size)
 }
 
 /// Decompresses a payload body made with `prefix` as a raw zstd prefix, into a buffer of
@@ -646,15 +638,7 @@ fn decompress_against(
     let capacity = usize::try_from(header.plain_size).unwrap_or(usize::MAX);
     let mut plain = Vec::with_capacity(capacity);
     dctx.decompress(&mut plain, body).map_err(error)?;
-    if plain.len() as u64 != header.plain_size {
-        return Err(DecodeError::PlainSizeMismatch {
-            kind,
-            offset,
-            declared: header.plain_size,
-            found: plain.len() as u64,
-        });
-    }
-    Ok(plain)
+    exact_size(plain, kind, offset, header.plain_size)
 }
 
 /// Like [`decompress`], reusing one bulk context (made on first use) across payloads. The
@@ -685,15 +669,7 @@ fn decompress_with(
     };
     let capacity = usize::try_from(header.plain_size).unwrap_or(usize::MAX);
     let plain = decompressor.decompress(body, capacity).map_err(error)?;
-    if plain.len() as u64 != header.plain_size {
-        return Err(DecodeError::PlainSizeMismatch {
-            kind,
-            offset,
-            declared: header.plain_size,
-            found: plain.len() as u64,
-        });
-    }
-    Ok(plain)
+    exact_size(plain, kind, offset, header.plain_size)
 }
 
 fn zstd_decoder<R: Read>(
@@ -1258,4 +1234,23 @@ impl<'r, R: Read> Deltas<'r, R> {
         }
         Ok(())
     }
+}
+
+/// A payload whose plain bytes are not exactly the size its header declared is refused:
+/// the header is what bounded the buffer, and a stone that lies about it is damaged.
+fn exact_size(
+    plain: Vec<u8>,
+    kind: PayloadKind,
+    offset: u64,
+    declared: u64,
+) -> Result<Vec<u8>, DecodeError> {
+    if plain.len() as u64 != declared {
+        return Err(DecodeError::PlainSizeMismatch {
+            kind,
+            offset,
+            declared,
+            found: plain.len() as u64,
+        });
+    }
+    Ok(plain)
 }
