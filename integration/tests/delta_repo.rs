@@ -372,3 +372,76 @@ fn verify_repair_of_a_package_that_came_by_delta_fetches_its_full_stone() {
     let verified = root.ok(&["verify"]);
     assert!(verified.contains("no damage"), "{verified}");
 }
+
+/// `sync --stage --dry-run`, `sync --stage`, then `commit`, on `root`: the plan the dry
+/// run printed, the commit's output, and the body bytes nginx sent during the commit for
+/// stones and for deltas.
+fn stage_and_commit(root: &TestRoot, nginx: &Nginx) -> (String, Output, u64, u64) {
+    let planned = root.ok(&["sync", "--stage", "--dry-run"]);
+    let staged = root.ok(&["sync", "--stage"]);
+    assert!(staged.starts_with("staged state "), "{staged}");
+    let start = nginx.requests().len();
+    let out = root.run(&["commit"]);
+    assert!(
+        out.status.success(),
+        "commit: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stones = bytes_sent(nginx, start, ".stone");
+    let deltas = bytes_sent(nginx, start, ".delta");
+    (planned, out, stones, deltas)
+}
+
+#[test]
+fn the_commit_of_a_staged_sync_takes_the_delta_and_falls_back_to_the_same_system() {
+    let publisher = TestRoot::new();
+    let served = publisher.scratch("served");
+    let (old, new) = publish_versions(&publisher, &served);
+    index(&served);
+    let delta = delta_file(&served);
+    let good_delta = fs::read(&delta).unwrap();
+    let full_size = fs::metadata(&new).unwrap().len();
+    let Some(nginx) = Nginx::start(&served, "") else {
+        return;
+    };
+    let by_hand = TestRoot::new();
+    by_hand.install(&[&old]);
+    by_hand.install(&[&new]);
+    let reference = system_and_info(&by_hand);
+
+    // The staging reads only the head and promises the delta; the commit keeps the promise.
+    let root = client(&old, &nginx);
+    let (planned, out, stones, deltas) = stage_and_commit(&root, &nginx);
+    let figure = planned
+        .lines()
+        .find(|l| l.starts_with("download: "))
+        .unwrap_or_else(|| panic!("{planned}"));
+    assert!(figure.ends_with(" with deltas)"), "{figure}");
+    assert!(
+        !text(&out.stderr).contains("full stone instead"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(stones, 0, "{:?}", nginx.requests());
+    assert_eq!(deltas, good_delta.len() as u64, "{:?}", nginx.requests());
+    let got = system_and_info(&root);
+    assert_same(
+        &reference.0,
+        &got.0,
+        "staged commit by delta against full stone",
+    );
+    assert_eq!(reference.1, got.1);
+
+    // A delta listed with its true sha256 whose patch does not rebuild its target: the
+    // commit says so once, downloads the full stone and commits the same system.
+    fs::write(&delta, corrupt_a_patch(&good_delta)).unwrap();
+    index(&served);
+    let root = client(&old, &nginx);
+    let (_, out, stones, _) = stage_and_commit(&root, &nginx);
+    assert_one_fallback_note(&out, "does not rebuild asset");
+    assert_eq!(stones, full_size, "{:?}", nginx.requests());
+    let got = system_and_info(&root);
+    assert_same(&reference.0, &got.0, "staged commit after a failed delta");
+    assert_eq!(reference.1, got.1);
+}

@@ -315,7 +315,7 @@ fn fetch_chosen<'s>(
             full.push(meta);
             continue;
         }
-        match super::by_delta::get(root, &repo, &meta) {
+        match crate::engine::by_delta::get(root, &repo, &meta, None) {
             Some(stone) => fetched.push(stone),
             None => full.push(meta),
         }
@@ -518,7 +518,7 @@ fn download_figure(root: Option<&Root>, plan: &Plan) -> Download {
             Origin::Repository { id, .. } => Some((id.as_str(), &*chosen.candidate.meta)),
             _ => None,
         });
-    let (with, _) = super::by_delta::download_sizes(root, wanted);
+    let (with, _) = crate::engine::by_delta::download_sizes(root, wanted);
     download.with_deltas = with.min(download.bytes);
     download
 }

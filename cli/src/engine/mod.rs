@@ -3,6 +3,7 @@
 //! layers over this.
 
 pub mod audit;
+pub mod by_delta;
 pub mod change;
 pub mod commit;
 pub mod error;

@@ -12,7 +12,13 @@
 //! - the commit ([`complete`], at the start of `commit_state`), which downloads whatever
 //!   remains.
 //!
-//! Either way the stone is downloaded under a temporary name, checked against the index's
+//! The commit first takes a delta instead of a full stone where the repository offers one
+//! that applies here ([`by_delta`], the way installs and syncs take; what the staging's
+//! plan counted `with deltas`), and uses it only if it carries exactly the metadata,
+//! layout and index the candidate was staged from; any failure falls back to the full
+//! stone, with one note.
+//!
+//! A full stone is downloaded under a temporary name, checked against the index's
 //! sha256 (`mossfs_repo::fetch`) and against the head the candidate was built from
 //! ([`mossfs_repo::head::check_head`]), and only then named as the cached stone, where
 //! the store unpacks it. A stone that fails either check is deleted; a commit refuses, and
@@ -31,6 +37,7 @@ use mossfs_repo::fetch::{self, Job};
 use mossfs_repo::head;
 use mossfs_repo::transport::{self, Transport};
 
+use super::by_delta;
 use super::error::{EngineError, Result};
 use super::plan::{LoadedStone, Plan};
 use super::root::Root;
@@ -276,6 +283,11 @@ pub fn complete(root: &Root, state: &State) -> Result<()> {
     if todo.is_empty() {
         return Ok(());
     }
+    let todo = by_delta(root, todo)?;
+    if todo.is_empty() {
+        crate::ui::step("download the rest");
+        return Ok(());
+    }
     let transport = Transport::new(transport::default_idle());
     let total = todo.iter().map(|(_, _, r)| r.size).sum();
     let bar = Bar::new("download", total, Unit::Bytes);
@@ -297,6 +309,55 @@ pub fn complete(root: &Root, state: &State) -> Result<()> {
     txn.commit()?;
     crate::ui::step("download the rest");
     Ok(())
+}
+
+/// Gets by delta, where a repository offers one that applies here, every package of
+/// `todo` whose stone is not cached yet ([`by_delta::get`], the one way installs and syncs
+/// take too), checked to rebuild exactly the metadata, layout and index the candidate was
+/// staged from. Each one that arrives is cached (the delta under its full stone's id, as
+/// an install by delta leaves it) and its head record forgotten at once, since the head
+/// check of a full stone does not apply to a delta. Returns the packages left for full
+/// stones: those with no usable delta, each of whose failures has said so once.
+fn by_delta(
+    root: &Root,
+    todo: Vec<(PackageId, String, Head)>,
+) -> Result<Vec<(PackageId, String, Head)>> {
+    let mut rest = Vec::with_capacity(todo.len());
+    for item in todo {
+        let (package, _, _) = &item;
+        if root.store.is_cached(package) {
+            rest.push(item);
+            continue;
+        }
+        let snapshot = root.db.read()?;
+        let hex = package.to_string();
+        let offered = snapshot
+            .package(package)?
+            .map(|record| mossfs_db::AvailableQuery::available(&snapshot, &record.meta.name))
+            .transpose()?
+            .unwrap_or_default()
+            .into_iter()
+            .find(|a| a.meta.hash.as_deref() == Some(hex.as_str()));
+        let (Some(offered), Some(record)) = (offered, snapshot.package(package)?) else {
+            rest.push(item);
+            continue;
+        };
+        let staged = by_delta::Staged {
+            meta: record.meta,
+            layout: snapshot.layout(package)?,
+            index: snapshot.index(package)?,
+        };
+        drop(snapshot);
+        let Some(stone) = by_delta::get(root, &offered.repo, &offered.meta, Some(&staged)) else {
+            rest.push(item);
+            continue;
+        };
+        LoadedStone::keep_all(&root.store, &mut [stone])?;
+        let mut txn = root.db.write()?;
+        txn.remove_head(package)?;
+        txn.commit()?;
+    }
+    Ok(rest)
 }
 
 /// The mount's hook ([`FetchPackage`]): downloads a package recorded from its head on the
