@@ -78,11 +78,7 @@ fn options() -> Result<Options> {
 
 fn main() -> Result<()> {
     let options = options()?;
-    for tool in ["zstd", "tar", "bash"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            return Err(format!("the benchmark needs `{tool}` on PATH").into());
-        }
-    }
+    mossfs_integration::bench::require_tools(&["zstd", "tar", "bash"])?;
     let bin = mossfs_bin();
     let work = tempfile::Builder::new().prefix("mossfs-bench-").tempdir()?;
     let corpus = work.path().join("corpus");

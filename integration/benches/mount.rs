@@ -127,11 +127,7 @@ fn options() -> Result<Options> {
 
 fn main() -> Result<()> {
     let options = options()?;
-    for tool in ["find", "ls", "cat", "umount"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            return Err(format!("the benchmark needs `{tool}` on PATH").into());
-        }
-    }
+    mossfs_integration::bench::require_tools(&["find", "ls", "cat", "umount"])?;
     let squash = ["squashfuse", "mksquashfs"]
         .into_iter()
         .all(|tool| Command::new(tool).arg("--help").output().is_ok());

@@ -21,7 +21,7 @@
 //! needs nginx (`nginx-light`) and curl; without them (b) to (d) are skipped with a reason.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use mossfs_format::{Meta, RelPath, Relation};
@@ -212,12 +212,7 @@ fn main() -> Result<()> {
         println!("(b)-(d) skipped: nginx is not installed");
         return Ok(());
     };
-    if Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
+    if !mossfs_integration::bench::has_tool("curl") {
         println!("(b)-(d) skipped: curl is not installed");
         return Ok(());
     }

@@ -25,7 +25,7 @@
 //! needs nginx (`nginx-light`) and curl; without them it is skipped with a reason.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mossfs_format::{Meta, RelPath, Relation};
@@ -307,12 +307,7 @@ fn pipelined(o: &Options, mossfs: &Path, work: &Path, key: &Path) -> Result<()> 
         println!("(b) skipped: nginx is not installed");
         return Ok(());
     };
-    if Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
+    if !mossfs_integration::bench::has_tool("curl") {
         println!("(b) skipped: curl is not installed");
         return Ok(());
     }

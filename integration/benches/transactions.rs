@@ -119,11 +119,7 @@ fn options() -> Result<Options> {
 
 fn main() -> Result<()> {
     let options = options()?;
-    for tool in ["zstd", "cp"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            return Err(format!("the benchmark needs `{tool}` on PATH").into());
-        }
-    }
+    mossfs_integration::bench::require_tools(&["zstd", "cp"])?;
     let bench = Bench {
         bin: mossfs_bin(),
         work: match &options.work {

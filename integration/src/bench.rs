@@ -53,3 +53,22 @@ pub fn secs(d: Duration) -> String {
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// Whether `tool` can be started at all: a missing peer is named before any figure is
+/// taken, rather than failing halfway through a run.
+pub fn has_tool(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Refuses a benchmark whose peers or helpers are not on PATH, naming the first missing.
+pub fn require_tools(tools: &[&str]) -> Result<()> {
+    match tools.iter().find(|tool| !has_tool(tool)) {
+        Some(tool) => Err(format!("the benchmark needs `{tool}` on PATH").into()),
+        None => Ok(()),
+    }
+}
