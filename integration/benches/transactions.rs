@@ -25,7 +25,9 @@
 //!   (`corpus::debian`, or `--debian-dir` to reuse a corpus made by `mkcorpus debian`),
 //!   against one `zstd -d --long=31 -c` process (upstream writes a window log of 31) over
 //!   the same packages' content streams, cut out of
-//!   the stones, writing to `/dev/null`.
+//!   the stones, writing to `/dev/null`; and against the same decode into files on the
+//!   work directory's file system followed by `sync`, which alternates with the install in
+//!   each run (the peer that also pays for page-cache pages and writeback).
 //!
 //! Page caches cannot be dropped reliably here, so every command runs once as a warm-up and
 //! then `--runs` (3) times, and the best run counts; `sync` runs before each timed run, so
