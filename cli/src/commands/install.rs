@@ -231,6 +231,9 @@ pub fn install(args: &InstallArgs, out: &mut dyn Write) -> Result<()> {
     root.take_over_usr = args.change.take_over_usr;
     report_recovery(&root);
     root.triggers = args.change.triggers.options();
+    if !args.change.stage {
+        root.look_for_base();
+    }
     crate::ui::step("open root");
     let sizes: u64 = paths
         .iter()
@@ -367,6 +370,9 @@ pub fn sync(args: &SyncArgs, out: &mut dyn Write) -> Result<()> {
     root.take_over_usr = args.change.take_over_usr;
     report_recovery(&root);
     root.triggers = args.change.triggers.options();
+    if !args.change.stage {
+        root.look_for_base();
+    }
     crate::ui::step("open root");
     let installed = base(&root)?;
     let snapshot = root.db.read()?;
@@ -410,6 +416,9 @@ pub fn remove(args: &RemoveArgs, out: &mut dyn Write) -> Result<()> {
     root.take_over_usr = args.change.take_over_usr;
     report_recovery(&root);
     root.triggers = args.change.triggers.options();
+    if !args.change.stage {
+        root.look_for_base();
+    }
     crate::ui::step("open root");
     let plan = plan_remove(&base(&root)?, &args.names, crate::ui::yes_all())?;
     crate::ui::step("plan");
@@ -683,6 +692,7 @@ pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     root.triggers = args.triggers.options();
+    root.look_for_base();
     let snapshot = root.db.read()?;
     let id = match args.id {
         Some(id) => mossfs_db::StateId(id),

@@ -118,6 +118,8 @@ pub struct Root {
     /// For a reader: what the database does not know yet, because a commit was cut short
     /// (or is finishing) after its commit point; for people.
     pub pending: Option<String>,
+    /// The next commit's base, looked for ahead; dropped (and waited for) before the lock.
+    pub(super) base: super::commit::BaseSearch,
     _lock: Option<Lock>,
 }
 
@@ -175,6 +177,7 @@ impl Root {
             take_over_usr: false,
             triggers: super::triggers::Options::default(),
             pending: None,
+            base: Default::default(),
             _lock: None,
         };
         let snapshot = root.db.read()?;
@@ -232,8 +235,32 @@ impl Root {
             take_over_usr: false,
             triggers: super::triggers::Options::default(),
             pending: None,
+            base: Default::default(),
             _lock: Some(lock),
         })
+    }
+
+    /// Starts looking for the base of the commit this command will make, on a thread of
+    /// its own (see [`super::commit::BaseSearch`]). Only for a root opened for writing, by
+    /// a command that commits a new state; without it, the commit looks itself.
+    pub fn look_for_base(&self) {
+        if self._lock.is_none() {
+            return;
+        }
+        // The same root for the thread, under this handle's lock: it takes none itself.
+        if let Ok(store) = Store::open_read(&self.path.join(".moss")) {
+            self.base.start(Root {
+                path: self.path.clone(),
+                db: self.db.clone(),
+                store,
+                recovered: Vec::new(),
+                take_over_usr: self.take_over_usr,
+                triggers: super::triggers::Options::default(),
+                pending: None,
+                base: Default::default(),
+                _lock: None,
+            });
+        }
     }
 
     /// `ROOT/usr`.
