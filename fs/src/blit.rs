@@ -55,7 +55,7 @@ use mossfs_store::{Store, StoreError};
 
 pub use apply::{apply, same_on_disk};
 pub use remove::{RemoveError, remove_tree};
-pub use unowned::{Seal, Unowned, unowned, unowned_since};
+pub use unowned::{Helpers, Seal, Unowned, unowned, unowned_since};
 pub use written::{TreeSync, Written, sync_tree};
 
 /// Mode of the blitted root itself (`/usr`), which no directory object describes.

@@ -5,8 +5,9 @@
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink as make_symlink};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use mossfs_fs::blit::{Seal, Unowned, unowned, unowned_since};
+use mossfs_fs::blit::{Helpers, Seal, Unowned, unowned, unowned_since};
 
 #[path = "blit/fixture.rs"]
 #[allow(dead_code)]
@@ -134,7 +135,10 @@ fn issue_13_a_sealed_tree_is_listed_only_where_it_changed_since_its_seal() {
     fs::write(usr.join("share/x/early"), "early").unwrap();
     let seal = seal_after(&[&usr.join("share/x"), &usr]);
     let q = fixture.db.read().unwrap();
-    assert_eq!(unowned_since(&q, root, &usr, seal).unwrap(), []);
+    assert_eq!(
+        unowned_since(&q, root, &usr, seal, &Helpers::default()).unwrap(),
+        []
+    );
     assert_eq!(
         unowned(&q, root, &usr).unwrap(),
         [stray("share/x/early", 0o100644, false)]
@@ -164,14 +168,17 @@ fn issue_13_a_sealed_tree_is_listed_only_where_it_changed_since_its_seal() {
         stray("top", 0o040755, false),
         stray("top/inner/sgid", 0o102755, true),
     ];
-    assert_eq!(unowned_since(&q, root, &usr, seal).unwrap(), after);
+    assert_eq!(
+        unowned_since(&q, root, &usr, seal, &Helpers::default()).unwrap(),
+        after
+    );
 
     // A directory replaced by another of the same name, holding a planted file: its
     // parent changed, so it is listed, and so is the newcomer.
     fs::rename(usr.join("share/a/b"), usr.join("b-moved")).unwrap();
     fs::create_dir_all(usr.join("share/a/b/c")).unwrap();
     fs::write(usr.join("share/a/b/c/swapped-in"), "s").unwrap();
-    let found = unowned_since(&q, root, &usr, seal).unwrap();
+    let found = unowned_since(&q, root, &usr, seal, &Helpers::default()).unwrap();
     assert!(
         found.contains(&stray("b-moved", 0o040755, false))
             && found.contains(&stray("share/a/b/c/swapped-in", 0o100644, false)),
@@ -182,7 +189,56 @@ fn issue_13_a_sealed_tree_is_listed_only_where_it_changed_since_its_seal() {
     // A wall clock now behind the seal proves nothing: everything is listed.
     let future = Seal(u64::MAX);
     assert_eq!(
-        unowned_since(&q, root, &usr, future).unwrap(),
+        unowned_since(&q, root, &usr, future, &Helpers::default()).unwrap(),
         unowned(&q, root, &usr).unwrap()
     );
+}
+
+#[test]
+fn issue_13_a_helping_thread_finds_the_same_as_the_check_alone() {
+    let fixture = Fixture::new();
+    // Wide and deep enough that the check queues hundreds of directories to hand out.
+    let mut entries = Vec::new();
+    for a in 0..40 {
+        for b in 0..6 {
+            entries.push(file(
+                &format!("share/d{a}/e{b}/f/leaf"),
+                0o644,
+                (0, 0),
+                b"x",
+            ));
+        }
+    }
+    fixture.add_assets(&[b"x".to_vec()]);
+    let root = fixture.tree(&entries);
+    let usr = fixture.staging();
+    fixture.blit(root, &usr).unwrap();
+    fs::write(usr.join(".stateID"), "1").unwrap();
+    let seal = seal_after(&[&usr]);
+    for (a, b) in [(0, 0), (17, 3), (39, 5)] {
+        fs::write(usr.join(format!("share/d{a}/e{b}/f/planted")), "p").unwrap();
+    }
+    fs::create_dir(usr.join("share/d20/stray")).unwrap();
+    let q = fixture.db.read().unwrap();
+    let alone = unowned(&q, root, &usr).unwrap();
+    assert_eq!(alone.len(), 4, "{alone:?}");
+
+    let helpers = Helpers::default();
+    let done = AtomicBool::new(false);
+    let found = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let q = fixture.db.read().unwrap();
+            while !done.load(Ordering::Relaxed) {
+                helpers.help(&q);
+            }
+        });
+        let found: Vec<_> = (0..20)
+            .map(|_| unowned_since(&q, root, &usr, seal, &helpers))
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        found
+    });
+    for found in found {
+        assert_eq!(found.unwrap(), alone);
+    }
 }

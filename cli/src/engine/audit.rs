@@ -216,7 +216,9 @@ pub fn prepare_archive(
     // Without `whole`, only paths no package owns matter, and a tree sealed by the commit
     // that blitted it needs listing only where it changed since (issue 13 §2).
     let unowned = match q.tree_seal(state.id)? {
-        Some(nanos) if !whole => blit::unowned_since(q, state.root, &usr, blit::Seal(nanos))?,
+        Some(nanos) if !whole => {
+            blit::unowned_since(q, state.root, &usr, blit::Seal(nanos), root.base.helpers())?
+        }
         _ => blit::unowned(q, state.root, &usr)?,
     };
     if unowned.iter().any(|u| u.mount_point) {

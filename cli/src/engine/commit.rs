@@ -287,7 +287,7 @@ pub fn commit_state(
             written: Some(&written),
             ..blit::BlitOptions::default()
         };
-        let base = match (mode, root.base.take()) {
+        let base = match (mode, root.base.take(&snapshot)) {
             (Mode::Reblit, _) => None,
             // Found while the command planned; a base must be another state's tree.
             (Mode::Switch, Some(found)) => match found? {
@@ -427,15 +427,14 @@ fn check_sizes(
     Ok(checked)
 }
 
+/// An archived state and its tree root: the base of an incremental commit.
+type Base = (StateId, TreeHash);
+
 /// The newest intact archived tree other than `id`'s, with its tree root: the base of an
 /// incremental commit. Archived trees are only ever written by a commit, and their
 /// `.stateID` says which state they are. Whatever no package owns is removed from the
 /// base first, so that the new state never carries it (issue 7, defect 5).
-fn newest_archive(
-    root: &Root,
-    q: &impl Query,
-    id: Option<StateId>,
-) -> Result<Option<(StateId, TreeHash)>> {
+fn newest_archive(root: &Root, q: &impl Query, id: Option<StateId>) -> Result<Option<Base>> {
     // States come oldest first, by id.
     for state in q.state_heads()?.into_iter().rev() {
         if Some(state.id) != id && audit::prepare_archive(root, q, state, false)?.reusable() {
@@ -455,24 +454,49 @@ fn newest_archive(
 /// root's lock, and nothing a command does before its commit touches them. Dropping the
 /// search waits for its thread, which may be removing planted files from an archive: that
 /// ends before the lock is released.
+///
+/// A commit that reaches the search before it is done helps with its `stat`s
+/// ([`blit::Helpers`]) rather than wait.
 #[derive(Default)]
-pub struct BaseSearch(Mutex<Option<JoinHandle<Result<Option<(StateId, TreeHash)>>>>>);
+pub struct BaseSearch {
+    thread: Mutex<Option<JoinHandle<Result<Option<Base>>>>>,
+    helpers: blit::Helpers,
+}
 
 impl BaseSearch {
-    /// Starts looking, on `helper`: a handle on the same root that takes no lock.
+    /// Starts looking, on `helper`: a handle on the same root that takes no lock, made
+    /// with [`BaseSearch::sharing`].
     pub(super) fn start(&self, helper: Root) {
         let spawned = std::thread::Builder::new()
             .name("mossfs-base".into())
             .spawn(move || newest_archive(&helper, &helper.db.read()?, None));
         // Without a thread, the commit looks for its base itself.
-        if let (Ok(handle), Ok(mut slot)) = (spawned, self.0.lock()) {
+        if let (Ok(handle), Ok(mut slot)) = (spawned, self.thread.lock()) {
             *slot = Some(handle);
         }
     }
 
-    /// What the search found, once it has finished; `None` if none was started.
-    fn take(&self) -> Option<Result<Option<(StateId, TreeHash)>>> {
-        let handle = self.0.lock().ok()?.take()?;
+    /// A search for the thread's handle on the root: the checks it runs take help from
+    /// this one's commit.
+    pub(super) fn sharing(&self) -> BaseSearch {
+        BaseSearch {
+            thread: Mutex::default(),
+            helpers: self.helpers.clone(),
+        }
+    }
+
+    /// Where the checks of archives find help.
+    pub(super) fn helpers(&self) -> &blit::Helpers {
+        &self.helpers
+    }
+
+    /// What the search found, helping it to finish through `q`; `None` if none was
+    /// started.
+    fn take(&self, q: &impl Query) -> Option<Result<Option<Base>>> {
+        let handle = self.thread.lock().ok()?.take()?;
+        if !handle.is_finished() {
+            self.helpers.help(q);
+        }
         Some(
             handle
                 .join()
@@ -483,6 +507,9 @@ impl BaseSearch {
 
 impl Drop for BaseSearch {
     fn drop(&mut self) {
-        let _ = self.take();
+        let handle = self.thread.get_mut().map(Option::take);
+        if let Ok(Some(handle)) = handle {
+            let _ = handle.join();
+        }
     }
 }

@@ -257,7 +257,7 @@ impl Root {
                 take_over_usr: self.take_over_usr,
                 triggers: super::triggers::Options::default(),
                 pending: None,
-                base: Default::default(),
+                base: self.base.sharing(),
                 _lock: None,
             });
         }

@@ -28,6 +28,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use mossfs_db::{NodeKind, Query, TreeHash};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
@@ -74,7 +75,7 @@ impl Unowned {
 /// (a live `/usr` or an archived one); paths where disk and tree disagree about the type
 /// are not listed here, since the path itself is owned (`verify` reports them as damage).
 pub fn unowned(q: &impl Query, root: TreeHash, dir: &Path) -> Result<Vec<Unowned>, BlitError> {
-    scan(q, root, dir, None)
+    scan(q, root, dir, None, &Helpers::default())
 }
 
 /// When the commit that blitted a tree finished writing it: a time by the coarse wall
@@ -106,13 +107,118 @@ impl Seal {
 /// directory and every directory changed since the seal are listed, and the others are
 /// only `stat`ed, so the cost follows the number of directories and what changed since,
 /// not the number of files. A wall clock now behind the seal lists everything.
+///
+/// Other threads may take part through `helpers` ([`Helpers::help`]).
 pub fn unowned_since(
     q: &impl Query,
     root: TreeHash,
     dir: &Path,
     seal: Seal,
+    helpers: &Helpers,
 ) -> Result<Vec<Unowned>, BlitError> {
-    scan(q, root, dir, (Seal::now() >= seal).then_some(seal))
+    scan(q, root, dir, (Seal::now() >= seal).then_some(seal), helpers)
+}
+
+/// A way for other threads to take part in the [`unowned_since`] check running now: its
+/// `stat`s are most of a one-package commit at 250,000 entries, and a commit whose own
+/// work is done has nothing better to do with its thread. Each directory still to be
+/// looked into is a piece of work any thread with a read transaction can take (tree
+/// objects never change, so every transaction sees the same ones).
+#[derive(Clone, Default)]
+pub struct Helpers(Arc<Mutex<Option<Arc<Shared>>>>);
+
+impl Helpers {
+    /// Works on the check running now, if there is one, until none of its work is left to
+    /// take. What it finds, or the first error, goes to the thread that runs the check.
+    pub fn help(&self, q: &impl Query) {
+        let running = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(shared) = running {
+            shared.work(q, None);
+        }
+    }
+
+    fn publish(&self, shared: Option<Arc<Shared>>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = shared;
+    }
+}
+
+/// The work of one sealed check, shared by the threads doing it.
+pub struct Shared {
+    pool: Mutex<Pool>,
+    /// Signalled when work is added, and when the last busy thread finishes.
+    changed: Condvar,
+    dev: u64,
+    seal: Option<Seal>,
+    counts_subdirs: bool,
+}
+
+#[derive(Default)]
+struct Pool {
+    /// Taken from the end: depth first, so few directories are held open at once.
+    items: Vec<Item>,
+    /// Threads working on an item now.
+    busy: usize,
+    found: Vec<Unowned>,
+    failed: Option<BlitError>,
+}
+
+/// A directory that is in the tree, unchanged since the seal, and has subdirectories.
+struct Item {
+    /// The directory itself (`name` is `None`), or the one it is in.
+    at: Arc<OwnedFd>,
+    name: Option<Vec<u8>>,
+    hash: TreeHash,
+    subdirs: Option<u64>,
+    path: Vec<u8>,
+    depth: usize,
+}
+
+impl Shared {
+    /// Takes items until none is left and no thread is busy, which may add more. `walk`
+    /// is the check's own, for the thread that runs it; a helper brings none.
+    fn work(&self, q: &impl Query, walk: Option<&mut Walk>) {
+        let mut own = Walk::new(self.dev, self.seal, self.counts_subdirs);
+        let walk = walk.unwrap_or(&mut own);
+        let lock = || self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pool = lock();
+        loop {
+            if pool.failed.is_some() {
+                break;
+            }
+            let Some(item) = pool.items.pop() else {
+                if pool.busy == 0 {
+                    break;
+                }
+                pool = self
+                    .changed
+                    .wait(pool)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            pool.busy += 1;
+            drop(pool);
+            let result = walk.item(q, item);
+            pool = lock();
+            pool.busy -= 1;
+            if let Err(e) = result {
+                pool.failed.get_or_insert(e);
+            }
+            let added = walk.queue.len();
+            pool.items.append(&mut walk.queue);
+            // Handed over with the item, so nothing is found after the last thread is done.
+            if walk.helper {
+                pool.found.append(&mut walk.found);
+            }
+            if added > 1 || pool.busy == 0 || pool.failed.is_some() {
+                self.changed.notify_all();
+            }
+        }
+        self.changed.notify_all();
+    }
 }
 
 fn scan(
@@ -120,6 +226,7 @@ fn scan(
     root: TreeHash,
     dir: &Path,
     seal: Option<Seal>,
+    helpers: &Helpers,
 ) -> Result<Vec<Unowned>, BlitError> {
     let top = rustix::fs::open(
         dir,
@@ -136,13 +243,30 @@ fn scan(
         .st_dev;
     let counts_subdirs = seal.is_some()
         && rustix::fs::fstatfs(&top).is_ok_and(|fs| COUNTING_FS.contains(&{ fs.f_type }));
-    let mut walk = Walk {
-        dev,
-        seal,
-        counts_subdirs,
-        found: Vec::new(),
-    };
+    let mut walk = Walk::new(dev, seal, counts_subdirs);
+    walk.helper = false;
     walk.owned(q, top, root, &mut Vec::new(), 0)?;
+    if !walk.queue.is_empty() {
+        let shared = Arc::new(Shared {
+            pool: Mutex::new(Pool {
+                items: std::mem::take(&mut walk.queue),
+                ..Pool::default()
+            }),
+            changed: Condvar::new(),
+            dev,
+            seal,
+            counts_subdirs,
+        });
+        helpers.publish(Some(Arc::clone(&shared)));
+        shared.work(q, Some(&mut walk));
+        helpers.publish(None);
+        // Every helper has handed over what it found: no thread is busy.
+        let mut pool = shared.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = pool.failed.take() {
+            return Err(e);
+        }
+        walk.found.append(&mut pool.found);
+    }
     walk.found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(walk.found)
 }
@@ -155,9 +279,42 @@ struct Walk {
     /// The file system gives a directory 2 links plus one per subdirectory.
     counts_subdirs: bool,
     found: Vec<Unowned>,
+    /// Directories to look into, for [`Shared::work`] to hand out.
+    queue: Vec<Item>,
+    /// Working for another thread's check, to which it hands what it finds.
+    helper: bool,
 }
 
 impl Walk {
+    fn new(dev: u64, seal: Option<Seal>, counts_subdirs: bool) -> Walk {
+        Walk {
+            dev,
+            seal,
+            counts_subdirs,
+            found: Vec::new(),
+            queue: Vec::new(),
+            helper: true,
+        }
+    }
+
+    /// Opens the item's directory and looks into it as [`Walk::sealed`] does.
+    fn item(&mut self, q: &impl Query, mut item: Item) -> Result<(), BlitError> {
+        let fd = match &item.name {
+            None => item.at,
+            Some(name) => match open_child_dir(item.at.as_fd(), name.as_slice()) {
+                Ok(fd) => Arc::new(fd),
+                // Replaced since its `stat`: a change of its parent, which a later check
+                // lists.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(()),
+                Err(rustix::io::Errno::LOOP) => return Ok(()),
+                Err(e) => {
+                    return Err(io_error(Op::OpenDir, &shown_path(&item.path), None, e));
+                }
+            },
+        };
+        self.sealed(q, fd, item.hash, item.subdirs, &mut item.path, item.depth)
+    }
+
     /// A directory the tree has: every name the tree lacks is unowned.
     fn owned(
         &mut self,
@@ -198,9 +355,15 @@ impl Walk {
                                 self.mount_point(path);
                             } else if self.changed(&stat) {
                                 self.owned(q, child_fd, *child, path, depth + 1)?;
-                            } else {
-                                let subdirs = self.subdirs(&stat);
-                                self.sealed(q, child_fd.as_fd(), *child, subdirs, path, depth + 1)?;
+                            } else if self.subdirs(&stat) != Some(0) {
+                                self.queue.push(Item {
+                                    at: Arc::new(child_fd),
+                                    name: None,
+                                    hash: *child,
+                                    subdirs: self.subdirs(&stat),
+                                    path: path.clone(),
+                                    depth: depth + 1,
+                                });
                             }
                         }
                         // Not a directory on disk: damage, which `verify` reports.
@@ -292,8 +455,8 @@ impl Walk {
 
     /// A directory the tree has, unchanged since the seal: its names are the tree's, so
     /// only its subdirectories are looked at, each with one `stat` and no listing. Those
-    /// that changed are listed; those that did not are descended into only when the tree
-    /// has directories below them.
+    /// that changed are listed; those that did not are queued to be looked into, when
+    /// they have subdirectories, by whichever thread takes them ([`Shared::work`]).
     ///
     /// `subdirs` is how many subdirectories the directory has on disk, when its link
     /// count says so: names unchanged since the blit are the tree's, so the scan of its
@@ -301,7 +464,7 @@ impl Walk {
     fn sealed(
         &mut self,
         q: &impl Query,
-        fd: BorrowedFd<'_>,
+        fd: Arc<OwnedFd>,
         hash: TreeHash,
         subdirs: Option<u64>,
         path: &mut Vec<u8>,
@@ -335,7 +498,7 @@ impl Walk {
             }
             let len = path.len();
             enter(path, name);
-            let stat = match rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            let stat = match rustix::fs::statat(&*fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(stat) => Some(stat),
                 // Missing: damage, which `verify` reports.
                 Err(rustix::io::Errno::NOENT) => None,
@@ -345,26 +508,22 @@ impl Walk {
                 // Not a directory on disk: damage too.
                 Some(stat) if stat.st_mode & 0o170000 != 0o040000 => {}
                 Some(stat) if stat.st_dev != self.dev => self.mount_point(path),
-                Some(stat) if self.changed(&stat) || self.subdirs(&stat) != Some(0) => {
-                    match open_child_dir(fd, name) {
-                        Ok(child_fd) if self.changed(&stat) => {
-                            self.owned(q, child_fd, child, path, depth + 1)?
-                        }
-                        Ok(child_fd) => self.sealed(
-                            q,
-                            child_fd.as_fd(),
-                            child,
-                            self.subdirs(&stat),
-                            path,
-                            depth + 1,
-                        )?,
-                        // Replaced since the stat: a change of this directory, which a
-                        // later walk lists.
-                        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => {}
-                        Err(rustix::io::Errno::LOOP) => {}
-                        Err(e) => return Err(io_error(Op::OpenDir, &shown_path(path), None, e)),
-                    }
-                }
+                Some(stat) if self.changed(&stat) => match open_child_dir(fd.as_fd(), name) {
+                    Ok(child_fd) => self.owned(q, child_fd, child, path, depth + 1)?,
+                    // Replaced since the stat: a change of this directory, which a later
+                    // walk lists.
+                    Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => {}
+                    Err(rustix::io::Errno::LOOP) => {}
+                    Err(e) => return Err(io_error(Op::OpenDir, &shown_path(path), None, e)),
+                },
+                Some(stat) if self.subdirs(&stat) != Some(0) => self.queue.push(Item {
+                    at: Arc::clone(&fd),
+                    name: Some(name.to_vec()),
+                    hash: child,
+                    subdirs: self.subdirs(&stat),
+                    path: path.clone(),
+                    depth: depth + 1,
+                }),
                 _ => {}
             }
             path.truncate(len);
