@@ -168,9 +168,9 @@ struct Pool {
 
 /// A directory that is in the tree, unchanged since the seal, and has subdirectories.
 struct Item {
-    /// The directory itself (`name` is `None`), or the one it is in.
+    /// The directory it is in: it is opened only when taken.
     at: Arc<OwnedFd>,
-    name: Option<Vec<u8>>,
+    name: Vec<u8>,
     hash: TreeHash,
     subdirs: Option<u64>,
     path: Vec<u8>,
@@ -299,19 +299,14 @@ impl Walk {
 
     /// Opens the item's directory and looks into it as [`Walk::sealed`] does.
     fn item(&mut self, q: &impl Query, mut item: Item) -> Result<(), BlitError> {
-        let fd = match &item.name {
-            None => item.at,
-            Some(name) => match open_child_dir(item.at.as_fd(), name.as_slice()) {
-                Ok(fd) => Arc::new(fd),
-                // Replaced since its `stat`: a change of its parent, which a later check
-                // lists.
-                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(()),
-                Err(rustix::io::Errno::LOOP) => return Ok(()),
-                Err(e) => {
-                    return Err(io_error(Op::OpenDir, &shown_path(&item.path), None, e));
-                }
-            },
+        let fd = match open_child_dir(item.at.as_fd(), item.name.as_slice()) {
+            Ok(fd) => Arc::new(fd),
+            // Replaced since its `stat`: a change of its parent, which a later check lists.
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(()),
+            Err(rustix::io::Errno::LOOP) => return Ok(()),
+            Err(e) => return Err(io_error(Op::OpenDir, &shown_path(&item.path), None, e)),
         };
+        drop(item.at);
         self.sealed(q, fd, item.hash, item.subdirs, &mut item.path, item.depth)
     }
 
@@ -338,6 +333,8 @@ impl Walk {
         };
         let (dir, names) = list(fd, &shown)?;
         let fd = dir.fd().map_err(|e| io_error(Op::List, &shown, None, e))?;
+        // This directory, for the queued subdirectories to be opened in.
+        let mut shared: Option<Arc<OwnedFd>> = None;
         for (name, file_type) in names {
             if path.is_empty() && name == mossfs_format::path::RESERVED {
                 continue;
@@ -347,28 +344,49 @@ impl Walk {
             match in_tree(&name) {
                 None => self.stray(fd, &name, path, false, depth)?,
                 Some(NodeKind::Directory(child)) if file_type != FileType::Symlink => {
-                    match open_child_dir(fd, name.as_slice()) {
-                        Ok(child_fd) => {
-                            let stat = rustix::fs::fstat(&child_fd)
-                                .map_err(|e| io_error(Op::Stat, &shown_path(path), None, e))?;
-                            if stat.st_dev != self.dev {
-                                self.mount_point(path);
-                            } else if self.changed(&stat) {
-                                self.owned(q, child_fd, *child, path, depth + 1)?;
-                            } else if self.subdirs(&stat) != Some(0) {
-                                self.queue.push(Item {
-                                    at: Arc::new(child_fd),
-                                    name: None,
-                                    hash: *child,
-                                    subdirs: self.subdirs(&stat),
-                                    path: path.clone(),
-                                    depth: depth + 1,
-                                });
+                    let stat =
+                        match rustix::fs::statat(fd, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                            Ok(stat) => stat,
+                            // Gone since the listing: damage, which `verify` reports.
+                            Err(rustix::io::Errno::NOENT) => {
+                                path.truncate(len);
+                                continue;
+                            }
+                            Err(e) => return Err(io_error(Op::Stat, &shown_path(path), None, e)),
+                        };
+                    if stat.st_mode & 0o170000 != 0o040000 {
+                        // Not a directory on disk: damage too.
+                    } else if stat.st_dev != self.dev {
+                        self.mount_point(path);
+                    } else if self.changed(&stat) {
+                        match open_child_dir(fd, name.as_slice()) {
+                            Ok(child_fd) => self.owned(q, child_fd, *child, path, depth + 1)?,
+                            // Replaced since the stat: a change of this directory, which a
+                            // later walk lists.
+                            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => {}
+                            Err(rustix::io::Errno::LOOP) => {}
+                            Err(e) => {
+                                return Err(io_error(Op::OpenDir, &shown_path(path), None, e));
                             }
                         }
-                        // Not a directory on disk: damage, which `verify` reports.
-                        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {}
-                        Err(e) => return Err(io_error(Op::OpenDir, &shown_path(path), None, e)),
+                    } else if self.subdirs(&stat) != Some(0) {
+                        // Opened when taken, so that few directories are open at once.
+                        let at = match &shared {
+                            Some(at) => Arc::clone(at),
+                            None => {
+                                let dup = rustix::io::fcntl_dupfd_cloexec(fd, 0)
+                                    .map_err(|e| io_error(Op::OpenDir, &shown, None, e))?;
+                                Arc::clone(shared.insert(Arc::new(dup)))
+                            }
+                        };
+                        self.queue.push(Item {
+                            at,
+                            name: name.clone(),
+                            hash: *child,
+                            subdirs: self.subdirs(&stat),
+                            path: path.clone(),
+                            depth: depth + 1,
+                        });
                     }
                 }
                 Some(_) => {}
@@ -518,7 +536,7 @@ impl Walk {
                 },
                 Some(stat) if self.subdirs(&stat) != Some(0) => self.queue.push(Item {
                     at: Arc::clone(&fd),
-                    name: Some(name.to_vec()),
+                    name: name.to_vec(),
                     hash: child,
                     subdirs: self.subdirs(&stat),
                     path: path.clone(),
