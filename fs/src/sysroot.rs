@@ -336,6 +336,7 @@ fn below_root(text: &[u8]) -> Vec<&[u8]> {
 pub fn ensure_root_links(root: &Path) -> Result<Vec<LinkNote>, RootError> {
     let dir = open_dir(root)?;
     let mut notes = Vec::new();
+    let mut changed = false;
     for (name, target) in root_links(&root.join("usr")) {
         let managed = ROOT_LINKS
             .iter()
@@ -375,8 +376,13 @@ pub fn ensure_root_links(root: &Path) -> Result<Vec<LinkNote>, RootError> {
         let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
         rustix::fs::symlinkat(target, &dir, &tmp).map_err(err("symlink", &root.join(&tmp)))?;
         rustix::fs::renameat(&dir, &tmp, &dir, name).map_err(err("rename", &root.join(name)))?;
+        changed = true;
     }
-    rustix::fs::fsync(dir.as_fd()).map_err(err("fsync", root))?;
+    // Every command that opens a root for writing comes here, most with every link in
+    // place: only a change needs the `fsync` (under load, one costs milliseconds).
+    if changed {
+        rustix::fs::fsync(dir.as_fd()).map_err(err("fsync", root))?;
+    }
     notes.sort_by_key(LinkNote::is_warning);
     Ok(notes)
 }

@@ -163,11 +163,10 @@ impl PendingStone<'_> {
     /// sha256 is the same stone. A delta cached under this id (it has another size) is
     /// replaced.
     pub fn keep(self) -> Result<CachedStone> {
-        let store = self.store;
-        store.sync_pending(std::slice::from_ref(&self))?;
-        let kept = store.place_stone(self)?;
-        store.sync_dir(&store.cache, &store.cache_dir)?;
-        Ok(kept)
+        let mut kept = self.store.keep_stones(vec![self])?;
+        Ok(kept
+            .pop()
+            .expect("keep_stones keeps every copy it is given"))
     }
 }
 
@@ -186,16 +185,34 @@ impl Store {
     /// journal, all queued at once and one commit; elsewhere many syncs at a time), and the
     /// names cost one more `fsync`.
     pub fn keep_stones(&self, pending: Vec<PendingStone<'_>>) -> Result<Vec<CachedStone>> {
-        if pending.is_empty() {
-            return Ok(Vec::new());
+        // A stone cached already (the same sha256, the same size) was made durable when it
+        // was kept: its copy is dropped unsynced, and reinstalling it syncs nothing here.
+        let mut kept: Vec<Option<CachedStone>> = Vec::with_capacity(pending.len());
+        let mut fresh = Vec::new();
+        for stone in pending {
+            let path = self.cached_path(&stone.id);
+            if fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.len() == stone.size) {
+                kept.push(Some(CachedStone {
+                    id: stone.id,
+                    path,
+                    size: stone.size,
+                }));
+            } else {
+                kept.push(None);
+                fresh.push(stone);
+            }
         }
-        self.sync_pending(&pending)?;
-        let kept = pending
-            .into_iter()
-            .map(|stone| self.place_stone(stone))
-            .collect::<Result<Vec<_>>>()?;
-        self.sync_dir(&self.cache, &self.cache_dir)?;
-        Ok(kept)
+        if !fresh.is_empty() {
+            self.sync_pending(&fresh)?;
+            let mut placed = fresh.into_iter();
+            for slot in kept.iter_mut().filter(|slot| slot.is_none()) {
+                if let Some(stone) = placed.next() {
+                    *slot = Some(self.place_stone(stone)?);
+                }
+            }
+            self.sync_dir(&self.cache, &self.cache_dir)?;
+        }
+        Ok(kept.into_iter().flatten().collect())
     }
 
     /// Gives each copy its mode and makes its bytes durable, all at once; their temp names
