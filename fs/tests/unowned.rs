@@ -103,7 +103,7 @@ fn ctime(path: &std::path::Path) -> u64 {
 }
 
 /// A seal taken once the coarse clock has moved into a later second than every ctime in
-/// `paths` (seals and ctimes are compared to the whole second), as for a tree that a
+/// `paths` (on a file system with whole-second ctimes they are compared to the second), as for a tree that a
 /// commit finished a while before anyone touched it. Waits at most a second, for the clock.
 fn seal_after(paths: &[&std::path::Path]) -> Seal {
     let last = paths.iter().map(|p| ctime(p)).max().unwrap() / 1_000_000_000;
@@ -241,4 +241,42 @@ fn issue_13_a_helping_thread_finds_the_same_as_the_check_alone() {
     for found in found {
         assert_eq!(found.unwrap(), alone);
     }
+}
+
+#[test]
+fn issue_13_a_seal_is_compared_to_the_millisecond_where_ctimes_keep_it() {
+    let fixture = Fixture::new();
+    let entries = vec![
+        file("share/a/f", 0o644, (0, 0), b"f"),
+        file("share/b/g", 0o644, (0, 0), b"g"),
+    ];
+    fixture.add_assets(&[b"f".to_vec(), b"g".to_vec()]);
+    let root = fixture.tree(&entries);
+    let usr = fixture.staging();
+    fixture.blit(root, &usr).unwrap();
+    fs::write(usr.join(".stateID"), "1").unwrap();
+    fs::write(usr.join("share/a/early"), "e").unwrap();
+    if ctime(&usr.join("share/a")).is_multiple_of(1_000_000_000) {
+        eprintln!("skipped: this file system keeps whole-second ctimes");
+        return;
+    }
+    // A few ticks of the coarse clock after the last change, and usually in its second.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let seal = Seal::now();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    fs::write(usr.join("share/b/planted"), "p").unwrap();
+    let q = fixture.db.read().unwrap();
+    // What was written before the seal is trusted; what came after, in the same second
+    // or not, is found.
+    assert_eq!(
+        unowned_since(&q, root, &usr, seal, &Helpers::default()).unwrap(),
+        [stray("share/b/planted", 0o100644, false)]
+    );
+    assert_eq!(
+        unowned(&q, root, &usr).unwrap(),
+        [
+            stray("share/a/early", 0o100644, false),
+            stray("share/b/planted", 0o100644, false)
+        ]
+    );
 }

@@ -22,9 +22,10 @@
 //! holds exactly what the blit left in it. The seal is read from the coarse wall clock,
 //! which is what file systems stamp ctimes with (ext4, xfs, btrfs, tmpfs; with multigrain
 //! timestamps, a ctime is never below it), so any change after the seal has a ctime at or
-//! after it; they are compared to the whole second, since some file systems keep no more.
-//! Only a wall clock stepped back between the seal and the change could hide one; a clock
-//! now behind the seal is seen, and the whole tree is then listed.
+//! after it. They are compared to the millisecond where the file system keeps more than
+//! whole seconds, and to the second where it does not (see [`Seal`]). Only a wall clock
+//! stepped back between the seal and the change could hide one; a clock now behind the
+//! seal is seen, and the whole tree is then listed.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -93,13 +94,25 @@ impl Seal {
         Seal(u64::try_from(nanos).unwrap_or(0))
     }
 
-    /// Whether a directory with this ctime was last changed before the seal, to the whole
-    /// second: a file system may keep ctimes in whole seconds (ext4 with 128-byte inodes),
-    /// and then a change made in the seal's second reads as earlier than the seal. So a
-    /// directory changed in the seal's own second is listed, which costs only the
-    /// directories the commit itself wrote in its last second.
-    fn before(self, sec: i64) -> bool {
-        i128::from(sec) < i128::from(self.0 / 1_000_000_000)
+    /// Whether a directory with this ctime was last changed before the seal.
+    ///
+    /// A file system stores a ctime truncated to its granularity, so a change made just
+    /// after the seal may read as a little before it: the two are compared truncated to a
+    /// unit that is a multiple of the granularity. File systems that keep sub-second
+    /// ctimes keep nanoseconds, microseconds or 100 ns (ext4 with large inodes, xfs, btrfs,
+    /// tmpfs, f2fs, NTFS over the network), all of which divide a millisecond. A ctime
+    /// with no nanoseconds may come from a file system that keeps whole seconds (ext4 with
+    /// 128-byte inodes), and is compared to the second. Since a commit takes milliseconds,
+    /// comparing to the second would list every directory it wrote in its last second,
+    /// which at 250,000 entries is 5,000 names in `usr/bin` alone.
+    fn before(self, sec: i64, nsec: i64) -> bool {
+        let (ctime, seal) = if nsec == 0 {
+            (i128::from(sec), i128::from(self.0 / 1_000_000_000))
+        } else {
+            let ms = i128::from(sec) * 1_000 + i128::from(nsec) / 1_000_000;
+            (ms, i128::from(self.0 / 1_000_000))
+        };
+        ctime < seal
     }
 }
 
@@ -452,7 +465,8 @@ impl Walk {
     /// Whether a directory must be listed: always without a seal, else when it changed
     /// at or after the seal.
     fn changed(&self, stat: &rustix::fs::Stat) -> bool {
-        self.seal.is_none_or(|seal| !seal.before(stat.st_ctime))
+        self.seal
+            .is_none_or(|seal| !seal.before(stat.st_ctime, stat.st_ctime_nsec as i64))
     }
 
     /// How many subdirectories a directory has, by its link count, where the file system
