@@ -90,14 +90,9 @@ impl<'s> LoadedStone<'s> {
     /// would.
     pub fn inspect(path: &Path, root: Option<(&Store, &Db)>) -> Result<LoadedStone<'static>> {
         let file = open(path)?;
-        let Metadata {
-            meta,
-            layout,
-            index,
-            delta,
-        } = Self::metadata(path, &file)?;
+        let metadata = Self::metadata(path, &file)?;
         // A delta stands for its package's full stone, as in `load`.
-        let (id, size) = match delta {
+        let (id, size) = match &metadata.delta {
             Some(preamble) => {
                 if let Some((store, db)) = root {
                     store.check_delta(path, &old_index(db, path, &preamble.from)?)?;
@@ -106,14 +101,29 @@ impl<'s> LoadedStone<'s> {
             }
             None => mossfs_store::stone_id(path)?,
         };
-        Ok(LoadedStone::without_copy(
+        Ok(LoadedStone::from_metadata(
             path.to_owned(),
             id,
             size,
+            metadata,
+        ))
+    }
+
+    /// [`LoadedStone::without_copy`] from checked metadata; a delta's preamble is left out,
+    /// since the package it stands for is named by `id` and `size`.
+    fn from_metadata(
+        path: PathBuf,
+        id: PackageId,
+        size: u64,
+        metadata: Metadata,
+    ) -> LoadedStone<'static> {
+        let Metadata {
             meta,
             layout,
             index,
-        ))
+            delta: _,
+        } = metadata;
+        LoadedStone::without_copy(path, id, size, meta, layout, index)
     }
 
     /// A package with no copy for [`LoadedStone::keep_all`] to put in the cache: one a dry run
@@ -148,15 +158,8 @@ impl<'s> LoadedStone<'s> {
         size: u64,
         head: &[u8],
     ) -> Result<LoadedStone<'static>> {
-        let Metadata {
-            meta,
-            layout,
-            index,
-            delta: _,
-        } = LoadedStone::metadata(&path, head)?;
-        Ok(LoadedStone::without_copy(
-            path, id, size, meta, layout, index,
-        ))
+        let metadata = LoadedStone::metadata(&path, head)?;
+        Ok(LoadedStone::from_metadata(path, id, size, metadata))
     }
 
     /// Copies the stone next to `store`'s cache, hashing it on the way (one read), then
@@ -202,20 +205,12 @@ impl<'s> LoadedStone<'s> {
     /// verified against its index's sha256 and size), without copying it: there is nothing
     /// for [`LoadedStone::keep_all`] to do.
     pub fn cached(path: &Path, id: PackageId, size: u64) -> Result<LoadedStone<'static>> {
-        let file = open(path)?;
-        let Metadata {
-            meta,
-            layout,
-            index,
-            delta: _,
-        } = Self::metadata(path, &file)?;
-        Ok(LoadedStone::without_copy(
+        let metadata = Self::metadata(path, &open(path)?)?;
+        Ok(LoadedStone::from_metadata(
             path.to_owned(),
             id,
             size,
-            meta,
-            layout,
-            index,
+            metadata,
         ))
     }
 
