@@ -692,7 +692,6 @@ pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
     root.take_over_usr = args.take_over_usr;
     report_recovery(&root);
     root.triggers = args.triggers.options();
-    root.look_for_base();
     let snapshot = root.db.read()?;
     let id = match args.id {
         Some(id) => mossfs_db::StateId(id),
@@ -705,6 +704,11 @@ pub fn commit(args: &CommitArgs, out: &mut dyn Write) -> Result<()> {
             .ok_or(EngineError::NoCandidate)?,
     };
     let state = snapshot.state(id)?;
+    // A candidate has no archive of its own, which the search could be checking while the
+    // commit reuses it.
+    if state.status == Status::Candidate {
+        root.look_for_base();
+    }
     // `commit` is for candidates; the active state is checked (and reported) by the
     // commit itself.
     if state.status == Status::Committed && snapshot.active()? != Some(id) {
