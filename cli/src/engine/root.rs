@@ -169,17 +169,12 @@ impl Root {
         if !moss.join("db").is_dir() {
             return Err(EngineError::NotARoot(path.to_owned()));
         }
-        let mut root = Root {
-            path: path.to_owned(),
-            db: Db::open_read(&moss.join("db"))?,
-            store: Store::open_read(&moss)?,
-            recovered: Vec::new(),
-            take_over_usr: false,
-            triggers: super::triggers::Options::default(),
-            pending: None,
-            base: Default::default(),
-            _lock: None,
-        };
+        let mut root = Root::with(
+            path,
+            Db::open_read(&moss.join("db"))?,
+            Store::open_read(&moss)?,
+            None,
+        );
         let snapshot = root.db.read()?;
         let in_db = snapshot.active()?;
         if let Some(live) = root.live_state(&snapshot)?
@@ -220,24 +215,28 @@ impl Root {
         let moss = path.join(".moss");
         let db = Db::open(&moss.join("db"))?;
         let store = Store::open(&moss)?;
-        let mut recovered = Vec::new();
-        if store.recovered_temp_files() > 0 {
-            recovered.push(format!(
-                "removed {} unfinished store files",
-                store.recovered_temp_files()
-            ));
+        let removed = store.recovered_temp_files();
+        let mut root = Root::with(path, db, store, Some(lock));
+        if removed > 0 {
+            root.recovered
+                .push(format!("removed {removed} unfinished store files"));
         }
-        Ok(Root {
+        Ok(root)
+    }
+
+    /// A root of these parts, with nothing recovered, asked for or pending yet.
+    fn with(path: &Path, db: Db, store: Store, lock: Option<Lock>) -> Root {
+        Root {
             path: path.to_owned(),
             db,
             store,
-            recovered,
+            recovered: Vec::new(),
             take_over_usr: false,
             triggers: super::triggers::Options::default(),
             pending: None,
             base: Default::default(),
-            _lock: Some(lock),
-        })
+            _lock: lock,
+        }
     }
 
     /// Starts looking for the base of the commit this command will make, on a thread of
@@ -249,17 +248,9 @@ impl Root {
         }
         // The same root for the thread, under this handle's lock: it takes none itself.
         if let Ok(store) = Store::open_read(&self.path.join(".moss")) {
-            self.base.start(Root {
-                path: self.path.clone(),
-                db: self.db.clone(),
-                store,
-                recovered: Vec::new(),
-                take_over_usr: self.take_over_usr,
-                triggers: super::triggers::Options::default(),
-                pending: None,
-                base: self.base.sharing(),
-                _lock: None,
-            });
+            let mut helper = Root::with(&self.path, self.db.clone(), store, None);
+            helper.base = self.base.sharing();
+            self.base.start(helper);
         }
     }
 

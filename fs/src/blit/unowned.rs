@@ -150,7 +150,7 @@ impl Helpers {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(shared) = running {
-            shared.work(q, None);
+            shared.work(q);
         }
     }
 
@@ -160,7 +160,7 @@ impl Helpers {
 }
 
 /// The work of one sealed check, shared by the threads doing it.
-pub struct Shared {
+struct Shared {
     pool: Mutex<Pool>,
     /// Signalled when work is added, and when the last busy thread finishes.
     changed: Condvar,
@@ -191,11 +191,10 @@ struct Item {
 }
 
 impl Shared {
-    /// Takes items until none is left and no thread is busy, which may add more. `walk`
-    /// is the check's own, for the thread that runs it; a helper brings none.
-    fn work(&self, q: &impl Query, walk: Option<&mut Walk>) {
-        let mut own = Walk::new(self.dev, self.seal, self.counts_subdirs);
-        let walk = walk.unwrap_or(&mut own);
+    /// Takes items until none is left and no thread is busy, which may add more; what it
+    /// finds goes to the pool with each item.
+    fn work(&self, q: &impl Query) {
+        let walk = &mut Walk::new(self.dev, self.seal, self.counts_subdirs);
         let lock = || self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         let mut pool = lock();
         loop {
@@ -223,9 +222,7 @@ impl Shared {
             let added = walk.queue.len();
             pool.items.append(&mut walk.queue);
             // Handed over with the item, so nothing is found after the last thread is done.
-            if walk.helper {
-                pool.found.append(&mut walk.found);
-            }
+            pool.found.append(&mut walk.found);
             if added > 1 || pool.busy == 0 || pool.failed.is_some() {
                 self.changed.notify_all();
             }
@@ -257,7 +254,6 @@ fn scan(
     let counts_subdirs = seal.is_some()
         && rustix::fs::fstatfs(&top).is_ok_and(|fs| COUNTING_FS.contains(&{ fs.f_type }));
     let mut walk = Walk::new(dev, seal, counts_subdirs);
-    walk.helper = false;
     walk.owned(q, top, root, &mut Vec::new(), 0)?;
     if !walk.queue.is_empty() {
         let shared = Arc::new(Shared {
@@ -271,7 +267,7 @@ fn scan(
             counts_subdirs,
         });
         helpers.publish(Some(Arc::clone(&shared)));
-        shared.work(q, Some(&mut walk));
+        shared.work(q);
         helpers.publish(None);
         // Every helper has handed over what it found: no thread is busy.
         let mut pool = shared.pool.lock().unwrap_or_else(PoisonError::into_inner);
@@ -294,8 +290,6 @@ struct Walk {
     found: Vec<Unowned>,
     /// Directories to look into, for [`Shared::work`] to hand out.
     queue: Vec<Item>,
-    /// Working for another thread's check, to which it hands what it finds.
-    helper: bool,
 }
 
 impl Walk {
@@ -306,7 +300,6 @@ impl Walk {
             counts_subdirs,
             found: Vec::new(),
             queue: Vec::new(),
-            helper: true,
         }
     }
 
