@@ -14,7 +14,7 @@ use mossfs_db::{DbError, NodeKind, Query};
 
 use super::inode::{Inode, Kind};
 use super::view::OWNER_XATTR;
-use super::{Inner, ServeError, bump};
+use super::{Inner, ServeError};
 
 /// Entries prepared per listing request: more than a reply of the largest size the kernel
 /// asks for (32 KiB) holds, since each entry takes at least 32 bytes of it.
@@ -75,7 +75,7 @@ impl Inner {
         offset: u64,
         mut add: impl FnMut(u64, u64, &[u8], &Inode) -> bool,
     ) -> Result<(), Errno> {
-        bump(&self.counters.readdirs);
+        self.request(&self.counters.readdirs);
         let dir = self.inodes.get(ino).ok_or(Errno::ENOENT)?;
         let parent = u64::from(dir.parent);
         let mut index = offset;

@@ -18,7 +18,8 @@
 //!
 //! # Map
 //!
-//! - `inode`: the inode table; `snapshot`: the database snapshots;
+//! - `inode`: the inode table; `snapshot`: the database snapshots; `awake`: polling
+//!   through bursts of requests;
 //!   [`view`]: the root and the debug view; `entries`: lookups and listings;
 //!   `read`: file bytes and lazy materialization; `ops`: the FUSE operations;
 //!   `mount`: mounting and unmounting; `signal`: signals for [`run`];
@@ -53,6 +54,11 @@
 //!   faster), and on reading every small file in two of three (up to 2.3x; the third
 //!   lost by 7%); two threads were no better than one. The price: a request that stalls
 //!   (a page fault on a cold database page) delays the ones behind it.
+//! - **Polling through a burst** (`awake`). Once requests come, the serving thread polls
+//!   `/dev/fuse` instead of sleeping in it, until none has come for 2 ms: the wakeup of a
+//!   thread whose CPU went idle was half of what a request cost. On the 2-core VM a fresh
+//!   walk of 48,000 entries went from about 1.2 s to 0.8 s, and reading every small file from
+//!   about 1.9 s to 1.3–1.8 s. An idle mount still sleeps, and with one CPU polling is off.
 //! - **Reads** (`read`) use kernel passthrough when the kernel offers it and we are root
 //!   (Linux 6.9+): `open` hands the kernel the store file and no read reaches us.
 //!   Otherwise (or with [`FsOptions::store_reads`]) `open` is answered `ENOSYS`, so the
@@ -72,6 +78,7 @@
 //!   -l` costs no round trip for them. With it, every entry has
 //!   [`view::OWNER_XATTR`] = `name-version` of the package that ships it.
 
+mod awake;
 mod entries;
 mod error;
 mod fetch;
@@ -83,8 +90,8 @@ mod signal;
 mod snapshot;
 pub mod view;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use mossfs_db::{Db, Query, StateId};
@@ -155,6 +162,8 @@ pub struct Stats {
     pub unpacking: u64,
     /// Entries numbered so far, the root and the debug view included.
     pub inodes: u64,
+    /// Bursts of requests the server polled for (see "Polling through a burst" in the module doc).
+    pub bursts: u64,
 }
 
 #[derive(Default)]
@@ -193,6 +202,8 @@ struct Inner {
     /// The kernel treats `ENOSYS` from `opendir` as "never ask again".
     no_opendir: AtomicBool,
     counters: Counters,
+    /// Set once mounted, unless polling is off ([`awake`]).
+    awake: OnceLock<Arc<awake::Awake>>,
 }
 
 /// A FUSE server for one state. Hand it to [`spawn`] or [`run`].
@@ -243,6 +254,7 @@ impl MossFs {
             reads: read::Reads::default(),
             no_opendir: AtomicBool::new(false),
             counters: Counters::default(),
+            awake: OnceLock::new(),
         };
         Ok(MossFs {
             inner: Arc::new(inner),
@@ -277,6 +289,16 @@ impl Inner {
             unpacks: get(&c.unpacks),
             unpacking: get(&c.unpacking),
             inodes: self.inodes.len() as u64,
+            bursts: self.awake.get().map_or(0, |awake| awake.bursts()),
+        }
+    }
+
+    /// Counts a request the kernel is waiting for, and keeps the server polling while
+    /// they keep coming.
+    fn request(&self, counter: &AtomicU64) {
+        bump(counter);
+        if let Some(awake) = self.awake.get() {
+            awake.request();
         }
     }
 

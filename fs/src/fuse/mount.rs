@@ -21,6 +21,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
+use super::awake::Awake;
 use super::signal::Forwarder;
 use super::{Inner, MossFs, MountError, ReadMode, Stats, THREADS};
 
@@ -177,11 +179,22 @@ fn spawn_with(
         ];
         Session::new(fs, &path, &config).map_err(mount_error)?
     };
+    let awake = session
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(Awake::start);
+    if let Some(awake) = &awake {
+        let _ = inner.awake.set(Arc::clone(awake));
+    }
     let ended = events.0.clone();
     let server = std::thread::Builder::new()
         .name("mossfs-serve".into())
         .spawn(move || {
             let result = served(session.run());
+            if let Some(awake) = awake {
+                awake.end();
+            }
             let _ = ended.send(Event::Ended);
             result
         })

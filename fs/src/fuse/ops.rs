@@ -17,7 +17,7 @@ use fuser::{
 };
 
 use super::read::ReadMode;
-use super::{MossFs, TTL, bump};
+use super::{MossFs, TTL};
 
 const GENERATION: Generation = Generation(0);
 
@@ -69,7 +69,7 @@ impl Filesystem for MossFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let inner = &self.inner;
-        bump(&inner.counters.lookups);
+        inner.request(&inner.counters.lookups);
         match inner.lookup(parent.0, name.as_bytes()) {
             Ok(Some((ino, inode))) => reply.entry(&TTL, &inner.attr(ino, &inode), GENERATION),
             Ok(None) => reply.entry(&TTL, &inner.negative(), GENERATION),
@@ -78,7 +78,7 @@ impl Filesystem for MossFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        bump(&self.inner.counters.getattrs);
+        self.inner.request(&self.inner.counters.getattrs);
         match self.inner.inodes.get(ino.0) {
             Some(inode) => reply.attr(&TTL, &self.inner.attr(ino.0, &inode)),
             None => reply.error(Errno::ENOENT),
@@ -86,7 +86,7 @@ impl Filesystem for MossFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        bump(&self.inner.counters.readlinks);
+        self.inner.request(&self.inner.counters.readlinks);
         match self.inner.readlink(ino.0) {
             Ok(text) => reply.data(&text),
             Err(errno) => reply.error(errno),
@@ -94,7 +94,7 @@ impl Filesystem for MossFs {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        bump(&self.inner.counters.opendirs);
+        self.inner.request(&self.inner.counters.opendirs);
         if self.inner.no_opendir.load(Ordering::Relaxed) {
             // The kernel then opens every directory itself with FOPEN_CACHE_DIR.
             reply.error(Errno::ENOSYS);
@@ -190,7 +190,7 @@ impl Filesystem for MossFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        bump(&self.inner.counters.releases);
+        self.inner.request(&self.inner.counters.releases);
         self.inner.release(fh.0);
         reply.ok();
     }

@@ -132,7 +132,7 @@ impl Reads {
 
 impl Inner {
     pub(crate) fn open(self: &Arc<Self>, ino: u64, reply: ReplyOpen) {
-        bump(&self.counters.opens);
+        self.request(&self.counters.opens);
         let Some(inode) = self.inodes.get(ino) else {
             return reply.error(Errno::ENOENT);
         };
@@ -233,7 +233,7 @@ impl Inner {
     }
 
     pub(crate) fn read(self: &Arc<Self>, ino: u64, offset: u64, size: u32, reply: ReplyData) {
-        bump(&self.counters.reads);
+        self.request(&self.counters.reads);
         let Some(inode) = self.inodes.get(ino) else {
             return reply.error(Errno::ENOENT);
         };

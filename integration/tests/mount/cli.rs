@@ -351,3 +351,67 @@ fn a_mounted_state_is_neither_removed_nor_pruned() {
     assert!(removed.status.success(), "{}", text(&removed.stderr));
     assert!(!root.path().join(format!(".moss/root/{id}")).exists());
 }
+
+/// CPU time (user + system, in clock ticks) of the server's serving thread.
+fn serving_cpu(pid: u32) -> u64 {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let serving = tasks
+        .flatten()
+        .find(|task| {
+            fs::read_to_string(task.path().join("comm")).is_ok_and(|c| c.trim() == "fuser-0")
+        })
+        .unwrap_or_else(|| panic!("server {pid} has no serving thread"));
+    let stat = fs::read_to_string(serving.path().join("stat")).unwrap();
+    let fields: Vec<u64> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    fields.iter().sum()
+}
+
+/// Every entry below `dir`, without following symlinks: one request per listing page,
+/// lookup and link text on a fresh mount.
+fn walk(dir: &Path) -> usize {
+    let mut seen = 0;
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        seen += 1;
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            seen += walk(&entry.path());
+        } else if kind.is_symlink() {
+            fs::read_link(entry.path()).unwrap();
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_busy_server_polls_and_an_idle_one_sleeps() {
+    let mut root = Root::new();
+    let files = files_state(&root);
+    if no_mount_here() {
+        return;
+    }
+    let mountpoint = root.mountpoint();
+    let _unmount = Unmount(&mountpoint);
+    let pid = mount_in_background(&root, &files.0.to_string(), &mountpoint);
+    assert!(walk(&mountpoint.join("usr")) > 700);
+    // Polling stops two windows (4 ms) after the last request at most; what follows must
+    // be sleep. A server that kept polling would burn about all of the half second.
+    std::thread::sleep(Duration::from_millis(100));
+    let before = serving_cpu(pid);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = serving_cpu(pid) - before;
+    assert!(idle <= 2, "the idle server used {idle} ticks of CPU");
+    // And a new burst is served as the first one was.
+    assert_eq!(
+        fs::read(mountpoint.join("usr/share/tools/data.txt")).unwrap(),
+        b"data\n"
+    );
+}

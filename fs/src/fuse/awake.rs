@@ -1,0 +1,145 @@
+//! Keeping the serving thread awake through a burst of requests.
+//!
+//! A request costs the server a few microseconds; what makes it slow is the wakeup before
+//! it. The kernel queues the request and wakes the server, which sleeps in `read` on
+//! `/dev/fuse`, and when the server's CPU went idle meanwhile that wakeup crosses CPUs and
+//! leaves an idle state (on a VM, a halted vCPU, which costs an exit to the host). A walk
+//! or a `cat` of many small files is thousands of such requests back to back.
+//!
+//! So once a request arrives, `/dev/fuse` is switched to non-blocking and the serving loop
+//! polls it (fuser retries `EAGAIN` at once), and a watcher thread switches it back to
+//! blocking once [`WINDOW`] has passed without a request. A busy mount thus answers from a
+//! thread that is already running, and an idle one sleeps: a burst costs one CPU for its
+//! length plus at most two windows. With one CPU, polling would only take time from the
+//! process waiting for the answer, so it is off.
+//!
+//! The switch is only ever a matter of speed: a request that finds the fd blocking wakes
+//! the server as before, and the request that woke it turns polling on again.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rustix::fs::OFlags;
+
+/// How long the server polls after the last request. A walk's requests come at most a
+/// few hundred microseconds apart (the time a program takes to go through one listing);
+/// anything longer is a pause worth sleeping through.
+const WINDOW: Duration = Duration::from_millis(2);
+
+/// The switch between polling and sleeping, shared by the serving thread (through
+/// [`Awake::request`]) and the watcher.
+pub(super) struct Awake {
+    /// A duplicate of the session's `/dev/fuse` fd: the flag belongs to the open file, so
+    /// setting it here changes how the serving loop's reads behave.
+    fd: OwnedFd,
+    start: Instant,
+    /// Nanoseconds from `start` to the last request.
+    last: AtomicU64,
+    polling: AtomicBool,
+    /// Serializes the flag changes, so the flag and `polling` agree.
+    switch: Mutex<()>,
+    watcher: Thread,
+    ended: AtomicBool,
+    /// Times polling was turned on, for tests and benchmarks.
+    bursts: AtomicU64,
+}
+
+impl Awake {
+    /// Starts the watcher for the session whose fd `fd` duplicates. `None` on a single
+    /// CPU, or when the thread cannot be started (the mount then works as without it).
+    pub(super) fn start(fd: OwnedFd) -> Option<Arc<Awake>> {
+        if std::thread::available_parallelism().is_ok_and(|n| n.get() < 2) {
+            return None;
+        }
+        let (sender, receiver) = std::sync::mpsc::channel::<Arc<Awake>>();
+        let watcher = std::thread::Builder::new()
+            .name("mossfs-awake".into())
+            .spawn(move || {
+                if let Ok(awake) = receiver.recv() {
+                    awake.watch();
+                }
+            })
+            .ok()?;
+        let awake = Arc::new(Awake {
+            fd,
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            polling: AtomicBool::new(false),
+            switch: Mutex::new(()),
+            watcher: watcher.thread().clone(),
+            ended: AtomicBool::new(false),
+            bursts: AtomicU64::new(0),
+        });
+        sender.send(Arc::clone(&awake)).ok()?;
+        Some(awake)
+    }
+
+    /// Notes a request; the first of a burst turns polling on.
+    pub(super) fn request(&self) {
+        self.last.store(self.now(), Ordering::Relaxed);
+        if self.polling.load(Ordering::Relaxed) {
+            return;
+        }
+        let _switch = self.switch.lock();
+        if !self.polling.load(Ordering::Relaxed) && self.set_polling(true) {
+            self.polling.store(true, Ordering::Relaxed);
+            self.bursts.fetch_add(1, Ordering::Relaxed);
+            self.watcher.unpark();
+        }
+    }
+
+    /// Stops the watcher once serving has ended; the fd is closed with the last handle.
+    pub(super) fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+        self.watcher.unpark();
+    }
+
+    pub(super) fn bursts(&self) -> u64 {
+        self.bursts.load(Ordering::Relaxed)
+    }
+
+    fn watch(&self) {
+        while !self.ended.load(Ordering::Relaxed) {
+            if !self.polling.load(Ordering::Relaxed) {
+                std::thread::park();
+                continue;
+            }
+            let idle = self.idle();
+            if idle < WINDOW {
+                std::thread::park_timeout(WINDOW - idle);
+                continue;
+            }
+            let _switch = self.switch.lock();
+            // A request between the check and the lock only means one more wakeup.
+            if self.set_polling(false) {
+                self.polling.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn idle(&self) -> Duration {
+        Duration::from_nanos(self.now().saturating_sub(self.last.load(Ordering::Relaxed)))
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Turns `O_NONBLOCK` on or off; `false` if the kernel refused, which leaves the
+    /// serving loop as it was.
+    fn set_polling(&self, on: bool) -> bool {
+        let Ok(flags) = rustix::fs::fcntl_getfl(&self.fd) else {
+            return false;
+        };
+        let flags = if on {
+            flags | OFlags::NONBLOCK
+        } else {
+            flags - OFlags::NONBLOCK
+        };
+        rustix::fs::fcntl_setfl(&self.fd, flags).is_ok()
+    }
+}
