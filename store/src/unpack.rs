@@ -32,7 +32,7 @@ use mossfs_format::{Asset, AssetHash, Content, DecodeError};
 
 use crate::asset::AssetMeta;
 use crate::stats::IngestStats;
-use crate::{Result, Store, StoreError};
+use crate::{FsKind, Result, Store, StoreError};
 use budget::BUFFER;
 use queue::{CloseOnDrop, Job, Large, Piece, Queue, Stop, Target};
 
@@ -169,6 +169,9 @@ fn produce_large<R: Read>(
     stone_error: &impl Fn(DecodeError) -> StoreError,
 ) -> Result<(), Stop> {
     let draft = queue.store.new_draft(target.perm, target.owner)?;
+    if queue.store.fs_kind() != FsKind::Volatile {
+        draft.bypass_cache();
+    }
     let large = Arc::new(Large::new(target, len, draft));
     let mut offset = 0;
     loop {

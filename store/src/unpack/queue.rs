@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use mossfs_format::AssetHash;
 
-use super::budget::{BUFFER, BUFFERS_PER_WRITER};
+use super::budget::{BUFFERS_PER_WRITER, Buffer};
 use crate::draft::Draft;
 use crate::stats::IngestStats;
 use crate::temp::Placed;
@@ -64,7 +64,7 @@ pub(super) enum Piece<'s> {
 
 /// A buffer and what to write from it.
 pub(super) struct Job<'s> {
-    pub buf: Vec<u8>,
+    pub buf: Buffer,
     pub pieces: Vec<Piece<'s>>,
 }
 
@@ -84,7 +84,7 @@ impl From<StoreError> for Stop {
 
 struct State<'s> {
     jobs: VecDeque<Job<'s>>,
-    free: Vec<Vec<u8>>,
+    free: Vec<Buffer>,
     buffers: usize,
     /// No more jobs will come.
     closed: bool,
@@ -160,7 +160,7 @@ impl<'s> Queue<'s> {
     }
 
     /// A free buffer. When all are in use, runs a queued job instead of waiting.
-    pub(super) fn buffer(&self) -> Result<Vec<u8>, Stop> {
+    pub(super) fn buffer(&self) -> Result<Buffer, Stop> {
         let mut state = self.lock();
         loop {
             if state.stopped() {
@@ -172,7 +172,7 @@ impl<'s> Queue<'s> {
             if state.buffers < self.max_buffers {
                 state.buffers += 1;
                 drop(state);
-                return Ok(vec![0; BUFFER]);
+                return Ok(Buffer::new());
             }
             if let Some(job) = state.jobs.pop_front() {
                 drop(state);
@@ -185,7 +185,7 @@ impl<'s> Queue<'s> {
     }
 
     /// Gives back a buffer that carried no job.
-    pub(super) fn recycle(&self, buf: Vec<u8>) {
+    pub(super) fn recycle(&self, buf: Buffer) {
         self.lock().free.push(buf);
         self.changed.notify_all();
     }
@@ -255,7 +255,7 @@ impl<'s> Queue<'s> {
 
     /// Writes one job's pieces, then gives its buffer back, or records the error.
     fn run(&self, job: Job<'s>) {
-        let Job { buf, pieces } = job;
+        let Job { mut buf, pieces } = job;
         let mut result = Ok(());
         for piece in pieces {
             result = match piece {
@@ -264,7 +264,7 @@ impl<'s> Queue<'s> {
                     large,
                     offset,
                     range,
-                } => self.write_part(&large, offset, &buf[range]),
+                } => self.write_part(&large, offset, &mut buf[range.start..], range.len()),
             };
             if result.is_err() {
                 break;
@@ -298,14 +298,16 @@ impl<'s> Queue<'s> {
         self.publish(draft, target.hash, bytes.len() as u64)
     }
 
-    fn write_part(&self, large: &Large<'s>, offset: u64, bytes: &[u8]) -> Result<()> {
+    /// Writes the first `len` bytes of `buf` at `offset`; the rest of `buf` is room for
+    /// the padding of a direct write.
+    fn write_part(&self, large: &Large<'s>, offset: u64, buf: &mut [u8], len: usize) -> Result<()> {
         {
             let draft = large.draft.lock().unwrap_or_else(PoisonError::into_inner);
             let draft = draft
                 .as_ref()
                 .expect("a large asset is published only after all its parts");
             draft
-                .write_all_at(bytes, offset)
+                .write_block_at(buf, len, offset)
                 .map_err(|source| StoreError::WriteAsset {
                     hash: large.target.hash,
                     path: draft.path(self.store),
@@ -331,8 +333,11 @@ impl<'s> Queue<'s> {
         // A large asset (over one buffer) is worth a head start on its writeback, which
         // then overlaps the rest of the unpack instead of the sync at the end of it.
         crate::durable::start_writeback(draft.file(), self.store.fs_kind());
+        // The last part was padded to a whole block.
         draft
-            .set_metadata(perm, owner)
+            .file()
+            .set_len(large.len)
+            .and_then(|()| draft.set_metadata(perm, owner))
             .map_err(|source| StoreError::WriteAsset {
                 hash,
                 path: draft.path(self.store),
