@@ -33,7 +33,7 @@ use mossfs_format::{Asset, AssetHash, Content, DecodeError};
 use crate::asset::AssetMeta;
 use crate::stats::IngestStats;
 use crate::{FsKind, Result, Store, StoreError};
-use budget::BUFFER;
+use budget::{BUFFER, DIRECT_ALIGN, DIRECT_MIN};
 use queue::{CloseOnDrop, Job, Large, Piece, Queue, Stop, Target};
 
 /// At most this many assets per batch, so that many tiny files still spread over writers.
@@ -117,9 +117,20 @@ fn produce<'s, R: Read>(
                 continue;
             }
             let len = len as usize;
+            let direct = len >= DIRECT_MIN && queue.store.fs_kind() != FsKind::Volatile;
+            // A direct write starts on a block and is padded to one, which the batch
+            // must leave room for.
+            let place = |filled: usize| {
+                if direct {
+                    let start = filled.next_multiple_of(DIRECT_ALIGN);
+                    (start, start + len.next_multiple_of(DIRECT_ALIGN))
+                } else {
+                    (filled, filled + len)
+                }
+            };
             let open = match batch.take() {
                 Some(open)
-                    if open.filled + len <= BUFFER && open.job.pieces.len() < BATCH_ASSETS =>
+                    if place(open.filled).1 <= BUFFER && open.job.pieces.len() < BATCH_ASSETS =>
                 {
                     open
                 }
@@ -137,11 +148,16 @@ fn produce<'s, R: Read>(
                 }
             };
             let open = batch.insert(open);
-            let range = open.filled..open.filled + len;
+            let (start, end) = place(open.filled);
+            let range = start..start + len;
             read_exact(&mut asset, &mut open.job.buf[range.clone()]).map_err(stone_error)?;
             asset.finish().map_err(stone_error)?;
-            open.filled = range.end;
-            open.job.pieces.push(Piece::Whole { target, range });
+            open.filled = end;
+            open.job.pieces.push(Piece::Whole {
+                target,
+                range,
+                direct,
+            });
         }
         Ok(())
     };

@@ -254,7 +254,8 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Assets larger than one unpack buffer (1 MiB) are written in parts by several threads;
-/// many small ones go in batches. Both must land whole, with the first entry's metadata.
+/// many small ones go in batches, those from 64 KiB up padded to a block for a direct
+/// write. All must land whole, with the first entry's metadata.
 #[test]
 fn large_and_many_small_assets_land_whole_with_their_metadata() {
     let (dir, store) = store();
@@ -263,6 +264,10 @@ fn large_and_many_small_assets_land_whole_with_their_metadata() {
         file("lib/one-byte-over", &noise((1 << 20) + 1, 2), 0o755),
         file("bin/large-setuid", &noise(2 << 20 | 12345, 3), 0o4755).owned_by(1000, 100),
         file("share/empty", b"", 0o600),
+        // From 64 KiB, whole assets are written with O_DIRECT: on a block, padded to one.
+        file("lib/direct-smallest", &noise(64 << 10, 4), 0o644),
+        file("lib/direct-odd", &noise((64 << 10) + 1, 5), 0o644),
+        file("lib/direct-larger", &noise(300_001, 6), 0o755),
     ];
     let small: Vec<&'static str> = (0..100)
         .map(|i| &*Box::leak(format!("share/small/{i}").into_boxed_str()))

@@ -6,6 +6,11 @@ pub(crate) const BUFFER: usize = 1 << 20;
 /// Buffers in flight per writer thread, besides the one being filled.
 pub(crate) const BUFFERS_PER_WRITER: usize = 4;
 
+/// Assets from this size up are written with `O_DIRECT`, bypassing the page cache (see
+/// `Draft::bypass_cache`). Below it, a direct write's wait for the device costs more than
+/// the copy into the page cache it saves.
+pub(crate) const DIRECT_MIN: usize = 64 << 10;
+
 /// What `O_DIRECT` needs lined up, in memory and in the file, on every device we expect:
 /// a page, which is also every common logical block size.
 pub(crate) const DIRECT_ALIGN: usize = 4096;

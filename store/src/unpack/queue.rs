@@ -53,7 +53,13 @@ impl<'s> Large<'s> {
 
 pub(super) enum Piece<'s> {
     /// A whole asset, verified.
-    Whole { target: Target, range: Range<usize> },
+    Whole {
+        target: Target,
+        range: Range<usize>,
+        /// Written with `O_DIRECT`: `range` starts on a block, and the buffer has room
+        /// after it to pad it to one.
+        direct: bool,
+    },
     /// Bytes of a large asset, to be written at `offset`.
     Part {
         large: Arc<Large<'s>>,
@@ -259,7 +265,11 @@ impl<'s> Queue<'s> {
         let mut result = Ok(());
         for piece in pieces {
             result = match piece {
-                Piece::Whole { target, range } => self.write_whole(target, &buf[range]),
+                Piece::Whole {
+                    target,
+                    range,
+                    direct,
+                } => self.write_whole(target, &mut buf[range.start..], range.len(), direct),
                 Piece::Part {
                     large,
                     offset,
@@ -281,7 +291,9 @@ impl<'s> Queue<'s> {
         self.changed.notify_all();
     }
 
-    fn write_whole(&self, target: Target, bytes: &[u8]) -> Result<()> {
+    /// Writes the asset in the first `len` bytes of `buf`; with `direct`, the rest of
+    /// `buf` is room for the padding of a direct write.
+    fn write_whole(&self, target: Target, buf: &mut [u8], len: usize, direct: bool) -> Result<()> {
         let store = self.store;
         let draft = store.new_draft(target.perm, target.owner)?;
         let error = |source| StoreError::WriteAsset {
@@ -289,13 +301,19 @@ impl<'s> Queue<'s> {
             path: draft.path(store),
             source,
         };
-        if !bytes.is_empty() {
-            draft.write_all(bytes).map_err(error)?;
+        if direct {
+            draft.bypass_cache();
+            draft
+                .write_block_at(buf, len, 0)
+                .and_then(|()| draft.file().set_len(len as u64))
+                .map_err(error)?;
+        } else if len > 0 {
+            draft.write_all(&buf[..len]).map_err(error)?;
         }
         draft
             .set_metadata(target.perm, target.owner)
             .map_err(error)?;
-        self.publish(draft, target.hash, bytes.len() as u64)
+        self.publish(draft, target.hash, len as u64)
     }
 
     /// Writes the first `len` bytes of `buf` at `offset`; the rest of `buf` is room for
