@@ -61,6 +61,12 @@
 //! - **tmpfs, ramfs**: nothing survives a reboot, so nothing is synced.
 //! - **anything else** is treated as unjournaled: the safe choice.
 //!
+//! Assets from 64 KiB up are written with `O_DIRECT` (`unpack`): their bytes are on the
+//! device when the write returns, so the syncs above find no dirty pages of theirs, and
+//! what is left is the same as for any other file: their inodes (size, allocation) and
+//! the device's cache, which the `fsync`, the journal commit or the `syncfs` still
+//! flushes. Nothing in the order changes.
+//!
 //! Any call here may fail with the file system's error (`EIO` after a failed writeback);
 //! the caller must then not go on to the exchange.
 
