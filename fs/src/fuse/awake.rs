@@ -92,12 +92,6 @@ impl Awake {
         }
     }
 
-    /// Stops the watcher once serving has ended; the fd is closed with the last handle.
-    pub(super) fn end(&self) {
-        self.ended.store(true, Ordering::Relaxed);
-        self.watcher.unpark();
-    }
-
     pub(super) fn bursts(&self) -> u64 {
         self.bursts.load(Ordering::Relaxed)
     }
@@ -141,5 +135,18 @@ impl Awake {
             flags - OFlags::NONBLOCK
         };
         rustix::fs::fcntl_setfl(&self.fd, flags).is_ok()
+    }
+}
+
+/// Held by the serving thread: stops the watcher when serving ends, or when the thread
+/// could not be started and its closure is dropped. The fd is closed with the last handle.
+pub(super) struct Serving(pub(super) Option<Arc<Awake>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(awake) = &self.0 {
+            awake.ended.store(true, Ordering::Relaxed);
+            awake.watcher.unpark();
+        }
     }
 }

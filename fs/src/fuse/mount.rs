@@ -34,7 +34,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
-use super::awake::Awake;
+use super::awake::{Awake, Serving};
 use super::signal::Forwarder;
 use super::{Inner, MossFs, MountError, ReadMode, Stats, THREADS};
 
@@ -187,14 +187,15 @@ fn spawn_with(
     if let Some(awake) = &awake {
         let _ = inner.awake.set(Arc::clone(awake));
     }
+    // Moved into the serving thread, which stops the watcher when it ends, or when it
+    // could not be started.
+    let awake = Serving(awake);
     let ended = events.0.clone();
     let server = std::thread::Builder::new()
         .name("mossfs-serve".into())
         .spawn(move || {
+            let _awake = awake;
             let result = served(session.run());
-            if let Some(awake) = awake {
-                awake.end();
-            }
             let _ = ended.send(Event::Ended);
             result
         })
