@@ -153,7 +153,7 @@ pub(crate) fn print_requests(sizes: &[Figures]) {
         sizes,
     );
     type Count = fn(&Stats) -> u64;
-    let opcodes: [(&str, Count); 8] = [
+    let opcodes: [(&str, Count); 9] = [
         ("lookup", |s| s.lookups),
         ("readdir(plus)", |s| s.readdirs),
         ("readlink", |s| s.readlinks),
@@ -162,6 +162,7 @@ pub(crate) fn print_requests(sizes: &[Figures]) {
         ("open", |s| s.opens),
         ("read", |s| s.reads),
         ("release (sent without waiting)", |s| s.releases),
+        ("polled bursts (not requests)", |s| s.bursts),
     ];
     for (label, count) in opcodes {
         row(label, sizes, |f| match &f.requests {
