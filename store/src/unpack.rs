@@ -125,7 +125,7 @@ fn produce<'s, R: Read>(
                 continue;
             }
             let len = len as usize;
-            let direct = len >= DIRECT_MIN && queue.store.fs_kind() != FsKind::Volatile;
+            let direct = writes_direct(queue.store, len as u64);
             // A direct write starts on a block and is padded to one, which the batch
             // must leave room for.
             let place = |filled: usize| {
@@ -193,7 +193,7 @@ fn produce_large<R: Read>(
     stone_error: &impl Fn(DecodeError) -> StoreError,
 ) -> Result<(), Stop> {
     let draft = queue.store.new_draft(target.perm, target.owner)?;
-    if queue.store.fs_kind() != FsKind::Volatile {
+    if writes_direct(queue.store, len) {
         draft.bypass_cache();
     }
     let large = Arc::new(Large::new(target, len, draft));
@@ -225,6 +225,12 @@ fn produce_large<R: Read>(
     }
     asset.finish().map_err(stone_error)?;
     queue.done(&large).map_err(|e| queue.fail(e))
+}
+
+/// Whether an asset of `len` bytes is written with `O_DIRECT`: from [`DIRECT_MIN`] up, and
+/// never where nothing survives a reboot (there is no device to bypass the cache for).
+fn writes_direct(store: &Store, len: u64) -> bool {
+    len >= DIRECT_MIN as u64 && store.fs_kind() != FsKind::Volatile
 }
 
 /// Reads until `buf` is full or the asset ends; returns how much was read.

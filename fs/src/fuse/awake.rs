@@ -19,10 +19,9 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use rustix::fs::OFlags;
 
 /// How long the server polls after the last request. A walk's requests come at most a
@@ -40,9 +39,10 @@ pub(super) struct Awake {
     /// Nanoseconds from `start` to the last request.
     last: AtomicU64,
     polling: AtomicBool,
-    /// Serializes the flag changes, so the flag and `polling` agree.
+    /// Held for every change of the flag, of `polling` and of `ended`, so that they agree
+    /// and the watcher, which waits on `changed`, misses none.
     switch: Mutex<()>,
-    watcher: Thread,
+    changed: Condvar,
     ended: AtomicBool,
     /// Times polling was turned on, for tests and benchmarks.
     bursts: AtomicU64,
@@ -55,26 +55,21 @@ impl Awake {
         if std::thread::available_parallelism().is_ok_and(|n| n.get() < 2) {
             return None;
         }
-        let (sender, receiver) = std::sync::mpsc::channel::<Arc<Awake>>();
-        let watcher = std::thread::Builder::new()
-            .name("mossfs-awake".into())
-            .spawn(move || {
-                if let Ok(awake) = receiver.recv() {
-                    awake.watch();
-                }
-            })
-            .ok()?;
         let awake = Arc::new(Awake {
             fd,
             start: Instant::now(),
             last: AtomicU64::new(0),
             polling: AtomicBool::new(false),
             switch: Mutex::new(()),
-            watcher: watcher.thread().clone(),
+            changed: Condvar::new(),
             ended: AtomicBool::new(false),
             bursts: AtomicU64::new(0),
         });
-        sender.send(Arc::clone(&awake)).ok()?;
+        let watcher = Arc::clone(&awake);
+        std::thread::Builder::new()
+            .name("mossfs-awake".into())
+            .spawn(move || watcher.watch())
+            .ok()?;
         Some(awake)
     }
 
@@ -88,7 +83,7 @@ impl Awake {
         if !self.polling.load(Ordering::Relaxed) && self.set_polling(true) {
             self.polling.store(true, Ordering::Relaxed);
             self.bursts.fetch_add(1, Ordering::Relaxed);
-            self.watcher.unpark();
+            self.changed.notify_one();
         }
     }
 
@@ -97,18 +92,18 @@ impl Awake {
     }
 
     fn watch(&self) {
+        let mut switch = self.switch.lock();
         while !self.ended.load(Ordering::Relaxed) {
             if !self.polling.load(Ordering::Relaxed) {
-                std::thread::park();
+                self.changed.wait(&mut switch);
                 continue;
             }
             let idle = self.idle();
             if idle < WINDOW {
-                std::thread::park_timeout(WINDOW - idle);
+                self.changed.wait_for(&mut switch, WINDOW - idle);
                 continue;
             }
-            let _switch = self.switch.lock();
-            // A request between the check and the lock only means one more wakeup.
+            // A request since the check only means one more wakeup.
             if self.set_polling(false) {
                 self.polling.store(false, Ordering::Relaxed);
             }
@@ -145,8 +140,9 @@ pub(super) struct Serving(pub(super) Option<Arc<Awake>>);
 impl Drop for Serving {
     fn drop(&mut self) {
         if let Some(awake) = &self.0 {
+            let _switch = awake.switch.lock();
             awake.ended.store(true, Ordering::Relaxed);
-            awake.watcher.unpark();
+            awake.changed.notify_one();
         }
     }
 }
