@@ -50,5 +50,5 @@ pub use layout::{EntryKind, LayoutEntry};
 pub use meta::{Meta, MetaRecord, MetaTag, MetaValue, Relation, RelationKind};
 pub use path::{PathError, RelPath};
 pub use payload::{Compression, PayloadHeader, PayloadKind};
-pub use read::{Asset, Content, Deltas, Reader, Stone};
+pub use read::{Asset, Content, Deltas, Reader, Stone, read_full};
 pub use write::{ContentSource, DEFAULT_LEVEL, Writer, WriterOptions, layout_index};

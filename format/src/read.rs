@@ -680,8 +680,9 @@ fn zstd_decoder<R: Read>(
     Ok(decoder)
 }
 
-/// Reads until `buf` is full or the input ends; returns how much was read.
-fn read_full(inner: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the input ends; returns how much was read. Unlike
+/// `read_exact`, the end of the input is not an error: the caller sees how much it got.
+pub fn read_full(inner: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match inner.read(&mut buf[filled..]) {

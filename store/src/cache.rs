@@ -8,14 +8,16 @@
 //! however the original changes meanwhile.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use mossfs_format::PackageId;
+use mossfs_format::{PackageId, read_full};
 use sha2::{Digest, Sha256};
 
+use crate::direct::{self, Buffer};
 use crate::durable::{self, FsKind};
-use crate::temp::TempFile;
+use crate::temp::{Placed, TempFile};
 use crate::{BUF_SIZE, Result, Store, StoreError};
 
 /// A stone in the cache.
@@ -39,6 +41,8 @@ pub struct PendingStone<'s> {
     pub id: PackageId,
     /// Their number.
     pub size: u64,
+    /// Written past the page cache.
+    direct: bool,
 }
 
 /// The package id (sha256) and size of the stone at `path`, read once and written
@@ -82,39 +86,54 @@ impl Store {
             source,
         };
         let mut source = File::open(path).map_err(read_error)?;
-        let mut temp = TempFile::create(&self.cache_tmp, &self.cache_tmp_dir)?;
-        let write_error = |to: PathBuf| {
-            move |source| StoreError::WriteCache {
-                from: path.to_owned(),
-                path: to,
-                source,
-            }
+        let len = source.metadata().map_err(read_error)?.len();
+        let temp = TempFile::create(&self.cache_tmp, &self.cache_tmp_dir)?;
+        let write_error = |source| StoreError::WriteCache {
+            from: path.to_owned(),
+            path: temp.path(),
+            source,
         };
+        // The copy is read back only for its head, and once more by the unpack: not worth
+        // a second copy of every byte in fresh page-cache pages (see `direct`).
+        let copy = temp.file_ref();
+        let direct = direct::bypasses(self.fs_kind(), len);
+        if direct {
+            direct::bypass_cache(copy);
+        }
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; BUF_SIZE];
+        let mut buf = Buffer::new();
         let mut size = 0u64;
         loop {
-            let n = match source.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_error(e)),
-            };
+            let n = read_full(&mut source, &mut buf).map_err(read_error)?;
+            if n == 0 {
+                break;
+            }
             hasher.update(&buf[..n]);
-            temp.file()
-                .write_all(&buf[..n])
-                .map_err(write_error(temp.path()))?;
+            if direct {
+                direct::write_block_at(copy, &mut buf, n, size)
+            } else {
+                copy.write_all_at(&buf[..n], size)
+            }
+            .map_err(write_error)?;
             size += n as u64;
         }
-        // The copy must be durable before it is kept; its writeback can start now, while
-        // the other stones are still being copied and the plan is made.
-        durable::start_writeback(temp.file_ref(), self.fs_kind());
+        if direct {
+            // The last block was padded; callers read the copy with ordinary reads.
+            copy.set_len(size)
+                .and_then(|()| direct::use_cache(copy))
+                .map_err(write_error)?;
+        } else {
+            // The copy must be durable before it is kept; its writeback can start now,
+            // while the other stones are still being copied and the plan is made.
+            durable::start_writeback(copy, self.fs_kind());
+        }
         Ok(PendingStone {
             store: self,
             from: path.to_owned(),
             temp,
             id: PackageId(hasher.finalize().into()),
             size,
+            direct,
         })
     }
 
@@ -256,6 +275,7 @@ impl Store {
             temp,
             id,
             size,
+            direct,
         } = stone;
         let name = file_name(id);
         let dest = self.cache_dir.join(&name);
@@ -263,12 +283,19 @@ impl Store {
         // from a delta caches the delta under the full stone's id. The full stone, once
         // given, takes its place, since only it can restore every asset on its own.
         let other_size = fs::symlink_metadata(&dest).is_ok_and(|m| m.len() != size);
-        temp.place(&self.cache, &name, other_size)
+        let placed = temp
+            .place(&self.cache, &name, other_size)
             .map_err(|source| StoreError::WriteCache {
                 from,
                 path: dest.clone(),
                 source,
             })?;
+        if direct && placed == Placed::New {
+            self.uncached
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id);
+        }
         Ok(CachedStone {
             id,
             path: dest,

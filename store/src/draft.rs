@@ -22,7 +22,6 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -32,7 +31,6 @@ use rustix::io::Errno;
 
 use crate::asset::rel_path;
 use crate::temp::{Placed, TempFile, create_parents};
-use crate::unpack::budget::DIRECT_ALIGN;
 use crate::{Result, Store, StoreError};
 
 /// Which kind of draft a store makes; probed on first use.
@@ -157,40 +155,6 @@ impl Store {
 }
 
 impl Draft<'_> {
-    /// Makes the draft's writes bypass the page cache (`O_DIRECT`), for a large asset:
-    /// its bytes then go from the unpack buffer to the device instead of being copied into
-    /// fresh page-cache pages, which the commit's sync would then wait for anyway, and
-    /// which push out pages other programs use. Where the file system refuses, writes go
-    /// through the page cache as before.
-    pub(crate) fn bypass_cache(&self) {
-        let file = self.file();
-        if let Ok(flags) = rustix::fs::fcntl_getfl(file) {
-            let _ = rustix::fs::fcntl_setfl(file, flags | OFlags::DIRECT);
-        }
-    }
-
-    /// Writes `buf[..len]` at `offset`, padded with zeros up to a whole [`DIRECT_ALIGN`]
-    /// block from `buf`'s spare room, as `O_DIRECT` needs: `offset` and `buf`'s address
-    /// must be multiples of it. The caller cuts the file back to its length before
-    /// publishing it. When the kernel refuses the direct write (`EINVAL`: an alignment it
-    /// does not take), the draft goes back to the page cache and the write is retried.
-    pub(crate) fn write_block_at(&self, buf: &mut [u8], len: usize, offset: u64) -> io::Result<()> {
-        let padded = len.next_multiple_of(DIRECT_ALIGN).min(buf.len());
-        buf[len..padded].fill(0);
-        let file = self.file();
-        match file.write_all_at(&buf[..padded], offset) {
-            Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {
-                let flags = rustix::fs::fcntl_getfl(file)?;
-                if !flags.contains(OFlags::DIRECT) {
-                    return Err(e);
-                }
-                rustix::fs::fcntl_setfl(file, flags - OFlags::DIRECT)?;
-                file.write_all_at(&buf[..padded], offset)
-            }
-            other => other,
-        }
-    }
-
     pub(crate) fn file(&self) -> &File {
         match self {
             Draft::Anonymous(file) => file,

@@ -61,8 +61,9 @@
 //! - **tmpfs, ramfs**: nothing survives a reboot, so nothing is synced.
 //! - **anything else** is treated as unjournaled: the safe choice.
 //!
-//! Assets from 64 KiB up are written with `O_DIRECT` (`unpack`): their bytes are on the
-//! device when the write returns, so the syncs above find no dirty pages of theirs, and
+//! Assets from 64 KiB up and the cached copies of stones given on the command line are
+//! written with `O_DIRECT` (`direct`): their bytes are on the device (or in its cache)
+//! when the write returns, so the syncs above find no dirty pages of theirs, and
 //! what is left is the same as for any other file: their inodes (size, allocation) and
 //! the device's cache, which the `fsync`, the journal commit or the `syncfs` still
 //! flushes. Nothing in the order changes.

@@ -10,16 +10,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use mossfs_format::{Asset, AssetHash, DecodeError, EntryKind, PackageId, Reader, Stone};
 use rayon::prelude::*;
 
 use crate::asset::{AssetMeta, rel_path};
+use crate::direct::{BUFFER, BlockReader};
 use crate::stats::IngestStats;
 use crate::temp::TempFile;
-use crate::unpack::budget::BUFFER;
 use crate::unpack::{Plan, unpack};
 use crate::{BUF_SIZE, Result, Store, StoreError};
 
@@ -27,7 +27,7 @@ use crate::{BUF_SIZE, Result, Store, StoreError};
 pub(crate) struct OpenStone {
     id: PackageId,
     path: PathBuf,
-    reader: Reader<BufReader<File>>,
+    reader: Reader<BlockReader>,
     pub(crate) stone: Stone,
 }
 
@@ -235,7 +235,14 @@ impl Store {
             Err(e) => return Err(stone_error(*id, &path, DecodeError::Io(e))),
         };
         let error = |source| stone_error(*id, &path, source);
-        let mut reader = Reader::new(BufReader::with_capacity(64 * 1024, file)).map_err(error)?;
+        // A stone this process copied past the page cache is read past it too; any other
+        // may have its pages there (a download, just written and synced).
+        let direct = self
+            .uncached
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id);
+        let mut reader = Reader::new(BlockReader::new(file, direct)).map_err(error)?;
         let stone = reader.read_metadata().map_err(error)?;
         stone.check_structure().map_err(error)?;
         Ok(OpenStone {

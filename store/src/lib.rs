@@ -45,8 +45,8 @@
 //! - `cache`: the stone cache.
 //! - [`durable`]: making exactly what a change wrote durable, per file system.
 //! - `ingest`: unpacking stones into assets, and repairing one asset.
-//! - `unpack`: the pipeline behind ingest: one thread decompresses, others write; its
-//!   `budget` of buffers.
+//! - `unpack`: the pipeline behind ingest: one thread decompresses, others write.
+//! - `direct`: reading and writing large files past the page cache (`O_DIRECT`).
 //! - `stats`: what an ingest did ([`IngestStats`]).
 //! - `delta`: rebuilding a package's assets from a delta stone, with its fallback rule.
 //! - `draft`: new asset files before they have a name, and publishing them.
@@ -60,6 +60,7 @@
 mod asset;
 mod cache;
 mod delta;
+mod direct;
 mod draft;
 pub mod durable;
 pub mod error;
@@ -73,12 +74,13 @@ mod temp;
 mod unpack;
 mod verify;
 
+use std::collections::HashSet;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
-use mossfs_format::AssetHash;
+use mossfs_format::{AssetHash, PackageId};
 use rustix::fs::{Mode, OFlags};
 
 use durable::FsKind;
@@ -121,6 +123,9 @@ pub struct Store {
     draft_kind: draft::DraftKind,
     /// The kind of the store's file system, found on first use.
     fs_kind: OnceLock<FsKind>,
+    /// Cached stones this process copied past the page cache (`direct`), which its
+    /// ingests read the same way: only their bytes are known not to be in it.
+    uncached: Mutex<HashSet<PackageId>>,
 }
 
 impl Store {
@@ -156,6 +161,7 @@ impl Store {
             shards: shard::Shards::new(),
             draft_kind: draft::DraftKind::new(),
             fs_kind: OnceLock::new(),
+            uncached: Mutex::default(),
         })
     }
 
@@ -182,6 +188,7 @@ impl Store {
             shards: shard::Shards::new(),
             draft_kind: draft::DraftKind::new(),
             fs_kind: OnceLock::new(),
+            uncached: Mutex::default(),
         })
     }
 

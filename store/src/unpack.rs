@@ -15,21 +15,18 @@
 //! - At most a few buffers per writer exist, which bounds the memory in flight. A producer
 //!   that finds none free runs the next job itself instead of waiting, so on a small
 //!   machine no core idles: when writing is the slower half, both threads write.
-//! - Assets from [`DIRECT_MIN`] (64 KiB) up bypass the page cache (`O_DIRECT`): buffers
-//!   start on a page, a large asset's parts sit at multiples of [`BUFFER`], and a whole
-//!   asset that size is placed on a block with room to pad it to one; the draft is cut back
-//!   to the asset's length before it is published. On the 2-core VM a fresh install of 200
-//!   Debian packages spent 71% of its samples copying 2.1 GB into new page-cache pages,
-//!   which this VM backs with pages it must first get back from its host (`dd` of 1.5 GB:
-//!   7.7 to 12 s buffered, 1.0 s direct); 88% of those bytes are in assets this size. The
-//!   sync before the exchange would have waited for those pages to reach the disk anyway.
+//! - Assets from [`direct::DIRECT_MIN`] (64 KiB) up bypass the page cache (see
+//!   [`direct`]): buffers start on a page, a large asset's parts sit at multiples of
+//!   [`BUFFER`], and a whole asset that size is placed on a block with room to pad it to
+//!   one; the draft is cut back to the asset's length before it is published. On the 2-core
+//!   VM a fresh install of 200 Debian packages spent 71% of its samples copying 2.1 GB of
+//!   assets into new page-cache pages; 88% of those bytes are in assets this size.
 //! - A write error stops everyone, and the first one is returned. A bad stone stops the
 //!   producer, but jobs already queued hold verified assets and are still written, as the
 //!   one-thread unpack placed every asset before the bad byte. Drafts that are never
 //!   published leave nothing: anonymous ones vanish on close, named ones are removed on
 //!   drop.
 
-pub(crate) mod budget;
 mod queue;
 
 use std::collections::{HashMap, HashSet};
@@ -39,9 +36,9 @@ use std::sync::Arc;
 use mossfs_format::{Asset, AssetHash, Content, DecodeError};
 
 use crate::asset::AssetMeta;
+use crate::direct::{self, BUFFER, DIRECT_ALIGN};
 use crate::stats::IngestStats;
-use crate::{FsKind, Result, Store, StoreError};
-use budget::{BUFFER, DIRECT_ALIGN, DIRECT_MIN};
+use crate::{Result, Store, StoreError};
 use queue::{CloseOnDrop, Job, Large, Piece, Queue, Stop, Target};
 
 /// At most this many assets per batch, so that many tiny files still spread over writers.
@@ -125,7 +122,7 @@ fn produce<'s, R: Read>(
                 continue;
             }
             let len = len as usize;
-            let direct = writes_direct(queue.store, len as u64);
+            let direct = direct::bypasses(queue.store.fs_kind(), len as u64);
             // A direct write starts on a block and is padded to one, which the batch
             // must leave room for.
             let place = |filled: usize| {
@@ -193,8 +190,8 @@ fn produce_large<R: Read>(
     stone_error: &impl Fn(DecodeError) -> StoreError,
 ) -> Result<(), Stop> {
     let draft = queue.store.new_draft(target.perm, target.owner)?;
-    if writes_direct(queue.store, len) {
-        draft.bypass_cache();
+    if direct::bypasses(queue.store.fs_kind(), len) {
+        direct::bypass_cache(draft.file());
     }
     let large = Arc::new(Large::new(target, len, draft));
     let mut offset = 0;
@@ -225,12 +222,6 @@ fn produce_large<R: Read>(
     }
     asset.finish().map_err(stone_error)?;
     queue.done(&large).map_err(|e| queue.fail(e))
-}
-
-/// Whether an asset of `len` bytes is written with `O_DIRECT`: from [`DIRECT_MIN`] up, and
-/// never where nothing survives a reboot (there is no device to bypass the cache for).
-fn writes_direct(store: &Store, len: u64) -> bool {
-    len >= DIRECT_MIN as u64 && store.fs_kind() != FsKind::Volatile
 }
 
 /// Reads until `buf` is full or the asset ends; returns how much was read.

@@ -368,3 +368,51 @@ fn a_failing_write_stops_the_ingest_and_names_the_asset() {
     assert_eq!(stats.written + stats.present, 474);
     assert_eq!(store.list_assets().unwrap().len(), 474);
 }
+
+/// A stone given on the command line is copied into the cache past the page cache, in
+/// blocks padded to a page and cut back to its length: the copy must still be the stone,
+/// byte for byte, at every size around a block's edge, and readable in reads of any size
+/// and place, as the plan reads a stone's head from it.
+#[test]
+fn a_cached_copy_is_the_stone_at_every_size_around_a_block() {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::unix::fs::FileExt;
+
+    let (dir, store) = store();
+    let sizes = [
+        0,
+        1,
+        4095,
+        4096,
+        4097,
+        (64 << 10) - 1,
+        64 << 10,
+        (64 << 10) + 1,
+        1 << 20,
+        (1 << 20) + 1,
+        (3 << 20) + 777,
+    ];
+    for (i, len) in sizes.into_iter().enumerate() {
+        let bytes = noise(len, 500 + i as u64);
+        let path = dir.path().join(format!("{len}.stone"));
+        std::fs::write(&path, &bytes).unwrap();
+        let copy = store.copy_stone(&path).unwrap();
+        assert_eq!(copy.size, len as u64);
+        assert_eq!(copy.id, PackageId(Sha256::digest(&bytes).into()), "{len}");
+        if len >= 4100 {
+            let mut seven = [0u8; 7];
+            copy.file().read_exact_at(&mut seven, 4093).unwrap();
+            assert_eq!(seven, bytes[4093..4100], "{len}");
+        }
+        let mut file = copy.file();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let mut read = Vec::new();
+        file.read_to_end(&mut read).unwrap();
+        assert!(read == bytes, "the copy of {len} bytes differs");
+        let cached = copy.keep().unwrap();
+        assert!(std::fs::read(&cached.path).unwrap() == bytes, "{len}");
+        assert_eq!(cached.size, len as u64);
+    }
+    assert!(temp_files(&store).is_empty());
+}

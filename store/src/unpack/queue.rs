@@ -11,11 +11,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use mossfs_format::AssetHash;
 
-use super::budget::{BUFFERS_PER_WRITER, Buffer};
+use crate::direct::{self, Buffer};
 use crate::draft::Draft;
 use crate::stats::IngestStats;
 use crate::temp::Placed;
 use crate::{Result, Store, StoreError};
+
+/// Buffers in flight per writer thread, besides the one being filled: what bounds the
+/// pipeline's memory.
+const BUFFERS_PER_WRITER: usize = 4;
 
 /// The permission bits and owner a new asset file gets.
 #[derive(Clone, Copy)]
@@ -302,9 +306,8 @@ impl<'s> Queue<'s> {
             source,
         };
         if direct {
-            draft.bypass_cache();
-            draft
-                .write_block_at(buf, len, 0)
+            direct::bypass_cache(draft.file());
+            direct::write_block_at(draft.file(), buf, len, 0)
                 .and_then(|()| draft.file().set_len(len as u64))
                 .map_err(error)?;
         } else if len > 0 {
@@ -324,13 +327,13 @@ impl<'s> Queue<'s> {
             let draft = draft
                 .as_ref()
                 .expect("a large asset is published only after all its parts");
-            draft
-                .write_block_at(buf, len, offset)
-                .map_err(|source| StoreError::WriteAsset {
+            direct::write_block_at(draft.file(), buf, len, offset).map_err(|source| {
+                StoreError::WriteAsset {
                     hash: large.target.hash,
                     path: draft.path(self.store),
                     source,
-                })?;
+                }
+            })?;
         }
         self.done(large)
     }
