@@ -13,7 +13,7 @@
 //! to bypass the cache for.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
 use rustix::fs::OFlags;
@@ -115,18 +115,17 @@ impl std::ops::DerefMut for Buffer {
     }
 }
 
-/// Reads a file in blocks of [`BUFFER`] bytes from offsets that are multiples of it, past
-/// the page cache when asked: a cached stone the store has just written with `O_DIRECT`
-/// is not in the page cache, and reading it once through the cache would fill as many
-/// fresh pages as the direct copy saved. Serves any size of read, as a `BufReader` does.
+/// Reads a file in blocks of [`BUFFER`] bytes, past the page cache when asked: a cached
+/// stone the store has just written with `O_DIRECT` is not in the page cache, and reading
+/// it once through the cache would fill as many fresh pages as the direct copy saved.
+/// Serves any size of read, as a `BufReader` does. It reads from the file's position
+/// rather than at offsets, so that anything `read` works on (a pipe too) can be read.
 pub(crate) struct BlockReader {
     file: File,
     buf: Buffer,
     /// What of `buf` is read and not handed out yet.
     start: usize,
     end: usize,
-    /// Where in the file the next block starts.
-    offset: u64,
 }
 
 impl BlockReader {
@@ -140,16 +139,15 @@ impl BlockReader {
             buf: Buffer::new(),
             start: 0,
             end: 0,
-            offset: 0,
         }
     }
 
     /// Reads the next block. When the kernel refuses a direct read (`EINVAL`: an
-    /// alignment it does not take, or an offset left unaligned by a short read), the file
-    /// goes back to the page cache and the read is retried.
+    /// alignment it does not take, or a position left unaligned by a short read), the
+    /// file goes back to the page cache and the read is retried.
     fn next_block(&mut self) -> io::Result<usize> {
         loop {
-            match self.file.read_at(&mut self.buf, self.offset) {
+            match (&self.file).read(&mut self.buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {
                     let flags = rustix::fs::fcntl_getfl(&self.file)?;
@@ -168,7 +166,6 @@ impl io::Read for BlockReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.start == self.end {
             let n = self.next_block()?;
-            self.offset += n as u64;
             self.start = 0;
             self.end = n;
         }
@@ -181,7 +178,8 @@ impl io::Read for BlockReader {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
 
     use super::*;
 
@@ -211,5 +209,26 @@ mod tests {
             }
             assert!(read == bytes, "direct: {direct}");
         }
+    }
+
+    /// A pipe, which has no offsets and gives short reads, is read to its end as well,
+    /// even when asked to bypass the cache: the mount may unpack from a stone that is
+    /// still arriving.
+    #[test]
+    fn a_block_reader_reads_a_pipe() {
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let bytes: Vec<u8> = (0..BUFFER + 12_345).map(|i| (i % 253) as u8).collect();
+        let sent = bytes.clone();
+        let feeder = std::thread::spawn(move || {
+            for chunk in sent.chunks(1000) {
+                writer.write_all(chunk).unwrap();
+            }
+        });
+        let mut read = Vec::new();
+        BlockReader::new(File::from(OwnedFd::from(reader)), true)
+            .read_to_end(&mut read)
+            .unwrap();
+        feeder.join().unwrap();
+        assert!(read == bytes);
     }
 }
