@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::direct::{self, Buffer};
 use crate::durable::{self, FsKind};
-use crate::temp::{Placed, TempFile};
+use crate::temp::TempFile;
 use crate::{BUF_SIZE, Result, Store, StoreError};
 
 /// A stone in the cache.
@@ -41,8 +41,6 @@ pub struct PendingStone<'s> {
     pub id: PackageId,
     /// Their number.
     pub size: u64,
-    /// Written past the page cache.
-    direct: bool,
 }
 
 /// The package id (sha256) and size of the stone at `path`, read once and written
@@ -133,7 +131,6 @@ impl Store {
             temp,
             id: PackageId(hasher.finalize().into()),
             size,
-            direct,
         })
     }
 
@@ -275,7 +272,6 @@ impl Store {
             temp,
             id,
             size,
-            direct,
         } = stone;
         let name = file_name(id);
         let dest = self.cache_dir.join(&name);
@@ -283,19 +279,12 @@ impl Store {
         // from a delta caches the delta under the full stone's id. The full stone, once
         // given, takes its place, since only it can restore every asset on its own.
         let other_size = fs::symlink_metadata(&dest).is_ok_and(|m| m.len() != size);
-        let placed = temp
-            .place(&self.cache, &name, other_size)
+        temp.place(&self.cache, &name, other_size)
             .map_err(|source| StoreError::WriteCache {
                 from,
                 path: dest.clone(),
                 source,
             })?;
-        if direct && placed == Placed::New {
-            self.uncached
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id);
-        }
         Ok(CachedStone {
             id,
             path: dest,

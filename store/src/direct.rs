@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
 use rustix::fs::OFlags;
-use rustix::io::Errno;
+use rustix::io::{Errno, ReadWriteFlags};
 
 use crate::FsKind;
 
@@ -37,6 +37,30 @@ pub(crate) const DIRECT_ALIGN: usize = 4096;
 /// `O_DIRECT`.
 pub(crate) fn bypasses(kind: FsKind, len: u64) -> bool {
     len >= DIRECT_MIN as u64 && kind != FsKind::Volatile
+}
+
+/// Whether the last page of `file`, `len` bytes long, is in the page cache: a sign that
+/// the whole file is. A stone written through the cache (a download) still has its pages
+/// there; one the store copied with `O_DIRECT` has none, except at its head, which is
+/// read for the plan. The read asks the kernel not to wait for the device (`RWF_NOWAIT`),
+/// and at the file's end its readahead has nothing more to fetch. Where the kernel cannot
+/// say (a pipe, a file system without `RWF_NOWAIT`), the answer is yes: read through the
+/// cache, as for any file.
+pub(crate) fn is_cached(file: &File, len: u64) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let last_page = (len - 1) / DIRECT_ALIGN as u64 * DIRECT_ALIGN as u64;
+    let mut byte = [0u8; 1];
+    !matches!(
+        rustix::io::preadv2(
+            file,
+            &mut [io::IoSliceMut::new(&mut byte)],
+            last_page,
+            ReadWriteFlags::NOWAIT,
+        ),
+        Err(Errno::AGAIN)
+    )
 }
 
 /// Makes `file`'s writes bypass the page cache. A file system that refuses keeps them
@@ -116,8 +140,8 @@ impl std::ops::DerefMut for Buffer {
 }
 
 /// Reads a file in blocks of [`BUFFER`] bytes, past the page cache when asked: a cached
-/// stone the store has just written with `O_DIRECT` is not in the page cache, and reading
-/// it once through the cache would fill as many fresh pages as the direct copy saved.
+/// stone the store wrote with `O_DIRECT` is not in the page cache ([`is_cached`]), and
+/// reading it once through the cache would fill as many fresh pages as the copy saved.
 /// Serves any size of read, as a `BufReader` does. It reads from the file's position
 /// rather than at offsets, so that anything `read` works on (a pipe too) can be read.
 pub(crate) struct BlockReader {
@@ -230,5 +254,41 @@ mod tests {
             .unwrap();
         feeder.join().unwrap();
         assert!(read == bytes);
+    }
+
+    /// A file written through the page cache reads as cached. One written past it does
+    /// not, even after its head was read through the cache, as the plan reads a stone's.
+    #[test]
+    fn only_a_file_written_past_the_cache_reads_as_uncached() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = 3 * BUFFER + 100;
+        let through = dir.path().join("through");
+        std::fs::write(&through, vec![7u8; len]).unwrap();
+        assert!(is_cached(&File::open(&through).unwrap(), len as u64));
+
+        let past = dir.path().join("past");
+        let file = File::create_new(&past).unwrap();
+        bypass_cache(&file);
+        let mut buf = Buffer::new();
+        let mut offset = 0;
+        while offset < len {
+            let n = BUFFER.min(len - offset);
+            buf[..n].fill(9);
+            write_block_at(&file, &mut buf, n, offset as u64).unwrap();
+            offset += n;
+        }
+        file.set_len(len as u64).unwrap();
+        use_cache(&file).unwrap();
+        let mut head = [0u8; 4096];
+        File::open(&past).unwrap().read_exact(&mut head).unwrap();
+        assert_eq!(head, [9u8; 4096]);
+        if FsKind::of(&file) == FsKind::Volatile {
+            println!(
+                "{}: tmpfs keeps every page in the cache",
+                dir.path().display()
+            );
+            return;
+        }
+        assert!(!is_cached(&File::open(&past).unwrap(), len as u64));
     }
 }

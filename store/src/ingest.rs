@@ -17,7 +17,7 @@ use mossfs_format::{Asset, AssetHash, DecodeError, EntryKind, PackageId, Reader,
 use rayon::prelude::*;
 
 use crate::asset::{AssetMeta, rel_path};
-use crate::direct::{BUFFER, BlockReader};
+use crate::direct::{self, BUFFER, BlockReader};
 use crate::stats::IngestStats;
 use crate::temp::TempFile;
 use crate::unpack::{Plan, unpack};
@@ -235,13 +235,14 @@ impl Store {
             Err(e) => return Err(stone_error(*id, &path, DecodeError::Io(e))),
         };
         let error = |source| stone_error(*id, &path, source);
-        // A stone this process copied past the page cache is read past it too; any other
-        // may have its pages there (a download, just written and synced).
-        let direct = self
-            .uncached
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(id);
+        // A stone whose bytes are not in the page cache (one the store copied past it) is
+        // read past it too: through it, the read would fill as many fresh pages as the
+        // copy saved.
+        let len = file
+            .metadata()
+            .map_err(|e| error(DecodeError::Io(e)))?
+            .len();
+        let direct = direct::bypasses(self.fs_kind(), len) && !direct::is_cached(&file, len);
         let mut reader = Reader::new(BlockReader::new(file, direct)).map_err(error)?;
         let stone = reader.read_metadata().map_err(error)?;
         stone.check_structure().map_err(error)?;

@@ -74,13 +74,12 @@ mod temp;
 mod unpack;
 mod verify;
 
-use std::collections::HashSet;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
-use mossfs_format::{AssetHash, PackageId};
+use mossfs_format::AssetHash;
 use rustix::fs::{Mode, OFlags};
 
 use durable::FsKind;
@@ -123,9 +122,6 @@ pub struct Store {
     draft_kind: draft::DraftKind,
     /// The kind of the store's file system, found on first use.
     fs_kind: OnceLock<FsKind>,
-    /// Cached stones this process copied past the page cache (`direct`), which its
-    /// ingests read the same way: only their bytes are known not to be in it.
-    uncached: Mutex<HashSet<PackageId>>,
 }
 
 impl Store {
@@ -161,7 +157,6 @@ impl Store {
             shards: shard::Shards::new(),
             draft_kind: draft::DraftKind::new(),
             fs_kind: OnceLock::new(),
-            uncached: Mutex::default(),
         })
     }
 
@@ -188,7 +183,6 @@ impl Store {
             shards: shard::Shards::new(),
             draft_kind: draft::DraftKind::new(),
             fs_kind: OnceLock::new(),
-            uncached: Mutex::default(),
         })
     }
 
