@@ -1,6 +1,7 @@
 //! Writes that bypass the page cache (`O_DIRECT`), for the large files the store writes
 //! once and does not read back soon: assets from [`DIRECT_MIN`] up (`unpack`) and the
-//! copies of stones given on the command line (`cache`).
+//! copies of stones given on the command line (`cache`), which the ingest then reads once,
+//! past the cache as well ([`BlockReader`]).
 //!
 //! Their bytes go from our buffer to the device instead of being copied into fresh
 //! page-cache pages, which the commit's sync would then wait for anyway and which push out
