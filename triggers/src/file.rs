@@ -194,7 +194,7 @@ impl Trigger {
         for (text, rule) in raw.paths {
             let pattern = Pattern::new(&text).map_err(|source| TriggerError::Pattern {
                 file: file.to_owned(),
-                pattern: text.clone(),
+                pattern: shortened(&text),
                 source,
             })?;
             if let Some(handler) = rule
@@ -319,6 +319,16 @@ fn read_in_root(root: &OwnedFd, path: &str) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// Pattern text as an error shows it: a refused pattern can be up to a whole trigger file
+/// long, and the message must stay one line.
+fn shortened(text: &str) -> String {
+    const SHOWN: usize = 80;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +389,28 @@ paths:
             }
             other => panic!("expected UnknownHandler, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_overlong_pattern_is_refused_in_one_short_line() {
+        let long = format!("/usr/{}", "**".repeat(5000));
+        let text = format!(
+            "name: x\nhandlers:\n  h: {{ run: /bin/true }}\npaths:\n  ? \"{long}\"\n  : handlers: [h]\n"
+        );
+        let err = Trigger::parse(&text, Path::new("tx.d/long.yaml")).expect_err("refused");
+        match &err {
+            TriggerError::Pattern {
+                pattern, source, ..
+            } => {
+                assert_eq!(
+                    *source,
+                    crate::pattern::PatternError::TooLong { len: long.len() }
+                );
+                assert!(pattern.starts_with("/usr/**") && pattern.ends_with('…'));
+            }
+            other => panic!("expected Pattern, got {other:?}"),
+        }
+        assert!(err.to_string().len() < 200, "{err}");
     }
 
     #[test]

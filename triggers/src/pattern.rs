@@ -15,13 +15,19 @@
 //! `+` or `.` in a file name changes the meaning; here every byte that is not one of the
 //! forms above stands for itself.
 //!
-//! Matching is a backtracking walk over a flat token list with a memo of the
-//! (token, position) pairs that already failed, so it costs at most tokens × length²
-//! steps, whatever the pattern: a trigger file cannot make a commit spin on the
-//! exponential backtracking a naive glob matcher falls into.
+//! Matching fills a table of which tokens match which rest of the path, from the last
+//! token back, then reads the captures off it: tokens × length steps and no recursion,
+//! whatever the pattern. A trigger file can make a commit neither spin on the exponential
+//! backtracking a naive glob matcher falls into nor overflow its stack. Pattern text past
+//! [`MAX_PATTERN_LEN`] bytes is refused, which bounds the table.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
+
+/// The longest pattern text accepted, in bytes: `PATH_MAX`. A path is never longer, and a
+/// pattern names a few directories and wildcards; the bound keeps the matcher's table
+/// (tokens × path length) to a few megabytes at worst.
+pub const MAX_PATTERN_LEN: usize = 4096;
 
 /// Why pattern text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +48,12 @@ pub enum PatternError {
     /// A `\` at the very end.
     #[error("the pattern ends with a lone '\\'")]
     TrailingEscape,
+    /// Longer than [`MAX_PATTERN_LEN`].
+    #[error("the pattern is {len} bytes long; at most {MAX_PATTERN_LEN} are accepted")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +96,9 @@ impl Pattern {
     /// Compiles pattern text.
     pub fn new(text: &str) -> Result<Pattern, PatternError> {
         let bytes = text.as_bytes();
+        if bytes.len() > MAX_PATTERN_LEN {
+            return Err(PatternError::TooLong { len: bytes.len() });
+        }
         let mut tokens = Vec::new();
         let mut names: Vec<String> = Vec::new();
         // Open captures, innermost last: (index into names).
@@ -174,10 +189,28 @@ impl Pattern {
         if !path.starts_with(&self.prefix) {
             return None;
         }
+        let table = self.table(path);
+        // Forward along the table: each wildcard takes the most it can while the rest still
+        // matches, as a backtracking matcher that tries the longest run first would.
         let mut spans = vec![(0usize, 0usize); self.names.len()];
-        let mut failed = HashSet::new();
-        if !self.walk(0, 0, path, &mut spans, &mut failed) {
+        let mut at = 0;
+        if !table.ok(0, at) {
             return None;
+        }
+        for (t, token) in self.tokens.iter().enumerate() {
+            match token {
+                Token::Byte(_) | Token::One => at += 1,
+                Token::Star | Token::DoubleStar => {
+                    let end = match token {
+                        Token::Star => component_end(path, at),
+                        _ => path.len(),
+                    };
+                    // The table says the rest matches from one of these; `?` only to be safe.
+                    at = (at..=end).rev().find(|&to| table.ok(t + 1, to))?;
+                }
+                Token::Open(index) => spans[*index].0 = at,
+                Token::Close(index) => spans[*index].1 = at,
+            }
         }
         Some(
             self.names
@@ -193,66 +226,63 @@ impl Pattern {
         )
     }
 
-    /// Whether tokens from `t` on match `path[at..]`. The success of a call does not depend
-    /// on the capture spans recorded so far, which is why a failure can be memoised.
-    fn walk(
-        &self,
-        t: usize,
-        at: usize,
-        path: &[u8],
-        spans: &mut [(usize, usize)],
-        failed: &mut HashSet<(usize, usize)>,
-    ) -> bool {
-        let Some(token) = self.tokens.get(t) else {
-            return at == path.len();
+    /// For every token `t` and position `at`, whether tokens from `t` on match
+    /// `path[at..]`, filled from the last token back: each cell from at most two others.
+    fn table(&self, path: &[u8]) -> Table {
+        let width = path.len() + 1;
+        let mut table = Table {
+            width,
+            cells: vec![false; (self.tokens.len() + 1) * width],
         };
-        if failed.contains(&(t, at)) {
-            return false;
-        }
-        let found = match token {
-            Token::Byte(b) => {
-                path.get(at) == Some(b) && self.walk(t + 1, at + 1, path, spans, failed)
-            }
-            Token::One => {
-                path.get(at).is_some_and(|&b| b != b'/')
-                    && self.walk(t + 1, at + 1, path, spans, failed)
-            }
-            Token::Star => {
-                let end = path[at..]
-                    .iter()
-                    .position(|&b| b == b'/')
-                    .map_or(path.len(), |p| at + p);
-                (at..=end)
-                    .rev()
-                    .any(|to| self.walk(t + 1, to, path, spans, failed))
-            }
-            Token::DoubleStar => (at..=path.len())
-                .rev()
-                .any(|to| self.walk(t + 1, to, path, spans, failed)),
-            Token::Open(index) => {
-                let saved = spans[*index].0;
-                spans[*index].0 = at;
-                let ok = self.walk(t + 1, at, path, spans, failed);
-                if !ok {
-                    spans[*index].0 = saved;
+        table.set(self.tokens.len(), path.len());
+        for (t, token) in self.tokens.iter().enumerate().rev() {
+            for at in (0..width).rev() {
+                let byte = path.get(at).copied();
+                let ok = match token {
+                    Token::Byte(b) => byte == Some(*b) && table.ok(t + 1, at + 1),
+                    Token::One => byte.is_some_and(|b| b != b'/') && table.ok(t + 1, at + 1),
+                    // Either the run ends here, or it takes this byte and goes on.
+                    Token::Star => {
+                        table.ok(t + 1, at)
+                            || (byte.is_some_and(|b| b != b'/') && table.ok(t, at + 1))
+                    }
+                    Token::DoubleStar => {
+                        table.ok(t + 1, at) || (byte.is_some() && table.ok(t, at + 1))
+                    }
+                    Token::Open(_) | Token::Close(_) => table.ok(t + 1, at),
+                };
+                if ok {
+                    table.set(t, at);
                 }
-                ok
             }
-            Token::Close(index) => {
-                let saved = spans[*index].1;
-                spans[*index].1 = at;
-                let ok = self.walk(t + 1, at, path, spans, failed);
-                if !ok {
-                    spans[*index].1 = saved;
-                }
-                ok
-            }
-        };
-        if !found {
-            failed.insert((t, at));
         }
-        found
+        table
     }
+}
+
+/// [`Pattern::table`]'s answers, a row per token (and one past the last) of a cell per
+/// position (and one past the end).
+struct Table {
+    width: usize,
+    cells: Vec<bool>,
+}
+
+impl Table {
+    fn ok(&self, t: usize, at: usize) -> bool {
+        at < self.width && self.cells[t * self.width + at]
+    }
+
+    fn set(&mut self, t: usize, at: usize) {
+        self.cells[t * self.width + at] = true;
+    }
+}
+
+/// Where the path component that `at` is in ends: the next `/`, or the end of the path.
+fn component_end(path: &[u8], at: usize) -> usize {
+    path[at..]
+        .iter()
+        .position(|&b| b == b'/')
+        .map_or(path.len(), |p| at + p)
 }
 
 /// The name of a capture that opens at `rest` (just after its `(`): letters, digits, `_`
@@ -363,6 +393,40 @@ mod tests {
         let pattern = Pattern::new(&"**a".repeat(30)).expect("compiles");
         let path = "b".repeat(400);
         assert!(pattern.matches(path.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn the_longest_patterns_match_on_a_small_stack() {
+        // Patterns of the longest accepted length that a recursive matcher would walk one
+        // frame per token, on a thread with the 2 MiB stack rayon's and std's threads get.
+        let deep = [
+            ("/".to_owned() + &"?".repeat(MAX_PATTERN_LEN - 1), 0),
+            ("/".to_owned() + &"**".repeat((MAX_PATTERN_LEN - 1) / 2), 1),
+            ("/".to_owned() + &"*?".repeat((MAX_PATTERN_LEN - 1) / 2), 2),
+        ];
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                for (text, case) in deep {
+                    let pattern = Pattern::new(&text).expect("the longest pattern compiles");
+                    let path = match case {
+                        0 => "/".to_owned() + &"a".repeat(MAX_PATTERN_LEN - 1),
+                        1 => "/usr/lib".to_owned(),
+                        _ => "/".to_owned() + &"a".repeat((MAX_PATTERN_LEN - 1) / 2),
+                    };
+                    assert!(pattern.matches(path.as_bytes()).is_some(), "case {case}");
+                    assert!(pattern.matches(b"/").is_none() || case == 1, "case {case}");
+                }
+            })
+            .expect("spawns")
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(
+            Pattern::new(&"*".repeat(MAX_PATTERN_LEN + 1)),
+            Err(PatternError::TooLong {
+                len: MAX_PATTERN_LEN + 1
+            })
+        );
     }
 
     #[test]
