@@ -24,7 +24,9 @@ pub mod pattern;
 pub mod plan;
 pub mod upper;
 
-pub use container::{Container, Outcome, RunError, UsrView, helper_main, run_on_host};
+pub use container::{
+    Container, MAX_TIME_LIMIT, Outcome, RunError, UsrView, helper_main, run_on_host,
+};
 pub use error::TriggerError;
 pub use file::{Scope, Trigger, load};
 pub use plan::{Action, EntryKind, Job, Plan, plan, tree_paths};

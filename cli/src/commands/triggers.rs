@@ -16,8 +16,14 @@ pub struct TriggerArgs {
     /// Run no transaction or system triggers.
     #[arg(long)]
     pub skip_triggers: bool,
-    /// How long one trigger command may run before it is killed, with all it started.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    /// How long one trigger command may run before it is killed, with all it started
+    /// (1 second to a week).
+    #[arg(
+        long,
+        default_value_t = 300,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..=mossfs_triggers::MAX_TIME_LIMIT.as_secs())
+    )]
     pub trigger_timeout: u64,
 }
 
@@ -35,7 +41,7 @@ impl TriggerArgs {
     pub fn options(&self) -> triggers::Options {
         triggers::Options {
             skip: self.skip_triggers,
-            time_limit: Duration::from_secs(self.trigger_timeout.max(1)),
+            time_limit: Duration::from_secs(self.trigger_timeout),
         }
     }
 }

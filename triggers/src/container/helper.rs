@@ -85,7 +85,9 @@ impl Spec {
         };
         Some(Spec {
             stage: text(0)?,
-            status_fd: text(1)?.parse().ok()?,
+            // Only a pipe mossfs opened above stdin, stdout and stderr; anything else is not
+            // this helper being run by mossfs, and `from_raw_fd` must never see -1.
+            status_fd: text(1)?.parse().ok().filter(|fd: &i32| *fd > 2)?,
             raw: args.get(2..)?.to_vec(),
             limit: Duration::from_millis(text(2)?.parse().ok()?),
             isolation: path(3)?,

@@ -90,9 +90,14 @@ pub struct Container {
     pub etc: PathBuf,
     /// Whether `/etc` is writable (system triggers).
     pub etc_writable: bool,
-    /// How long one command may run.
+    /// How long one command may run; at most [`MAX_TIME_LIMIT`] is used.
     pub time_limit: Duration,
 }
+
+/// The longest a trigger command may run, whatever it is given: a week. A longer limit
+/// would never be reached, and this keeps the deadline's arithmetic and the limit's trip
+/// through the helper's arguments (in milliseconds) in range.
+pub const MAX_TIME_LIMIT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +212,11 @@ impl Container {
 
     fn encode(&self, action: &Action) -> Vec<OsString> {
         let mut out: Vec<OsString> = vec![
-            self.time_limit.as_millis().to_string().into(),
+            self.time_limit
+                .min(MAX_TIME_LIMIT)
+                .as_millis()
+                .to_string()
+                .into(),
             self.isolation.clone().into(),
         ];
         match &self.usr {
@@ -291,12 +300,13 @@ fn cloexec_above_stderr() -> std::io::Result<()> {
 /// Waits for `child` up to `limit`, killing it at the limit.
 fn wait_limited(mut child: std::process::Child, limit: Duration) -> Outcome {
     let pid = rustix::process::Pid::from_child(&child);
+    let limit = limit.min(MAX_TIME_LIMIT);
     let deadline = Instant::now() + limit;
     if let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let timeout = rustix::time::Timespec {
-                tv_sec: left.as_secs() as i64,
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
                 tv_nsec: i64::from(left.subsec_nanos()),
             };
             let mut fds = [rustix::event::PollFd::new(
