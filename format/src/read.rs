@@ -35,9 +35,17 @@ use crate::layout::{self, EntryKind, LayoutEntry};
 use crate::meta::{self, Meta, MetaRecord};
 use crate::payload::{self, Compression, PayloadHeader, PayloadKind};
 
-/// The largest metadata payload (stored or plain) we hold in memory: 1 GiB. Upstream's
-/// biggest packages have layouts of a few megabytes.
-pub const MAX_METADATA_SIZE: u64 = 1 << 30;
+/// The largest metadata payload (stored or plain) we hold in memory: 64 MiB. Upstream's
+/// biggest packages have layouts of a few megabytes. Decoded records take up to six times
+/// their encoded size (an 8-byte meta record becomes a 48-byte one), and a payload of a few
+/// kilobytes can decompress to the limit, so the limit is what bounds the memory a hostile
+/// stone of any size can make a reader take: at 1 GiB, a 90 KB stone took 6 GiB.
+pub const MAX_METADATA_SIZE: u64 = 64 << 20;
+
+/// The most plain bytes of records a repository index may hold in all, whatever budget the
+/// caller gives: 1 GiB. Each package's records are a payload of their own, so an index can
+/// outgrow [`MAX_METADATA_SIZE`]; callers bound it further by the size they downloaded.
+pub const MAX_INDEX_SIZE: u64 = 1 << 30;
 
 /// Upstream writes zstd with a window log of 31, so a decoder must allow that.
 pub const MAX_WINDOW_LOG: u32 = 31;
@@ -309,12 +317,12 @@ impl<R: Read> Reader<R> {
                         && header.compression == Compression::None =>
                 {
                     plain_total = plain_total.saturating_add(header.stored_size);
-                    if plain_total > plain_limit.min(MAX_METADATA_SIZE) {
+                    if plain_total > plain_limit.min(MAX_INDEX_SIZE) {
                         return Err(DecodeError::PayloadTooLarge {
                             kind: header.kind,
                             offset: info.offset,
                             size: plain_total,
-                            limit: plain_limit.min(MAX_METADATA_SIZE),
+                            limit: plain_limit.min(MAX_INDEX_SIZE),
                         });
                     }
                     extra = Some((header.records, self.read_body(info)?));
@@ -327,12 +335,12 @@ impl<R: Read> Reader<R> {
             }
             plain_total = plain_total.saturating_add(header.plain_size);
             for size in [header.stored_size, plain_total] {
-                if size > plain_limit.min(MAX_METADATA_SIZE) {
+                if size > plain_limit.min(MAX_INDEX_SIZE) {
                     return Err(DecodeError::PayloadTooLarge {
                         kind: PayloadKind::Meta,
                         offset: info.offset,
                         size,
-                        limit: plain_limit.min(MAX_METADATA_SIZE),
+                        limit: plain_limit.min(MAX_INDEX_SIZE),
                     });
                 }
             }

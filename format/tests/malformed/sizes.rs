@@ -17,7 +17,7 @@ fn metadata_stored_size_bigger_than_the_file() {
     let body_at = stone.body_offset(PayloadKind::Index);
     let real = stone.payloads[2].body.len() as u64;
     let rest = real + (payload::LEN + stone.payloads[3].body.len()) as u64;
-    stone.payload(PayloadKind::Index).header.stored_size = 1 << 29;
+    stone.payload(PayloadKind::Index).header.stored_size = 1 << 25;
     let err = reject(&stone.bytes());
     let DecodeError::Truncated {
         what,
@@ -30,7 +30,7 @@ fn metadata_stored_size_bigger_than_the_file() {
     };
     assert_eq!(
         (what, offset, expected, found),
-        ("payload body", body_at, 1 << 29, rest)
+        ("payload body", body_at, 1 << 25, rest)
     );
 }
 
@@ -69,6 +69,27 @@ fn metadata_stored_size_smaller_with_a_matching_checksum() {
     let err = reject(&stone.bytes());
     assert!(
         matches!(err, DecodeError::Decompress { kind: PayloadKind::Layout, offset: at, .. } if at == offset),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn metadata_that_would_decompress_past_the_limit_is_refused_before_it_is() {
+    // A few kilobytes of zstd can claim and reach the limit, and decoded records take up
+    // to six times their bytes, so the declared plain size is what bounds a reader's memory.
+    let mut stone = raw();
+    stone.payload(PayloadKind::Meta).header.plain_size = read::MAX_METADATA_SIZE + 1;
+    let err = reject(&stone.bytes());
+    assert!(
+        matches!(
+            err,
+            DecodeError::PayloadTooLarge {
+                kind: PayloadKind::Meta,
+                offset: 32,
+                size,
+                limit: read::MAX_METADATA_SIZE
+            } if size == read::MAX_METADATA_SIZE + 1
+        ),
         "{err:?}"
     );
 }
