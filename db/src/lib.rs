@@ -800,6 +800,13 @@ impl WriteTxn<'_> {
     /// Hands out the next state number.
     pub fn next_state_id(&mut self) -> Result<StateId> {
         let next = self.meta_u64("next-state")?.unwrap_or(1);
+        // A state record says "no parent" with u64::MAX, so that number is never handed
+        // out; only a damaged counter gets there.
+        if next == u64::MAX {
+            return Err(DbError::Corrupt {
+                what: "the next state number".to_owned(),
+            });
+        }
         self.set_meta_u64("next-state", next + 1)?;
         Ok(StateId(next))
     }

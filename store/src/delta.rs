@@ -137,7 +137,7 @@ impl Store {
                 count: 1,
             });
         }
-        applied.present = unique.len() as u64 - applied.written;
+        applied.present = (unique.len() as u64).saturating_sub(applied.written);
         Ok(applied)
     }
 

@@ -107,7 +107,8 @@ impl Store {
             .iter()
             .filter(|e| missing.contains(&e.digest))
             .map(|e| e.len())
-            .sum();
+            // The lengths are the stone's word, checked against its content only later.
+            .fold(0, u64::saturating_add);
         let OpenStone {
             id,
             path,
