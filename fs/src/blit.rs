@@ -37,6 +37,7 @@
 
 mod apply;
 mod create;
+mod deep;
 mod plan;
 mod remove;
 mod unowned;
@@ -54,6 +55,7 @@ use mossfs_format::AssetHash;
 use mossfs_store::{Store, StoreError};
 
 pub use apply::{apply, same_on_disk};
+pub(crate) use deep::{MAX_DEPTH, deep_stack};
 pub use remove::{RemoveError, remove_tree};
 pub use unowned::{Helpers, Seal, Unowned, unowned, unowned_since};
 pub use written::{TreeSync, Written, sync_tree};

@@ -349,6 +349,84 @@ fn a_deep_and_wide_tree_comes_out_whole() {
     assert_eq!(stats.dirs, 1 + 1 + 120 + 2);
 }
 
+#[test]
+fn a_tree_as_deep_as_a_path_can_be_is_blitted_and_removed() {
+    // 2,047 directories and a file: a 4,095-byte path, the longest a layout may hold. The
+    // blit and the removal recurse once per level on rayon's threads, whose default 2 MiB
+    // stacks a tree 1,000 levels deep overflowed.
+    let fixture = Fixture::new();
+    let bytes = b"at the bottom".to_vec();
+    fixture.add_assets(std::slice::from_ref(&bytes));
+    let deep = format!("{}f", "d/".repeat(2047));
+    let entries = [file(&deep, 0o644, (0, 0), &bytes)];
+    // The fixture's own tree builder recurses too; it gets a stack of its own, so that
+    // what runs on the test's thread and rayon's is the blit alone.
+    let root = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn_scoped(s, || fixture.tree(&entries))
+            .unwrap()
+            .join()
+            .unwrap()
+    });
+    let target = fixture.staging();
+    let stats = fixture.blit(root, &target).unwrap();
+    assert_eq!((stats.files, stats.dirs), (1, 2047));
+    // The whole path is past PATH_MAX; from the target, the rest fits.
+    let top = fs::File::open(&target).unwrap();
+    let bottom = rustix::fs::openat(
+        &top,
+        deep.as_str(),
+        rustix::fs::OFlags::RDONLY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::io::read_to_string(fs::File::from(bottom))
+            .unwrap()
+            .as_bytes(),
+        bytes
+    );
+    remove_tree(&target).unwrap();
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_tree_deeper_than_any_package_makes_is_refused_not_overflowed() {
+    // Only something other than mossfs can nest directories this deep in a root.
+    let dir = tempfile::tempdir().unwrap();
+    let top = dir.path().join("tree");
+    fs::create_dir(&top).unwrap();
+    let mut fd = rustix::fs::open(
+        &top,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    for _ in 0..2100 {
+        rustix::fs::mkdirat(&fd, "d", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        fd = rustix::fs::openat(
+            &fd,
+            "d",
+            rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+    }
+    drop(fd);
+    let err = remove_tree(&top).unwrap_err();
+    assert!(
+        matches!(err, mossfs_fs::blit::RemoveError::TooDeep { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("rm -rf"), "{err}");
+    // From 100 levels down, the rest is within reach; then the whole is.
+    let middle = top.join(["d"; 100].join("/"));
+    remove_tree(&middle).unwrap();
+    remove_tree(&top).unwrap();
+    assert!(!top.exists());
+}
+
 /// The kind of file system the test's temp dir is on, which decides how a tree is synced.
 fn fs_kind(path: &Path) -> FsKind {
     FsKind::of(std::fs::File::open(path).unwrap())

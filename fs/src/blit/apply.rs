@@ -124,7 +124,7 @@ pub fn apply(
             };
             match node.kind {
                 NodeKind::Directory(hash) => {
-                    stats += blitter.subdir(dir, &entry, hash, &parent_path)?
+                    stats += super::deep_stack(|| blitter.subdir(dir, &entry, hash, &parent_path))?
                 }
                 _ => blitter.leaf(dir, &entry, &parent_path, &mut stats)?,
             }

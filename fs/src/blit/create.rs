@@ -84,6 +84,10 @@ impl<'a> Blitter<'a> {
     }
 
     pub fn run(&self, target: &Path) -> Result<BlitStats, BlitError> {
+        super::deep_stack(|| self.run_here(target))
+    }
+
+    fn run_here(&self, target: &Path) -> Result<BlitStats, BlitError> {
         let root = self.create_target(target)?;
         let path = state_root();
         self.record(|w| w.dir(&path));

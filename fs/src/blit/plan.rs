@@ -11,11 +11,7 @@ use std::path::{Path, PathBuf};
 
 use mossfs_db::{DirEntry, NodeKind, Query, TreeHash};
 
-use super::{BlitError, child_path, state_root};
-
-/// Deeper than any path that fits in `PATH_MAX` (each level costs at least two bytes).
-/// Reaching it means the tree loops, which only a damaged database can make.
-const MAX_DEPTH: usize = 2048;
+use super::{BlitError, MAX_DEPTH, child_path, state_root};
 
 /// The tree to blit, in memory.
 pub(super) struct Plan {

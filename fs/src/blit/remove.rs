@@ -28,6 +28,8 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 
+use super::MAX_DEPTH;
+
 /// What a directory of the tree needs, for its owner, to be emptied.
 const REMOVABLE_MODE: u32 = 0o700;
 
@@ -54,6 +56,16 @@ pub enum RemoveError {
     )]
     MountPoint {
         /// The mount point.
+        path: PathBuf,
+    },
+    /// Directories nested deeper than any tree mossfs makes; the removal stopped there.
+    #[error(
+        "{} is nested more than {MAX_DEPTH} directories deep inside a tree being removed; remove it by hand (rm -rf {}) and run the command again",
+        path.display(),
+        path.display()
+    )]
+    TooDeep {
+        /// Where the limit was reached.
         path: PathBuf,
     },
 }
@@ -121,7 +133,7 @@ pub fn remove_tree(path: &Path) -> Result<(), RemoveError> {
         is_root: rustix::process::geteuid().is_root(),
         mount: MountId::of(parent_fd.as_fd(), parent)?,
     };
-    remover.remove_entry(parent_fd.as_fd(), &name, path, None)
+    super::deep_stack(|| remover.remove_entry(parent_fd.as_fd(), &name, path, None, 0))
 }
 
 struct Remover {
@@ -140,6 +152,7 @@ impl Remover {
         name: &CStr,
         path: &Path,
         is_dir: Option<bool>,
+        depth: usize,
     ) -> Result<(), RemoveError> {
         let is_dir = match is_dir {
             Some(is_dir) => is_dir,
@@ -150,8 +163,13 @@ impl Remover {
             },
         };
         if is_dir {
+            if depth > MAX_DEPTH {
+                return Err(RemoveError::TooDeep {
+                    path: path.to_owned(),
+                });
+            }
             if let Some(dir) = self.open_dir(parent, name, path)? {
-                self.remove_contents(dir, path)?;
+                self.remove_contents(dir, path, depth)?;
             }
             unlink(parent, name, AtFlags::REMOVEDIR, path)
         } else {
@@ -214,7 +232,7 @@ impl Remover {
     }
 
     /// Removes every entry of `dir`.
-    fn remove_contents(&self, dir: OwnedFd, path: &Path) -> Result<(), RemoveError> {
+    fn remove_contents(&self, dir: OwnedFd, path: &Path, depth: usize) -> Result<(), RemoveError> {
         let mut reader = Dir::new(dir).map_err(error("read directory", path))?;
         let mut subdirs = Vec::new();
         let mut others = Vec::new();
@@ -234,9 +252,9 @@ impl Remover {
         for name in &others {
             unlink(fd, name, AtFlags::empty(), &child(path, name))?;
         }
-        subdirs
-            .par_iter()
-            .try_for_each(|(name, is_dir)| self.remove_entry(fd, name, &child(path, name), *is_dir))
+        subdirs.par_iter().try_for_each(|(name, is_dir)| {
+            self.remove_entry(fd, name, &child(path, name), *is_dir, depth + 1)
+        })
     }
 }
 

@@ -36,11 +36,8 @@ use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
 use super::create::io_error;
 use super::plan::{is_file_name, read_dir};
-use super::{BlitError, Op, child_path, state_root};
+use super::{BlitError, MAX_DEPTH, Op, child_path, state_root};
 use crate::dirfd::open_child_dir;
-
-/// Deeper than any real path (as in the blit's plan); reaching it means a loop.
-const MAX_DEPTH: usize = 2048;
 
 /// File systems whose directories have 2 links plus one per subdirectory (ext2/3/4 below
 /// 65,000 subdirectories, then 1; xfs; tmpfs). btrfs, for one, always says 1. On these, a
