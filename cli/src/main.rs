@@ -270,6 +270,17 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    #[test]
+    fn a_trigger_timeout_outside_a_second_to_a_week_is_refused() {
+        let words = |t: &'static str| ["mossfs", "triggers", "run", "--trigger-timeout", t];
+        for bad in ["0", "604801", "18446744073709551615", "-1"] {
+            assert!(Cli::try_parse_from(words(bad)).is_err(), "{bad}");
+        }
+        for good in ["1", "604800"] {
+            assert!(Cli::try_parse_from(words(good)).is_ok(), "{good}");
+        }
+    }
+
     /// Parses `words` (without the program name) and returns the root, the global flags and
     /// the canonical command, as text that two equivalent command lines share.
     fn parse(words: &[&str]) -> String {

@@ -908,3 +908,23 @@ impl WriteTxn<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_at_the_no_parent_marker_is_damage_not_a_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).expect("opens");
+        let mut txn = db.write().expect("writes");
+        txn.set_meta_u64("next-state", u64::MAX - 1).expect("sets");
+        assert_eq!(
+            txn.next_state_id().expect("one left"),
+            StateId(u64::MAX - 1)
+        );
+        let err = txn.next_state_id().expect_err("u64::MAX is not a state");
+        assert!(matches!(err, DbError::Corrupt { .. }), "{err:?}");
+        assert!(err.to_string().contains("damaged"), "{err}");
+    }
+}

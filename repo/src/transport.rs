@@ -83,9 +83,13 @@ pub struct Transport {
 
 /// The idle timeout when none is given: `MOSSFS_NET_TIMEOUT` seconds, or 30.
 pub fn default_idle() -> Duration {
-    std::env::var("MOSSFS_NET_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
+    idle_from(std::env::var("MOSSFS_NET_TIMEOUT").ok().as_deref())
+}
+
+/// [`default_idle`] for the variable's text: 30 s unless it is a positive number of
+/// seconds that a `Duration` can hold.
+fn idle_from(text: Option<&str>) -> Duration {
+    text.and_then(|s| s.parse::<f64>().ok())
         .filter(|s| *s > 0.0)
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .unwrap_or(Duration::from_secs(30))
@@ -287,4 +291,19 @@ fn read_at_most(
         left -= n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_timeout_falls_back_instead_of_panicking() {
+        let default = Duration::from_secs(30);
+        for text in ["inf", "1e30", "NaN", "-1", "0", "soon", ""] {
+            assert_eq!(idle_from(Some(text)), default, "{text}");
+        }
+        assert_eq!(idle_from(None), default);
+        assert_eq!(idle_from(Some("2.5")), Duration::from_millis(2500));
+    }
 }
