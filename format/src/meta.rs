@@ -594,6 +594,18 @@ pub enum MetaError {
         /// The value found.
         value: String,
     },
+    /// A dependency, provider or conflict longer than a package name may be.
+    #[error(
+        "meta tag {tag} names a target of {len} bytes ({shown}); at most {MAX_NAME_LEN} are accepted"
+    )]
+    LongRelation {
+        /// The tag's name.
+        tag: String,
+        /// The start of the target.
+        shown: String,
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 impl Meta {
@@ -612,7 +624,19 @@ impl Meta {
                 _ => Err(wrong()),
             };
             let number = || record.value.as_u64().ok_or_else(wrong);
+            // A provider is a database key, which LMDB caps at 511 bytes; the rule for a
+            // name (a file name's 255 bytes) keeps every relation far inside that, and
+            // real ones (`soname(libc.so.6(x86_64))`) far inside the rule.
             let relation = || match &record.value {
+                MetaValue::Dependency(r) | MetaValue::Provider(r)
+                    if r.target.len() > MAX_NAME_LEN =>
+                {
+                    Err(MetaError::LongRelation {
+                        tag: record.tag.name(),
+                        shown: r.target.chars().take(40).collect::<String>() + "…",
+                        len: r.target.len(),
+                    })
+                }
                 MetaValue::Dependency(r) | MetaValue::Provider(r) => Ok(r.clone()),
                 _ => Err(wrong()),
             };
@@ -851,6 +875,31 @@ mod tests {
         let body = encode_all(&meta.to_records());
         let back = Meta::from_records(&decode_all(&body).unwrap()).unwrap();
         assert_eq!(back, meta);
+    }
+
+    #[test]
+    fn a_relation_longer_than_a_name_is_refused() {
+        // A provider becomes a database key, which LMDB refuses past 511 bytes: one such
+        // entry in a repository index failed the whole update with MDB_BAD_VALSIZE.
+        let records = |target: String| {
+            vec![
+                MetaRecord::string(MetaTag::Name, "x"),
+                MetaRecord {
+                    tag: MetaTag::Provides,
+                    value: MetaValue::Provider(Relation {
+                        kind: RelationKind::Soname,
+                        target,
+                    }),
+                },
+            ]
+        };
+        assert!(Meta::from_records(&records("s".repeat(255))).is_ok());
+        let err = Meta::from_records(&records("s".repeat(600))).unwrap_err();
+        assert!(
+            matches!(err, MetaError::LongRelation { len: 600, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().len() < 200, "{err}");
     }
 
     /// Issue 7, defect 13: `..`, `.`, `a/b`, a newline and 300 bytes were all accepted.

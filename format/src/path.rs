@@ -16,6 +16,10 @@ use std::os::unix::ffi::OsStrExt;
 /// The longest path we accept. Linux's `PATH_MAX` is 4096, including the NUL.
 pub const MAX_PATH_LEN: usize = 4095;
 
+/// The longest component we accept: `NAME_MAX`, what every Linux file system allows. A
+/// longer one could be recorded in a state that no commit can then write.
+pub const MAX_COMPONENT_LEN: usize = 255;
+
 /// The path below `/usr` that names the state a tree belongs to (DESIGN.md §4). No
 /// package may ship it.
 pub const RESERVED: &[u8] = b".stateID";
@@ -48,6 +52,9 @@ pub enum PathError {
     /// Longer than [`MAX_PATH_LEN`].
     #[error("the path is longer than {MAX_PATH_LEN} bytes")]
     TooLong,
+    /// A component longer than [`MAX_COMPONENT_LEN`].
+    #[error("a component of the path is longer than {MAX_COMPONENT_LEN} bytes")]
+    LongComponent,
     /// [`RESERVED`]: the state marker that every commit writes itself.
     #[error(
         "usr/.stateID is reserved for the id of the state a tree belongs to; no package may ship it"
@@ -81,6 +88,7 @@ impl RelPath {
                 b"" => return Err(PathError::EmptyComponent),
                 b"." => return Err(PathError::CurrentDir),
                 b".." => return Err(PathError::ParentDir),
+                long if long.len() > MAX_COMPONENT_LEN => return Err(PathError::LongComponent),
                 _ => {}
             }
         }
@@ -185,6 +193,9 @@ mod tests {
         assert_eq!(RelPath::new("a/b/"), Err(PathError::EmptyComponent));
         assert_eq!(RelPath::new(b"a\0b".to_vec()), Err(PathError::Nul));
         assert_eq!(RelPath::new(vec![b'a'; 5000]), Err(PathError::TooLong));
+        let long = format!("share/{}", "a".repeat(256));
+        assert_eq!(RelPath::new(long), Err(PathError::LongComponent));
+        assert!(RelPath::new(format!("share/{}", "a".repeat(255))).is_ok());
     }
 
     #[test]
