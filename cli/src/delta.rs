@@ -35,8 +35,9 @@ pub struct Args {
     #[arg(long, value_name = "MIB", default_value_t = make::DEFAULT_PAIR_LIMIT >> 20,
           value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub pair_limit: u64,
-    /// Threads for making records [default: every core].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Threads for making records, up to 256 [default: every core].
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::pack::MAX_THREADS)))]
     pub threads: Option<u32>,
 }
 

@@ -43,13 +43,18 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_LEVEL, allow_negative_numbers = true,
           value_parser = clap::value_parser!(i32).range(-7..=22))]
     pub level: i32,
-    /// Threads for hashing and compression [default: every core].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Threads for hashing and compression, up to 256 [default: every core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_THREADS)))]
     pub threads: Option<u32>,
     /// Package metadata.
     #[command(flatten)]
     pub fields: MetaFields,
 }
+
+/// The most threads `--threads` may ask for. Each is a real thread with its own stack and
+/// zstd context: 100,000 of them ran the machine out of memory, panicked in one thread's
+/// setup and left the rest running. zstd itself stops at 256 workers.
+pub const MAX_THREADS: u32 = 256;
 
 /// Runs the command and prints a one-line summary.
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<(), CliError> {
