@@ -83,7 +83,7 @@ pub(crate) struct AssetFile {
 }
 
 /// Parses a store file name: `<h>` or `<h>-…`. Anything else is not the store's.
-fn parse_name(name: &[u8]) -> Option<(AssetHash, bool)> {
+pub(crate) fn parse_name(name: &[u8]) -> Option<(AssetHash, bool)> {
     let (hex, variant) = match name.get(32) {
         None => (name, false),
         Some(b'-') => (&name[..32], true),
@@ -300,7 +300,7 @@ fn sorted_dir(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn sorted_dir_files(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn sorted_dir_files(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     let mut out: Vec<_> = read_dir(dir)?
         .into_iter()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))

@@ -8,11 +8,13 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use mossfs_format::{AssetHash, PackageId};
 
+use crate::asset::{parse_name, shard, sorted_dir_files};
 use crate::{Result, Store, StoreError};
 
 /// What a garbage collection removed.
@@ -66,6 +68,42 @@ impl Store {
                 continue;
             }
             if let Some(freed) = remove(&self.cached_path(&id))? {
+                stats.bytes_freed += freed;
+                stats.stones_removed += 1;
+            }
+        }
+        Ok(stats)
+    }
+}
+
+impl Store {
+    /// Removes exactly the assets `assets` (with their variants) and the cached stones of
+    /// `stones`: what a change that failed before its commit point wrote for itself, which
+    /// the caller has checked nothing else references. [`Store::gc`]'s counterpart for a
+    /// known set, so it reads only the shard folders those assets live in, each once.
+    pub fn forget(&self, assets: &HashSet<AssetHash>, stones: &[PackageId]) -> Result<GcStats> {
+        let mut stats = GcStats::default();
+        let shards: BTreeSet<String> = assets.iter().map(|&hash| shard(hash)).collect();
+        for shard in shards {
+            let dir = self.assets_dir.join(shard);
+            for path in sorted_dir_files(&dir)? {
+                let parsed = path.file_name().and_then(|n| parse_name(n.as_bytes()));
+                let Some((_, variant)) = parsed.filter(|(hash, _)| assets.contains(hash)) else {
+                    continue;
+                };
+                if let Some(freed) = remove(&path)? {
+                    stats.bytes_freed += freed;
+                    if variant {
+                        stats.variants_removed += 1;
+                    } else {
+                        stats.assets_removed += 1;
+                    }
+                }
+            }
+            let _ = fs::remove_dir(&dir);
+        }
+        for id in stones {
+            if let Some(freed) = remove(&self.cached_path(id))? {
                 stats.bytes_freed += freed;
                 stats.stones_removed += 1;
             }

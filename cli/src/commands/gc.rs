@@ -2,12 +2,12 @@
 //! reaches, then delete the assets and cached stones nothing references. Database first,
 //! files second (DESIGN.md §6.5), so a crash in between leaves garbage, never corruption.
 
-use std::collections::HashSet;
 use std::io::Write;
 
-use mossfs_db::{NodeKind, Query};
+use mossfs_db::Query;
 
 use super::RootArg;
+use crate::engine::garbage::{self, Reach};
 use crate::engine::{Result, Root};
 use crate::progress::Bar;
 
@@ -24,31 +24,12 @@ pub fn gc(args: &GcArgs, out: &mut dyn Write) -> Result<()> {
     super::report_recovery(&root);
     let spinner = Bar::spinner("gc", "finding what no state references");
     let mut txn = root.db.write()?;
-    let states = txn.states()?;
-    let selected: HashSet<_> = states
-        .iter()
-        .flat_map(|s| s.selections.iter().map(|sel| sel.package))
-        .collect();
-
-    let mut reachable = HashSet::new();
-    // Assets named by a tree: transaction triggers' output belongs to no package.
-    let mut keep_assets = HashSet::new();
-    let mut stack: Vec<_> = states.iter().map(|s| s.root).collect();
-    while let Some(hash) = stack.pop() {
-        if !reachable.insert(hash) {
-            continue;
-        }
-        let view = txn.tree(hash)?;
-        for entry in view.entries(hash)? {
-            match entry.node.kind {
-                NodeKind::Directory(child) => stack.push(child),
-                NodeKind::Regular { asset, .. } if entry.node.owner.is_none() => {
-                    keep_assets.insert(asset);
-                }
-                _ => {}
-            }
-        }
-    }
+    let Reach {
+        trees: reachable,
+        // Assets named by a tree: transaction triggers' output belongs to no package.
+        unowned: mut keep_assets,
+        selected,
+    } = garbage::reach(&txn, &txn.states()?)?;
     let mut packages_removed = 0;
     for record in txn.packages()? {
         if !selected.contains(&record.id) {

@@ -610,7 +610,8 @@ fn finish(
     } else {
         Status::InFlight
     };
-    let state = record_state(root, &plan, stones, allow_conflicts, status)?;
+    let recorded = record_state(root, &plan, stones, allow_conflicts, status)?;
+    let state = &recorded.state;
     crate::ui::step("record state");
     let mut document = plan_document(action, &plan, download, true, stage);
     document.state = Some(state.id.0);
@@ -649,8 +650,13 @@ fn finish(
     let report = match commit_state(root, state.id, Mode::Switch, progress.as_deref()) {
         Ok(report) => report,
         Err(error) => {
-            // The refusal matters more than tidying up: a candidate left behind is clutter.
-            let _ = forget_unreached(root, state.id);
+            // The refusal matters more than tidying up, which is only said when it fails:
+            // what is left behind is garbage for `mossfs gc`, never a broken state.
+            if let Err(tidy) = forget_unreached(root, &recorded) {
+                eprintln!(
+                    "note: what this command wrote could not all be removed ({tidy}); 'mossfs gc' removes the rest"
+                );
+            }
             return Err(name_stone(error, stones));
         }
     };

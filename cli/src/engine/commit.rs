@@ -20,17 +20,19 @@
 //! Setting `MOSSFS_FAULT=<step>` kills the process with SIGKILL right after that step, so
 //! tests can prove every row of this table.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mossfs_db::{Query, State, StateId, Status, TreeHash};
+use mossfs_format::PackageId;
 use mossfs_fs::{blit, sysroot, tree};
 
-use super::audit;
 use super::error::{EngineError, Result};
 use super::plan::{LoadedStone, Plan};
 use super::root::{LiveUsr, Root};
+use super::{audit, garbage};
 
 /// Marks the end of a commit step: logged with its time under `-v`, and killed with
 /// SIGKILL here if `MOSSFS_FAULT` names it (a real crash, with no destructors and no
@@ -58,13 +60,15 @@ pub fn record_state(
     stones: &mut [LoadedStone],
     allow_conflicts: bool,
     status: Status,
-) -> Result<State> {
+) -> Result<Recorded> {
     let parent = root.db.read()?.active()?;
     let (selections, order) = plan.selections();
     let mut txn = root.db.write()?;
+    let mut added = Vec::new();
     for stone in stones.iter() {
         if txn.package(&stone.id)?.is_none() {
             txn.put_package(&stone.record(), &stone.layout, &stone.index)?;
+            added.push(stone.id);
         }
     }
     // From the parent's tree and the packages that change, when the parent's build left
@@ -74,8 +78,48 @@ pub fn record_state(
         return Err(conflict_error(&txn, &built.conflicts, None)?);
     }
     // Cached before the state that needs them is committed; readers never wait for this
-    // transaction, and writers already wait for the root's lock.
+    // transaction, and writers already wait for the root's lock. Should the transaction
+    // then fail, the stones it cached go with it.
     LoadedStone::keep_all(&root.store, stones)?;
+    let recorded = record(txn, plan, parent, selections, built, status).map(|state| Recorded {
+        state,
+        added: added.clone(),
+    });
+    if recorded.is_err() {
+        let _ = root
+            .store
+            .forget(&HashSet::new(), &fresh_stones(root, &added));
+    }
+    recorded
+}
+
+/// What [`record_state`] recorded: the state, and the packages the database did not hold
+/// before it, which only this state selects.
+pub struct Recorded {
+    /// The state.
+    pub state: State,
+    /// Its packages that were new to the database.
+    pub added: Vec<PackageId>,
+}
+
+/// Of `packages`, those whose stones the cache did not hold when the lock was taken.
+fn fresh_stones(root: &Root, packages: &[PackageId]) -> Vec<PackageId> {
+    packages
+        .iter()
+        .filter(|p| !root.cached_before.contains(p))
+        .copied()
+        .collect()
+}
+
+/// The state's own record, in `txn`, committed.
+fn record(
+    mut txn: mossfs_db::WriteTxn<'_>,
+    plan: &Plan,
+    parent: Option<StateId>,
+    selections: Vec<mossfs_db::Selection>,
+    built: tree::BuiltTree,
+    status: Status,
+) -> Result<State> {
     let id = txn.next_state_id()?;
     let state = State {
         id,
@@ -99,13 +143,17 @@ pub fn record_state(
     Ok(state)
 }
 
-/// Forgets state `id`, which an install or remove recorded for itself, after its commit
-/// failed before the commit point: bad input changes nothing (DESIGN.md §6.4), so a stone
-/// whose content turns out damaged leaves no candidate behind. A state that went live
-/// (its `.stateID` is in `usr`) is kept, for recovery to finish. Its packages and cached
-/// stones are left to `mossfs gc`, like any unreferenced package. A state someone mounted
+/// Forgets the state an install or remove recorded for itself, after its commit failed
+/// before the commit point: bad input changes nothing (DESIGN.md §6.4), so a stone whose
+/// content turns out damaged, or a disk that fills up while unpacking, leaves no trace.
+/// With the state go the directory objects only its tree held, the packages it brought
+/// that no other state selects, the stones this command cached for them, and the assets
+/// only they name: another package's or a trigger output's stay (the same reach `mossfs
+/// gc` keeps). A state that went live (its
+/// `.stateID` is in `usr`) is kept, for recovery to finish. A state someone mounted
 /// meanwhile is kept too: removing it would pull its files from under the mount.
-pub fn forget_unreached(root: &Root, id: StateId) -> Result<()> {
+pub fn forget_unreached(root: &Root, recorded: &Recorded) -> Result<()> {
+    let id = recorded.state.id;
     if sysroot::read_state_id(&root.usr()) == Some(id.0) {
         return Ok(());
     }
@@ -118,7 +166,37 @@ pub fn forget_unreached(root: &Root, id: StateId) -> Result<()> {
         return Ok(());
     }
     txn.remove_state(id)?;
+    let reach = garbage::reach(&txn, &txn.states()?)?;
+    let mut assets = HashSet::new();
+    let mut forgotten = Vec::new();
+    for package in &recorded.added {
+        if reach.selected.contains(package) {
+            continue;
+        }
+        assets.extend(txn.index(package)?.into_iter().map(|e| e.digest));
+        txn.remove_package(package)?;
+        forgotten.push(*package);
+    }
+    // The directory objects only its tree held; they are content-addressed, so any other
+    // state's are in the reach and stay.
+    for hash in txn.tree_hashes()? {
+        if !reach.trees.contains(&hash) {
+            txn.remove_tree(hash)?;
+        }
+    }
+    let mut keep = reach.unowned;
+    for record in txn.packages()? {
+        keep.extend(txn.index(&record.id)?.into_iter().map(|e| e.digest));
+    }
+    // The stones first, which also gives a full disk back the room the database needs to
+    // write: no state but this one needs them, and installing the package again caches
+    // its stone again. The assets only after the database stops naming them, so that a
+    // crash in between leaves garbage, never a package whose files are gone.
+    root.store
+        .forget(&HashSet::new(), &fresh_stones(root, &forgotten))?;
     txn.commit()?;
+    assets.retain(|asset| !keep.contains(asset));
+    root.store.forget(&assets, &[])?;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod change;
 pub mod commit;
 pub mod error;
 pub mod fetch;
+pub mod garbage;
 pub mod mounts;
 pub mod plan;
 pub mod preview;

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::common::{
-    self, PINEAPPLE, PIZZA, TestRoot, assert_same, assert_tree_matches, dir, file, link, meta,
-    relations, sample, statuses,
+    self, PINEAPPLE, PIZZA, Snapshot, TestRoot, assert_same, assert_tree_matches, dir, file, link,
+    meta, relations, sample, snapshot, statuses,
 };
 use mossfs_format::AssetHash;
 use mossfs_integration::corpus::noise;
@@ -313,6 +313,7 @@ fn a_full_disk_fails_cleanly_and_changes_nothing() {
     let base = root.stone(&meta("base", "1"), vec![file("bin/base", b"base".to_vec())]);
     root.install(&[&base]);
     let before = root.system();
+    let store = store_files(&root);
     let states = root.states();
     let free = root.free_bytes();
 
@@ -343,14 +344,68 @@ fn a_full_disk_fails_cleanly_and_changes_nothing() {
             let left = fs::read_dir(root.moss().join(temp)).map_or(0, |dir| dir.count());
             assert_eq!(left, 0, "{temp} after a full disk");
         }
+        // The half-unpacked assets and the cached stone went with the failed change.
+        assert_same(&store, &store_files(&root), "the store after a full disk");
     }
 
-    // What is left of the attempts (a cached stone) is gc's to reclaim, and the space is
-    // back; the root takes the next install.
-    root.ok(&["gc"]);
+    // Nothing is left for gc, and the space is back (but for the database's growth); the
+    // root takes the next install.
+    assert_eq!(root.ok(&["gc"]), NOTHING_TO_COLLECT);
     let lost = free.saturating_sub(root.free_bytes());
-    assert!(lost <= 64 << 10, "{lost} bytes still used after gc");
+    assert!(lost <= 64 << 10, "{lost} bytes still used");
     let next = root.stone(&meta("next", "1"), vec![file("bin/next", b"next".to_vec())]);
     root.install(&[&next]);
     assert_tree_matches(&root.usr(), &[&base, &next]);
+}
+
+/// What `mossfs gc` says when a failed change left nothing behind.
+const NOTHING_TO_COLLECT: &str = "gc: 0 packages and 0 directory objects forgotten, 0 assets and 0 stones removed, 0 B reclaimed\n";
+
+/// The store's assets and cached stones, without its folders for unfinished files.
+fn store_files(root: &TestRoot) -> Snapshot {
+    let mut files = snapshot(&root.moss().join("assets"));
+    files.extend(
+        snapshot(&root.moss().join("cache"))
+            .into_iter()
+            .map(|(path, snap)| (PathBuf::from("cache").join(path), snap)),
+    );
+    files.retain(|path, _| !path.components().any(|c| c.as_os_str() == ".tmp"));
+    files
+}
+
+#[test]
+fn a_stone_found_damaged_while_unpacking_leaves_nothing_behind() {
+    let root = TestRoot::new();
+    let base = root.stone(&meta("base", "1"), vec![file("bin/base", b"base".to_vec())]);
+    root.install(&[&base]);
+    let before = root.system();
+    let store = store_files(&root);
+    let states = root.states();
+
+    // Incompressible content, so that the last bytes of the file are the content's own:
+    // the stone's head checks out, and the damage is found only while unpacking.
+    let good = root.stone(
+        &meta("damaged", "1"),
+        vec![
+            file("share/damaged/a", noise(7, 256 << 10)),
+            file("share/damaged/b", noise(8, 256 << 10)),
+        ],
+    );
+    let mut bytes = fs::read(&good).unwrap();
+    let at = bytes.len() - 1000;
+    bytes[at] ^= 0xff;
+    let damaged = root.scratch("damaged").join("damaged.stone");
+    fs::write(&damaged, bytes).unwrap();
+
+    let line = root.fail(&["install".as_ref(), damaged.as_os_str()]);
+    assert!(line.contains("damaged.stone"), "{line}");
+    assert_same(&before, &root.system(), "after a damaged stone");
+    assert_same(
+        &store,
+        &store_files(&root),
+        "the store after a damaged stone",
+    );
+    assert_eq!(root.states(), states);
+    assert_eq!(root.ok(&["gc"]), NOTHING_TO_COLLECT);
+    assert!(root.ok(&["list", "installed"]).starts_with("base "));
 }
