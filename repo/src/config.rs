@@ -72,6 +72,10 @@ pub struct Repo {
     pub origin: PathBuf,
 }
 
+/// The longest repository name: its id names a file (`<id>.kdl`), which must stay within
+/// a file name's 255 bytes whatever characters the name has.
+pub const MAX_REPO_NAME: usize = 60;
+
 /// Upstream's id mapping.
 pub fn make_id(name: &str) -> String {
     name.chars()

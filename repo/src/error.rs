@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::checksum::ChecksumError;
+use crate::config::MAX_REPO_NAME;
 use crate::transport::TransportError;
 
 /// Everything that can go wrong with repositories.
@@ -99,6 +100,9 @@ pub enum RepoError {
     /// A repository name that is not configured.
     #[error("no repository named {0}; see 'mossfs repo list'")]
     UnknownRepo(String),
+    /// `repo add` for a name that cannot be one: empty, or too long for its file's name.
+    #[error("a repository name must have 1 to {MAX_REPO_NAME} characters; '{0}' cannot be one")]
+    BadRepoName(String),
     /// `repo add` for a name already configured.
     #[error("a repository named {0} is already configured; remove it first or pick another name")]
     RepoExists(String),
@@ -113,6 +117,21 @@ pub enum RepoError {
     /// A download failed.
     #[error("cannot fetch {uri}: {source}; {}", fetch_advice(source))]
     Fetch {
+        /// What was fetched.
+        uri: String,
+        /// Why.
+        #[source]
+        source: TransportError,
+    },
+    /// A repository's checksum file or index could not be fetched: unlike a stone, which
+    /// can vanish when the repository moves on, these are where the configuration says.
+    #[error(
+        "repository {repo}: cannot fetch {uri}: {source}; {}",
+        index_advice(source)
+    )]
+    FetchIndex {
+        /// The repository.
+        repo: String,
         /// What was fetched.
         uri: String,
         /// Why.
@@ -271,5 +290,16 @@ fn fetch_advice(error: &TransportError) -> &'static str {
         _ => {
             "check that the server is up and the URI is right ('mossfs repo list'), then try again"
         }
+    }
+}
+
+/// What a person can do when a repository's own files cannot be fetched: a file that is
+/// not there means the configured URI is wrong, since updating is what reads it.
+fn index_advice(error: &TransportError) -> &'static str {
+    match error {
+        TransportError::NotFound => {
+            "check the repository's URI ('mossfs repo list'); a wrong one is replaced with 'mossfs repo remove' and 'mossfs repo add'"
+        }
+        other => fetch_advice(other),
     }
 }

@@ -175,12 +175,14 @@ fn trusted_checksum(
     fresh: bool,
 ) -> Result<(ChecksumFile, Vec<u8>), RepoError> {
     let sum_uri = checksum_uri(uri);
-    let bytes = transport
-        .get(&sum_uri, CHECKSUM_LIMIT)
-        .map_err(|source| RepoError::Fetch {
-            uri: sum_uri.clone(),
-            source,
-        })?;
+    let bytes =
+        transport
+            .get(&sum_uri, CHECKSUM_LIMIT)
+            .map_err(|source| RepoError::FetchIndex {
+                repo: repo.id.clone(),
+                uri: sum_uri.clone(),
+                source,
+            })?;
     let sum = ChecksumFile::decode(&bytes).map_err(|source| RepoError::Checksum {
         repo: repo.id.clone(),
         source,
@@ -238,7 +240,8 @@ fn fetch_checked(
                 repo: repo.id.clone(),
                 what: format!("it is longer than the {limit} bytes signed"),
             },
-            source => RepoError::Fetch {
+            source => RepoError::FetchIndex {
+                repo: repo.id.clone(),
                 uri: uri.to_owned(),
                 source,
             },

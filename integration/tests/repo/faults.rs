@@ -507,3 +507,21 @@ fn a_wrong_file_in_the_output_folder_is_replaced_by_the_verified_stone() {
         .ok(&["fetch", "hello", "-o", out.to_str().unwrap()]);
     assert_eq!(sha256(&out.join("hello-1-1.stone")), sha256(&stone));
 }
+
+#[test]
+fn a_repository_name_that_cannot_name_its_file_is_refused() {
+    // An empty name was written to the hidden file `.kdl`, which `repo list` and
+    // `repo remove` then never found.
+    let root = TestRoot::new();
+    let uri = "file:///srv/stone.index";
+    for name in [String::new(), "r".repeat(61)] {
+        let line = root.fail(&["repo", "add", &name, uri]);
+        assert!(
+            line.contains("a repository name must have 1 to 60 characters"),
+            "{line}"
+        );
+    }
+    let admin = root.path().join("etc/moss/repo.d");
+    assert_eq!(fs::read_dir(&admin).map_or(0, |dir| dir.count()), 0);
+    root.ok(&["repo", "add", &"r".repeat(60), uri]);
+}

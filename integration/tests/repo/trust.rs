@@ -192,6 +192,8 @@ fn an_index_that_does_not_match_its_checksum_file_is_refused() {
         err.contains("cannot fetch") && err.contains("not found"),
         "{err}"
     );
+    // Updating is what reads the index, so the advice is the URI, not another update.
+    assert!(err.ends_with("check the repository's URI ('mossfs repo list'); a wrong one is replaced with 'mossfs repo remove' and 'mossfs repo add'"), "{err}");
     assert_eq!(snapshot(&repo), before);
     drop(nginx);
 }
