@@ -117,7 +117,8 @@ pub struct BlitStats {
     pub symlinks: u64,
     /// Devices, fifos and sockets created.
     pub others: u64,
-    /// Files copied because their asset had reached the file system's link limit.
+    /// Files copied instead of linked: their asset had reached the file system's link
+    /// limit, or others than their owner may write them (`Store::may_link`).
     pub copied_fallbacks: u64,
     /// Everything created: `dirs + files + symlinks + others`.
     pub entries: u64,

@@ -43,7 +43,8 @@ fn blits_every_kind_with_its_mode_and_owner() {
     let stats = blit(&q, root, &fixture.store, &target, &options).unwrap();
 
     check_tree(&fixture, &target, &entries);
-    // bin, share, share/doc, share/sgid, ro, ro/inner, ro/inner/deeper, private, sticky, dev
+    // bin, share, share/doc, share/sgid, ro, ro/inner, ro/inner/deeper, private, sticky, dev;
+    // share/sgid/inside is group-writable, so a copy.
     assert_eq!(
         stats,
         BlitStats {
@@ -51,7 +52,7 @@ fn blits_every_kind_with_its_mode_and_owner() {
             files: 11,
             symlinks: 3,
             others: 4,
-            copied_fallbacks: 0,
+            copied_fallbacks: 1,
             entries: 28,
         }
     );
@@ -313,6 +314,36 @@ fn link_limit_falls_back_to_a_copy() {
         .count();
     assert_eq!(linked, 1);
     remove_tree(&hog).unwrap();
+}
+
+#[test]
+fn a_file_others_may_write_gets_a_copy_of_its_own() {
+    // Linked, a 0666 file would let any user rewrite the store's only copy of its bytes,
+    // and with it the 0644 file of another package that shares them.
+    let fixture = Fixture::new();
+    let bytes = b"shared bytes".to_vec();
+    fixture.add_assets(std::slice::from_ref(&bytes));
+    let entries = vec![
+        file("private", 0o644, (0, 0), &bytes),
+        file("everyone", 0o666, (0, 0), &bytes),
+        file("group", 0o664, (0, 0), &bytes),
+    ];
+    let root = fixture.tree(&entries);
+    let target = fixture.staging();
+    let stats = fixture.blit(root, &target).unwrap();
+    check_tree(&fixture, &target, &entries);
+    assert_eq!((stats.files, stats.copied_fallbacks), (3, 2));
+    let canonical = fs::metadata(fixture.store.asset_path(AssetHash::of(&bytes))).unwrap();
+    let ino = |name: &str| fs::metadata(target.join(name)).unwrap().ino();
+    assert_ne!(ino("everyone"), canonical.ino());
+    assert_ne!(ino("group"), canonical.ino());
+    assert_ne!(ino("everyone"), ino("group"));
+    fs::write(target.join("everyone"), b"rewritten").unwrap();
+    assert_eq!(
+        fs::read(fixture.store.asset_path(AssetHash::of(&bytes))).unwrap(),
+        bytes
+    );
+    assert_eq!(fs::read(target.join("private")).unwrap(), bytes);
 }
 
 #[test]

@@ -123,8 +123,16 @@ impl Store {
         .map_err(|e| self.asset_error(hash, &rel, e))
     }
 
+    /// Whether a tree may hardlink a store file for a file of permission bits `perm`: not
+    /// when its group or others may write it. Through such a link any user could rewrite
+    /// the store's one copy of those bytes, and with it every tree and every later install
+    /// that shares them; those files get a copy of their own.
+    pub fn may_link(perm: u32) -> bool {
+        perm & 0o022 == 0
+    }
+
     /// A store file holding `hash` with exactly this permission bits (`perm & 0o7777`) and
-    /// owner, ready to be hardlinked into a tree: the canonical asset when its metadata
+    /// owner, ready to be hardlinked into a tree (for a `perm` that [`Store::may_link`]): the canonical asset when its metadata
     /// matches, otherwise a variant, made on first use. When not running as root, owners
     /// cannot be set, so `uid` and `gid` are ignored in the comparison.
     pub fn linkable(&self, hash: AssetHash, perm: u32, uid: u32, gid: u32) -> Result<PathBuf> {

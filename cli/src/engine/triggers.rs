@@ -412,9 +412,21 @@ fn absorb(root: &Root, staged: &Path, changes: &[Change]) -> Result<Vec<(Vec<u8>
             }
             Change::File { mode, uid, gid, .. } => {
                 let (asset, size) = asset.expect("every file change was put in the store");
-                let from = root.store.linkable(asset, mode & 0o7777, *uid, *gid)?;
                 remove_any(&target)?;
-                std::fs::hard_link(&from, &target).map_err(io)?;
+                if mossfs_store::Store::may_link(*mode) {
+                    let from = root.store.linkable(asset, mode & 0o7777, *uid, *gid)?;
+                    std::fs::hard_link(&from, &target).map_err(io)?;
+                } else {
+                    // A copy of its own, as the blit gives such a file.
+                    std::fs::copy(root.store.asset_path(asset), &target).map_err(io)?;
+                    std::os::unix::fs::lchown(&target, Some(*uid), Some(*gid)).map_err(io)?;
+                    std::fs::set_permissions(
+                        &target,
+                        std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+                    )
+                    .map_err(io)?;
+                    written.file(target.clone());
+                }
                 tree::Edit::Put(Node {
                     mode: *mode,
                     uid: *uid,

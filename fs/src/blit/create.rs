@@ -254,7 +254,8 @@ impl<'a> Blitter<'a> {
     }
 
     /// Hardlinks the store file that carries `node`'s mode and owner; copies it when the
-    /// file has reached the link limit.
+    /// file has reached the link limit, or when others than its owner may write it
+    /// ([`Store::may_link`]).
     fn link(
         &self,
         dir: &OwnedFd,
@@ -263,6 +264,16 @@ impl<'a> Blitter<'a> {
         node: &Node,
         path: &dyn Fn() -> PathBuf,
     ) -> Result<Linked, BlitError> {
+        if !Store::may_link(node.mode) {
+            if !self.store.has_asset(asset) {
+                return Err(BlitError::MissingAsset {
+                    hash: asset,
+                    path: path(),
+                });
+            }
+            self.copy(dir, name, asset, &self.store.asset_path(asset), node, path)?;
+            return Ok(Linked::Copied);
+        }
         let source = self
             .store
             .linkable(asset, node.mode & 0o7777, node.uid, node.gid)

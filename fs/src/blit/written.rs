@@ -75,8 +75,9 @@ impl Written {
         self.with(|l| l.dirs.push(path.to_owned()));
     }
 
-    /// A regular file created with an inode of its own.
-    pub(super) fn file(&self, path: PathBuf) {
+    /// A regular file created with an inode of its own (by the blit, or by whoever edits
+    /// the tree after it), whose bytes must be made durable too.
+    pub fn file(&self, path: PathBuf) {
         self.with(|l| l.files.push(path));
     }
 

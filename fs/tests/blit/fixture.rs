@@ -289,6 +289,8 @@ pub fn check_tree(fixture: &Fixture, target: &Path, entries: &[(String, Node)]) 
                 assert_eq!(AssetHash::of(&bytes), *asset, "bytes of {path}");
                 if *size == 0 {
                     assert_eq!(meta.nlink(), 1, "{path}: the empty file is fresh");
+                } else if !Store::may_link(node.mode) {
+                    assert_eq!(meta.nlink(), 1, "{path}: others may write it, so a copy");
                 } else {
                     let source = fixture
                         .store
