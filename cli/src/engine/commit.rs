@@ -65,10 +65,14 @@ pub fn record_state(
     let (selections, order) = plan.selections();
     let mut txn = root.db.write()?;
     let mut added = Vec::new();
+    let mut copied = Vec::new();
     for stone in stones.iter() {
         if txn.package(&stone.id)?.is_none() {
             txn.put_package(&stone.record(), &stone.layout, &stone.index)?;
             added.push(stone.id);
+            if stone.is_copy() && !root.cached_before.contains(&stone.id) {
+                copied.push(stone.id);
+            }
         }
     }
     // From the parent's tree and the packages that change, when the parent's build left
@@ -79,18 +83,19 @@ pub fn record_state(
     }
     // Cached before the state that needs them is committed; readers never wait for this
     // transaction, and writers already wait for the root's lock. Should the transaction
-    // then fail, the stones it cached go with it.
+    // then fail, the stones it copied in go with it.
     LoadedStone::keep_all(&root.store, stones)?;
-    let recorded = record(txn, plan, parent, selections, built, status).map(|state| Recorded {
-        state,
-        added: added.clone(),
-    });
-    if recorded.is_err() {
-        let _ = root
-            .store
-            .forget(&HashSet::new(), &fresh_stones(root, &added));
+    match record(txn, plan, parent, selections, built, status) {
+        Ok(state) => Ok(Recorded {
+            state,
+            added,
+            copied,
+        }),
+        Err(e) => {
+            let _ = root.store.forget(&HashSet::new(), &copied);
+            Err(e)
+        }
     }
-    recorded
 }
 
 /// What [`record_state`] recorded: the state, and the packages the database did not hold
@@ -100,15 +105,10 @@ pub struct Recorded {
     pub state: State,
     /// Its packages that were new to the database.
     pub added: Vec<PackageId>,
-}
-
-/// Of `packages`, those whose stones the cache did not hold when the lock was taken.
-fn fresh_stones(root: &Root, packages: &[PackageId]) -> Vec<PackageId> {
-    packages
-        .iter()
-        .filter(|p| !root.cached_before.contains(p))
-        .copied()
-        .collect()
+    /// Of those, the ones whose stones this command copied into the cache from the
+    /// command line. A downloaded stone stays cached whatever happens next, as it does
+    /// when a download fails: fetching it again would cost more than keeping it.
+    copied: Vec<PackageId>,
 }
 
 /// The state's own record, in `txn`, committed.
@@ -147,9 +147,9 @@ fn record(
 /// before the commit point: bad input changes nothing (DESIGN.md §6.4), so a stone whose
 /// content turns out damaged, or a disk that fills up while unpacking, leaves no trace.
 /// With the state go the directory objects only its tree held, the packages it brought
-/// that no other state selects, the stones this command cached for them, and the assets
-/// only they name: another package's or a trigger output's stay (the same reach `mossfs
-/// gc` keeps). A state that went live (its
+/// that no other state selects, the stones this command copied into the cache for them
+/// (downloads stay, see [`Recorded`]), and the assets only those packages name: another
+/// package's or a trigger output's stay (the same reach `mossfs gc` keeps). A state that went live (its
 /// `.stateID` is in `usr`) is kept, for recovery to finish. A state someone mounted
 /// meanwhile is kept too: removing it would pull its files from under the mount.
 pub fn forget_unreached(root: &Root, recorded: &Recorded) -> Result<()> {
@@ -192,8 +192,13 @@ pub fn forget_unreached(root: &Root, recorded: &Recorded) -> Result<()> {
     // write: no state but this one needs them, and installing the package again caches
     // its stone again. The assets only after the database stops naming them, so that a
     // crash in between leaves garbage, never a package whose files are gone.
-    root.store
-        .forget(&HashSet::new(), &fresh_stones(root, &forgotten))?;
+    let copies: Vec<_> = recorded
+        .copied
+        .iter()
+        .filter(|p| forgotten.contains(p))
+        .copied()
+        .collect();
+    root.store.forget(&HashSet::new(), &copies)?;
     txn.commit()?;
     assets.retain(|asset| !keep.contains(asset));
     root.store.forget(&assets, &[])?;

@@ -214,6 +214,12 @@ impl<'s> LoadedStone<'s> {
         ))
     }
 
+    /// Whether this is a stone given on the command line, copied for the cache: one that
+    /// costs nothing to copy again, unlike a download.
+    pub fn is_copy(&self) -> bool {
+        self.copy.is_some()
+    }
+
     /// Puts the copies of `stones` in `store`'s cache, where commits and lazy unpacking
     /// find them: all at once, so that their syncs are batched ([`Store::keep_stones`]).
     ///
