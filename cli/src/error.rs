@@ -217,9 +217,19 @@ impl CliError {
                 Some("check the path")
             }
             CliError::Read {
-                source: DecodeError::BadMagic { .. },
+                source: DecodeError::BadMagic { .. } | DecodeError::Empty,
                 ..
-            } => Some("is it a .stone file?"),
+            }
+            | CliError::Engine(crate::engine::EngineError::Stone {
+                source: DecodeError::BadMagic { .. } | DecodeError::Empty,
+                ..
+            }) => Some("is it a .stone file?"),
+            CliError::Read {
+                source: DecodeError::Io(e),
+                ..
+            } if e.kind() == io::ErrorKind::IsADirectory => {
+                Some("give the path of a .stone file, not of a directory")
+            }
             CliError::Read { .. } | CliError::Check { .. } => {
                 Some("the file is damaged or was cut short; fetch or build it again")
             }

@@ -11,6 +11,9 @@ use crate::payload::PayloadKind;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
+    /// Not one byte: a download or copy that never wrote anything, more often than not.
+    #[error("the file is empty, not a stone archive")]
+    Empty,
     /// The first four bytes are not `\0mos`.
     #[error("not a stone archive (bad magic {found:02x?})")]
     BadMagic {

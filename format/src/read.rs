@@ -208,6 +208,9 @@ impl<R: Read> Reader<R> {
     pub fn new(mut inner: R) -> Result<Self, DecodeError> {
         let mut bytes = [0u8; header::LEN];
         let found = read_full(&mut inner, &mut bytes)?;
+        if found == 0 {
+            return Err(DecodeError::Empty);
+        }
         if found < header::LEN {
             // A file too short to even hold the magic is still "not a stone".
             if found < 4 || bytes[..4] != header::MAGIC {

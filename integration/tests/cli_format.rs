@@ -518,6 +518,40 @@ fn user_errors_are_one_line_with_what_to_do() {
     assert!(line.contains("not a stone archive"), "{line}");
     assert!(line.ends_with("is it a .stone file?"), "{line}");
 
+    // An empty file is named as such, by inspect and by install alike; a directory is
+    // not called damaged.
+    let empty = dir.path().join("empty.stone");
+    fs::write(&empty, "").unwrap();
+    let root = dir.path().join("root");
+    let inspect = vec!["inspect".as_ref(), empty.as_os_str()];
+    let install = vec![
+        "install".as_ref(),
+        empty.as_os_str(),
+        "--root".as_ref(),
+        root.as_os_str(),
+    ];
+    for args in [inspect, install] {
+        let line = one_error_line(mossfs().args(args));
+        assert!(
+            line.contains("the file is empty, not a stone archive"),
+            "{line}"
+        );
+        assert!(line.ends_with("; is it a .stone file?"), "{line}");
+    }
+    let line = one_error_line(mossfs().arg("inspect").arg(dir.path()));
+    assert!(
+        line.ends_with("; give the path of a .stone file, not of a directory"),
+        "{line}"
+    );
+    let line = one_error_line(
+        mossfs()
+            .arg("install")
+            .arg(sample(PINEAPPLE))
+            .arg("--root")
+            .arg(&empty),
+    );
+    assert!(line.ends_with("empty.stone: not a directory"), "{line}");
+
     let tree = dir.path().join("tree");
     fs::create_dir(&tree).unwrap();
     let out = dir.path().join("x.stone");

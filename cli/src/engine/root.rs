@@ -143,6 +143,13 @@ impl Root {
     /// Opens for writing like [`Root::open_write`], making `.moss` first if there is none.
     pub fn create(path: &Path) -> Result<Root> {
         let moss = path.join(".moss");
+        // `create_dir_all` of a regular file says "File exists", which names no problem.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_dir()) {
+            return Err(EngineError::Io {
+                path: path.to_owned(),
+                source: std::io::ErrorKind::NotADirectory.into(),
+            });
+        }
         std::fs::create_dir_all(path).map_err(|source| EngineError::Io {
             path: path.to_owned(),
             source,

@@ -21,7 +21,10 @@ fn bad_magic() {
 
 #[test]
 fn empty_file_is_not_a_stone() {
+    // Named as empty, not as the magic `[0, 0, 0, 0]` it never had.
     let err = reject(b"");
+    assert!(matches!(err, DecodeError::Empty), "{err:?}");
+    let err = reject(b"\0");
     assert!(
         matches!(
             err,
