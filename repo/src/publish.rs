@@ -216,7 +216,7 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
         .map_err(io(&index_path))?;
     for found in chosen.values() {
         let mut meta = found.meta.clone();
-        meta.uri = Some(relative(&index_dir, &found.path));
+        meta.uri = Some(relative(&index_dir, &found.path)?);
         meta.hash = Some(found.sha256.clone());
         meta.size = Some(found.size);
         writer
@@ -226,14 +226,16 @@ pub fn index(dir: &Path, out: &Path, options: &Options) -> Result<Report, RepoEr
     if !deltas.is_empty() {
         let offers: Vec<crate::deltas::Offer> = deltas
             .iter()
-            .map(|made| crate::deltas::Offer {
-                to: made.to.clone(),
-                from: made.from.clone(),
-                sha256: made.sha256.clone(),
-                size: made.published.size,
-                uri: relative(&index_dir, &made.published.path),
+            .map(|made| {
+                Ok(crate::deltas::Offer {
+                    to: made.to.clone(),
+                    from: made.from.clone(),
+                    sha256: made.sha256.clone(),
+                    size: made.published.size,
+                    uri: relative(&index_dir, &made.published.path)?,
+                })
             })
-            .collect();
+            .collect::<Result<_, RepoError>>()?;
         writer
             .add_extension(
                 crate::deltas::DELTAS_KIND,
@@ -523,18 +525,37 @@ fn read_stone(path: &Path) -> Result<Option<Found>, RepoError> {
     }))
 }
 
-/// The path from folder `from` to file `to`, both absolute and canonical, with `/`.
-fn relative(from: &Path, to: &Path) -> String {
+/// The path from folder `from` to file `to`, both absolute and canonical, with `/`: a
+/// relative URI, so only of characters no URI or client escapes. A stone named otherwise
+/// (`pkg 1#2?.stone`, bytes that are not UTF-8) is refused here, naming it, rather than
+/// published as a URI that every client then refuses, taking the whole index with it.
+fn relative(from: &Path, to: &Path) -> Result<String, RepoError> {
     let from: Vec<Component> = from.components().collect();
-    let to: Vec<Component> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let to_parts: Vec<Component> = to.components().collect();
+    let common = from
+        .iter()
+        .zip(&to_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
     let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
-    parts.extend(
-        to[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    parts.join("/")
+    for part in &to_parts[common..] {
+        let text = part.as_os_str().to_str().filter(|t| {
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~+-".contains(&b))
+        });
+        match text {
+            Some(text) => parts.push(text.to_owned()),
+            None => {
+                return Err(RepoError::BadUri {
+                    uri: to.display().to_string(),
+                    reason: "a repository path is letters, digits and '._~+-' only, which \
+                             need no escaping in a URI; rename it"
+                        .into(),
+                });
+            }
+        }
+    }
+    Ok(parts.join("/"))
 }
 
 #[cfg(test)]
@@ -545,12 +566,32 @@ mod tests {
     #[test]
     fn relative_paths() {
         assert_eq!(
-            relative(Path::new("/a/b"), Path::new("/a/b/c/d.stone")),
+            relative(Path::new("/a/b"), Path::new("/a/b/c/d.stone")).unwrap(),
             "c/d.stone"
         );
         assert_eq!(
-            relative(Path::new("/a/m/h/1/x"), Path::new("/a/pool/d.stone")),
+            relative(Path::new("/a/m/h/1/x"), Path::new("/a/pool/d.stone")).unwrap(),
             "../../../../pool/d.stone"
         );
+        assert_eq!(
+            relative(Path::new("/a"), Path::new("/a/x/nano-8.0_1+b2~rc.stone")).unwrap(),
+            "x/nano-8.0_1+b2~rc.stone"
+        );
+    }
+
+    #[test]
+    fn a_path_a_uri_would_escape_is_refused() {
+        // The folders above the index's are the publisher's own and may be named anyhow.
+        assert!(relative(Path::new("/my repo/out"), Path::new("/my repo/out/a.stone")).is_ok());
+        for name in [
+            "sub dir/a.stone",
+            "a#1.stone",
+            "a?x.stone",
+            "a%20.stone",
+            "é.stone",
+        ] {
+            let to = Path::new("/r").join(name);
+            assert!(relative(Path::new("/r"), &to).is_err(), "{name}");
+        }
     }
 }
