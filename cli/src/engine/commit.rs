@@ -82,10 +82,10 @@ pub fn record_state(
         return Err(conflict_error(&txn, &built.conflicts, None)?);
     }
     // Cached before the state that needs them is committed; readers never wait for this
-    // transaction, and writers already wait for the root's lock. Should the transaction
-    // then fail, the stones it copied in go with it.
-    LoadedStone::keep_all(&root.store, stones)?;
-    match record(txn, plan, parent, selections, built, status) {
+    // transaction, and writers already wait for the root's lock. Should caching or the
+    // transaction fail, the stones it copied in go with it.
+    let kept = LoadedStone::keep_all(&root.store, stones);
+    match kept.and_then(|()| record(txn, plan, parent, selections, built, status)) {
         Ok(state) => Ok(Recorded {
             state,
             added,
@@ -154,6 +154,12 @@ fn record(
 /// meanwhile is kept too: removing it would pull its files from under the mount.
 pub fn forget_unreached(root: &Root, recorded: &Recorded) -> Result<()> {
     let id = recorded.state.id;
+    // Only a definite answer lets the state go: a `.stateID` that cannot be read might be
+    // this state's, live, and recovery must find it with everything it needs.
+    match std::fs::read_to_string(root.usr().join(sysroot::STATE_ID_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Ok(()),
+        _ => {}
+    }
     if sysroot::read_state_id(&root.usr()) == Some(id.0) {
         return Ok(());
     }
@@ -165,9 +171,13 @@ pub fn forget_unreached(root: &Root, recorded: &Recorded) -> Result<()> {
     if txn.active()? == Some(id) {
         return Ok(());
     }
+    // What its transaction triggers wrote belongs to no package: found in its tree.
+    let mut assets = match txn.state(id) {
+        Ok(state) => garbage::reach(&txn, &[state])?.unowned,
+        Err(_) => HashSet::new(),
+    };
     txn.remove_state(id)?;
     let reach = garbage::reach(&txn, &txn.states()?)?;
-    let mut assets = HashSet::new();
     let mut forgotten = Vec::new();
     for package in &recorded.added {
         if reach.selected.contains(package) {
@@ -550,8 +560,11 @@ impl BaseSearch {
     /// Starts looking, on `helper`: a handle on the same root that takes no lock, made
     /// with [`BaseSearch::sharing`].
     pub(super) fn start(&self, helper: Root) {
+        // The audit of an archive walks it by recursion, one frame per level: the main
+        // thread's room (8 MiB), not a spawned thread's default 2 MiB.
         let spawned = std::thread::Builder::new()
             .name("mossfs-base".into())
+            .stack_size(8 << 20)
             .spawn(move || newest_archive(&helper, &helper.db.read()?, None));
         // Without a thread, the commit looks for its base itself.
         if let (Ok(handle), Ok(mut slot)) = (spawned, self.thread.lock()) {

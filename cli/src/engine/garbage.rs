@@ -4,14 +4,16 @@
 
 use std::collections::HashSet;
 
-use mossfs_db::{NodeKind, Query, State, TreeHash};
+use mossfs_db::{NodeKind, Query, State, TreeHash, WriteTxn};
 use mossfs_format::{AssetHash, PackageId};
 
 use super::Result;
 
 /// What the states reach through their trees and selections.
 pub struct Reach {
-    /// Every directory object some state's tree holds.
+    /// Every directory object some state's tree holds, or the tree its packages alone
+    /// make (its build index's root, before triggers added to it), which the next build
+    /// starts from.
     pub trees: HashSet<TreeHash>,
     /// Assets the trees name for files no package owns: what transaction triggers wrote.
     pub unowned: HashSet<AssetHash>,
@@ -20,7 +22,7 @@ pub struct Reach {
 }
 
 /// Walks the trees of `states`, each directory object once.
-pub fn reach(q: &impl Query, states: &[State]) -> Result<Reach> {
+pub fn reach(q: &WriteTxn<'_>, states: &[State]) -> Result<Reach> {
     let selected = states
         .iter()
         .flat_map(|s| s.selections.iter().map(|sel| sel.package))
@@ -28,6 +30,11 @@ pub fn reach(q: &impl Query, states: &[State]) -> Result<Reach> {
     let mut trees = HashSet::new();
     let mut unowned = HashSet::new();
     let mut stack: Vec<_> = states.iter().map(|s| s.root).collect();
+    for state in states {
+        if let Some(index) = q.build_index(state.id)? {
+            stack.push(index.root);
+        }
+    }
     while let Some(hash) = stack.pop() {
         if !trees.insert(hash) {
             continue;
