@@ -382,14 +382,19 @@ fn a_deep_and_wide_tree_comes_out_whole() {
 
 #[test]
 fn a_tree_as_deep_as_a_path_can_be_is_blitted_and_removed() {
-    // 2,047 directories and a file: a 4,095-byte path, the longest a layout may hold. The
-    // blit and the removal recurse once per level on rayon's threads, whose default 2 MiB
-    // stacks a tree 1,000 levels deep overflowed.
+    // A file 2,047 directories down, and beside it a directory 2,048 levels deep: both
+    // 4,095-byte paths, the longest a layout may hold. The blit and the removal recurse
+    // once per level on rayon's threads, whose default 2 MiB stacks a tree 1,000 levels
+    // deep overflowed.
     let fixture = Fixture::new();
     let bytes = b"at the bottom".to_vec();
     fixture.add_assets(std::slice::from_ref(&bytes));
     let deep = format!("{}f", "d/".repeat(2047));
-    let entries = [file(&deep, 0o644, (0, 0), &bytes)];
+    let deepest = format!("{}e", "d/".repeat(2047));
+    let entries = [
+        file(&deep, 0o644, (0, 0), &bytes),
+        dir(&deepest, 0o755, (0, 0)),
+    ];
     // The fixture's own tree builder recurses too; it gets a stack of its own, so that
     // what runs on the test's thread and rayon's is the blit alone.
     let root = std::thread::scope(|s| {
@@ -402,7 +407,7 @@ fn a_tree_as_deep_as_a_path_can_be_is_blitted_and_removed() {
     });
     let target = fixture.staging();
     let stats = fixture.blit(root, &target).unwrap();
-    assert_eq!((stats.files, stats.dirs), (1, 2047));
+    assert_eq!((stats.files, stats.dirs), (1, 2048));
     // The whole path is past PATH_MAX; from the target, the rest fits.
     let top = fs::File::open(&target).unwrap();
     let bottom = rustix::fs::openat(
@@ -418,8 +423,10 @@ fn a_tree_as_deep_as_a_path_can_be_is_blitted_and_removed() {
             .as_bytes(),
         bytes
     );
-    remove_tree(&target).unwrap();
-    assert!(!target.exists());
+    // Removed as recovery removes staging: from the folder that holds `usr`.
+    let staging = target.parent().unwrap();
+    remove_tree(staging).unwrap();
+    assert!(!staging.exists());
 }
 
 #[test]

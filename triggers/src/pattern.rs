@@ -26,7 +26,8 @@ use std::fmt;
 
 /// The longest pattern text accepted, in bytes: `PATH_MAX`. A path is never longer, and a
 /// pattern names a few directories and wildcards; the bound keeps the matcher's table
-/// (tokens × path length) to a few megabytes at worst.
+/// (tokens × path length, a byte per cell) to 16 MiB at the very worst, for a path that
+/// passes the pattern's cheap checks (its literal prefix, its length).
 pub const MAX_PATTERN_LEN: usize = 4096;
 
 /// Why pattern text was refused.
@@ -73,8 +74,12 @@ pub struct Pattern {
     tokens: Vec<Token>,
     names: Vec<String>,
     /// The literal bytes every match starts with: most paths of a tree are rejected on
-    /// these alone, without the matcher's memo.
+    /// these alone, without the matcher's table.
     prefix: Vec<u8>,
+    /// The fewest bytes a match takes (one per literal byte and `?`), and whether it takes
+    /// exactly that many (no `*` or `**`): a path of another length needs no table.
+    min_len: usize,
+    exact: bool,
 }
 
 impl fmt::Debug for Pattern {
@@ -163,11 +168,20 @@ impl Pattern {
                 _ => None,
             })
             .collect();
+        let min_len = tokens
+            .iter()
+            .filter(|t| matches!(t, Token::Byte(_) | Token::One))
+            .count();
+        let exact = !tokens
+            .iter()
+            .any(|t| matches!(t, Token::Star | Token::DoubleStar));
         Ok(Pattern {
             text: text.to_owned(),
             tokens,
             names,
             prefix,
+            min_len,
+            exact,
         })
     }
 
@@ -186,7 +200,10 @@ impl Pattern {
     /// A capture that takes bytes that are not UTF-8 is given with U+FFFD in their place:
     /// the value only ever becomes a command argument.
     pub fn matches(&self, path: &[u8]) -> Option<Captures> {
-        if !path.starts_with(&self.prefix) {
+        if !path.starts_with(&self.prefix)
+            || path.len() < self.min_len
+            || (self.exact && path.len() != self.min_len)
+        {
             return None;
         }
         let table = self.table(path);

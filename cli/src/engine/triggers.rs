@@ -372,11 +372,14 @@ fn absorb(root: &Root, staged: &Path, changes: &[Change]) -> Result<Vec<(Vec<u8>
     let mut edits = Vec::with_capacity(changes.len());
     for (change, asset) in changes.iter().zip(assets) {
         let target = staged.join(OsStr::from_bytes(change.path()));
+        // The ledger takes paths as the state names them (`usr/…`), which `sync_tree` maps
+        // onto `staged` itself, whether the root was given as a relative path or not.
+        let in_state = Path::new("usr").join(OsStr::from_bytes(change.path()));
         let io = |source| EngineError::Io {
             path: target.clone(),
             source,
         };
-        if let Some(parent) = target.parent() {
+        if let Some(parent) = in_state.parent() {
             written.dir(parent);
         }
         let edit = match change {
@@ -402,7 +405,7 @@ fn absorb(root: &Root, staged: &Path, changes: &[Change]) -> Result<Vec<(Vec<u8>
                     std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
                 )
                 .map_err(io)?;
-                written.dir(&target);
+                written.dir(&in_state);
                 tree::Edit::Directory {
                     mode: *mode,
                     uid: *uid,
@@ -425,7 +428,7 @@ fn absorb(root: &Root, staged: &Path, changes: &[Change]) -> Result<Vec<(Vec<u8>
                         std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
                     )
                     .map_err(io)?;
-                    written.file(target.clone());
+                    written.file(in_state.clone());
                 }
                 tree::Edit::Put(Node {
                     mode: *mode,

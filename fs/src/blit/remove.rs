@@ -60,7 +60,7 @@ pub enum RemoveError {
     },
     /// Directories nested deeper than any tree mossfs makes; the removal stopped there.
     #[error(
-        "{} is nested more than {MAX_DEPTH} directories deep inside a tree being removed; remove it by hand (rm -rf {}) and run the command again",
+        "{} is nested deeper than any tree mossfs makes inside a tree being removed; remove it by hand (rm -rf {}) and run the command again",
         path.display(),
         path.display()
     )]
@@ -163,7 +163,9 @@ impl Remover {
             },
         };
         if is_dir {
-            if depth > MAX_DEPTH {
+            // The deepest tree a blit makes sits two levels below what is removed
+            // (`.moss/root/<id>` holds `usr`, which holds the tree).
+            if depth > MAX_DEPTH + 2 {
                 return Err(RemoveError::TooDeep {
                     path: path.to_owned(),
                 });
