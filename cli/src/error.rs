@@ -90,6 +90,14 @@ pub enum CliError {
         /// The field.
         field: &'static str,
     },
+    /// A version that cannot stand on one line of output, or in a stone's file name.
+    #[error(
+        "the version {version:?} is refused: a version is 1 to 255 bytes with no `/`, whitespace or control characters"
+    )]
+    BadVersion {
+        /// The version given.
+        version: String,
+    },
     /// The package name breaks the naming rule, which the message states.
     #[error(transparent)]
     BadName(#[from] mossfs_format::meta::NameError),

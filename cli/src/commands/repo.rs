@@ -56,8 +56,9 @@ pub struct IndexArgs {
     /// Sign the checksum files with this secret key (from `mossfs keygen`).
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
-    /// Days until the checksum files expire; clients refuse an expired one.
-    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    /// Days until the checksum files expire, from 1; clients refuse an expired one.
+    #[arg(long, default_value_t = 30, value_name = "DAYS",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub expires: u64,
     /// Also make a delta to each package from each of up to N earlier releases of it
     /// found in DIR, into OUT/deltas/, and list them in the index.
@@ -294,7 +295,7 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
             if config::load(&root.root)?.iter().any(|r| r.id == id) {
                 return Err(RepoError::RepoExists(id).into());
             }
-            check_scheme(uri)?;
+            let uri = &checked_uri(uri)?;
             let key = key
                 .as_deref()
                 .map(|k| keys::parse_public(k).map(|k| mossfs_repo::hex(k.as_bytes())))
@@ -471,19 +472,45 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
     Ok(())
 }
 
-fn check_scheme(uri: &str) -> Result {
-    if ["file:///", "http://", "https://"]
-        .iter()
-        .any(|s| uri.starts_with(s))
-    {
-        Ok(())
-    } else {
-        Err(RepoError::BadUri {
+/// The URI `repo add` records: its scheme in lower case, and for http(s) a host and, if
+/// any, a port that can be reached. What `repo update` would only refuse later is refused
+/// here, while the person is still typing.
+fn checked_uri(uri: &str) -> Result<String> {
+    let bad = |reason: &str| -> crate::error::CliError {
+        RepoError::BadUri {
             uri: uri.to_owned(),
-            reason: "use file:///ABSOLUTE/PATH, http:// or https://".into(),
+            reason: reason.to_owned(),
         }
-        .into())
+        .into()
+    };
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err(bad("use file:///ABSOLUTE/PATH, http:// or https://"));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    match scheme.as_str() {
+        "file" if rest.starts_with('/') => {}
+        "http" | "https" => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let (host, port) = match authority.strip_prefix('[') {
+                Some(v6) => match v6.split_once(']') {
+                    Some((host, after)) => (host, after.strip_prefix(':')),
+                    None => return Err(bad("the IPv6 address has no closing ']'")),
+                },
+                None => match authority.rsplit_once(':') {
+                    Some((host, port)) => (host, Some(port)),
+                    None => (authority, None),
+                },
+            };
+            if host.is_empty() {
+                return Err(bad("it names no host"));
+            }
+            if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+                return Err(bad("its port is not a number from 1 to 65535"));
+            }
+        }
+        _ => return Err(bad("use file:///ABSOLUTE/PATH, http:// or https://")),
     }
+    Ok(format!("{scheme}://{rest}"))
 }
 
 fn remove_file(path: &Path) -> Result {

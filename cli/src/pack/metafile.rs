@@ -188,7 +188,7 @@ impl MetaFields {
         Ok(Meta {
             source_id: name.clone(),
             name,
-            version: required(self.version, "version")?,
+            version: checked_version(required(self.version, "version")?)?,
             release: self.release.unwrap_or(1),
             build_release: self.build_release.unwrap_or(1),
             architecture: self
@@ -203,6 +203,22 @@ impl MetaFields {
             conflicts: relations(self.conflicts, "conflicts")?,
             ..Meta::default()
         })
+    }
+}
+
+/// The version as given, unless it is empty, longer than a name may be, or holds what
+/// would break a line of output or a file name (whitespace, control characters, `/`):
+/// upstream's versions are like `2.11` or `1.2.3+git20240101`, far inside this rule.
+fn checked_version(version: String) -> Result<String, CliError> {
+    let refused = version.is_empty()
+        || version.len() > mossfs_format::meta::MAX_NAME_LEN
+        || version
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control());
+    if refused {
+        Err(CliError::BadVersion { version })
+    } else {
+        Ok(version)
     }
 }
 

@@ -525,3 +525,34 @@ fn a_repository_name_that_cannot_name_its_file_is_refused() {
     assert_eq!(fs::read_dir(&admin).map_or(0, |dir| dir.count()), 0);
     root.ok(&["repo", "add", &"r".repeat(60), uri]);
 }
+
+#[test]
+fn a_repository_uri_no_update_could_reach_is_refused_when_added() {
+    // These were accepted, and failed only at the next `repo update`.
+    let root = TestRoot::new();
+    for (uri, why) in [
+        ("http://", "it names no host"),
+        (
+            "http://127.0.0.1:99999/stone.index",
+            "its port is not a number from 1 to 65535",
+        ),
+        (
+            "http://[::1/stone.index",
+            "the IPv6 address has no closing ']'",
+        ),
+        (
+            "ftp://example.org/stone.index",
+            "use file:///ABSOLUTE/PATH, http:// or https://",
+        ),
+    ] {
+        let line = root.fail(&["repo", "add", "r", uri]);
+        assert_eq!(line, format!("error: {uri}: {why}"));
+    }
+    // A scheme in capitals is a scheme all the same, recorded as clients expect it.
+    root.ok(&["repo", "add", "r", "HTTP://127.0.0.1:8080/stone.index"]);
+    let config = fs::read_to_string(root.path().join("etc/moss/repo.d/r.kdl")).unwrap();
+    assert!(
+        config.contains("uri \"http://127.0.0.1:8080/stone.index\""),
+        "{config}"
+    );
+}
