@@ -574,14 +574,6 @@ fn user_errors_are_one_line_with_what_to_do() {
         "error: the version \"1\\n2\" is refused: a version is 1 to 255 bytes with no `/`, whitespace or control characters"
     );
     assert!(!out.exists());
-    let refused = mossfs()
-        .args(["index", "--expires", "0"])
-        .arg(&tree)
-        .arg("-o")
-        .arg(dir.path().join("index"))
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
 
     let meta_file = dir.path().join("bad.meta");
     fs::write(&meta_file, "name = x\nversoin = 1\n").unwrap();

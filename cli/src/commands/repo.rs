@@ -56,9 +56,9 @@ pub struct IndexArgs {
     /// Sign the checksum files with this secret key (from `mossfs keygen`).
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
-    /// Days until the checksum files expire, from 1; clients refuse an expired one.
-    #[arg(long, default_value_t = 30, value_name = "DAYS",
-          value_parser = clap::value_parser!(u64).range(1..))]
+    /// Days until the checksum files expire; clients refuse an expired one (0 publishes
+    /// one that has expired already, to try clients against it).
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
     pub expires: u64,
     /// Also make a delta to each package from each of up to N earlier releases of it
     /// found in DIR, into OUT/deltas/, and list them in the index.
