@@ -119,7 +119,7 @@ fn container_overhead(work: &Path, runs: usize) -> Result<()> {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let ms = stdout
             .lines()
-            .find_map(|l| l.strip_prefix("exit status 0 after "))
+            .find_map(|l| l.strip_prefix("exited with status 0 after "))
             .and_then(|l| l.strip_suffix(" ms in the container"))
             .and_then(|v| v.parse::<f64>().ok())
             .ok_or_else(|| {

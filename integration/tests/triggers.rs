@@ -311,10 +311,14 @@ fn a_failing_hanging_or_killed_trigger_refuses_the_commit() {
         (
             "fails",
             "echo about to fail; exit 3",
-            "ended with exit status 3",
+            "exited with status 3",
         ),
-        ("hangs", "sleep 4711", "still running after 1 s, killed"),
-        ("killed", "kill -9 $$", "ended with killed by signal 9"),
+        (
+            "hangs",
+            "sleep 4711",
+            "was still running after 1 s and was killed",
+        ),
+        ("killed", "kill -9 $$", "was killed by signal 9"),
     ] {
         let yaml = shell_trigger(name, "", "/usr/lib/x", script);
         let stone = trigger_stone(&root, name, &yaml, vec![file("lib/x", name)]);
@@ -593,7 +597,7 @@ fn system_triggers_run_after_the_swap_and_again_on_request() {
         stderr.contains("system trigger 'sysusers' failed"),
         "{stderr}"
     );
-    assert!(stderr.contains("ended with exit status 1"), "{stderr}");
+    assert!(stderr.contains("exited with status 1"), "{stderr}");
     assert!(
         stderr.contains("run the system triggers again with 'mossfs triggers run'"),
         "{stderr}"

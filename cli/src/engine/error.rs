@@ -356,7 +356,7 @@ impl std::fmt::Display for TriggerFailure {
         };
         write!(
             f,
-            "{} trigger '{}' failed: '{}' ended with {}; {consequence}; its output is in {}",
+            "{} trigger '{}' failed: '{}' {}; {consequence}; its output is in {}",
             self.scope,
             self.trigger,
             self.command,

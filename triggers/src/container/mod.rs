@@ -124,13 +124,17 @@ impl Outcome {
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::Exited(code) => write!(f, "exit status {code}"),
-            Outcome::Signaled(sig) => write!(f, "killed by signal {sig}"),
-            Outcome::TimedOut(limit) => {
-                write!(f, "still running after {} s, killed", limit.as_secs_f64())
-            }
+            Outcome::Exited(code) => write!(f, "exited with status {code}"),
+            Outcome::Signaled(sig) => write!(f, "was killed by signal {sig}"),
+            Outcome::TimedOut(limit) => write!(
+                f,
+                "was still running after {} s and was killed",
+                limit.as_secs_f64()
+            ),
             Outcome::NotStarted(why) => write!(f, "could not start: {why}"),
-            Outcome::Setup(why) => write!(f, "the container could not be built: {why}"),
+            Outcome::Setup(why) => {
+                write!(f, "could not run: the container could not be built: {why}")
+            }
         }
     }
 }
