@@ -548,6 +548,15 @@ pub enum NameError {
     },
 }
 
+/// `text` cut to its first `chars` characters, with `…` where it was cut: how a message
+/// shows a value that may be as long as a whole file.
+pub fn shortened(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Checks a package name wherever one comes in (pack, install, the reader's typed meta).
 ///
 /// Names end up as file names and on lines of output: `..` or `a/b` would walk out of a
@@ -559,7 +568,7 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     }
     if name.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong {
-            name: name.chars().take(40).collect::<String>() + "…",
+            name: shortened(name, 40),
             len: name.len(),
         });
     }
@@ -633,7 +642,7 @@ impl Meta {
                 {
                     Err(MetaError::LongRelation {
                         tag: record.tag.name(),
-                        shown: r.target.chars().take(40).collect::<String>() + "…",
+                        shown: shortened(&r.target, 40),
                         len: r.target.len(),
                     })
                 }

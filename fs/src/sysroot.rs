@@ -157,13 +157,20 @@ pub fn write_state_id(usr: &Path, id: u64) -> Result<(), RootError> {
     Ok(())
 }
 
-/// Reads `usr/.stateID`; `None` if it is missing or not a number.
+/// Reads `usr/.stateID`; `None` if it is missing, unreadable or not a number.
 pub fn read_state_id(usr: &Path) -> Option<u64> {
-    std::fs::read_to_string(usr.join(STATE_ID_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    try_read_state_id(usr).ok().flatten()
+}
+
+/// Reads `usr/.stateID`, telling a file that is not there (or names no state: `None`)
+/// from one that could not be read (an error), for a caller that must not take "could
+/// not read" for "not this state".
+pub fn try_read_state_id(usr: &Path) -> std::io::Result<Option<u64>> {
+    match std::fs::read_to_string(usr.join(STATE_ID_FILE)) {
+        Ok(text) => Ok(text.trim().parse().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Where the kernel lists this process's mounts.

@@ -43,19 +43,11 @@ impl Store {
         let mut stats = GcStats::default();
         let mut shards = BTreeSet::new();
         self.walk_assets(|file| {
-            if keep_assets.contains(&file.hash) {
-                return Ok(());
-            }
-            if let Some(freed) = remove(&file.path)? {
-                stats.bytes_freed += freed;
-                if file.variant {
-                    stats.variants_removed += 1;
-                } else {
-                    stats.assets_removed += 1;
-                }
-                if let Some(shard) = file.path.parent() {
-                    shards.insert(shard.to_owned());
-                }
+            if !keep_assets.contains(&file.hash)
+                && stats.remove_asset(&file.path, file.variant)?
+                && let Some(shard) = file.path.parent()
+            {
+                shards.insert(shard.to_owned());
             }
             Ok(())
         })?;
@@ -64,19 +56,13 @@ impl Store {
             let _ = fs::remove_dir(shard);
         }
         for id in self.list_cached()? {
-            if keep_stones.contains(&id) {
-                continue;
-            }
-            if let Some(freed) = remove(&self.cached_path(&id))? {
-                stats.bytes_freed += freed;
-                stats.stones_removed += 1;
+            if !keep_stones.contains(&id) {
+                stats.remove_stone(&self.cached_path(&id))?;
             }
         }
         Ok(stats)
     }
-}
 
-impl Store {
     /// Removes exactly the assets `assets` (with their variants) and the cached stones of
     /// `stones`: what a change that failed before its commit point wrote for itself, which
     /// the caller has checked nothing else references. [`Store::gc`]'s counterpart for a
@@ -88,27 +74,41 @@ impl Store {
             let dir = self.assets_dir.join(shard);
             for path in sorted_dir_files(&dir)? {
                 let parsed = path.file_name().and_then(|n| parse_name(n.as_bytes()));
-                let Some((_, variant)) = parsed.filter(|(hash, _)| assets.contains(hash)) else {
-                    continue;
-                };
-                if let Some(freed) = remove(&path)? {
-                    stats.bytes_freed += freed;
-                    if variant {
-                        stats.variants_removed += 1;
-                    } else {
-                        stats.assets_removed += 1;
-                    }
+                if let Some((_, variant)) = parsed.filter(|(hash, _)| assets.contains(hash)) {
+                    stats.remove_asset(&path, variant)?;
                 }
             }
             let _ = fs::remove_dir(&dir);
         }
         for id in stones {
-            if let Some(freed) = remove(&self.cached_path(id))? {
-                stats.bytes_freed += freed;
-                stats.stones_removed += 1;
-            }
+            stats.remove_stone(&self.cached_path(id))?;
         }
         Ok(stats)
+    }
+}
+
+impl GcStats {
+    /// Removes one asset file and counts it; whether it was there to remove.
+    fn remove_asset(&mut self, path: &Path, variant: bool) -> Result<bool> {
+        let Some(freed) = remove(path)? else {
+            return Ok(false);
+        };
+        self.bytes_freed += freed;
+        if variant {
+            self.variants_removed += 1;
+        } else {
+            self.assets_removed += 1;
+        }
+        Ok(true)
+    }
+
+    /// Removes one cached stone and counts it.
+    fn remove_stone(&mut self, path: &Path) -> Result<()> {
+        if let Some(freed) = remove(path)? {
+            self.bytes_freed += freed;
+            self.stones_removed += 1;
+        }
+        Ok(())
     }
 }
 

@@ -288,9 +288,8 @@ pub fn repo(command: &RepoCommand, out: &mut dyn Write) -> Result {
             let id = config::make_id(name);
             // An empty name would be the hidden file `.kdl`, which no command then finds.
             if id.is_empty() || id.chars().count() > config::MAX_REPO_NAME {
-                let shown: String = name.chars().take(config::MAX_REPO_NAME).collect();
-                let cut = if shown.len() < name.len() { "…" } else { "" };
-                return Err(RepoError::BadRepoName(format!("{shown}{cut}")).into());
+                let shown = mossfs_format::meta::shortened(name, config::MAX_REPO_NAME);
+                return Err(RepoError::BadRepoName(shown).into());
             }
             if config::load(&root.root)?.iter().any(|r| r.id == id) {
                 return Err(RepoError::RepoExists(id).into());

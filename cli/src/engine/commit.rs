@@ -70,7 +70,7 @@ pub fn record_state(
         if txn.package(&stone.id)?.is_none() {
             txn.put_package(&stone.record(), &stone.layout, &stone.index)?;
             added.push(stone.id);
-            if stone.is_copy() && !root.cached_before.contains(&stone.id) {
+            if stone.is_copy() && !root.store.is_cached(&stone.id) {
                 copied.push(stone.id);
             }
         }
@@ -156,12 +156,10 @@ pub fn forget_unreached(root: &Root, recorded: &Recorded) -> Result<()> {
     let id = recorded.state.id;
     // Only a definite answer lets the state go: a `.stateID` that cannot be read might be
     // this state's, live, and recovery must find it with everything it needs.
-    match std::fs::read_to_string(root.usr().join(sysroot::STATE_ID_FILE)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Ok(()),
-        _ => {}
-    }
-    if sysroot::read_state_id(&root.usr()) == Some(id.0) {
-        return Ok(());
+    match sysroot::try_read_state_id(&root.usr()) {
+        Ok(Some(live)) if live == id.0 => return Ok(()),
+        Err(_) => return Ok(()),
+        Ok(_) => {}
     }
     let gate = super::mounts::Gate::take(&root.path)?;
     if super::mounts::mount_of(&gate.live()?, id).is_some() {

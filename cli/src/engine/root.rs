@@ -30,7 +30,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use mossfs_db::{Db, Query, StateId, Status};
-use mossfs_format::PackageId;
 use mossfs_fs::sysroot::{self, Lock};
 use mossfs_store::Store;
 
@@ -121,10 +120,6 @@ pub struct Root {
     pub pending: Option<String>,
     /// The next commit's base, looked for ahead; dropped (and waited for) before the lock.
     pub(super) base: super::commit::BaseSearch,
-    /// For a writer, the stones the cache held when the lock was taken: a change that
-    /// fails removes the stones it cached itself and no others
-    /// ([`super::commit::forget_unreached`]).
-    pub(super) cached_before: HashSet<PackageId>,
     _lock: Option<Lock>,
 }
 
@@ -171,7 +166,6 @@ impl Root {
         })?;
         let mut root = Root::assemble(path, lock)?;
         root.recover()?;
-        root.cached_before = root.store.list_cached()?.into_iter().collect();
         Ok(root)
     }
 
@@ -248,7 +242,6 @@ impl Root {
             triggers: super::triggers::Options::default(),
             pending: None,
             base: Default::default(),
-            cached_before: HashSet::new(),
             _lock: lock,
         }
     }
